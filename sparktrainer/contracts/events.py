@@ -1,0 +1,295 @@
+"""Every event SparkTrainer publishes or reads: the contract other systems rely on.
+
+Each event is a pydantic model with a CloudEvents type (``ce_type``) and the topic it lives
+on. Models we produce forbid unknown keys; only the public door (jobs.submitted) forgives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sparktrainer.contracts import topics
+from sparktrainer.contracts.jobspec import JobRequest
+
+_NAMESPACE = uuid.UUID("6f1c7a52-6b1e-4d5e-9a59-7d0c1c2b5e11")
+
+
+def now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def deterministic_id(*parts: object) -> str:
+    """A stable UUID from parts, so a retried event carries the same id."""
+    return str(uuid.uuid5(_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def derived_job_id(topic: str, partition: int, offset: int) -> str:
+    """The job id for a submission that named none: stable across redeliveries."""
+    digest = hashlib.sha256(f"{topic}/{partition}/{offset}".encode()).hexdigest()
+    return f"job-{digest[:20]}"
+
+
+class Event(BaseModel):
+    """Base of all events we own: strict, with a CloudEvents type and a home topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ce_type: ClassVar[str]
+    topic: ClassVar[str]
+
+    def subject(self) -> str:
+        """The CloudEvents subject and Kafka key: the job (or model) this event is about."""
+        return str(getattr(self, "job_id"))  # noqa: B009 - every event names its job
+
+    def event_id(self) -> str:
+        """A deterministic event id; subclasses add what makes a retry the same event."""
+        return deterministic_id(self.ce_type, self.subject())
+
+
+class RecordSource(BaseModel):
+    """Where a record came from on Kafka: enough to find it again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    timestamp_ms: int | None = None
+
+
+class JobSubmitted(JobRequest):
+    """io.sparktrainer.job.submitted.v1: a job request on the public door."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.submitted.v1"
+    topic: ClassVar[str] = topics.JOBS_SUBMITTED
+
+
+class JobValidated(Event):
+    """A job that passed validation, with its normalized config (defaults filled in)."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.validated.v1"
+    topic: ClassVar[str] = topics.JOBS_VALIDATED
+
+    job_id: str
+    name: str
+    type: Literal["train", "finetune"]
+    framework: Literal["pytorch", "huggingface"]
+    config_kind: str
+    config: dict[str, Any]
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    license: str | None = None
+    domain: str | None = None
+    submitted_by: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    source: RecordSource | None = None
+    validated_at: datetime = Field(default_factory=now)
+
+
+class JobRejected(Event):
+    """A submission that failed validation: every error at once, and where it came from."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.rejected.v1"
+    topic: ClassVar[str] = topics.JOBS_REJECTED
+
+    job_id: str
+    valid: Literal[False] = False
+    errors: list[str]
+    warnings: list[str] = Field(default_factory=list)
+    name: str | None = None
+    source: RecordSource | None = None
+    raw_excerpt: str | None = Field(default=None, description="First bytes of the raw record")
+    rejected_at: datetime = Field(default_factory=now)
+
+
+class LifecycleEvent(Event):
+    """Base of the events on jobs.lifecycle; ``attempt`` counts trainer takeovers."""
+
+    topic: ClassVar[str] = topics.JOBS_LIFECYCLE
+    status: ClassVar[str]
+
+    job_id: str
+    attempt: int = 1
+    at: datetime = Field(default_factory=now)
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.job_id, self.attempt)
+
+
+class JobStarted(LifecycleEvent):
+    """A trainer took the job (or resumed it from a checkpoint)."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.started.v1"
+    status: ClassVar[str] = "running"
+
+    name: str
+    framework: str
+    config_kind: str
+    device: str
+    worker: str
+    resumed_from_epoch: int | None = None
+    total_epochs: int
+
+
+class JobProgress(LifecycleEvent):
+    """Training progress: where it is, how it is doing, how long it has left."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.progress.v1"
+    status: ClassVar[str] = "running"
+
+    epoch: int
+    total_epochs: int
+    step: int
+    total_steps: int
+    loss: float | None = None
+    accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    learning_rate: float | None = None
+    samples_per_s: float | None = None
+    eta_s: float | None = None
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.job_id, self.attempt, self.epoch, self.step)
+
+
+class CheckpointSaved(LifecycleEvent):
+    """A resumable checkpoint is in S3 under ``checkpoints/{job_id}/``."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.checkpoint-saved.v1"
+    status: ClassVar[str] = "running"
+
+    epoch: int
+    step: int
+    key: str
+    size_bytes: int
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.job_id, self.epoch, self.step)
+
+
+class JobCompleted(LifecycleEvent):
+    """The job finished and its model is registered under ``model_id``."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.completed.v1"
+    status: ClassVar[str] = "completed"
+
+    model_id: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    duration_s: float | None = None
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.job_id)
+
+
+class JobFailed(LifecycleEvent):
+    """The job ended without a model; ``reason`` says why, ``retriable`` whether to retry."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.failed.v1"
+    status: ClassVar[str] = "failed"
+
+    reason: str
+    error_type: str
+    retriable: bool = False
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.job_id)
+
+
+class JobCancelled(LifecycleEvent):
+    """The job stopped on request; no model is registered."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.cancelled.v1"
+    status: ClassVar[str] = "cancelled"
+
+    reason: str = "cancel requested"
+    already_ended: str | None = Field(
+        default=None, description="Set when the cancel came after the job had ended"
+    )
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.job_id)
+
+
+class CancelRequested(Event):
+    """A request on jobs.control to stop a job at its next step."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.cancel-requested.v1"
+    topic: ClassVar[str] = topics.JOBS_CONTROL
+
+    job_id: str
+    reason: str = "cancel requested"
+    requested_by: str | None = None
+    requested_at: datetime = Field(default_factory=now)
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.job_id, self.requested_at.isoformat())
+
+
+class Artifact(BaseModel):
+    """One file of a registered model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="Key relative to the model's prefix, e.g. 'model.pth'")
+    size_bytes: int
+    sha256: str
+
+
+class ModelRegistered(Event):
+    """A model whose files are all uploaded; key = model id (= the job id that trained it)."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.model.registered.v1"
+    topic: ClassVar[str] = topics.MODELS_REGISTERED
+
+    model_id: str
+    job_id: str
+    name: str
+    framework: Literal["pytorch", "huggingface"]
+    task: str = "classification"
+    architecture: dict[str, Any]
+    artifacts: list[Artifact]
+    storage_prefix: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    base_model_id: str | None = None
+    lineage: list[str] = Field(default_factory=list, description="Ancestors, nearest first")
+    created_at: datetime = Field(default_factory=now)
+    tags: list[str] = Field(default_factory=list)
+    license: str | None = None
+    domain: str | None = None
+    description: str | None = None
+
+    def subject(self) -> str:
+        return self.model_id
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.model_id)
+
+
+LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
+    JobStarted,
+    JobProgress,
+    CheckpointSaved,
+    JobCompleted,
+    JobFailed,
+    JobCancelled,
+)
+OWNED_EVENTS: tuple[type[Event], ...] = (
+    JobValidated,
+    JobRejected,
+    *LIFECYCLE_EVENTS,
+    CancelRequested,
+    ModelRegistered,
+)
+EVENT_TYPES: dict[str, type[BaseModel]] = {
+    JobSubmitted.ce_type: JobSubmitted,
+    **{cls.ce_type: cls for cls in OWNED_EVENTS},
+}
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")

@@ -1,0 +1,274 @@
+"""Job specs: what a job may ask for, with every default on the model.
+
+Plain pydantic, no torch: the validator imports this module. The training code maps
+the names allowed here (architectures, torchvision models, HF families) to builders.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+FRAMEWORKS_KNOWN = ("pytorch", "tensorflow", "huggingface")
+FRAMEWORKS_RUN = ("pytorch", "huggingface")
+JOB_TYPES = ("train", "finetune")
+TORCHVISION_MODELS = ("resnet18", "resnet50", "vgg16", "densenet121")
+ACTIVATIONS = ("relu", "gelu", "tanh", "leaky_relu", "sigmoid", "silu", "elu")
+PRECISIONS = ("float32", "float16", "bfloat16")
+SCHEDULERS = ("none", "cosine", "step", "linear", "onecycle")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_safe_id(value: str) -> str:
+    """A model or job id is one path segment: no slashes, dots-only names or control chars."""
+    if not _ID_RE.match(value) or value in (".", "..") or ".." in value:
+        raise ValueError(
+            f"'{value[:80]}' is not a valid id: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, and no '..'"
+        )
+    return value
+
+
+def check_relative_key(value: str) -> str:
+    """A path inside a prefix: relative, no '..' segments, no backslashes or NULs."""
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith("/") or "\\" in value or "\x00" in value or ".." in parts:
+        raise ValueError(f"path '{value[:80]}' must stay inside its prefix (no '/', '..' or '\\')")
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (not NaN or infinity)")
+    return value
+
+
+SafeId = Annotated[str, AfterValidator(check_safe_id)]
+PosInt = Annotated[StrictInt, Field(gt=0)]
+NonNegInt = Annotated[StrictInt, Field(ge=0)]
+Number = Annotated[StrictFloat | StrictInt, AfterValidator(_finite)]
+PosNumber = Annotated[StrictFloat | StrictInt, AfterValidator(_finite), Field(gt=0)]
+Fraction = Annotated[StrictFloat | StrictInt, AfterValidator(_finite), Field(ge=0, lt=1)]
+
+
+class Strict(BaseModel):
+    """Base for spec parts: unknown keys are errors, values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(Strict):
+    """Where training data comes from.
+
+    ``source``: ``synthetic`` (default, seeded, shaped for the model), ``digits`` (scikit-learn's
+    bundled 8x8 digits, offline), or an ``s3://bucket/key`` URI of an ``.npz`` (X, y), a CSV with
+    a label column, a JSONL/CSV text file, or an image folder prefix with class sub-folders.
+    """
+
+    source: str = "synthetic"
+    format: Literal["auto", "npz", "csv", "jsonl", "image_folder"] = "auto"
+    label_column: str = "label"
+    text_field: str = "text"
+    label_field: str = "label"
+    num_samples: PosInt = 512
+    validation_split: Fraction = 0.2
+    seed: StrictInt = 0
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if v in ("synthetic", "digits"):
+            return v
+        if not v.startswith("s3://"):
+            raise ValueError("must be 'synthetic', 'digits' or an s3://bucket/key URI")
+        bucket, _, key = v[5:].partition("/")
+        if not bucket:
+            raise ValueError("s3 URI needs a bucket: s3://bucket/key")
+        check_relative_key(key)
+        return v
+
+
+class DistributedSpec(Strict):
+    """Data-parallel training over all local devices (DDP through torch.distributed)."""
+
+    enabled: StrictBool = False
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    world_size: PosInt | None = None  # default: every local GPU, or 2 CPU processes
+
+
+class LoraSpec(Strict):
+    """LoRA adapters through peft; target_modules default to the model family's."""
+
+    enabled: StrictBool = False
+    r: PosInt = 8
+    alpha: PosNumber = 16
+    dropout: Fraction = 0.05
+    target_modules: list[str] | None = None
+    merge: StrictBool = False
+
+
+class TrainingOptions(Strict):
+    """What every recipe shares: the loop, its precision, its schedule, its data."""
+
+    epochs: PosInt = 10
+    batch_size: PosInt = 32
+    learning_rate: PosNumber = 0.001
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: Annotated[Number, Field(ge=0)] = 0.0
+    scheduler: Literal["none", "cosine", "step", "linear", "onecycle"] = "none"
+    warmup_ratio: Fraction = 0.0
+    precision: Literal["float32", "float16", "bfloat16"] = "float32"
+    gradient_accumulation_steps: PosInt = 1
+    distributed: DistributedSpec = DistributedSpec()
+    seed: StrictInt = 42
+    data: DataSpec = DataSpec()
+    checkpoint_every_steps: NonNegInt = 0
+    max_runtime_s: PosNumber | None = None
+
+    kind: ClassVar[str] = "base"
+
+
+class MLPConfig(TrainingOptions):
+    """The guide's custom fully-connected network."""
+
+    architecture: Literal["custom"] = "custom"
+    input_size: PosInt
+    output_size: PosInt
+    hidden_layers: list[PosInt] = [512, 256, 128]
+    activation: Literal["relu", "gelu", "tanh", "leaky_relu", "sigmoid", "silu", "elu"] = "relu"
+    dropout: Fraction = 0.0
+    freeze_layers: StrictBool = False
+
+    kind: ClassVar[str] = "pytorch.mlp"
+
+
+class ResNetConfig(TrainingOptions):
+    """The guide's custom ResNet on images of ``input_shape`` (channels, height, width)."""
+
+    architecture: Literal["resnet"] = "resnet"
+    num_classes: PosInt
+    num_blocks: list[PosInt] = [2, 2, 2, 2]
+    channels: list[PosInt] = [64, 128, 256, 512]
+    input_shape: tuple[PosInt, PosInt, PosInt] = (3, 32, 32)
+    freeze_layers: StrictBool = False
+
+    kind: ClassVar[str] = "pytorch.resnet"
+
+    @model_validator(mode="after")
+    def _stages(self) -> ResNetConfig:
+        if len(self.num_blocks) != len(self.channels):
+            raise ValueError(
+                f"num_blocks has {len(self.num_blocks)} stages but channels has "
+                f"{len(self.channels)}: give one channel count per stage"
+            )
+        return self
+
+
+class TorchvisionConfig(TrainingOptions):
+    """Fine-tune a torchvision classifier; its own head is replaced for num_classes."""
+
+    model_source: Literal["torchvision"] = "torchvision"
+    model_name: Literal["resnet18", "resnet50", "vgg16", "densenet121"]
+    num_classes: PosInt
+    pretrained: StrictBool = True
+    freeze_layers: StrictBool = True
+    input_shape: tuple[PosInt, PosInt, PosInt] = (3, 224, 224)
+
+    kind: ClassVar[str] = "pytorch.torchvision"
+
+
+class RegisteredPyTorchConfig(TrainingOptions):
+    """Fine-tune a model from the registry; its architecture comes from its stored config."""
+
+    model_source: Literal["model_id"] = "model_id"
+    model_id: SafeId
+    num_classes: PosInt | None = None
+    freeze_layers: StrictBool = False
+    learning_rate: PosNumber = 0.0001
+
+    kind: ClassVar[str] = "pytorch.registered"
+
+
+class HuggingFaceConfig(TrainingOptions):
+    """Train or fine-tune a transformers model (hub name, local path or registered id)."""
+
+    model_source: Literal["huggingface", "local", "model_id"] = "huggingface"
+    model_name: str | None = None
+    model_path: str | None = None
+    model_id: SafeId | None = None
+    task_type: Literal["classification", "generation"] = "classification"
+    num_classes: PosInt = 2
+    max_length: PosInt = 128
+    epochs: PosInt = 3
+    batch_size: PosInt = 16
+    learning_rate: PosNumber = 2e-5
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lora: LoraSpec = LoraSpec()
+    freeze_layers: StrictBool = False
+
+    kind: ClassVar[str] = "huggingface"
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> HuggingFaceConfig:
+        needed = {"huggingface": "model_name", "local": "model_path", "model_id": "model_id"}
+        field = needed[self.model_source]
+        if getattr(self, field) in (None, ""):
+            raise ValueError(f"model_source '{self.model_source}' needs '{field}'")
+        if self.model_name is not None and (
+            self.model_name.startswith(("/", ".")) or ".." in self.model_name.split("/")
+        ):
+            raise ValueError(
+                f"model_name '{self.model_name[:80]}' must be a hub name like 'org/model'; "
+                "use model_source 'local' with model_path for a folder"
+            )
+        return self
+
+
+PYTORCH_ARCHITECTURES: dict[str, type[TrainingOptions]] = {
+    "custom": MLPConfig,
+    "resnet": ResNetConfig,
+}
+PYTORCH_SOURCES: dict[str, type[TrainingOptions]] = {
+    "torchvision": TorchvisionConfig,
+    "model_id": RegisteredPyTorchConfig,
+}
+CONFIG_KINDS: dict[str, type[TrainingOptions]] = {
+    cls.kind: cls
+    for cls in (MLPConfig, ResNetConfig, TorchvisionConfig, RegisteredPyTorchConfig, HuggingFaceConfig)
+}
+
+JobConfig = (
+    MLPConfig | ResNetConfig | TorchvisionConfig | RegisteredPyTorchConfig | HuggingFaceConfig
+)
+
+
+class JobRequest(BaseModel):
+    """A job as a person writes it (the guide's shape): the body of a submission."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: SafeId | None = None
+    name: str | None = Field(default=None, max_length=256)
+    type: str
+    framework: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = Field(default=None, max_length=4096)
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
+    license: str | None = Field(default=None, max_length=128)
+    domain: str | None = Field(default=None, max_length=128)
+    submitted_by: str | None = Field(default=None, max_length=256)

@@ -1,0 +1,49 @@
+"""A small error hierarchy: every failure says whether retrying can help."""
+
+from __future__ import annotations
+
+
+class SparkTrainerError(Exception):
+    """Base of every error SparkTrainer raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigurationError(SparkTrainerError):
+    """The process is misconfigured (settings, missing extras); fix the setting."""
+
+
+class InvalidJobError(SparkTrainerError):
+    """A job spec is wrong; the message says what and how to fix it."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class StorageError(SparkTrainerError):
+    """The object store failed; retriable unless the object is missing or refused."""
+
+    retriable = True
+
+
+class ObjectNotFound(StorageError):
+    """An object the caller needs is not in the store."""
+
+    retriable = False
+
+
+class UnsafeArtifactError(SparkTrainerError):
+    """A stored file is not what it claims (e.g. a pickle where tensors were expected)."""
+
+
+class TrainingError(SparkTrainerError):
+    """Training failed for a reason inside the job (bad data, NaN loss, OOM)."""
+
+
+class JobCancelled(SparkTrainerError):
+    """The job was cancelled by a cancel-requested event."""
+
+
+class JobTimeout(TrainingError):
+    """The job ran past its time limit."""

@@ -1,0 +1,92 @@
+"""One settings object, read from the environment (prefix ``SPARKTRAINER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Limits(BaseSettings):
+    """Resource caps: a job beyond any of them is rejected before it trains."""
+
+    model_config = SettingsConfigDict(env_prefix="SPARKTRAINER_MAX_", extra="ignore")
+
+    epochs: int = 1000
+    batch_size: int = 4096
+    learning_rate: float = 10.0
+    hidden_units: int = 65536
+    layers: int = 64
+    num_classes: int = 100_000
+    input_size: int = 10_000_000
+    dataset_samples: int = 10_000_000
+    model_parameters: int = 2_000_000_000
+    submission_bytes: int = 256 * 1024
+    job_runtime_s: float = 7 * 24 * 3600.0
+    gradient_accumulation_steps: int = 1024
+    sequence_length: int = 8192
+
+
+class Settings(BaseSettings):
+    """Everything a SparkTrainer process needs to reach Kafka, S3 and its own data."""
+
+    model_config = SettingsConfigDict(env_prefix="SPARKTRAINER_", extra="ignore")
+
+    # Kafka
+    kafka_bootstrap_servers: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    topic_partitions: int = Field(default=3, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    kafka_max_poll_interval_ms: int = 300_000
+    kafka_max_request_bytes: int = 16 * 1024 * 1024
+
+    # S3
+    s3_endpoint: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str = "sparktrainer"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    s3_retry_attempts: int = 6
+    s3_retry_backoff_s: float = 0.5
+
+    # Local state (embedded stack data, registry read model)
+    home: Path = Path("./.sparktrainer")
+    registry_db: Path | None = None
+
+    # Consumers
+    validator_concurrency: int = Field(default=32, ge=1)
+    checkpoint_every_steps: int = Field(default=0, ge=0)
+    progress_every_s: float = 1.0
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_token: SecretStr | None = None
+
+    log_level: str = "INFO"
+    limits: Limits = Field(default_factory=Limits)
+
+    @property
+    def registry_db_path(self) -> Path:
+        """Where the registry projector keeps its SQLite read model."""
+        return self.registry_db or self.home / "registry.sqlite3"
+
+    def kafka_ready(self) -> str:
+        """Bootstrap servers, or a clear error when none are known."""
+        if not self.kafka_bootstrap_servers:
+            from sparktrainer.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "No Kafka brokers configured: set SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS "
+                "or start the embedded stack with `sparktrainer up`."
+            )
+        return self.kafka_bootstrap_servers

@@ -1,0 +1,163 @@
+"""A small S3 client over ``minio``: retries with backoff, clear errors, sha256 of uploads."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import structlog
+from minio import Minio
+from minio.error import S3Error
+from urllib3.exceptions import HTTPError
+
+from sparktrainer.errors import ConfigurationError, ObjectNotFound, StorageError
+from sparktrainer.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+_MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ObjectStore:
+    """One bucket on an S3 server; every call retries transient failures with backoff."""
+
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        retry_attempts: int = 6,
+        retry_backoff_s: float = 0.5,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.retry_attempts = retry_attempts
+        self.retry_backoff_s = retry_backoff_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ObjectStore:
+        """Build the store from settings; the secrets stay inside the minio client."""
+        if not settings.s3_endpoint:
+            raise ConfigurationError(
+                "No S3 endpoint configured: set SPARKTRAINER_S3_ENDPOINT "
+                "or start the embedded stack with `sparktrainer up`."
+            )
+        url = urlparse(
+            settings.s3_endpoint if "://" in settings.s3_endpoint else f"//{settings.s3_endpoint}"
+        )
+        secure = settings.s3_secure or url.scheme == "https"
+        client = Minio(
+            url.netloc,
+            access_key=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
+            secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+            secure=secure,
+            region=settings.s3_region,
+        )
+        return cls(client, settings.s3_bucket, settings.s3_retry_attempts, settings.s3_retry_backoff_s)
+
+    def __repr__(self) -> str:
+        return f"ObjectStore(bucket={self.bucket!r})"
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        delay = self.retry_backoff_s
+        for attempt in range(1, self.retry_attempts + 1):
+            try:
+                return fn()
+            except S3Error as e:
+                if e.code in _MISSING:
+                    raise ObjectNotFound(f"{what}: {e.code}") from e
+                if e.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                    raise StorageError(f"{what}: {e.code} (check the S3 credentials)") from e
+                err: Exception = e
+            except (HTTPError, OSError) as e:
+                err = e
+            if attempt == self.retry_attempts:
+                raise StorageError(
+                    f"{what} failed after {attempt} attempts: {type(err).__name__}: {err}"[:500]
+                ) from err
+            log.warning("s3_retry", what=what, attempt=attempt, error=type(err).__name__)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing."""
+        if not self._retry("bucket_exists", lambda: self.client.bucket_exists(self.bucket)):
+            self._retry("make_bucket", lambda: self.client.make_bucket(self.bucket))
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Upload bytes under key."""
+        self._retry(
+            f"put {key}",
+            lambda: self.client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+            ),
+        )
+
+    def put_json(self, key: str, obj: Any) -> None:
+        """Upload a JSON document."""
+        self.put_bytes(key, json.dumps(obj, indent=2, default=str).encode(), "application/json")
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload a local file (multipart for large ones)."""
+        self._retry(f"put {key}", lambda: self.client.fput_object(self.bucket, key, str(path)))
+
+    def get_bytes(self, key: str) -> bytes:
+        """Download an object's bytes; ObjectNotFound when it is missing."""
+
+        def read() -> bytes:
+            resp = self.client.get_object(self.bucket, key)
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        return self._retry(f"get {key}", read)
+
+    def get_json(self, key: str) -> Any:
+        """Download and parse a JSON document."""
+        return json.loads(self.get_bytes(key))
+
+    def get_file(self, key: str, path: Path) -> None:
+        """Download an object to a local file."""
+        self._retry(f"get {key}", lambda: self.client.fget_object(self.bucket, key, str(path)))
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists."""
+        try:
+            self._retry(f"stat {key}", lambda: self.client.stat_object(self.bucket, key))
+        except ObjectNotFound:
+            return False
+        return True
+
+    def list(self, prefix: str, recursive: bool = True) -> Iterator[str]:
+        """Keys under a prefix."""
+        objects = self._retry(
+            f"list {prefix}",
+            lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=recursive)),
+        )
+        for obj in objects:
+            if obj.object_name is not None:
+                yield obj.object_name
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under a prefix; returns how many."""
+        keys = list(self.list(prefix))
+        for key in keys:
+            self._retry(f"delete {key}", lambda k=key: self.client.remove_object(self.bucket, k))
+        return len(keys)
