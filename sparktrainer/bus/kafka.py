@@ -1,0 +1,107 @@
+"""aiokafka clients built from settings: one place for security, timeouts and topics."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from sparktrainer.contracts.envelope import OutRecord
+from sparktrainer.contracts.topics import ALL_TOPICS
+from sparktrainer.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection and security options shared by every aiokafka client."""
+    opts: dict[str, Any] = {"bootstrap_servers": settings.kafka_ready()}
+    protocol = settings.kafka_security_protocol
+    if protocol is None:
+        sasl = settings.kafka_sasl_mechanism is not None
+        tls = settings.kafka_ssl_cafile is not None
+        protocol = {(False, False): "PLAINTEXT", (False, True): "SSL",
+                    (True, False): "SASL_PLAINTEXT", (True, True): "SASL_SSL"}[(sasl, tls)]
+    opts["security_protocol"] = protocol
+    if protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+    if protocol.startswith("SASL"):
+        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        opts["sasl_plain_username"] = settings.kafka_sasl_username
+        opts["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        )
+    return opts
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas (not idempotent: tansu lacks it)."""
+    return AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        max_request_size=settings.kafka_max_request_bytes,
+        linger_ms=2,
+        **overrides,
+    )
+
+
+def make_consumer(
+    settings: Settings, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer with auto-commit off: we commit ``offset + 1`` after the work is done."""
+    options: dict[str, Any] = {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
+        "fetch_max_bytes": settings.kafka_max_request_bytes,
+        "max_partition_fetch_bytes": settings.kafka_max_request_bytes,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **client_options(settings), **options)
+
+
+async def send(producer: AIOKafkaProducer, record: OutRecord) -> None:
+    """Send one record and wait for the broker's acknowledgement."""
+    await producer.send_and_wait(
+        record.topic, record.value, key=record.key or None, headers=record.headers
+    )
+
+
+async def ensure_topics(
+    settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, timeout_s: float = 30.0
+) -> None:
+    """Create missing topics with the configured partition count; retry until reachable."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(**client_options(settings))
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [t for t in topics if t not in existing]
+            if missing:
+                new = [
+                    NewTopic(t, settings.topic_partitions, settings.topic_replication_factor)
+                    for t in missing
+                ]
+                try:
+                    await admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass
+                log.info("topics_created", topics=missing)
+            return
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
