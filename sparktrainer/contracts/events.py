@@ -215,7 +215,7 @@ class JobCancelled(LifecycleEvent):
     )
 
     def event_id(self) -> str:
-        return deterministic_id(self.ce_type, self.job_id)
+        return deterministic_id(self.ce_type, self.job_id, self.already_ended or "")
 
 
 class CancelRequested(Event):

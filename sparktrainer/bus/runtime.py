@@ -1,0 +1,323 @@
+"""The consumer runtime every SparkTrainer consumer shares.
+
+A handler is ``async def handle(record: Received) -> list[OutRecord]``. The runtime runs up
+to ``concurrency`` handlers at once, sends each handler's output and waits for the broker's
+acknowledgement, and only then marks the record done. Offsets are committed as
+``offset + 1`` of the contiguous done prefix of each partition: never ahead of the work.
+
+While every slot is busy the runtime pauses its partitions and keeps polling, so a consumer
+with a long job (a trainer) stays in its group however long the job runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from sparktrainer.bus.kafka import make_consumer, make_producer, send
+from sparktrainer.contracts.envelope import OutRecord
+from sparktrainer.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One consumed record, as a handler sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int | None
+
+    @property
+    def tp(self) -> TopicPartition:
+        """The record's topic-partition."""
+        return TopicPartition(self.topic, self.partition)
+
+
+Handler = Callable[[Received], Awaitable[list[OutRecord]]]
+FailureHandler = Callable[[Received, BaseException], Awaitable[list[OutRecord]]]
+
+
+@dataclass
+class Stats:
+    """Counters tests and operators read (arq-style)."""
+
+    records_in: int = 0
+    records_done: int = 0
+    records_out: int = 0
+    handler_errors: int = 0
+    commits: int = 0
+    rebalances: int = 0
+
+
+@dataclass
+class _PartitionState:
+    in_flight: set[int] = field(default_factory=set)
+    done: set[int] = field(default_factory=set)
+    committed: int | None = None  # next offset to commit from
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runtime: ConsumerRuntime) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.runtime.revoke(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.runtime.stats.rebalances += 1
+        log.info("partitions_assigned", partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned))
+
+
+class ConsumerRuntime:
+    """Runs one handler over a consumer group, at-least-once, with graceful shutdown."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        group_id: str,
+        topics: tuple[str, ...],
+        handler: Handler,
+        on_failure: FailureHandler | None = None,
+        concurrency: int = 1,
+        max_records: int | None = None,
+        handler_attempts: int = 3,
+        revoke_grace_s: float = 5.0,
+        shutdown_grace_s: float = 30.0,
+        producer: AIOKafkaProducer | None = None,
+        consumer_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.group_id = group_id
+        self.topics = topics
+        self.handler = handler
+        self.on_failure = on_failure
+        self.concurrency = concurrency
+        self.max_records = max_records
+        self.handler_attempts = handler_attempts
+        self.revoke_grace_s = revoke_grace_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.stats = Stats()
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._producer = producer
+        self._own_producer = producer is None
+        self._consumer_options = consumer_options or {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: dict[TopicPartition, _PartitionState] = {}
+        self._tasks: dict[asyncio.Task[None], Received] = {}
+        self._pending: deque[Received] = deque()
+        self._taken = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the runtime to stop: no new records; in-flight ones get the grace period."""
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the runtime gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer output events go through (started by ``run``)."""
+        assert self._producer is not None, "runtime not started"
+        return self._producer
+
+    async def run(self) -> Stats:
+        """Consume until stopped (or until ``max_records`` are done); returns the counters."""
+        if self._producer is None:
+            self._producer = make_producer(self.settings)
+        if self._own_producer:
+            await self._producer.start()
+        consumer = make_consumer(
+            self.settings, group_id=self.group_id, **self._consumer_options
+        )
+        consumer.subscribe(list(self.topics), listener=_Listener(self))
+        self._consumer = consumer
+        await consumer.start()
+        log.info("consumer_ready", consumer=self.name, group=self.group_id, topics=self.topics)
+        self.ready.set()
+        try:
+            await self._loop(consumer)
+        finally:
+            await self._drain(self.shutdown_grace_s)
+            await self._commit()
+            await consumer.stop()
+            if self._own_producer:
+                await self._producer.stop()
+            log.info("consumer_stopped", consumer=self.name, **vars(self.stats))
+        return self.stats
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._stopping.is_set():
+            self._dispatch()
+            self._flow_control(consumer)
+            batch = await consumer.getmany(timeout_ms=100, max_records=max(self.concurrency, 16))
+            for tp, records in batch.items():
+                state = self._partitions.setdefault(tp, _PartitionState())
+                for r in records:
+                    if state.committed is None:
+                        state.committed = r.offset
+                    self._pending.append(_received(r))
+                    self.stats.records_in += 1
+            self._dispatch()
+            await self._commit()
+            if self.max_records is not None and self.stats.records_done >= self.max_records:
+                if not self._tasks:
+                    self.stop()
+
+    def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause fetching while busy; polling goes on, so the group keeps us."""
+        assigned = consumer.assignment()
+        saturated = len(self._tasks) >= self.concurrency or len(self._pending) > 0
+        out_of_quota = self.max_records is not None and self._taken >= self.max_records
+        if saturated or out_of_quota:
+            consumer.pause(*assigned)
+        else:
+            consumer.resume(*assigned)
+
+    def _dispatch(self) -> None:
+        while self._pending and len(self._tasks) < self.concurrency:
+            if self._stopping.is_set():
+                return
+            if self.max_records is not None and self._taken >= self.max_records:
+                self._pending.clear()
+                return
+            rec = self._pending.popleft()
+            state = self._partitions.get(rec.tp)
+            if state is None:  # revoked while pending
+                continue
+            state.in_flight.add(rec.offset)
+            self._taken += 1
+            task = asyncio.create_task(self._process(rec), name=f"{self.name}:{rec.offset}")
+            self._tasks[task] = rec
+            task.add_done_callback(self._tasks.pop)
+
+    async def _process(self, rec: Received) -> None:
+        structlog.contextvars.bind_contextvars(topic=rec.topic, partition=rec.partition, offset=rec.offset)
+        try:
+            out = await self._run_handler(rec)
+            await self._publish(out)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in encoding or the failure hook: log it, do not stall
+            log.exception("record_failed", consumer=self.name)
+        state = self._partitions.get(rec.tp)
+        if state is not None and rec.offset in state.in_flight:
+            state.in_flight.discard(rec.offset)
+            state.done.add(rec.offset)
+        self.stats.records_done += 1
+
+    async def _run_handler(self, rec: Received) -> list[OutRecord]:
+        delay = 0.2
+        for attempt in range(1, self.handler_attempts + 1):
+            try:
+                return await self.handler(rec)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.stats.handler_errors += 1
+                log.exception("handler_error", attempt=attempt, error=type(e).__name__)
+                if attempt == self.handler_attempts:
+                    # A poison record must not loop forever: answer it and move on.
+                    return await self.on_failure(rec, e) if self.on_failure else []
+                await asyncio.sleep(delay)
+                delay *= 2
+        return []
+
+    async def _publish(self, out: list[OutRecord]) -> None:
+        """Send every output record and wait for acks; retry until the broker takes them."""
+        delay = 0.2
+        while out:
+            try:
+                await asyncio.gather(*(send(self.producer, r) for r in out))
+                self.stats.records_out += len(out)
+                return
+            except KafkaError as e:
+                log.warning("publish_retry", error=type(e).__name__, delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # -- offsets -------------------------------------------------------------------------
+
+    def _committable(self) -> dict[TopicPartition, int]:
+        offsets = {}
+        for tp, state in self._partitions.items():
+            nxt = state.committed
+            if nxt is None:
+                continue
+            start = nxt
+            while nxt in state.done:
+                state.done.discard(nxt)
+                nxt += 1
+            if nxt != start:
+                state.committed = nxt
+                offsets[tp] = nxt
+        return offsets
+
+    async def _commit(self) -> None:
+        offsets = self._committable()
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(offsets)
+            self.stats.commits += 1
+        except (CommitFailedError, KafkaError) as e:
+            # The group moved on; the records will be redelivered to their new owner.
+            log.warning("commit_failed", error=type(e).__name__)
+
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        """On rebalance: let in-flight work of revoked partitions finish briefly, commit, drop."""
+        self._pending = deque(r for r in self._pending if r.tp not in revoked)
+        tasks = [t for t, r in self._tasks.items() if r.tp in revoked]
+        if tasks:
+            _, still = await asyncio.wait(tasks, timeout=self.revoke_grace_s)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        await self._commit()
+        for tp in revoked:
+            self._partitions.pop(tp, None)
+
+    async def _drain(self, grace_s: float) -> None:
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        _, still = await asyncio.wait(tasks, timeout=grace_s)
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+
+
+def _received(r: Any) -> Received:
+    return Received(
+        topic=r.topic,
+        partition=r.partition,
+        offset=r.offset,
+        key=r.key,
+        value=r.value,
+        headers=tuple(r.headers or ()),
+        timestamp_ms=r.timestamp,
+    )
