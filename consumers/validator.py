@@ -19,7 +19,9 @@ from sparktrainer.validation import door
 GROUP = "sparktrainer-validator"
 
 
-def build_runtime(settings: Settings, store: ObjectStore | None, **options: object) -> ConsumerRuntime:
+def build_runtime(
+    settings: Settings, store: ObjectStore | None, group_id: str = GROUP, **options: object
+) -> ConsumerRuntime:
     """The validator's runtime: many records at once, each answered exactly once."""
 
     async def handle(rec: Received) -> list[OutRecord]:
@@ -36,7 +38,7 @@ def build_runtime(settings: Settings, store: ObjectStore | None, **options: obje
     return ConsumerRuntime(
         settings,
         name="validator",
-        group_id=GROUP,
+        group_id=group_id,
         topics=(JOBS_SUBMITTED,),
         handler=handle,
         on_failure=on_failure,

@@ -80,6 +80,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.runtime.stats.rebalances += 1
+        self.runtime.assigned.set()
         log.info("partitions_assigned", partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned))
 
 
@@ -116,6 +117,7 @@ class ConsumerRuntime:
         self.shutdown_grace_s = shutdown_grace_s
         self.stats = Stats()
         self.ready = asyncio.Event()
+        self.assigned = asyncio.Event()  # set once the group has given us partitions
         self._stopping = asyncio.Event()
         self._producer = producer
         self._own_producer = producer is None

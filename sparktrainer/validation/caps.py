@@ -12,9 +12,15 @@ from sparktrainer.contracts.jobspec import (
 from sparktrainer.settings import Limits
 
 
+def _show(value: float) -> str:
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"{value:.3e}" if abs(value) < 10**300 else f"(a {len(str(value))}-digit number)"
+    return f"{value:g}"
+
+
 def _over(name: str, value: float, cap: float) -> str | None:
     if value > cap:
-        return f"{name} {value:g} is above this deployment's limit of {cap:g}"
+        return f"{name} {_show(value)} is above this deployment's limit of {_show(cap)}"
     return None
 
 

@@ -102,7 +102,7 @@ def _config_class(
         return None
     source = config.get("model_source")
     if source is not None:
-        if source in PYTORCH_SOURCES:
+        if isinstance(source, str) and source in PYTORCH_SOURCES:
             return PYTORCH_SOURCES[source]
         result.errors.append(messages.bad_source(source, tuple(PYTORCH_SOURCES)))
         return None
@@ -110,7 +110,7 @@ def _config_class(
     if arch is None:
         result.errors.append(messages.missing_architecture(job_type, tuple(PYTORCH_ARCHITECTURES)))
         return None
-    if arch not in PYTORCH_ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in PYTORCH_ARCHITECTURES:
         result.errors.append(messages.bad_architecture(arch, tuple(PYTORCH_ARCHITECTURES)))
         return None
     return PYTORCH_ARCHITECTURES[arch]
