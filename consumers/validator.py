@@ -1,6 +1,6 @@
 """The validator: answers every record on jobs.submitted with validated or rejected.
 
-    python -m consumers.validator
+python -m consumers.validator
 """
 
 from __future__ import annotations
@@ -29,10 +29,14 @@ def build_runtime(
 
     async def on_failure(rec: Received, error: BaseException) -> list[OutRecord]:
         # The checks themselves never raise; this is the object store staying down.
-        rejected = door._rejected(rec, None, [
-            f"Could not validate the job: {type(error).__name__}: {error}"[:400]
-            + " (a transient failure: resubmit the job)"
-        ])
+        rejected = door._rejected(
+            rec,
+            None,
+            [
+                f"Could not validate the job: {type(error).__name__}: {error}"[:400]
+                + " (a transient failure: resubmit the job)"
+            ],
+        )
         return [encode(rejected, door.SOURCE)]
 
     return ConsumerRuntime(
@@ -50,10 +54,13 @@ def build_runtime(
 async def serve(settings: Settings, args: argparse.Namespace) -> int:
     """Run the validator until SIGTERM/SIGINT."""
     store = ObjectStore.from_settings(settings) if settings.s3_endpoint else None
-    runtime = build_runtime(settings, store)
+    runtime = build_runtime(settings, store, group_id=args.group_id)
     runtime.install_signal_handlers()
     task = asyncio.create_task(runtime.run())
-    await runtime.ready.wait()
+    await asyncio.wait(
+        [asyncio.ensure_future(runtime.wait_positioned(timeout_s=120)), task],
+        return_when=asyncio.FIRST_COMPLETED,
+    )
     announce_ready("validator")
     await task
     return 0
@@ -61,7 +68,9 @@ async def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
-    return run_main("validator", serve, argv=argv)
+    parser = argparse.ArgumentParser(prog="validator", description=__doc__)
+    parser.add_argument("--group-id", default=GROUP, help=f"consumer group (default {GROUP})")
+    return run_main("validator", serve, parser, argv)
 
 
 if __name__ == "__main__":

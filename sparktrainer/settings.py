@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     topic_partitions: int = Field(default=3, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
+    # The log is the source of truth (rebuild, replay): keep it unless told otherwise.
+    topic_retention_ms: int = -1
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_max_poll_interval_ms: int = 300_000

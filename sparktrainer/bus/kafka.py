@@ -25,8 +25,12 @@ def client_options(settings: Settings) -> dict[str, Any]:
     if protocol is None:
         sasl = settings.kafka_sasl_mechanism is not None
         tls = settings.kafka_ssl_cafile is not None
-        protocol = {(False, False): "PLAINTEXT", (False, True): "SSL",
-                    (True, False): "SASL_PLAINTEXT", (True, True): "SASL_SSL"}[(sasl, tls)]
+        protocol = {
+            (False, False): "PLAINTEXT",
+            (False, True): "SSL",
+            (True, False): "SASL_PLAINTEXT",
+            (True, True): "SASL_SSL",
+        }[(sasl, tls)]
     opts["security_protocol"] = protocol
     if protocol in ("SSL", "SASL_SSL"):
         opts["ssl_context"] = ssl.create_default_context(
@@ -36,7 +40,9 @@ def client_options(settings: Settings) -> dict[str, Any]:
         opts["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         opts["sasl_plain_username"] = settings.kafka_sasl_username
         opts["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+            settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None
         )
     return opts
 
@@ -89,8 +95,14 @@ async def ensure_topics(
             existing = set(await admin.list_topics())
             missing = [t for t in topics if t not in existing]
             if missing:
+                configs = {"retention.ms": str(settings.topic_retention_ms)}
                 new = [
-                    NewTopic(t, settings.topic_partitions, settings.topic_replication_factor)
+                    NewTopic(
+                        t,
+                        settings.topic_partitions,
+                        settings.topic_replication_factor,
+                        topic_configs=configs,
+                    )
                     for t in missing
                 ]
                 try:

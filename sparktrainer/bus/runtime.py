@@ -79,9 +79,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.runtime.revoke(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = set(assigned)
         self.runtime.stats.rebalances += 1
+        await self.runtime.reassigned(assigned)
         self.runtime.assigned.set()
-        log.info("partitions_assigned", partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned))
+        log.info(
+            "partitions_assigned", partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned)
+        )
 
 
 class ConsumerRuntime:
@@ -101,6 +105,7 @@ class ConsumerRuntime:
         handler_attempts: int = 3,
         revoke_grace_s: float = 5.0,
         shutdown_grace_s: float = 30.0,
+        keep_work_on_revoke: bool = False,
         producer: AIOKafkaProducer | None = None,
         consumer_options: dict[str, Any] | None = None,
     ) -> None:
@@ -115,6 +120,7 @@ class ConsumerRuntime:
         self.handler_attempts = handler_attempts
         self.revoke_grace_s = revoke_grace_s
         self.shutdown_grace_s = shutdown_grace_s
+        self.keep_work_on_revoke = keep_work_on_revoke
         self.stats = Stats()
         self.ready = asyncio.Event()
         self.assigned = asyncio.Event()  # set once the group has given us partitions
@@ -141,6 +147,16 @@ class ConsumerRuntime:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
 
+    async def wait_positioned(self, timeout_s: float = 30.0) -> None:
+        """Wait until partitions are assigned and each has a known fetch position.
+
+        After this, a record produced to the topics is seen even with ``auto_offset_reset=latest``.
+        """
+        await asyncio.wait_for(self.assigned.wait(), timeout_s)
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            await asyncio.wait_for(self._consumer.position(tp), timeout_s)
+
     @property
     def producer(self) -> AIOKafkaProducer:
         """The producer output events go through (started by ``run``)."""
@@ -153,9 +169,7 @@ class ConsumerRuntime:
             self._producer = make_producer(self.settings)
         if self._own_producer:
             await self._producer.start()
-        consumer = make_consumer(
-            self.settings, group_id=self.group_id, **self._consumer_options
-        )
+        consumer = make_consumer(self.settings, group_id=self.group_id, **self._consumer_options)
         consumer.subscribe(list(self.topics), listener=_Listener(self))
         self._consumer = consumer
         await consumer.start()
@@ -182,6 +196,8 @@ class ConsumerRuntime:
                 for r in records:
                     if state.committed is None:
                         state.committed = r.offset
+                    if r.offset < state.committed or r.offset in state.in_flight | state.done:
+                        continue  # refetched after a rebalance gave the partition back
                     self._pending.append(_received(r))
                     self.stats.records_in += 1
             self._dispatch()
@@ -218,7 +234,9 @@ class ConsumerRuntime:
             task.add_done_callback(self._tasks.pop)
 
     async def _process(self, rec: Received) -> None:
-        structlog.contextvars.bind_contextvars(topic=rec.topic, partition=rec.partition, offset=rec.offset)
+        structlog.contextvars.bind_contextvars(
+            topic=rec.topic, partition=rec.partition, offset=rec.offset
+        )
         try:
             out = await self._run_handler(rec)
             await self._publish(out)
@@ -291,26 +309,40 @@ class ConsumerRuntime:
             log.warning("commit_failed", error=type(e).__name__)
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
-        """On rebalance: let in-flight work of revoked partitions finish briefly, commit, drop."""
+        """On rebalance: let in-flight work of revoked partitions finish briefly, commit, drop.
+
+        With ``keep_work_on_revoke`` (long jobs) the work goes on until the new assignment
+        shows whether the partition really moved: the eager protocol revokes everything on
+        every join, and a sticky assignor usually hands the same partitions back.
+        """
         self._pending = deque(r for r in self._pending if r.tp not in revoked)
         tasks = [t for t, r in self._tasks.items() if r.tp in revoked]
-        if tasks:
-            _, still = await asyncio.wait(tasks, timeout=self.revoke_grace_s)
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
+        if tasks and not self.keep_work_on_revoke:
+            await self._cancel(tasks, self.revoke_grace_s)
         await self._commit()
-        for tp in revoked:
+        busy = {r.tp for r in self._tasks.values()}
+        for tp in revoked - busy:
             self._partitions.pop(tp, None)
 
-    async def _drain(self, grace_s: float) -> None:
-        tasks = list(self._tasks)
-        if not tasks:
-            return
+    async def reassigned(self, assigned: set[TopicPartition]) -> None:
+        """After a rebalance: stop work whose partition moved to another member."""
+        moved = [t for t, r in self._tasks.items() if r.tp not in assigned]
+        if moved:
+            log.info("work_moved_elsewhere", records=len(moved))
+            await self._cancel(moved, self.revoke_grace_s)
+        for tp in set(self._partitions) - assigned:
+            self._partitions.pop(tp, None)
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task[None]], grace_s: float) -> None:
         _, still = await asyncio.wait(tasks, timeout=grace_s)
         for task in still:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
+
+    async def _drain(self, grace_s: float) -> None:
+        if self._tasks:
+            await self._cancel(list(self._tasks), grace_s)
 
 
 def _received(r: Any) -> Received:

@@ -61,7 +61,9 @@ class Tap:
             if len(hits) >= count:
                 return hits
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out: {len(hits)}/{count} matching events after {timeout_s}s")
+                raise AssertionError(
+                    f"timed out: {len(hits)}/{count} matching events after {timeout_s}s"
+                )
             await asyncio.sleep(0.05)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -72,8 +74,11 @@ class Tap:
 
 
 async def produce(
-    producer: AIOKafkaProducer, topic: str, value: bytes | dict[str, Any] | None,
-    key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None,
+    producer: AIOKafkaProducer,
+    topic: str,
+    value: bytes | dict[str, Any] | None,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
 ) -> tuple[int, int]:
     """Send one raw record; returns (partition, offset)."""
     if isinstance(value, dict):
@@ -85,3 +90,27 @@ async def produce(
 def producer_for(settings: Settings) -> AIOKafkaProducer:
     """A producer like the services use."""
     return make_producer(settings)
+
+
+async def start_group_at_end(settings: Settings, group_id: str, *topics: str) -> None:
+    """Commit ``group_id``'s offsets at the current end of ``topics``.
+
+    A fresh test group then sees exactly what is produced from now on, with the default
+    ``earliest`` reset, and a second member taking over a partition starts where the first
+    stopped (a ``latest`` reset would skip an uncommitted job instead).
+    """
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    committer = make_consumer(settings, group_id=group_id)
+    await committer.start()
+    try:
+        committer.assign(tps)
+        await committer.commit(ends)
+    finally:
+        await committer.stop()

@@ -9,20 +9,23 @@ import random
 import pytest
 
 from consumers.validator import build_runtime
+from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.contracts.events import JobRejected, JobValidated
 from sparktrainer.contracts.topics import JOBS_REJECTED, JOBS_SUBMITTED, JOBS_VALIDATED
 from tests import guide
-from tests.integration.tap import Tap, produce, producer_for
+from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-async def validator(stack, store):
-    runtime = build_runtime(stack, store, group_id="test-validator",
-                            consumer_options={"auto_offset_reset": "latest"})
+async def validator(stack):
+    store = ObjectStore.from_settings(stack)
+    runtime = build_runtime(
+        stack, store, group_id="test-validator", consumer_options={"auto_offset_reset": "latest"}
+    )
     task = asyncio.create_task(runtime.run())
-    await asyncio.wait_for(runtime.assigned.wait(), 30)
+    await runtime.wait_positioned()
     producer = producer_for(stack)
     await producer.start()
     yield runtime, producer
@@ -32,8 +35,11 @@ async def validator(stack, store):
 
 
 def _answers_for(coords: set[tuple[int, int]]):
-    return lambda e: isinstance(e, JobValidated | JobRejected) and e.source is not None and (
-        e.source.topic == JOBS_SUBMITTED and (e.source.partition, e.source.offset) in coords)
+    return lambda e: (
+        isinstance(e, JobValidated | JobRejected)
+        and e.source is not None
+        and (e.source.topic == JOBS_SUBMITTED and (e.source.partition, e.source.offset) in coords)
+    )
 
 
 async def _submit_and_wait(stack, producer, bodies, timeout_s=60.0):
@@ -53,7 +59,9 @@ async def test_guide_examples_verdicts(stack, validator) -> None:
     _, producer = validator
     jobs = [j for j in guide.complete_jobs() if j["config"].get("model_source") != "model_id"]
     verdicts = await _submit_and_wait(stack, producer, jobs)
-    assert all(isinstance(v, JobValidated) for v in verdicts), [getattr(v, "errors", None) for v in verdicts]
+    assert all(isinstance(v, JobValidated) for v in verdicts), [
+        getattr(v, "errors", None) for v in verdicts
+    ]
 
 
 async def test_invalid_id_example_yields_exactly_the_guide_error(stack, validator) -> None:
@@ -76,22 +84,43 @@ async def test_registered_parent_checks_read_s3(stack, store, validator) -> None
     store.put_bytes("models/parent-noarch/model.pth", b"weights")
 
     def finetune(model_id):
-        return {"type": "finetune", "framework": "pytorch",
-                "config": {"model_source": "model_id", "model_id": model_id, "num_classes": 5}}
+        return {
+            "type": "finetune",
+            "framework": "pytorch",
+            "config": {"model_source": "model_id", "model_id": model_id, "num_classes": 5},
+        }
 
     ok, nofile, noarch = await _submit_and_wait(
-        stack, producer, [finetune("parent-ok"), finetune("parent-nofile"), finetune("parent-noarch")])
+        stack,
+        producer,
+        [finetune("parent-ok"), finetune("parent-nofile"), finetune("parent-noarch")],
+    )
     assert isinstance(ok, JobValidated) and ok.config["num_classes"] == 5
-    assert nofile.errors == ["Model 'parent-nofile' is missing required file(s): model.pth, config.json"]
+    assert nofile.errors == [
+        "Model 'parent-nofile' is missing required file(s): model.pth, config.json"
+    ]
     assert "incomplete architecture information" in noarch.errors[0]
 
 
 def _mixed_records(n: int, seed: int) -> list[bytes]:
     rng = random.Random(seed)
     good = json.dumps(guide.by_name("Initial Model Training")).encode()
-    bad = [b"", b"nope", b"[]", b"{}", b'{"type":"train"}', b"\xff" * 10, b'{"a":' * 50,
-           json.dumps({"type": "train", "framework": "pytorch",
-                       "config": {"architecture": "custom", "epochs": -1}}).encode()]
+    bad = [
+        b"",
+        b"nope",
+        b"[]",
+        b"{}",
+        b'{"type":"train"}',
+        b"\xff" * 10,
+        b'{"a":' * 50,
+        json.dumps(
+            {
+                "type": "train",
+                "framework": "pytorch",
+                "config": {"architecture": "custom", "epochs": -1},
+            }
+        ).encode(),
+    ]
     return [good if rng.random() < 0.5 else rng.choice(bad) for _ in range(n)]
 
 
