@@ -31,7 +31,6 @@ from sparktrainer.training.worker import WarmWorker
 
 log = structlog.get_logger(__name__)
 GROUP = "sparktrainer-trainer"
-CONTROL_GROUP = "sparktrainer-trainer-control"
 
 
 class Trainer:
@@ -44,7 +43,7 @@ class Trainer:
         once: bool = False,
         idle_timeout_s: float | None = None,
         group_id: str = GROUP,
-        control_group_id: str = CONTROL_GROUP,
+        control_group_id: str | None = None,
         consumer_options: dict[str, object] | None = None,
     ) -> None:
         self.settings = settings
@@ -76,7 +75,7 @@ class Trainer:
         self.control = ConsumerRuntime(
             settings,
             name="trainer-control",
-            group_id=control_group_id,
+            group_id=control_group_id or f"{group_id}-control",
             topics=(JOBS_CONTROL,),
             handler=self.handle_cancel,
             concurrency=4,
