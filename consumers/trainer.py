@@ -195,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trainer", description=__doc__)
     parser.add_argument("--once", action="store_true", help="take one job, finish it, exit 0")
     parser.add_argument(
-        "--idle-timeout-s", type=float, default=None,
+        "--idle-timeout-s",
+        type=float,
+        default=None,
         help="with --once: exit 0 when no job arrives within this many seconds",
     )
     parser.add_argument("--group-id", default=GROUP, help=f"consumer group (default {GROUP})")

@@ -21,16 +21,7 @@ log = structlog.get_logger(__name__)
 def client_options(settings: Settings) -> dict[str, Any]:
     """Connection and security options shared by every aiokafka client."""
     opts: dict[str, Any] = {"bootstrap_servers": settings.kafka_ready()}
-    protocol = settings.kafka_security_protocol
-    if protocol is None:
-        sasl = settings.kafka_sasl_mechanism is not None
-        tls = settings.kafka_ssl_cafile is not None
-        protocol = {
-            (False, False): "PLAINTEXT",
-            (False, True): "SSL",
-            (True, False): "SASL_PLAINTEXT",
-            (True, True): "SASL_SSL",
-        }[(sasl, tls)]
+    protocol: str = settings.kafka_security_protocol or _implied_protocol(settings)
     opts["security_protocol"] = protocol
     if protocol in ("SSL", "SASL_SSL"):
         opts["ssl_context"] = ssl.create_default_context(
@@ -45,6 +36,13 @@ def client_options(settings: Settings) -> dict[str, Any]:
             else None
         )
     return opts
+
+
+def _implied_protocol(settings: Settings) -> str:
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, from which security settings are given."""
+    sasl = settings.kafka_sasl_mechanism is not None
+    tls = settings.kafka_ssl_cafile is not None
+    return ("SASL_" if sasl else "") + ("SSL" if tls else "PLAINTEXT")
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

@@ -249,7 +249,13 @@ PYTORCH_SOURCES: dict[str, type[TrainingOptions]] = {
 }
 CONFIG_KINDS: dict[str, type[TrainingOptions]] = {
     cls.kind: cls
-    for cls in (MLPConfig, ResNetConfig, TorchvisionConfig, RegisteredPyTorchConfig, HuggingFaceConfig)
+    for cls in (
+        MLPConfig,
+        ResNetConfig,
+        TorchvisionConfig,
+        RegisteredPyTorchConfig,
+        HuggingFaceConfig,
+    )
 }
 
 JobConfig = (

@@ -30,7 +30,9 @@ class StoredOutcome:
 
 def write_outcome(store: ObjectStore, job_id: str, outcome: StoredOutcome) -> None:
     """Record that a job ended (idempotent: the same job ends the same way)."""
-    store.put_json(_key(job_id, "outcome.json"), {"status": outcome.status, "events": outcome.events})
+    store.put_json(
+        _key(job_id, "outcome.json"), {"status": outcome.status, "events": outcome.events}
+    )
 
 
 def read_outcome(store: ObjectStore, job_id: str) -> StoredOutcome | None:

@@ -7,6 +7,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -62,12 +63,18 @@ class ObjectStore:
         secure = settings.s3_secure or url.scheme == "https"
         client = Minio(
             url.netloc,
-            access_key=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
-            secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+            access_key=settings.s3_access_key.get_secret_value()
+            if settings.s3_access_key
+            else None,
+            secret_key=settings.s3_secret_key.get_secret_value()
+            if settings.s3_secret_key
+            else None,
             secure=secure,
             region=settings.s3_region,
         )
-        return cls(client, settings.s3_bucket, settings.s3_retry_attempts, settings.s3_retry_backoff_s)
+        return cls(
+            client, settings.s3_bucket, settings.s3_retry_attempts, settings.s3_retry_backoff_s
+        )
 
     def __repr__(self) -> str:
         return f"ObjectStore(bucket={self.bucket!r})"
@@ -99,7 +106,9 @@ class ObjectStore:
         if not self._retry("bucket_exists", lambda: self.client.bucket_exists(self.bucket)):
             self._retry("make_bucket", lambda: self.client.make_bucket(self.bucket))
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
         """Upload bytes under key."""
         self._retry(
             f"put {key}",
@@ -159,5 +168,5 @@ class ObjectStore:
         """Delete every object under a prefix; returns how many."""
         keys = list(self.list(prefix))
         for key in keys:
-            self._retry(f"delete {key}", lambda k=key: self.client.remove_object(self.bucket, k))
+            self._retry(f"delete {key}", partial(self.client.remove_object, self.bucket, key))
         return len(keys)

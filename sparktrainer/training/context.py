@@ -115,8 +115,12 @@ class JobContext:
             staged.unlink(missing_ok=True)
             self.emit(
                 CheckpointSaved(
-                    job_id=self.job_id, attempt=self.attempt, epoch=epoch, step=step,
-                    key=key, size_bytes=size,
+                    job_id=self.job_id,
+                    attempt=self.attempt,
+                    epoch=epoch,
+                    step=step,
+                    key=key,
+                    size_bytes=size,
                 )
             )
 
@@ -199,7 +203,15 @@ class JobContext:
 def environment_snapshot() -> dict[str, Any]:
     """``env.json``: python, platform, key package versions, torch and CUDA details."""
     packages = {}
-    for name in ("torch", "torchvision", "transformers", "peft", "safetensors", "numpy", "sparktrainer"):
+    for name in (
+        "torch",
+        "torchvision",
+        "transformers",
+        "peft",
+        "safetensors",
+        "numpy",
+        "sparktrainer",
+    ):
         try:
             packages[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -222,4 +234,3 @@ def environment_snapshot() -> dict[str, Any]:
     except ImportError:
         pass
     return env
-

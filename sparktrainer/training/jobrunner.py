@@ -82,7 +82,11 @@ async def run_job(
     attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
     if job.job_id in cancels.requests:
         cancel = cancels.requests[job.job_id]
-        return await _finish(store, job.job_id, [JobCancelled(job_id=job.job_id, attempt=attempt, reason=cancel.reason)])
+        return await _finish(
+            store,
+            job.job_id,
+            [JobCancelled(job_id=job.job_id, attempt=attempt, reason=cancel.reason)],
+        )
 
     async def forward(event: BaseModel) -> None:
         await send(encode(event, SOURCE))
@@ -96,14 +100,19 @@ async def run_job(
 
 
 async def _run_guarded(
-    worker: WarmWorker, job: JobValidated, attempt: int, forward: Callable[[BaseModel], Awaitable[None]]
+    worker: WarmWorker,
+    job: JobValidated,
+    attempt: int,
+    forward: Callable[[BaseModel], Awaitable[None]],
 ) -> Outcome:
     """Run in the worker; if this task is cancelled (rebalance, shutdown) stop the job quietly."""
     task = asyncio.ensure_future(worker.run(job, attempt, forward))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        worker.cancel(job.job_id, "trainer lost the job (rebalance or shutdown); resuming elsewhere")
+        worker.cancel(
+            job.job_id, "trainer lost the job (rebalance or shutdown); resuming elsewhere"
+        )
         try:
             await asyncio.wait_for(task, timeout=30)
         except (TimeoutError, Exception):
@@ -118,17 +127,32 @@ async def _conclude(
     if outcome.status == "completed" and outcome.registered is not None:
         reg: ModelRegistered = outcome.registered
         await send(encode(reg, SOURCE))  # registered before completed: the list is ready first
-        terminal = [reg, JobCompleted(
-            job_id=job.job_id, attempt=attempt, model_id=reg.model_id, metrics=reg.metrics,
-            duration_s=outcome.duration_s,
-        )]
+        terminal = [
+            reg,
+            JobCompleted(
+                job_id=job.job_id,
+                attempt=attempt,
+                model_id=reg.model_id,
+                metrics=reg.metrics,
+                duration_s=outcome.duration_s,
+            ),
+        ]
     elif outcome.status == "cancelled":
-        terminal = [JobCancelled(job_id=job.job_id, attempt=attempt, reason=outcome.reason or "cancel requested")]
+        terminal = [
+            JobCancelled(
+                job_id=job.job_id, attempt=attempt, reason=outcome.reason or "cancel requested"
+            )
+        ]
     else:
-        terminal = [JobFailed(
-            job_id=job.job_id, attempt=attempt, reason=outcome.reason or "training failed",
-            error_type=outcome.error_type or "TrainingError", retriable=outcome.retriable,
-        )]
+        terminal = [
+            JobFailed(
+                job_id=job.job_id,
+                attempt=attempt,
+                reason=outcome.reason or "training failed",
+                error_type=outcome.error_type or "TrainingError",
+                retriable=outcome.retriable,
+            )
+        ]
     return await _finish(store, job.job_id, terminal)
 
 
@@ -145,7 +169,12 @@ async def answer_cancel(cancel: CancelRequested, store: ObjectStore) -> list[Out
     ended = await asyncio.to_thread(read_outcome, store, cancel.job_id)
     if ended is None:
         return []
-    return _records([JobCancelled(
-        job_id=cancel.job_id, reason=f"job had already ended as {ended.status}",
-        already_ended=ended.status,
-    )])
+    return _records(
+        [
+            JobCancelled(
+                job_id=cancel.job_id,
+                reason=f"job had already ended as {ended.status}",
+                already_ended=ended.status,
+            )
+        ]
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from sparktrainer.contracts.jobspec import (
     HuggingFaceConfig,
     MLPConfig,
@@ -30,8 +32,11 @@ def check_caps(config: TrainingOptions, limits: Limits) -> list[str]:
         ("epochs", config.epochs, limits.epochs),
         ("batch_size", config.batch_size, limits.batch_size),
         ("learning_rate", config.learning_rate, limits.learning_rate),
-        ("gradient_accumulation_steps", config.gradient_accumulation_steps,
-         limits.gradient_accumulation_steps),
+        (
+            "gradient_accumulation_steps",
+            config.gradient_accumulation_steps,
+            limits.gradient_accumulation_steps,
+        ),
         ("data.num_samples", config.data.num_samples, limits.dataset_samples),
     ]
     if config.max_runtime_s is not None:
@@ -50,8 +55,11 @@ def check_caps(config: TrainingOptions, limits: Limits) -> list[str]:
             ("num_classes", config.num_classes, limits.num_classes),
             ("ResNet blocks", sum(config.num_blocks), limits.layers),
             ("ResNet channels", max(config.channels), limits.hidden_units),
-            ("input size", config.input_shape[0] * config.input_shape[1] * config.input_shape[2],
-             limits.input_size),
+            (
+                "input size",
+                config.input_shape[0] * config.input_shape[1] * config.input_shape[2],
+                limits.input_size,
+            ),
         ]
     if isinstance(config, TorchvisionConfig):
         checks.append(("num_classes", config.num_classes, limits.num_classes))
@@ -65,4 +73,4 @@ def check_caps(config: TrainingOptions, limits: Limits) -> list[str]:
 
 def _mlp_parameters(config: MLPConfig) -> int:
     sizes = [config.input_size, *config.hidden_layers, config.output_size]
-    return sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    return sum(a * b + b for a, b in pairwise(sizes))

@@ -43,7 +43,9 @@ class ValidationResult:
         return not self.errors and self.config is not None and self.request is not None
 
 
-def validate_job(body: Any, store: ObjectStore | None, limits: Limits | None = None) -> ValidationResult:
+def validate_job(
+    body: Any, store: ObjectStore | None, limits: Limits | None = None
+) -> ValidationResult:
     """Run every check on a job body (a dict as the guide writes it); report all errors."""
     limits = limits or Limits()
     result = ValidationResult()

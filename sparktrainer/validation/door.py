@@ -66,10 +66,14 @@ def decide(rec: Received, store: ObjectStore | None, limits: Limits) -> JobValid
     """The verdict on one record: validated with its normalized config, or rejected."""
     size = len(rec.value or b"")
     if size > limits.submission_bytes:
-        return _rejected(rec, None, [
-            f"Submission is {size} bytes, above the limit of {limits.submission_bytes} bytes: "
-            "send data by reference (an s3:// URI in config.data.source), not inline"
-        ])
+        return _rejected(
+            rec,
+            None,
+            [
+                f"Submission is {size} bytes, above the limit of {limits.submission_bytes} bytes: "
+                "send data by reference (an s3:// URI in config.data.source), not inline"
+            ],
+        )
     try:
         _, body = unwrap(rec.value, rec.headers)
     except EnvelopeError as e:

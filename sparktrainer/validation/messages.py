@@ -25,8 +25,16 @@ def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif not str(item).startswith(("function-after", "function-", "constrained-")) and item not in (
-            "float", "int", "tuple", "list", "str", "bool", "literal",
+        elif not str(item).startswith(
+            ("function-after", "function-", "constrained-")
+        ) and item not in (
+            "float",
+            "int",
+            "tuple",
+            "list",
+            "str",
+            "bool",
+            "literal",
         ):
             parts.append(str(item))
     return ".".join(parts) or "job"
@@ -59,7 +67,7 @@ def from_pydantic(error: ValidationError, prefix: str = "") -> list[str]:
 def not_an_object(body: Any) -> str:
     """The job is JSON but not an object."""
     return (
-        f"A job must be a JSON object like {{\"type\": ..., \"framework\": ..., \"config\": {{...}}}}"
+        f'A job must be a JSON object like {{"type": ..., "framework": ..., "config": {{...}}}}'
         f"; got {type(body).__name__} {_show(body)}"
     )
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparktrainer.contracts.jobspec import HuggingFaceConfig, RegisteredPyTorchConfig, TrainingOptions
+from sparktrainer.contracts.jobspec import (
+    HuggingFaceConfig,
+    RegisteredPyTorchConfig,
+    TrainingOptions,
+)
 from sparktrainer.errors import ObjectNotFound
 from sparktrainer.storage.layout import METADATA, PYTORCH_REQUIRED, model_key
 from sparktrainer.storage.s3 import ObjectStore

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from sparktrainer.bus.kafka import make_consumer, make_producer
 from sparktrainer.contracts.envelope import decode
+from sparktrainer.logread import log_end_offsets
 from sparktrainer.settings import Settings
 
 
@@ -34,7 +35,7 @@ class Tap:
             for p in self._consumer.partitions_for_topic(topic) or ()
         ]
         self._consumer.assign(tps)
-        ends = await self._consumer.end_offsets(tps)
+        ends = await log_end_offsets(self.settings, tps)  # tansu's ListOffsets can lag
         for tp, end in ends.items():
             self._consumer.seek(tp, end)
         self._task = asyncio.create_task(self._run())
@@ -104,9 +105,9 @@ async def start_group_at_end(settings: Settings, group_id: str, *topics: str) ->
     try:
         await consumer.topics()
         tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        ends = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
+    ends = await log_end_offsets(settings, tps)  # tansu's ListOffsets can lag
     committer = make_consumer(settings, group_id=group_id)
     await committer.start()
     try:

@@ -15,7 +15,6 @@ import torch
 
 from consumers.trainer import Trainer
 from consumers.validator import build_runtime
-from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.bus.kafka import send
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import (
@@ -38,6 +37,7 @@ from sparktrainer.contracts.topics import (
 )
 from sparktrainer.registry import store as registry
 from sparktrainer.registry.runner import Projector
+from sparktrainer.storage.s3 import ObjectStore
 from tests import guide
 from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
 
@@ -140,7 +140,7 @@ async def test_complete_workflow_train_finetune_finetune(stack, store, services)
 
 
 async def test_cancel_stops_the_job_and_a_late_cancel_is_answered(stack, store, services) -> None:
-    producer, projector, _ = services
+    producer, _, _ = services
     job = small(
         guide.by_name("Initial Model Training"),
         epochs=500,
@@ -171,7 +171,7 @@ async def test_cancel_stops_the_job_and_a_late_cancel_is_answered(stack, store, 
 
 
 async def test_a_failing_job_then_a_good_one(stack, store, services) -> None:
-    producer, _, trainer = services
+    producer, _, _ = services
     bad = small(
         guide.by_name("Initial Model Training"),
         data={"source": f"s3://{stack.s3_bucket}/no/such/data.npz"},

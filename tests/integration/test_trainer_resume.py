@@ -38,21 +38,39 @@ GROUP = "resume-trainer"
 
 
 def validated_job(epochs: int) -> JobValidated:
-    job = {"type": "train", "framework": "pytorch", "name": "resume me",
-           "config": {"architecture": "custom", "input_size": 64, "output_size": 10,
-                      "hidden_layers": [256, 256], "epochs": epochs, "batch_size": 16,
-                      "data": {"source": "digits"}}}
+    job = {
+        "type": "train",
+        "framework": "pytorch",
+        "name": "resume me",
+        "config": {
+            "architecture": "custom",
+            "input_size": 64,
+            "output_size": 10,
+            "hidden_layers": [256, 256],
+            "epochs": epochs,
+            "batch_size": 16,
+            "data": {"source": "digits"},
+        },
+    }
     result = validate_job(job, None)
     assert result.valid, result.errors
-    return JobValidated(job_id=f"resume-{uuid.uuid4().hex[:8]}", name="resume me", type="train",
-                        framework="pytorch", config_kind=result.config.kind,
-                        config=result.config.model_dump(mode="json"))
+    return JobValidated(
+        job_id=f"resume-{uuid.uuid4().hex[:8]}",
+        name="resume me",
+        type="train",
+        framework="pytorch",
+        config_kind=result.config.kind,
+        config=result.config.model_dump(mode="json"),
+    )
 
 
 async def start_trainer(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting is instant; reading is offloaded
         [sys.executable, "-m", "consumers.trainer", "--group-id", GROUP],
-        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
     )
     assert proc.stderr is not None
     loop = asyncio.get_running_loop()

@@ -9,11 +9,11 @@ import random
 import pytest
 
 from consumers.validator import build_runtime
-from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.contracts.events import JobRejected, JobValidated
 from sparktrainer.contracts.topics import JOBS_REJECTED, JOBS_SUBMITTED, JOBS_VALIDATED
+from sparktrainer.storage.s3 import ObjectStore
 from tests import guide
-from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
+from tests.integration.tap import Tap, produce, producer_for
 
 pytestmark = pytest.mark.integration
 

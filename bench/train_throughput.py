@@ -1,0 +1,220 @@
+"""Recipe samples/s vs a bare PyTorch loop on the same model and data, in one process.
+
+    python bench/train_throughput.py                 # custom ResNet on the CPU (or GPU if any)
+    python bench/train_throughput.py --model resnet18 --shape 3 32 32 --batch 256 --samples 16384
+
+The recipe runs through ``run_job`` (checkpoint every epoch to an in-memory store, progress
+events, stop checks, metrics); the bare loop is forward/backward/step over the same batches.
+Both are timed from the end of their first step to the end (the recipe by its progress events,
+so its per-epoch checkpoints count). Rounds alternate so machine noise hits both; the ratio of
+the medians and of the best rounds are printed (goal >= 0.97).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sparktrainer.contracts.events import JobProgress, JobValidated
+from sparktrainer.contracts.jobspec import CONFIG_KINDS
+from sparktrainer.settings import Settings
+from sparktrainer.training.context import JobContext
+from sparktrainer.training.data import load_data
+from sparktrainer.training.loop import pick_device, seed_everything
+from sparktrainer.training.model_io import resolve_model
+from sparktrainer.training.recipes import run_job
+
+CLOCK = time.perf_counter
+
+
+class MemoryStore:
+    """Just enough of ObjectStore for recipe runs (and resumes), in memory."""
+
+    bucket = "bench"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.objects[key] = path.read_bytes()
+
+    def get_file(self, key: str, path: Path) -> None:
+        path.write_bytes(self.objects[key])
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.objects[key])
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = [k for k in self.objects if k.startswith(prefix)]
+        for key in keys:
+            del self.objects[key]
+        return len(keys)
+
+
+def job_config(args: argparse.Namespace, epochs: int) -> tuple[str, dict[str, Any]]:
+    """The job both loops train: a torchvision model or the custom ResNet, synthetic data."""
+    common = {
+        "epochs": epochs,
+        "batch_size": args.batch,
+        "precision": args.precision,
+        "data": {"num_samples": args.samples, "validation_split": 0.0},
+    }
+    if args.model == "resnet":
+        return "pytorch.resnet", {
+            **common,
+            "num_classes": 10,
+            "num_blocks": [1, 1],
+            "channels": [16, 32],
+            "input_shape": args.shape,
+        }
+    return "pytorch.torchvision", {
+        **common,
+        "model_name": args.model,
+        "num_classes": 10,
+        "pretrained": False,
+        "freeze_layers": False,
+        "input_shape": args.shape,
+    }
+
+
+def recipe_round(args: argparse.Namespace, epochs: int, n: int) -> float:
+    """samples/s of run_job from its first step's progress event to its last one."""
+    kind, config = job_config(args, epochs)
+    marks: list[float] = []
+
+    def emit(event: Any) -> None:
+        if isinstance(event, JobProgress):
+            marks.append(CLOCK())
+
+    job = JobValidated(
+        job_id=f"bench-{n}",
+        name="bench",
+        type="train",
+        framework="pytorch",
+        config_kind=kind,
+        config=CONFIG_KINDS[kind].model_validate(config).model_dump(mode="json"),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = JobContext(
+            job=job,
+            store=MemoryStore(),
+            settings=Settings(progress_every_s=1.0),  # type: ignore[arg-type]
+            workdir=Path(tmp),
+            emit=emit,
+        )
+        run_job(ctx)
+    return (epochs * args.samples - args.batch) / (marks[-1] - marks[0])
+
+
+def bare_round(args: argparse.Namespace, epochs: int) -> float:
+    """samples/s of a plain loop: same model, data on the device, same batches and optimizer."""
+    kind, config = job_config(args, epochs)
+    spec = CONFIG_KINDS[kind].model_validate(config)
+    device = pick_device()
+    seed_everything(spec.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = resolve_model(spec, None, Path(tmp)).model.to(device)  # type: ignore[arg-type]
+    data = load_data(spec.data, tuple(args.shape), 10)
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=spec.learning_rate, fused=True)  # as the recipe
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.precision)
+    scaler = (
+        torch.amp.GradScaler("cuda") if dtype is torch.float16 and device.type == "cuda" else None
+    )
+    use_amp = dtype is not None and (device.type == "cuda" or dtype is torch.bfloat16)
+    model.train()
+    start = 0.0
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), device=device)
+        for i in range(0, len(x), args.batch):
+            if epoch == 0 and i == args.batch:  # time from the end of step 1, as the recipe
+                sync()
+                start = CLOCK()
+            idx = order[i : i + args.batch]
+            with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+    sync()
+    return (epochs * len(x) - args.batch) / (CLOCK() - start)
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet", help="resnet (custom) or a torchvision name")
+    parser.add_argument("--shape", type=int, nargs=3, default=[3, 16, 16])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=4096)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="CPU only: one torch thread, timed by the training thread's CPU "
+        "time (immune to other processes on a busy shared machine)",
+    )
+    args = parser.parse_args()
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.thread_time
+        torch.set_num_threads(1)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    bare_round(args, 1)  # warm up kernels and allocators for both
+    recipe_round(args, 1, 0)
+    bare, recipe = [], []
+    for n in range(args.rounds):
+        bare.append(bare_round(args, args.epochs))
+        recipe.append(recipe_round(args, args.epochs, n + 1))
+    ratio = statistics.median(recipe) / statistics.median(bare)
+    best_ratio = max(recipe) / max(bare)  # least disturbed round of each, on a shared machine
+    print(
+        json.dumps(
+            {
+                "device": str(pick_device()),
+                "model": args.model,
+                "shape": args.shape,
+                "batch": args.batch,
+                "samples": args.samples,
+                "epochs": args.epochs,
+                "precision": args.precision,
+                "threads": torch.get_num_threads(),
+                "clock": "thread_time" if args.cpu_time else "wall",
+                "bare_samples_per_s": [round(v, 1) for v in bare],
+                "recipe_samples_per_s": [round(v, 1) for v in recipe],
+                "ratio": round(ratio, 4),
+                "best_of_ratio": round(best_ratio, 4),
+                "goal": 0.97,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

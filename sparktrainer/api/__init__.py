@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): ``sparktrainer.api.app.create_app(settings)``."""

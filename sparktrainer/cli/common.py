@@ -1,0 +1,143 @@
+"""What the CLI commands share: settings, exit codes, JSON output, the local read model.
+
+Exit codes: 0 success (a job completed, a job is valid), 1 a negative verdict (rejected,
+failed, cancelled, invalid), 2 bad input (unreadable file, bad arguments, unknown id),
+3 Kafka or S3 unreachable, 4 timed out waiting, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.markup import escape
+
+from sparktrainer.settings import Settings
+
+T = TypeVar("T")
+OK, NEGATIVE, BAD_INPUT, UNAVAILABLE, TIMED_OUT = 0, 1, 2, 3, 4
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class CliError(Exception):
+    """A command that cannot go on: a message for the user and the exit code."""
+
+    def __init__(self, message: str, code: int = BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def command(func: Callable[[Any], int]) -> Callable[[Any], int]:
+    """A CLI command: quiet logs (warnings up) and a CliError printed as one line + exit code."""
+
+    @functools.wraps(func)
+    def wrapper(args: Any) -> int:
+        from sparktrainer.logging import configure
+
+        configure(os.environ.get("SPARKTRAINER_LOG_LEVEL", "WARNING"))
+        try:
+            return func(args)
+        except CliError as e:
+            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+            return e.code
+        except BrokenPipeError:  # e.g. `| head`: stop quietly (Python's documented recipe)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return NEGATIVE
+
+    return wrapper
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, with addresses of a running embedded stack filled in."""
+    try:
+        from sparktrainer.cli.stack import load_settings as from_stack
+    except ModuleNotFoundError as e:
+        if e.name != "sparktrainer.cli.stack":
+            raise
+        return Settings()
+    return from_stack()
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; Kafka and S3 being unreachable becomes a :class:`CliError`."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    from sparktrainer.errors import ConfigurationError, StorageError
+
+    try:
+        return asyncio.run(coro)
+    except (KafkaConnectionError, ConfigurationError, StorageError) as e:
+        raise CliError(f"{type(e).__name__}: {e}", UNAVAILABLE) from e
+    except KafkaError as e:
+        raise CliError(f"Kafka error: {type(e).__name__}: {e}", UNAVAILABLE) from e
+
+
+def print_json(obj: Any) -> None:
+    """One JSON document on one line (NDJSON when called repeatedly)."""
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def read_json_file(path: str) -> Any:
+    """A JSON file's content, or a CliError that says what is wrong with it."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as e:
+        raise CliError(f"Cannot read {path}: {e.strerror or e}") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CliError(f"{path} is not valid JSON: {e}") from e
+
+
+def add_db_options(parser: Any) -> None:
+    """--db and --no-sync for commands that read the registry read model."""
+    parser.add_argument("--db", help="read-model SQLite file (default: SPARKTRAINER_REGISTRY_DB)")
+    parser.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="read the local read model as it is, without catching up with the log first",
+    )
+
+
+async def _sync(settings: Settings, db: Path) -> None:
+    from sparktrainer.registry.runner import Projector
+
+    projector = Projector(settings, db, create_topics=False)
+    try:
+        await projector.start()
+        await projector.catch_up(timeout_s=120)
+    finally:
+        await projector.close()
+
+
+def read_model(settings: Settings, args: Any) -> Any:
+    """The registry read model, first brought up to date with the log (unless --no-sync).
+
+    The CLI folds the log into a local SQLite file itself, the same way the projector does:
+    offsets live in that file, so a catch-up only reads what is new, and a projector replica
+    writing the same file at the same time changes nothing (each record is applied once).
+    """
+    from sparktrainer.registry.store import RegistryStore
+
+    db = Path(args.db) if args.db else settings.registry_db_path
+    if not args.no_sync:
+        try:
+            run(_sync(settings, db))
+        except CliError as e:
+            err.print(f"[yellow]warning:[/] {e}; showing the read model as last synced")
+    return RegistryStore(db)
+
+
+def short_type(ce_type: str) -> str:
+    """``io.sparktrainer.job.progress.v1`` -> ``job.progress``."""
+    return ce_type.removeprefix("io.sparktrainer.").rsplit(".v", 1)[0]

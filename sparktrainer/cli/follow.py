@@ -1,0 +1,108 @@
+"""Following one job's story on Kafka: its verdict and its lifecycle events, in order.
+
+Why Kafka and not the read model: ``submit --wait`` and ``jobs watch`` must work with no
+projector or API running, and must show every progress event, not the last one a projector
+happened to fold. Every event of a job is keyed by its job id, so one partition of each
+topic holds the job's whole story: the follower computes that partition (murmur2, like every
+Kafka client's default partitioner), assigns only it, and reads it without a consumer group
+(no join, nothing committed), keeping the records whose key is the job id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from sparktrainer.bus.kafka import ensure_topics, make_consumer
+from sparktrainer.contracts import topics as t
+from sparktrainer.contracts.envelope import EnvelopeError, decode
+from sparktrainer.contracts.events import (
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobRejected,
+)
+from sparktrainer.logread import (
+    FETCH_MAX_WAIT_MS,
+    log_end_offsets,
+    partition_for_key,
+    partitions_of,
+)
+from sparktrainer.settings import Settings
+
+FOLLOWED_TOPICS = (t.JOBS_VALIDATED, t.JOBS_REJECTED, t.JOBS_LIFECYCLE)
+FINAL = (JobRejected, JobCompleted, JobFailed, JobCancelled)
+
+
+def final_status(event: Any) -> str | None:
+    """The job's end status if this event ends it, else None."""
+    if isinstance(event, JobRejected):
+        return "rejected"
+    if isinstance(event, JobCancelled) and event.already_ended:
+        return event.already_ended  # the cancel came late: the job had already ended so
+    if isinstance(event, JobCompleted | JobFailed | JobCancelled):
+        return event.status
+    return None
+
+
+class JobFollower:
+    """Reads the events of one job from the partitions that hold its key."""
+
+    def __init__(self, settings: Settings, job_id: str) -> None:
+        self.settings = settings
+        self.job_id = job_id
+        self.key = job_id.encode()
+        self.consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+        self.assigned: list[TopicPartition] = []
+
+    async def __aenter__(self) -> JobFollower:
+        await ensure_topics(self.settings, FOLLOWED_TOPICS)
+        await self.consumer.start()
+        try:
+            tps = await partitions_of(self.consumer, FOLLOWED_TOPICS)
+            by_topic: dict[str, list[int]] = {}
+            for tp in tps:
+                by_topic.setdefault(tp.topic, []).append(tp.partition)
+            self.assigned = [
+                TopicPartition(topic, partition_for_key(self.key, parts))
+                for topic, parts in by_topic.items()
+            ]
+            self.consumer.assign(self.assigned)
+            await self.consumer.seek_to_beginning(*self.assigned)
+        except BaseException:
+            await self.consumer.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def skip_history(self) -> None:
+        """Start after what the log holds now (call before publishing the job)."""
+        for tp, end in (await log_end_offsets(self.settings, self.assigned)).items():
+            self.consumer.seek(tp, end)
+
+    async def events(self, timeout_s: float | None = None) -> AsyncIterator[Any]:
+        """The job's events as they come, until one ends the job; TimeoutError past the limit."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"no end of job '{self.job_id}' within {timeout_s:g} s")
+            batches = await self.consumer.getmany(timeout_ms=300)
+            records = sorted(
+                (r for rs in batches.values() for r in rs if r.key == self.key),
+                key=lambda r: (r.timestamp, r.topic != t.JOBS_LIFECYCLE),
+            )
+            for record in records:
+                try:
+                    event = decode(record.value, record.headers)
+                except EnvelopeError:
+                    continue
+                if getattr(event, "job_id", None) != self.job_id:
+                    continue
+                yield event
+                if final_status(event) is not None:
+                    return

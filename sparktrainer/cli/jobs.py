@@ -1,0 +1,252 @@
+"""``sparktrainer submit|validate|jobs``: send jobs, judge them, follow and cancel them.
+
+sparktrainer submit job.json [--wait] [--json]   # exit 0 completed, 1 rejected/failed/cancelled
+sparktrainer validate job.json [--json]          # exit 0 valid, 1 invalid
+sparktrainer jobs list [--status S] [--json]
+sparktrainer jobs show ID [--json]
+sparktrainer jobs watch ID [--timeout S] [--json]
+sparktrainer jobs cancel ID [--reason TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from sparktrainer.cli.common import (
+    NEGATIVE,
+    OK,
+    TIMED_OUT,
+    CliError,
+    add_db_options,
+    command,
+    load_settings,
+    out,
+    print_json,
+    read_json_file,
+    read_model,
+    run,
+)
+from sparktrainer.cli.follow import JobFollower, final_status
+from sparktrainer.cli.progress import JobView
+from sparktrainer.contracts.envelope import OutRecord, encode
+from sparktrainer.contracts.events import CancelRequested, JobSubmitted
+from sparktrainer.settings import Settings
+
+SOURCE = "sparktrainer/cli"
+STATUS_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "validated": "blue",
+    "submitted": "white",
+    "rejected": "red",
+    "failed": "red",
+    "cancelled": "yellow",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add submit, validate and jobs."""
+    p = subparsers.add_parser("submit", help="publish a job (a JSON file as the guide writes it)")
+    p.add_argument("file", help="job JSON file, or - for stdin")
+    p.add_argument("--wait", action="store_true", help="follow the job to its end")
+    p.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
+    p.add_argument("--json", action="store_true", help="machine-readable output (NDJSON)")
+    p.set_defaults(func=cmd_submit)
+
+    p = subparsers.add_parser("validate", help="the validator's verdict on a job file")
+    p.add_argument("file", help="job JSON file, or - for stdin")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    jobs = subparsers.add_parser("jobs", help="list, show, watch or cancel jobs")
+    sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    p = sub.add_parser("list", help="jobs from the registry read model")
+    p.add_argument("--status", help="only jobs of this status")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    add_db_options(p)
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="one job from the registry read model")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    add_db_options(p)
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("watch", help="follow a job's events on Kafka until it ends")
+    p.add_argument("job_id")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_watch)
+    p = sub.add_parser("cancel", help="ask the trainer to stop a job")
+    p.add_argument("job_id")
+    p.add_argument("--reason", default="cancel requested")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cancel)
+
+
+def _job_from(path: str) -> JobSubmitted:
+    body = read_json_file(path)
+    if not isinstance(body, dict):
+        raise CliError(f"{path}: a job must be a JSON object, got {type(body).__name__}")
+    try:
+        job = JobSubmitted.model_validate(body)
+    except ValidationError as e:
+        from sparktrainer.validation.messages import from_pydantic
+
+        raise CliError(f"{path} is not a job: " + "; ".join(from_pydantic(e))) from e
+    return job if job.job_id else job.model_copy(update={"job_id": str(uuid.uuid4())})
+
+
+async def _publish(settings: Settings, record: OutRecord) -> None:
+    from sparktrainer.bus.kafka import make_producer, send
+
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await send(producer, record)
+    finally:
+        await producer.stop()
+
+
+@command
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Publish a job; with --wait, follow it and exit with its verdict."""
+    job = _job_from(args.file)
+    settings = load_settings()
+    record = encode(job, SOURCE)
+    if not args.wait:
+        run(_publish(settings, record))
+        _submitted(job.job_id or "", args.json)
+        return OK
+
+    async def submit_and_follow() -> int:
+        async with JobFollower(settings, job.job_id or "") as follower:
+            await follower.skip_history()  # this submission's events only
+            await _publish(settings, record)
+            _submitted(job.job_id or "", args.json)
+            return await _follow(follower, args)
+
+    return run(submit_and_follow())
+
+
+def _submitted(job_id: str, as_json: bool) -> None:
+    if as_json:
+        print_json({"event": "submitted", "job_id": job_id})
+    else:
+        out.print(f"submitted [bold]{job_id}[/]")
+
+
+async def _follow(follower: JobFollower, args: argparse.Namespace) -> int:
+    view = JobView(follower.job_id, as_json=args.json)
+    status: str | None = None
+    with view:
+        try:
+            async for event in follower.events(args.timeout):
+                view.update(event)
+                status = final_status(event) or status
+        except TimeoutError as e:
+            view.done(None, str(e))
+            return TIMED_OUT
+    view.done(status)
+    return OK if status == "completed" else NEGATIVE
+
+
+@command
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow a job's events (from its first) until it ends."""
+    settings = load_settings()
+
+    async def follow() -> int:
+        async with JobFollower(settings, args.job_id) as follower:
+            return await _follow(follower, args)
+
+    return run(follow())
+
+
+@command
+def cmd_validate(args: argparse.Namespace) -> int:
+    """The validator's verdict on a job file: exit 0 valid, 1 invalid."""
+    from sparktrainer.verdict import check, store_for
+
+    body = read_json_file(args.file)
+    settings = load_settings()
+    verdict = run(check(body, store_for(settings), settings))
+    if args.json:
+        print_json(verdict.as_dict())
+    else:
+        out.print("[green]valid[/]" if verdict.valid else "[red]invalid[/]")
+        for error in verdict.errors:
+            out.print(f"  [red]error:[/] {escape(error)}", highlight=False)
+        for warning in verdict.warnings:
+            out.print(f"  [yellow]warning:[/] {escape(warning)}", highlight=False)
+    return OK if verdict.valid else NEGATIVE
+
+
+@command
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Publish a cancel request for a job."""
+    from sparktrainer.contracts.jobspec import check_safe_id
+
+    try:
+        check_safe_id(args.job_id)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    event = CancelRequested(job_id=args.job_id, reason=args.reason, requested_by=SOURCE)
+    run(_publish(load_settings(), encode(event, SOURCE)))
+    if args.json:
+        print_json({"job_id": args.job_id, "cancel_requested": True})
+    else:
+        out.print(f"cancel requested for [bold]{args.job_id}[/]")
+    return OK
+
+
+@command
+def cmd_list(args: argparse.Namespace) -> int:
+    """Jobs from the read model, most recently updated first."""
+    registry = read_model(load_settings(), args)
+    page = registry.list_jobs(status=args.status, limit=args.limit, offset=args.offset)
+    if args.json:
+        print_json(page.as_dict("jobs"))
+        return OK
+    table = Table("job id", "name", "status", "epoch", "loss", "acc", "updated")
+    for job in page.items:
+        p = job["progress"] or {}
+        style = STATUS_STYLE.get(job["status"], "white")
+        epoch = f"{p.get('epoch', '')}/{p.get('total_epochs', '')}" if p else ""
+        table.add_row(
+            escape(job["job_id"]),
+            escape(job["name"] or ""),
+            f"[{style}]{job['status']}[/]",
+            epoch,
+            _num(p.get("loss")),
+            _num(p.get("accuracy")),
+            job["updated_at"][:19],
+        )
+    out.print(table)
+    out.print(f"{len(page.items)} of {page.total} jobs")
+    return OK
+
+
+@command
+def cmd_show(args: argparse.Namespace) -> int:
+    """One job from the read model; exit 2 when unknown."""
+    job = read_model(load_settings(), args).get_job(args.job_id)
+    if job is None:
+        raise CliError(f"No job '{args.job_id}' in the registry read model")
+    if args.json:
+        print_json(job)
+        return OK
+    for name, value in job.items():
+        if value not in (None, [], {}):
+            out.print(f"[bold]{name}[/]: {escape(str(value))}", highlight=False)
+    return OK
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else ""

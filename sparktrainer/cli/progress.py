@@ -1,0 +1,140 @@
+"""The live view of one job: a rich progress bar (epoch, loss, accuracy, ETA) or NDJSON lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
+
+from sparktrainer.cli.common import err, out, print_json, short_type
+from sparktrainer.cli.follow import final_status
+from sparktrainer.contracts.events import (
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobRejected,
+    JobStarted,
+    JobValidated,
+)
+
+VERDICT_STYLE = {"completed": "green", "rejected": "red", "failed": "red", "cancelled": "yellow"}
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d}"
+
+
+class JobView:
+    """Shows a job's events as they come; ``done`` prints the verdict."""
+
+    def __init__(self, job_id: str, as_json: bool) -> None:
+        self.job_id = job_id
+        self.as_json = as_json
+        self.plain = not as_json and not err.is_terminal  # a log line per event instead of a bar
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("epoch {task.fields[epoch]}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("acc {task.fields[acc]}"),
+            TextColumn("ETA {task.fields[eta]}"),
+            console=err,
+            transient=False,
+            disable=as_json or self.plain,
+        )
+        self.task: TaskID = self.progress.add_task(
+            "submitted", total=None, epoch="-", loss="-", acc="-", eta="-"
+        )
+        self.last: Any = None
+
+    def __enter__(self) -> JobView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, event: Any) -> None:
+        """Show one event of the job."""
+        self.last = event
+        if self.as_json:
+            print_json({"event": short_type(event.ce_type), **event.model_dump(mode="json")})
+            return
+        if self.plain:
+            err.print(f"{short_type(event.ce_type)} {escape(_summary(event))}", highlight=False)
+        if isinstance(event, JobValidated):
+            self.progress.update(self.task, description="validated")
+            for warning in event.warnings:
+                self.progress.console.print(
+                    f"[yellow]warning:[/] {escape(warning)}", highlight=False
+                )
+        elif isinstance(event, JobStarted):
+            self.progress.update(
+                self.task,
+                description=f"running on {event.device}",
+                total=event.total_epochs,
+                completed=event.resumed_from_epoch or 0,
+            )
+        elif isinstance(event, JobProgress):
+            self.progress.update(
+                self.task,
+                description="running",
+                total=event.total_epochs,
+                completed=min(event.epoch, event.total_epochs),
+                epoch=f"{event.epoch}/{event.total_epochs}",
+                loss=_fmt(event.loss),
+                acc=_fmt(event.val_accuracy if event.val_accuracy is not None else event.accuracy),
+                eta=_eta(event.eta_s),
+            )
+        status = final_status(event)
+        if status is not None:
+            self.progress.update(self.task, description=status, eta="-")
+
+    def done(self, status: str | None, note: str | None = None) -> None:
+        """Print the final verdict (or why there is none)."""
+        if self.as_json:
+            print_json({"event": "verdict", "job_id": self.job_id, "status": status, "note": note})
+            return
+        if status is None:
+            self.progress.update(self.task, description="gave up")
+            err.print(f"[yellow]{escape(note or '')}[/]")
+            return
+        self.progress.update(self.task, description=status)
+        style = VERDICT_STYLE.get(status, "white")
+        detail = escape(f"{self.job_id}: {self._detail()}")
+        out.print(f"[{style}]{status}[/] {detail}", highlight=False)
+
+    def _detail(self) -> str:
+        ev = self.last
+        if isinstance(ev, JobCompleted):
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in ev.metrics.items())
+            return f"model {ev.model_id}" + (f" ({metrics})" if metrics else "")
+        if isinstance(ev, JobRejected):
+            return "; ".join(ev.errors)
+        if isinstance(ev, JobFailed):
+            return f"{ev.error_type}: {ev.reason}"
+        return str(getattr(ev, "reason", "") or "")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _summary(event: Any) -> str:
+    """One line about an event, for logs."""
+    if isinstance(event, JobProgress):
+        return (
+            f"epoch {event.epoch}/{event.total_epochs} step {event.step}/{event.total_steps} "
+            f"loss {_fmt(event.loss)} acc {_fmt(event.accuracy)} ETA {_eta(event.eta_s)}"
+        )
+    if isinstance(event, JobStarted):
+        return f"on {event.device} ({event.worker}), {event.total_epochs} epochs"
+    if isinstance(event, JobValidated):
+        return "; ".join(f"warning: {w}" for w in event.warnings)
+    return ""

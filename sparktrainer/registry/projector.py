@@ -1,0 +1,382 @@
+"""The fold: each event on the log changes the read model, exactly once.
+
+``apply`` updates the rows an event touches *and* the stored offset of its partition in one
+SQLite transaction. An event at or below the stored offset was applied already and is
+skipped, so a crash between the two, a redelivery or a replay of the whole log never counts
+anything twice. Events of different topics are not ordered against each other, so a job's
+status only moves forward (submitted → validated/rejected → running → terminal); a terminal
+status is final unless a later attempt of the same job starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sparktrainer.contracts.envelope import EnvelopeError, unwrap
+from sparktrainer.contracts.events import (
+    TERMINAL_STATUSES,
+    CheckpointSaved,
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobRejected,
+    JobStarted,
+    JobValidated,
+    ModelRegistered,
+)
+from sparktrainer.registry.store import JOB_JSON, transaction
+
+Row = dict[str, Any]
+
+STATUS_RANK = {
+    "submitted": 0,
+    "validated": 1,
+    "rejected": 1,
+    "running": 2,
+    "completed": 3,
+    "failed": 3,
+    "cancelled": 3,
+}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the read model keeps of a record on jobs.submitted (the validator judges the rest)."""
+
+    job_id: str
+    name: str | None
+    type: str | None
+    framework: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Folded:
+    """One consumed record, ready to fold: its coordinates and its event (None: unreadable)."""
+
+    topic: str
+    partition: int
+    offset: int
+    event: Any
+
+
+def iso(at: datetime) -> str:
+    """UTC, microsecond precision: the text form sorts like the time."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def submission_of(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Any,
+    timestamp_ms: int | None,
+    max_bytes: int,
+) -> Submission | None:
+    """The submission in a raw record, under the job id the validator will give it.
+
+    None for records the validator rejects before reading them (unreadable, oversized): their
+    rejected event creates the job row instead.
+    """
+    from sparktrainer.bus.runtime import Received  # the validator's own id rule, not a copy
+    from sparktrainer.validation.door import job_id_for
+
+    if value is None or len(value) > max_bytes:
+        return None
+    try:
+        _, body = unwrap(value, headers)
+    except EnvelopeError:
+        return None
+    rec = Received(topic, partition, offset, key, value, tuple(headers or ()), timestamp_ms)
+    job_id, _ = job_id_for(rec, body)
+    fields = body if isinstance(body, dict) else {}
+
+    def text(name: str) -> str | None:
+        v = fields.get(name)
+        return v[:256] if isinstance(v, str) else None
+
+    at = datetime.fromtimestamp((timestamp_ms or 0) / 1000, UTC)
+    return Submission(job_id, text("name"), text("type"), text("framework"), at)
+
+
+# --- jobs: pure functions from (row, event) to the new row, or None for "no change" ---------
+
+
+def _new_job(job_id: str, at: str) -> Row:
+    return {
+        "job_id": job_id,
+        "name": None,
+        "framework": None,
+        "type": None,
+        "config_kind": None,
+        "status": "submitted",
+        "status_at": at,
+        "errors": [],
+        "warnings": [],
+        "progress": None,
+        "checkpoint": None,
+        "metrics": None,
+        "model_id": None,
+        "reason": None,
+        "device": None,
+        "worker": None,
+        "attempt": 1,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+def may_move(row: Row, status: str, at: str, attempt: int) -> bool:
+    """Whether an event may set ``status`` on a job that is ``row['status']`` now."""
+    current = row["status"]
+    if current in TERMINAL_STATUSES:  # final, unless a new attempt of the job starts over
+        return attempt > row["attempt"] and STATUS_RANK[status] >= STATUS_RANK["running"]
+    if STATUS_RANK[status] != STATUS_RANK[current]:
+        return STATUS_RANK[status] > STATUS_RANK[current]
+    # validated vs rejected: a re-driven submission's later verdict wins
+    return status != current and at >= row["status_at"]
+
+
+def _move(row: Row, status: str, at: str, attempt: int = 1) -> bool:
+    if not may_move(row, status, at, attempt):
+        return False
+    row["status"], row["status_at"] = status, at
+    row["attempt"] = max(row["attempt"], attempt)
+    return True
+
+
+def _fill(row: Row, **values: Any) -> None:
+    for name, value in values.items():
+        if value is not None and row.get(name) is None:
+            row[name] = value
+
+
+def fold_submission(row: Row | None, ev: Submission) -> Row | None:
+    """A submission only creates a job; anything later already says more."""
+    at = iso(ev.at)
+    new = dict(row) if row else _new_job(ev.job_id, at)
+    _fill(new, name=ev.name, type=ev.type, framework=ev.framework)
+    new["created_at"] = min(new["created_at"], at)
+    return new if new != row else None
+
+
+def fold_validated(row: Row | None, ev: JobValidated) -> Row | None:
+    """Validated: name, type and warnings; clears the errors of an earlier rejection."""
+    at = iso(ev.validated_at)
+    new = dict(row) if row else _new_job(ev.job_id, at)
+    if _move(new, "validated", at) or row is None:
+        new["status"], new["errors"], new["warnings"] = "validated", [], list(ev.warnings)
+    _fill(new, name=ev.name, type=ev.type, framework=ev.framework, config_kind=ev.config_kind)
+    return _touched(new, row, at)
+
+
+def fold_rejected(row: Row | None, ev: JobRejected) -> Row | None:
+    """Rejected: every error, unless the job has already moved past validation."""
+    at = iso(ev.rejected_at)
+    new = dict(row) if row else _new_job(ev.job_id, at)
+    if _move(new, "rejected", at) or row is None:
+        new["status"], new["errors"], new["warnings"] = (
+            "rejected",
+            list(ev.errors),
+            list(ev.warnings),
+        )
+    _fill(new, name=ev.name)
+    return _touched(new, row, at)
+
+
+def fold_started(row: Row | None, ev: JobStarted) -> Row | None:
+    """Started (or resumed by a new owner): running on a device."""
+    at = iso(ev.at)
+    new = dict(row) if row else _new_job(ev.job_id, at)
+    moved = _move(new, "running", at, ev.attempt)
+    takeover = new["status"] == "running" and ev.attempt >= new["attempt"]
+    if not (moved or takeover):
+        return None
+    new.update(device=ev.device, worker=ev.worker, attempt=max(new["attempt"], ev.attempt))
+    _fill(new, name=ev.name, framework=ev.framework, config_kind=ev.config_kind)
+    if new["progress"] is None:
+        new["progress"] = {"epoch": ev.resumed_from_epoch or 0, "total_epochs": ev.total_epochs}
+    return _touched(new, row, at)
+
+
+def fold_progress(row: Row | None, ev: JobProgress) -> Row | None:
+    """Progress: the latest numbers; late progress never reopens an ended job."""
+    at = iso(ev.at)
+    if row is not None and ev.attempt < row["attempt"]:
+        return None  # a previous owner's last words
+    new = dict(row) if row else _new_job(ev.job_id, at)
+    if new["status"] != "running" and not _move(new, "running", at, ev.attempt):
+        return None  # ended (terminal), and this is not a new attempt
+    new["attempt"] = max(new["attempt"], ev.attempt)
+    new["progress"] = ev.model_dump(mode="json", exclude={"job_id", "attempt"})
+    return _touched(new, row, at)
+
+
+def fold_checkpoint(row: Row | None, ev: CheckpointSaved) -> Row | None:
+    """Checkpoint saved: where the job would resume from."""
+    at = iso(ev.at)
+    new = dict(row) if row else _new_job(ev.job_id, at)
+    if row is None:
+        new["status"] = "running"
+    new["checkpoint"] = {
+        "epoch": ev.epoch,
+        "step": ev.step,
+        "key": ev.key,
+        "size_bytes": ev.size_bytes,
+    }
+    return _touched(new, row, at)
+
+
+def _ended(status: str) -> Callable[[Row | None, Any], Row | None]:
+    def fold(row: Row | None, ev: Any) -> Row | None:
+        at = iso(ev.at)
+        new = dict(row) if row else _new_job(ev.job_id, at)
+        if isinstance(ev, JobCancelled) and ev.already_ended:
+            return None  # a cancel that came after the end changes nothing
+        if not _move(new, status, at, ev.attempt) and row is not None:
+            return None
+        new["status"], new["status_at"] = status, at
+        if isinstance(ev, JobCompleted):
+            new.update(model_id=ev.model_id, metrics=dict(ev.metrics), reason=None)
+        elif isinstance(ev, JobFailed):
+            new["reason"] = f"{ev.error_type}: {ev.reason}" if ev.error_type else ev.reason
+        else:
+            new["reason"] = ev.reason
+        return _touched(new, row, at)
+
+    fold.__doc__ = f"The job ended: {status}."
+    return fold
+
+
+def _touched(new: Row, row: Row | None, at: str) -> Row | None:
+    if new == row:
+        return None
+    new["updated_at"] = max(new["updated_at"], at)
+    return new
+
+
+JOB_FOLDS: dict[type, Callable[[Row | None, Any], Row | None]] = {
+    Submission: fold_submission,
+    JobValidated: fold_validated,
+    JobRejected: fold_rejected,
+    JobStarted: fold_started,
+    JobProgress: fold_progress,
+    CheckpointSaved: fold_checkpoint,
+    JobCompleted: _ended("completed"),
+    JobFailed: _ended("failed"),
+    JobCancelled: _ended("cancelled"),
+}
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def _load_job(conn: sqlite3.Connection, job_id: str) -> Row | None:
+    r = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if r is None:
+        return None
+    row = dict(r)
+    for column in JOB_JSON:
+        row[column] = json.loads(row[column]) if row[column] is not None else None
+    return row
+
+
+def _save_job(conn: sqlite3.Connection, row: Row) -> None:
+    values = {k: (json.dumps(v) if k in JOB_JSON and v is not None else v) for k, v in row.items()}
+    columns = ", ".join(values)
+    marks = ", ".join(f":{k}" for k in values)
+    conn.execute(f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({marks})", values)
+
+
+def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
+    """Upsert by model id: a replayed registration rewrites the same row."""
+    data = ev.model_dump(mode="json")
+    row = {
+        k: data[k]
+        for k in (
+            "model_id",
+            "job_id",
+            "name",
+            "framework",
+            "task",
+            "base_model_id",
+            "license",
+            "domain",
+            "description",
+            "storage_prefix",
+        )
+    }
+    for column in ("architecture", "artifacts", "metrics", "lineage", "tags"):
+        row[column] = json.dumps(data[column])
+    row["created_at"] = iso(ev.created_at)
+    columns = ", ".join(row)
+    updates = ", ".join(f"{k} = excluded.{k}" for k in row if k != "model_id")
+    conn.execute(
+        f"INSERT INTO models ({columns}) VALUES ({', '.join(':' + k for k in row)}) "
+        f"ON CONFLICT (model_id) DO UPDATE SET {updates}",
+        row,
+    )
+    conn.execute("DELETE FROM model_tags WHERE model_id = ?", (ev.model_id,))
+    conn.executemany(
+        "INSERT OR IGNORE INTO model_tags (model_id, tag, created_at) VALUES (?, ?, ?)",
+        [(ev.model_id, tag, row["created_at"]) for tag in ev.tags],
+    )
+    conn.execute(
+        "UPDATE jobs SET model_id = ? WHERE job_id = ? AND model_id IS NULL",
+        (ev.model_id, ev.job_id),
+    )
+
+
+def _fold(conn: sqlite3.Connection, event: Any) -> None:
+    if isinstance(event, ModelRegistered):
+        _register(conn, event)
+        return
+    fold = JOB_FOLDS.get(type(event))
+    if fold is None:  # not an event the read model keeps (e.g. a misrouted one)
+        return
+    new = fold(_load_job(conn, event.job_id), event)
+    if new is not None:
+        _save_job(conn, new)
+
+
+def _apply(conn: sqlite3.Connection, rec: Folded) -> bool:
+    row = conn.execute(
+        "SELECT next_offset FROM offsets WHERE topic = ? AND partition = ?",
+        (rec.topic, rec.partition),
+    ).fetchone()
+    if row is not None and rec.offset < row[0]:
+        return False
+    if rec.event is not None:
+        _fold(conn, rec.event)
+    conn.execute(
+        "INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
+        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        (rec.topic, rec.partition, rec.offset + 1),
+    )
+    return True
+
+
+def apply(conn: sqlite3.Connection, topic: str, partition: int, offset: int, event: Any) -> bool:
+    """Fold one record and store its offset in one transaction; False if already applied.
+
+    ``event`` is a decoded contract event, a :class:`Submission`, or None for a record that
+    could not be read (only its offset moves on).
+    """
+    with transaction(conn):
+        return _apply(conn, Folded(topic, partition, offset, event))
+
+
+def apply_many(conn: sqlite3.Connection, records: Iterable[Folded]) -> int:
+    """Fold a batch in one transaction (same guarantees as :func:`apply`); returns how many."""
+    with transaction(conn):
+        return sum(_apply(conn, rec) for rec in records)

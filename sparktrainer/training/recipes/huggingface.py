@@ -1,0 +1,265 @@
+"""The Hugging Face recipe: train or fine-tune a transformers model on text, LoRA optional.
+
+``setup`` brings the base model to a local folder (hub cache, local path, or a registered
+model downloaded from S3, its unmerged LoRA adapters folded in), checks LoRA targets, loads
+text data, picks up the job's last checkpoint and announces JobStarted; ``train`` runs
+``HFTrainer`` here or on DDP ranks, exactly as the PyTorch recipe runs its loop; ``save``
+writes model.safetensors, config.json, tokenizer files and adapters/ and publishes them
+(metadata.json last); ``cleanup`` drops temp files.
+
+``type: train`` starts from the source's config and tokenizer with fresh weights;
+``type: finetune`` starts from its weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from sparktrainer.contracts.events import JobStarted, ModelRegistered
+from sparktrainer.contracts.jobspec import HuggingFaceConfig
+from sparktrainer.errors import TrainingError
+from sparktrainer.training.checkpoint import ResumeState
+from sparktrainer.training.context import JobContext, environment_snapshot
+from sparktrainer.training.distributed import plan_launch, run_distributed
+from sparktrainer.training.hf.data import load_text_data
+from sparktrainer.training.hf.loop import HFPlan, HFTrainer, build_model, load_model_state
+from sparktrainer.training.hf.lora import (
+    fold_adapters,
+    is_peft,
+    merge_parent_adapters,
+    save_adapters,
+)
+from sparktrainer.training.hf.models import (
+    ADAPTERS_DIR,
+    ModelSource,
+    read_config,
+    resolve_source,
+)
+from sparktrainer.training.loop import pick_device
+from sparktrainer.training.recipes.pytorch import ContextHooks
+from sparktrainer.training.trainer import Rank, TrainResult
+from sparktrainer.validation.hf_modules import check_lora_targets, model_type_of
+
+log = structlog.get_logger(__name__)
+SINGLE_FILE_SHARD = "10000GB"  # one model.safetensors, never shards
+
+
+def run(ctx: JobContext) -> ModelRegistered:
+    """Train or fine-tune the job's Hugging Face model and register it."""
+    recipe = HuggingFaceRecipe(ctx)
+    try:
+        recipe.setup()
+        return recipe.save(recipe.train())
+    finally:
+        recipe.cleanup()
+
+
+class HuggingFaceRecipe:
+    """One job: setup, train, save, cleanup."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        config = ctx.config
+        if not isinstance(config, HuggingFaceConfig):
+            raise TrainingError(f"the Hugging Face recipe got a {ctx.job.config_kind} job")
+        self.ctx, self.config = ctx, config
+        self.launch = plan_launch(config.distributed)
+        self.plan: HFPlan | None = None
+        self.trainer: HFTrainer | None = None
+        self.temp: list[Path] = []
+
+    def setup(self) -> None:
+        """Base model folder, data, resume state, the model itself; then JobStarted."""
+        ctx, config = self.ctx, self.config
+        ctx.check_stop()
+        if config.task_type == "classification" and config.num_classes < 2:
+            raise TrainingError("classification needs num_classes >= 2")
+        source = self._source()
+        data = load_text_data(config.data, config.task_type, config.num_classes, ctx.store)
+        resume = self._load_resume()
+        self.plan = HFPlan(
+            options=config,
+            job_type=ctx.job.type,
+            source=source,
+            data=data,
+            workdir=ctx.workdir,
+            resume=resume,
+            progress_every_s=ctx.settings.progress_every_s,
+            checkpoint_every_steps=config.checkpoint_every_steps
+            or ctx.settings.checkpoint_every_steps,
+        )
+        # A bad model or LoRA target fails here, before JobStarted (as validation would).
+        if self.launch is None:
+            self.trainer = HFTrainer(self.plan, ContextHooks(ctx), Rank(device=pick_device()))
+        else:  # the ranks build the model; check what can be checked without it
+            self._check_lora_targets(source.directory)
+        self._announce(resume)
+
+    def _source(self) -> ModelSource:
+        """The base model as a local folder; a LoRA parent comes with its adapters merged."""
+        source = resolve_source(self.config, self.ctx.job.type, self.ctx.store, self.ctx.workdir)
+        if source.parent_id is not None:
+            self.temp.append(source.directory)
+            source = merge_parent_adapters(source, self.ctx.workdir)
+            self.temp.append(source.directory)
+        return source
+
+    def _check_lora_targets(self, folder: Path) -> None:
+        if self.config.lora.enabled:
+            model_type = model_type_of(read_config(folder))
+            errors, _ = check_lora_targets(model_type, None, self.config.lora.target_modules)
+            if errors:
+                raise TrainingError("; ".join(errors))
+
+    def _announce(self, resume: ResumeState | None) -> None:
+        ctx = self.ctx
+        ctx.emit(
+            JobStarted(
+                job_id=ctx.job_id,
+                attempt=ctx.attempt,
+                name=ctx.job.name,
+                framework=ctx.job.framework,
+                config_kind=ctx.job.config_kind,
+                device=self._device_name(),
+                worker=f"{socket.gethostname()}/{os.getpid()}",
+                resumed_from_epoch=resume.epoch if resume else None,
+                total_epochs=self.config.epochs,
+            )
+        )
+
+    def _load_resume(self) -> ResumeState | None:
+        path = self.ctx.load_checkpoint(self.ctx.workdir / "resume-from.pt")
+        if path is None:
+            return None
+        state = ResumeState.load(path)
+        path.unlink(missing_ok=True)
+        return state
+
+    def _device_name(self) -> str:
+        if self.launch is not None:
+            return self.launch.describe()
+        device = pick_device()
+        if device.type == "cuda":
+            return f"{device} ({torch.cuda.get_device_name(device)})"
+        return str(device)
+
+    def train(self) -> TrainResult:
+        """Run the loop here, or on DDP ranks when the job asks for it."""
+        assert self.plan is not None, "setup() first"
+        if self.launch is not None:
+            return run_distributed(self.plan, self.ctx, self.launch, trainer=HFTrainer)  # type: ignore[arg-type]
+        assert self.trainer is not None
+        return self.trainer.fit()
+
+    # -- artifacts ---------------------------------------------------------------------
+
+    def _trained_model(self, result: TrainResult) -> tuple[Any, Any]:
+        """The trained model and tokenizer: the loop's own, or rebuilt from a DDP result."""
+        if self.trainer is not None:
+            return self.trainer.module, self.trainer.tokenizer
+        assert self.plan is not None
+        model, tokenizer = build_model(self.plan)
+        load_model_state(model, result.model_state, "the DDP result")
+        return model, tokenizer
+
+    def save(self, result: TrainResult) -> ModelRegistered:
+        """Write the artifacts and publish them; metadata.json goes last."""
+        assert self.plan is not None, "setup() first"
+        model, tokenizer = self._trained_model(result)
+        files, architecture, lora = self._write_files(model, tokenizer)
+        source = self.plan.source
+        event = self.ctx.publish(
+            files,
+            architecture=architecture,
+            metrics=result.metrics,
+            task=self.config.task_type,
+            base_model_id=source.parent_id,
+            lineage=source.lineage,
+            extra_metadata=self._metadata(result, lora),
+        )
+        self.ctx.clear_checkpoints()
+        return event
+
+    def _write_files(
+        self, model: Any, tokenizer: Any
+    ) -> tuple[dict[str, Path], dict[str, Any], dict[str, Any]]:
+        """adapters/ first, then the (merged or base) model and tokenizer: (files, arch, lora)."""
+        out = self.ctx.workdir / "model"
+        shutil.rmtree(out, ignore_errors=True)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        files: dict[str, Path] = {}
+        lora: dict[str, Any] = {"enabled": False}
+        if is_peft(model):
+            lora = lora_metadata(model, self.config)
+            files.update(save_adapters(model, out / ADAPTERS_DIR))
+            model = fold_adapters(model, self.config.lora.merge)
+        architecture = summarize(model, self.config, trainable)
+        model.save_pretrained(out, max_shard_size=SINGLE_FILE_SHARD)
+        tokenizer.save_pretrained(out)
+        files.update({p.name: p for p in sorted(out.iterdir()) if p.is_file()})
+        if "model.safetensors" not in files:
+            raise TrainingError(f"transformers wrote no model.safetensors (only {sorted(files)})")
+        return files, architecture, lora
+
+    def _metadata(self, result: TrainResult, lora: dict[str, Any]) -> dict[str, Any]:
+        """What metadata.json says beyond the registration event."""
+        assert self.plan is not None
+        config = self.config
+        return {
+            "base_model": self.plan.source.name,
+            "model_source": config.model_source,
+            "init": "pretrained" if self.ctx.job.type == "finetune" else "random",
+            "task_type": config.task_type,
+            "lora": lora,
+            "precision": result.precision,
+            "precision_requested": config.precision,
+            "max_length": config.max_length,
+            "label_names": self.plan.data.label_names,
+            "history": result.history,
+            "warnings": result.warnings,
+            "env": environment_snapshot(),
+        }
+
+    def cleanup(self) -> None:
+        """Wait for the checkpoint upload in flight and drop downloaded model folders."""
+        self.plan = self.trainer = None
+        for path in self.temp:
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(self.ctx.workdir / "model", ignore_errors=True)
+        try:
+            self.ctx.wait_uploads()
+        except Exception as e:  # the job's own outcome matters more than a late upload
+            log.warning("checkpoint_upload_failed", job_id=self.ctx.job_id, error=str(e)[:300])
+
+
+def summarize(model: Any, config: HuggingFaceConfig, trainable: int) -> dict[str, Any]:
+    """The architecture summary registered with the model (``model`` without adapters)."""
+    hf = model.config
+    return {
+        "model_type": hf.model_type,
+        "class": type(model).__name__,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": trainable,
+        "num_labels": config.num_classes if config.task_type == "classification" else None,
+        "vocab_size": getattr(hf, "vocab_size", None),
+        "hidden_size": getattr(hf, "hidden_size", None),
+        "num_hidden_layers": getattr(hf, "num_hidden_layers", None),
+        "max_length": config.max_length,
+    }
+
+
+def lora_metadata(model: Any, config: HuggingFaceConfig) -> dict[str, Any]:
+    """The LoRA settings as trained (targets resolved), for metadata.json."""
+    peft_config = model.peft_config["default"]
+    return {
+        **config.lora.model_dump(),
+        "target_modules": sorted(peft_config.target_modules),
+        "modules_to_save": sorted(peft_config.modules_to_save or []),
+        "adapters": ADAPTERS_DIR + "/",
+    }

@@ -1,0 +1,258 @@
+"""``WarmWorker``: the trainer consumer's handle on a warm training process.
+
+The asyncio side never imports torch. ``start()`` spawns a child that imports torch,
+torchvision and the recipes once; ``run()`` hands it a job and awaits ``on_event`` for each
+JobStarted / JobProgress / CheckpointSaved in order, without blocking the event loop; a
+crash in training (even SIGKILL or a segfault) becomes a failed ``Outcome`` and a fresh
+child for the next job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing as mp
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+import structlog
+from pydantic import BaseModel
+
+from sparktrainer.contracts.events import EVENT_TYPES, JobValidated, ModelRegistered
+from sparktrainer.errors import SparkTrainerError
+from sparktrainer.settings import Settings
+from sparktrainer.training.worker_child import child_main
+
+log = structlog.get_logger(__name__)
+OnEvent = Callable[[BaseModel], Awaitable[None]]
+
+
+class WorkerError(SparkTrainerError):
+    """The training process could not start or died; a retry on a fresh one may work."""
+
+    retriable = True
+
+
+@dataclass
+class Outcome:
+    """How a job ended in the worker."""
+
+    status: Literal["completed", "failed", "cancelled"]
+    registered: ModelRegistered | None = None
+    reason: str | None = None
+    error_type: str | None = None
+    retriable: bool = False
+    resumed_from_epoch: int | None = None
+    duration_s: float = 0.0
+
+    @classmethod
+    def from_child(cls, fields: dict[str, Any]) -> Outcome:
+        """Rebuild the outcome the child sent."""
+        registered = fields.get("registered")
+        return cls(
+            status=fields["status"],
+            registered=ModelRegistered.model_validate_json(registered) if registered else None,
+            reason=fields.get("reason"),
+            error_type=fields.get("error_type"),
+            retriable=bool(fields.get("retriable", False)),
+            resumed_from_epoch=fields.get("resumed_from_epoch"),
+            duration_s=float(fields.get("duration_s", 0.0)),
+        )
+
+
+@dataclass
+class _Child:
+    process: Any
+    commands: Connection
+    inbox: asyncio.Queue[tuple[Any, ...]]
+
+
+class WarmWorker:
+    """One warm training process; one job at a time."""
+
+    def __init__(self, settings: Settings, *, start_timeout_s: float = 300.0) -> None:
+        self.settings = settings
+        self.start_timeout_s = start_timeout_s
+        self._child: _Child | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._seq = itertools.count(1)
+        self._running: tuple[int, str] | None = None
+        self.import_s: float | None = None
+        self.jobs_completed = self.jobs_failed = self.jobs_cancelled = self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before start)."""
+        return self._child.process.pid if self._child else None
+
+    @property
+    def running_job(self) -> str | None:
+        """The id of the job running now, if any."""
+        return self._running[1] if self._running else None
+
+    async def start(self) -> None:
+        """Spawn the child and wait until it has imported torch and the recipes."""
+        if self._child is None:
+            if self._starting is None or self._starting.done():
+                self._starting = asyncio.create_task(self._spawn())
+            await asyncio.shield(self._starting)
+
+    async def _spawn(self) -> None:
+        ctx = mp.get_context("spawn")
+        cmd_read, cmd_write = ctx.Pipe(duplex=False)
+        evt_read, evt_write = ctx.Pipe(duplex=False)
+        process = ctx.Process(
+            target=child_main,
+            args=(self.settings, cmd_read, evt_write),
+            name="sparktrainer-train",
+            daemon=False,
+        )
+        process.start()
+        cmd_read.close()
+        evt_write.close()  # so the reader sees EOF as soon as the child dies
+        inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        threading.Thread(
+            target=_pump,
+            args=(evt_read, asyncio.get_running_loop(), inbox),
+            name="worker-events",
+            daemon=True,
+        ).start()
+        try:
+            first = await asyncio.wait_for(inbox.get(), self.start_timeout_s)
+        except TimeoutError:
+            first = ("eof",)
+        if first[0] != "ready":
+            process.kill()
+            await asyncio.to_thread(process.join, 5)
+            raise WorkerError(f"training worker failed to start (exit code {process.exitcode})")
+        self.import_s = first[1]["import_s"]
+        self._child = _Child(process, cmd_write, inbox)
+        log.info("worker_ready", pid=process.pid, import_s=round(self.import_s, 2))
+
+    async def run(self, job: JobValidated, attempt: int, on_event: OnEvent) -> Outcome:
+        """Train ``job`` in the child; ``on_event`` is awaited for each event, in order."""
+        if self._running is not None:
+            raise RuntimeError(f"worker is busy with job {self._running[1]}")
+        await self.start()
+        assert self._child is not None
+        seq = next(self._seq)
+        self._running = (seq, job.job_id)
+        try:
+            outcome = await self._exchange(self._child, seq, job, attempt, on_event)
+        finally:
+            self._running = None
+        self._count(outcome)
+        return outcome
+
+    async def _exchange(
+        self, child: _Child, seq: int, job: JobValidated, attempt: int, on_event: OnEvent
+    ) -> Outcome:
+        failure: BaseException | None = None
+        try:
+            child.commands.send(("run", seq, job.model_dump_json(), attempt))
+        except OSError:
+            return await self._died(child)
+        while True:
+            try:
+                message = await child.inbox.get()
+            except asyncio.CancelledError:
+                self._send(child, ("cancel", seq, "the trainer stopped waiting for this job"))
+                raise
+            if message[0] == "eof":
+                return await self._died(child)
+            if message[1] != seq:
+                continue  # left over from a job the caller stopped waiting for
+            if message[0] == "outcome":
+                if failure is not None:
+                    raise failure
+                return Outcome.from_child(message[2])
+            if failure is None:
+                failure = await self._deliver(on_event, message, child, seq)
+
+    async def _deliver(
+        self, on_event: OnEvent, message: tuple[Any, ...], child: _Child, seq: int
+    ) -> BaseException | None:
+        """Await ``on_event``; if it fails, cancel the job and report the error at its end."""
+        event = EVENT_TYPES[message[2]].model_validate_json(message[3])
+        try:
+            await on_event(event)
+        except Exception as e:
+            self._send(child, ("cancel", seq, f"event delivery failed: {type(e).__name__}"))
+            return e
+        return None
+
+    async def _died(self, child: _Child) -> Outcome:
+        await asyncio.to_thread(child.process.join, 10)
+        code = child.process.exitcode
+        if self._child is child:
+            self._child = None
+            self.restarts += 1
+            self._starting = asyncio.create_task(self._spawn())  # warm again for the next job
+        log.warning("worker_died", pid=child.process.pid, exit_code=code)
+        return Outcome(
+            status="failed",
+            reason=f"training worker died (exit code {code})",
+            error_type="WorkerDied",
+            retriable=True,
+        )
+
+    def cancel(self, job_id: str, reason: str = "cancel requested") -> bool:
+        """Ask the running job to stop at its next step; False when ``job_id`` is not running."""
+        if self._child is None or self._running is None or self._running[1] != job_id:
+            return False
+        return self._send(self._child, ("cancel", self._running[0], reason))
+
+    @staticmethod
+    def _send(child: _Child, command: tuple[Any, ...]) -> bool:
+        try:
+            child.commands.send(command)
+        except OSError:
+            return False
+        return True
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Let the child finish its job and exit; kill it after ``timeout_s``."""
+        if self._starting is not None and not self._starting.done():
+            try:
+                await self._starting
+            except SparkTrainerError:
+                pass
+        child, self._child = self._child, None
+        if child is None:
+            return
+        self._send(child, ("stop",))
+        await asyncio.to_thread(child.process.join, timeout_s)
+        if child.process.is_alive():
+            child.process.kill()
+            await asyncio.to_thread(child.process.join, 5)
+        child.commands.close()
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.status == "completed":
+            self.jobs_completed += 1
+        elif outcome.status == "cancelled":
+            self.jobs_cancelled += 1
+        else:
+            self.jobs_failed += 1
+
+
+def _pump(
+    conn: Connection, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[tuple[Any, ...]]
+) -> None:
+    """Reader thread: child messages into the asyncio inbox, then ("eof",) when it dies."""
+    message: tuple[Any, ...]
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = ("eof",)
+        try:
+            loop.call_soon_threadsafe(inbox.put_nowait, message)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return
+        if message[0] == "eof":
+            conn.close()
+            return

@@ -1,0 +1,168 @@
+"""The warm training process behind ``WarmWorker`` (started with multiprocessing "spawn").
+
+It imports torch, torchvision and the PyTorch recipe once, says "ready", then runs one
+job at a time. A control thread reads the parent's commands so a cancel reaches the
+running job's stop flag between two steps. Messages to the parent:
+``("ready", info)``, ``("event", seq, ce_type, json)``, ``("outcome", seq, fields)``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from sparktrainer.contracts.events import JobStarted, JobValidated
+from sparktrainer.settings import Settings
+
+log = structlog.get_logger(__name__)
+REASON_MAX_CHARS = 2000
+
+
+def child_main(settings: Settings, commands: Connection, events: Connection) -> None:
+    """Entry point of the child process."""
+    from sparktrainer.logging import configure
+
+    configure(settings.log_level)
+    send_lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with send_lock:
+            events.send(message)
+
+    started = time.monotonic()
+    warm_imports()
+    send(("ready", {"pid": os.getpid(), "import_s": time.monotonic() - started}))
+    jobs: queue.Queue[tuple[int, str, int, Any] | None] = queue.Queue()
+    threading.Thread(
+        target=_control, args=(commands, jobs), name="worker-control", daemon=True
+    ).start()
+    runner = JobRunner(settings, send)
+    while (item := jobs.get()) is not None:
+        seq, job_json, attempt, stop = item
+        send(("outcome", seq, runner.run(seq, job_json, attempt, stop)))
+
+
+def warm_imports() -> None:
+    """Everything a PyTorch job needs, imported before the first job arrives."""
+    import sklearn.datasets  # noqa: F401  (the digits data set)
+    import torch
+    import torchvision  # noqa: F401
+
+    import sparktrainer.training.recipes.pytorch  # noqa: F401
+
+    torch.nn.functional.cross_entropy(torch.zeros(2, 2, requires_grad=True), torch.zeros(2).long())
+
+
+def _control(commands: Connection, jobs: queue.Queue[Any]) -> None:
+    """Read commands: queue runs, flag cancels, stop; exit hard when the parent is gone."""
+    from sparktrainer.training.context import StopFlag
+
+    current: tuple[int, StopFlag] | None = None
+    while True:
+        try:
+            command = commands.recv()
+        except (EOFError, OSError):
+            os._exit(1)  # the parent died: nobody is left to report to
+        if command[0] == "run":
+            _, seq, job_json, attempt = command
+            current = (seq, StopFlag())
+            jobs.put((seq, job_json, attempt, current[1]))
+        elif command[0] == "cancel" and current is not None and current[0] == command[1]:
+            current[1].set("cancel", command[2])
+        elif command[0] == "stop":
+            jobs.put(None)
+            return
+
+
+class JobRunner:
+    """Runs one job in a fresh temp workdir and turns its end into outcome fields."""
+
+    def __init__(self, settings: Settings, send: Any) -> None:
+        self.settings, self.send = settings, send
+        self._store: Any = None
+
+    def store(self) -> Any:
+        """The object store, built on first use (a bad setting fails the job, not the worker)."""
+        if self._store is None:
+            from sparktrainer.storage.s3 import ObjectStore
+
+            self._store = ObjectStore.from_settings(self.settings)
+        return self._store
+
+    def run(self, seq: int, job_json: str, attempt: int, stop: Any) -> dict[str, Any]:
+        """Run the job; never raises."""
+        started = time.monotonic()
+        seen: dict[str, Any] = {"resumed_from_epoch": None}
+
+        def emit(event: Any) -> None:
+            if isinstance(event, JobStarted):
+                seen["resumed_from_epoch"] = event.resumed_from_epoch
+            self.send(("event", seq, event.ce_type, event.model_dump_json()))
+
+        try:
+            job = JobValidated.model_validate_json(job_json)
+            fields = self._run_job(job, attempt, stop, emit)
+        except BaseException as e:  # every failure becomes an outcome
+            fields = failure_fields(e)
+            log.warning("job_failed", seq=seq, reason=fields["reason"], exc_info=True)
+        finally:
+            _release_memory()
+        return {**fields, **seen, "duration_s": time.monotonic() - started}
+
+    def _run_job(self, job: JobValidated, attempt: int, stop: Any, emit: Any) -> dict[str, Any]:
+        from sparktrainer.training.context import JobContext
+        from sparktrainer.training.recipes import run_job
+
+        workdir = Path(tempfile.mkdtemp(prefix=f"sparktrainer-{job.job_id}-"))
+        try:
+            ctx = JobContext(
+                job=job,
+                store=self.store(),
+                settings=self.settings,
+                workdir=workdir,
+                emit=emit,
+                attempt=attempt,
+                stop=stop,
+            )
+            registered = run_job(ctx)
+            return {"status": "completed", "registered": registered.model_dump_json()}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def failure_fields(error: BaseException) -> dict[str, Any]:
+    """Outcome fields for an exception: cancelled, or failed with type + message."""
+    from sparktrainer.errors import JobCancelled, SparkTrainerError
+
+    message = str(error).strip() or "no message"
+    if isinstance(error, JobCancelled):
+        return {"status": "cancelled", "reason": message, "error_type": "JobCancelled"}
+    retriable = isinstance(error, SparkTrainerError) and error.retriable
+    if type(error).__name__ == "OutOfMemoryError":
+        message = f"{message.splitlines()[0]} (lower batch_size or use a smaller model)"
+    reason = f"{type(error).__name__}: {message}"[:REASON_MAX_CHARS]
+    return {
+        "status": "failed",
+        "reason": reason,
+        "error_type": type(error).__name__,
+        "retriable": retriable,
+    }
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

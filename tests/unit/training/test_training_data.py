@@ -1,0 +1,95 @@
+"""Training data: synthetic and digits shaped for the model, S3 formats, splits, batches."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sparktrainer.contracts.jobspec import DataSpec
+from sparktrainer.errors import TrainingError
+from sparktrainer.training.data import Batches, load_data
+
+
+def test_synthetic_is_seeded_capped_and_shaped_for_the_model() -> None:
+    spec = DataSpec(num_samples=100, validation_split=0.2, seed=3)
+    flat = load_data(spec, (10,), 4)
+    assert flat.x_train.shape == (80, 10) and flat.x_val.shape == (20, 10)
+    assert torch.equal(load_data(spec, (10,), 4).x_train, flat.x_train)
+    images = load_data(spec, (3, 16, 16), 4)
+    assert images.x_train.shape == (80, 3, 16, 16)
+    assert int(images.y_train.max()) < 4
+
+
+def test_digits_serves_the_mlp_and_conv_nets() -> None:
+    spec = DataSpec(source="digits", validation_split=0.25)
+    flat = load_data(spec, (64,), 10)
+    assert flat.x_train.shape[1] == 64 and len(flat.x_train) + len(flat.x_val) == 1797
+    images = load_data(spec, (3, 16, 16), 10)
+    assert images.x_train.shape[1:] == (3, 16, 16)
+    assert torch.equal(images.x_train[:, 0], images.x_train[:, 2])  # replicated channels
+
+
+def test_digits_with_a_wrong_input_size_says_what_to_set() -> None:
+    with pytest.raises(
+        TrainingError, match=r"64 features.*input_size is 100: set input_size to 64"
+    ):
+        load_data(DataSpec(source="digits"), (100,), 10)
+
+
+def test_too_few_outputs_for_the_labels_is_an_error() -> None:
+    with pytest.raises(TrainingError, match=r"labels 0\.\.9 but the model has 5 outputs"):
+        load_data(DataSpec(source="digits"), (64,), 5)
+
+
+def test_npz_and_csv_from_the_store(memstore) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, X=np.random.rand(30, 2, 4, 4).astype(np.float32), y=np.arange(30) % 3)
+    memstore.put_bytes("data/set.npz", buf.getvalue())
+    got = load_data(DataSpec(source="s3://sparktrainer/data/set.npz"), (2, 4, 4), 3, memstore)
+    assert got.x_train.shape == (24, 2, 4, 4)
+    memstore.put_bytes("data/t.csv", b"a,b,kind\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n")
+    got = load_data(
+        DataSpec(source="s3://sparktrainer/data/t.csv", label_column="kind", validation_split=0.0),
+        (2,),
+        2,
+        memstore,
+    )
+    assert got.class_names == ["cat", "dog"] and got.x_train.shape == (4, 2)
+
+
+def test_npz_with_pickled_objects_is_refused(memstore) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, X=np.array([{"a": 1}], dtype=object), y=np.array([0]))
+    memstore.put_bytes("data/evil.npz", buf.getvalue())
+    with pytest.raises(TrainingError, match="pickled objects are refused"):
+        load_data(DataSpec(source="s3://sparktrainer/data/evil.npz"), (1,), 2, memstore)
+
+
+def test_image_folder_with_class_subfolders(memstore) -> None:
+    for label, shade in (("dark", 20), ("light", 230)):
+        for i in range(3):
+            png = io.BytesIO()
+            Image.new("RGB", (10, 6), (shade, shade, shade)).save(png, format="PNG")
+            memstore.put_bytes(f"imgs/{label}/{i}.png", png.getvalue())
+    got = load_data(
+        DataSpec(source="s3://sparktrainer/imgs/", validation_split=0.0), (3, 8, 8), 2, memstore
+    )
+    assert got.class_names == ["dark", "light"]
+    assert got.x_train.shape == (6, 3, 8, 8)
+    dark = got.x_train[got.y_train == 0]
+    assert float(dark.max()) < 0.1
+
+
+def test_rank_batches_together_are_the_single_process_batches() -> None:
+    x, y = torch.arange(40).float().unsqueeze(1), torch.arange(40)
+    single = list(Batches(x, y, 8, seed=1).epoch(2))
+    ranks = [list(Batches(x, y, 4, seed=1, rank=r, world=2).epoch(2)) for r in (0, 1)]
+    for i, (xs, _) in enumerate(single):
+        union = torch.cat([ranks[0][i][0], ranks[1][i][0]])
+        assert sorted(union.flatten().tolist()) == sorted(xs.flatten().tolist())
+    resumed = list(Batches(x, y, 8, seed=1).epoch(2, start=3))
+    assert torch.equal(resumed[0][0], single[3][0])

@@ -1,0 +1,184 @@
+"""Fine-tuning: chains of registered models, frozen layers, torchvision weights, and DDP."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparktrainer.contracts.events import JobStarted
+from sparktrainer.contracts.jobspec import CONFIG_KINDS
+from sparktrainer.errors import TrainingError
+from sparktrainer.training.loop import seed_everything
+from sparktrainer.training.model_io import resolve_model
+from sparktrainer.training.recipes import run_job
+
+MLP = {
+    "input_size": 64,
+    "output_size": 10,
+    "hidden_layers": [32],
+    "activation": "gelu",
+    "dropout": 0.1,
+    "epochs": 1,
+    "data": {"source": "digits"},
+}
+RESNET = {
+    "num_classes": 10,
+    "num_blocks": [1, 1],
+    "channels": [8, 16],
+    "input_shape": [1, 8, 8],
+    "epochs": 1,
+    "data": {"source": "digits"},
+}
+RESNET18 = {
+    "model_name": "resnet18",
+    "num_classes": 10,
+    "pretrained": False,
+    "freeze_layers": False,
+    "input_shape": [3, 8, 8],
+    "epochs": 1,
+    "data": {"source": "digits"},
+}
+HEADS = {"mlp": "head.", "resnet": "fc.", "torchvision": "fc."}
+SMALL_DATA = {"data": {"num_samples": 128}}
+
+
+def finetune(make_ctx, job_id: str, parent: str, **config):
+    ctx = make_ctx(
+        job_id,
+        "pytorch.registered",
+        {"model_id": parent, "epochs": 1, **config},
+        job_type="finetune",
+    )
+    return run_job(ctx)
+
+
+@pytest.mark.parametrize(("kind", "config"), [("pytorch.mlp", MLP), ("pytorch.resnet", RESNET)])
+def test_three_level_chain(make_ctx, stored, kind: str, config: dict) -> None:
+    run_job(make_ctx("gen1", kind, config))
+    second = finetune(make_ctx, "gen2", "gen1", data={"source": "digits"})
+    third = finetune(make_ctx, "gen3", "gen2", num_classes=4, **SMALL_DATA)
+    assert (second.base_model_id, second.lineage) == ("gen1", ["gen1"])
+    assert (third.base_model_id, third.lineage) == ("gen2", ["gen2", "gen1"])
+    meta = stored("gen3", "metadata.json")
+    assert meta["base_model_id"] == "gen2" and meta["lineage"] == ["gen2", "gen1"]
+    first_cfg, third_cfg = stored("gen1", "config.json"), stored("gen3", "config.json")
+    assert third_cfg["num_classes"] == 4 and third_cfg["builder"] == first_cfg["builder"]
+    assert third_cfg["input_shape"] == first_cfg["input_shape"]
+    unchanged = {
+        k: v for k, v in first_cfg["params"].items() if k not in ("num_classes", "output_size")
+    }
+    assert unchanged.items() <= third_cfg["params"].items()  # rebuilt from the parent's config
+    assert stored("gen2", "config.json")["num_classes"] == 10  # head kept when equal
+
+
+def initial_state(config_kind: str, config: dict, tmp_path: Path) -> dict[str, torch.Tensor]:
+    spec = CONFIG_KINDS[config_kind].model_validate(config)
+    seed_everything(spec.seed)
+    return resolve_model(spec, None, tmp_path).model.state_dict()  # type: ignore[arg-type]
+
+
+def assert_only_head_changed(before, after, head: str) -> None:
+    for name, value in after.items():
+        if name.startswith(head):
+            continue
+        assert torch.equal(before[name], value), f"{name} changed although frozen"
+    head_keys = [k for k in after if k.startswith(head)]
+    assert head_keys and any(
+        before.get(k) is None
+        or before[k].shape != after[k].shape
+        or not torch.equal(before[k], after[k])
+        for k in head_keys
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "head"),
+    [
+        ("pytorch.mlp", MLP, "head."),
+        ("pytorch.resnet", RESNET, "fc."),
+        ("pytorch.torchvision", RESNET18, "fc."),
+    ],
+)
+def test_freeze_layers_trains_only_the_head(make_ctx, stored, tmp_path, kind, config, head) -> None:
+    frozen = {**config, **SMALL_DATA, "freeze_layers": True}
+    before = initial_state(kind, frozen, tmp_path)
+    run_job(make_ctx("frozen", kind, frozen))
+    assert_only_head_changed(before, stored("frozen", "model.pth")["model_state_dict"], head)
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "builder"),
+    [
+        ("pytorch.mlp", MLP, "mlp"),
+        ("pytorch.resnet", RESNET, "resnet"),
+        ("pytorch.torchvision", RESNET18, "torchvision"),
+    ],
+)
+@pytest.mark.parametrize("num_classes", [None, 5])
+def test_freeze_layers_on_a_registered_parent(
+    make_ctx, stored, kind, config, builder, num_classes
+) -> None:
+    run_job(make_ctx("parent", kind, {**config, **SMALL_DATA}))
+    finetune(make_ctx, "child", "parent", freeze_layers=True, num_classes=num_classes, **SMALL_DATA)
+    parent = stored("parent", "model.pth")["model_state_dict"]
+    child = stored("child", "model.pth")["model_state_dict"]
+    assert_only_head_changed(parent, child, HEADS[builder])
+    assert stored("child", "config.json")["num_classes"] == (num_classes or 10)
+
+
+def test_pretrained_weights_that_cannot_be_had_fail_early(make_ctx, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
+    ctx = make_ctx("pre", "pytorch.torchvision", {**RESNET18, "pretrained": True})
+    with pytest.raises(TrainingError) as caught:
+        run_job(ctx)
+    message = str(caught.value)
+    assert "torchvision resnet18" in message and "set pretrained false" in message
+    assert "hub/checkpoints/resnet18-f37072fd.pth" in message
+    assert not [e for e in ctx.events if isinstance(e, JobStarted)]
+
+
+def test_pretrained_weights_placed_in_torch_home_are_used(
+    make_ctx, stored, tmp_path, monkeypatch
+) -> None:
+    import torchvision
+
+    home = tmp_path / "torch-home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    imagenet = torchvision.models.resnet18(num_classes=1000).state_dict()
+    torch.save(imagenet, home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    config = {**RESNET18, **SMALL_DATA, "pretrained": True, "freeze_layers": True}
+    run_job(make_ctx("pre-ok", "pytorch.torchvision", config))
+    after = stored("pre-ok", "model.pth")["model_state_dict"]
+    assert after["fc.weight"].shape == (10, 512)
+    assert_only_head_changed(imagenet, after, "fc.")
+    assert stored("pre-ok", "metadata.json")["pretrained"] is True
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(make_ctx, stored) -> None:
+    config = {
+        "input_size": 8,
+        "output_size": 3,
+        "hidden_layers": [16],
+        "epochs": 2,
+        "batch_size": 32,
+        "data": {"num_samples": 256, "validation_split": 0.25},
+    }
+    single = run_job(make_ctx("single", "pytorch.mlp", config))
+    ctx = make_ctx("ddp", "pytorch.mlp", {**config, "distributed": {"enabled": True}})
+    ddp = run_job(ctx)
+    assert ctx.events[0].device == "2x cpu (DDP, gloo)"
+    one = stored("single", "model.pth")["model_state_dict"]
+    two = stored("ddp", "model.pth")["model_state_dict"]
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], atol=1e-4, rtol=1e-3)
+    assert ddp.metrics["val_loss"] == pytest.approx(single.metrics["val_loss"], rel=1e-3)
+    assert ddp.metrics["loss"] == pytest.approx(single.metrics["loss"], rel=1e-3)
