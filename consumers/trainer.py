@@ -97,6 +97,7 @@ class Trainer:
             store=self.store,
             cancels=self.cancels,
             send=lambda r: send(self.producer, r),
+            max_attempts=self.settings.job_max_attempts,
         )
 
     async def job_failed(self, rec: Received, error: BaseException) -> list[OutRecord]:

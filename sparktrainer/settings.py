@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_max_poll_interval_ms: int = 300_000
     kafka_max_request_bytes: int = 16 * 1024 * 1024
+    # aiokafka has one produce request in flight per broker, carrying at most one batch per
+    # partition: its 16 KB default caps a producer at ~10 answers per partition per round trip.
+    kafka_max_batch_bytes: int = 1024 * 1024
 
     # S3
     s3_endpoint: str | None = None
@@ -67,6 +70,8 @@ class Settings(BaseSettings):
     # Consumers
     validator_concurrency: int = Field(default=32, ge=1)
     checkpoint_every_steps: int = Field(default=0, ge=0)
+    # Starts of one job when its worker dies (OOM-kill, segfault); each resumes from a checkpoint.
+    job_max_attempts: int = Field(default=3, ge=1)
     progress_every_s: float = 1.0
 
     # HTTP API

@@ -72,8 +72,13 @@ async def run_job(
     store: ObjectStore,
     cancels: CancelBook,
     send: Send,
+    max_attempts: int = 3,
 ) -> list[OutRecord]:
-    """Train one job; returns its terminal records, already recorded in S3."""
+    """Train one job; returns its terminal records, already recorded in S3.
+
+    A retriable failure (the worker died: OOM-killed, segfault) is tried again, resuming
+    from the last checkpoint, up to ``max_attempts`` starts in all.
+    """
     structlog.contextvars.bind_contextvars(job_id=job.job_id)
     ended = await asyncio.to_thread(read_outcome, store, job.job_id)
     if ended is not None:
@@ -93,7 +98,12 @@ async def run_job(
 
     cancels.running = job.job_id
     try:
-        outcome = await _run_guarded(worker, job, attempt, forward)
+        while True:
+            outcome = await _run_guarded(worker, job, attempt, forward)
+            if not (outcome.status == "failed" and outcome.retriable and attempt < max_attempts):
+                break
+            log.warning("job_retry", attempt=attempt, reason=outcome.reason)
+            attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
     finally:
         cancels.running = None
     return await _conclude(job, attempt, outcome, store, send)

@@ -19,6 +19,7 @@ from sparktrainer.bus.kafka import send
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import (
     CancelRequested,
+    CheckpointSaved,
     JobCancelled,
     JobCompleted,
     JobFailed,
@@ -206,3 +207,22 @@ def _local(store, key: str):
     import io
 
     return io.BytesIO(store.get_bytes(key))
+
+
+async def test_a_dead_worker_is_retried_from_its_checkpoint(stack, services) -> None:
+    import os
+    import signal
+
+    producer, _, trainer = services
+    job = small(guide.by_name("Initial Model Training"), epochs=6, data={"num_samples": 1024})
+    async with Tap(stack, *ALL) as tap:
+        await produce(producer, JOBS_SUBMITTED, job)
+        await tap.wait_for(
+            lambda e: isinstance(e, CheckpointSaved) and e.job_id == job["job_id"], 1, 240
+        )
+        os.kill(trainer.worker.pid, signal.SIGKILL)  # OOM-killer style: only the worker dies
+        [end] = await tap.wait_for(ended(job["job_id"]), 1, 240)
+        starts = [e for e in tap.events if isinstance(e, JobStarted) and e.job_id == job["job_id"]]
+    assert isinstance(end, JobCompleted), end
+    assert [s.attempt for s in starts] == [1, 2]
+    assert starts[1].resumed_from_epoch is not None and starts[1].resumed_from_epoch >= 1

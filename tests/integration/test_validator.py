@@ -137,3 +137,19 @@ async def test_burst_of_1000_mixed_records_every_one_answered(stack, validator) 
     good = sum(1 for r in records if r.startswith(b'{"name"'))
     assert sum(isinstance(e, JobValidated) for e in answers) == good
     assert runtime.stats.handler_errors == 0
+
+
+def test_guide_lora_example_on_a_registered_bert_names_the_right_modules(store) -> None:
+    from sparktrainer.validation.checks import validate_job
+
+    lora = next(j for j in guide.complete_jobs() if "lora" in j["config"])
+    store.put_json("models/abc123/metadata.json", {"framework": "huggingface"})
+    store.put_json("models/abc123/config.json", {"model_type": "bert", "hidden_size": 32})
+    store.put_bytes("models/abc123/model.safetensors", b"weights")
+    result = validate_job(lora, store)
+    assert not result.valid
+    [error] = result.errors
+    assert "q_proj" in error and "bert" in error and "'query'" in error and "'value'" in error
+    # Leaving target_modules out picks the family's default instead.
+    del lora["config"]["lora"]["target_modules"]
+    assert validate_job(lora, store).valid
