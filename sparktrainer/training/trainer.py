@@ -82,6 +82,25 @@ class StopRequested(SparkTrainerError):
     """Another rank (or the launcher) asked every rank to stop at this step."""
 
 
+def check_stop_together(hooks: Hooks, where: Rank) -> None:
+    """``hooks.check_stop()``; under DDP every rank votes, so all stop at the same step.
+
+    A rank that stopped alone would leave the others waiting in a collective forever.
+    """
+    if where.control is None:
+        hooks.check_stop()
+        return
+    pending: SparkTrainerError | None = None
+    try:
+        hooks.check_stop()
+    except SparkTrainerError as e:
+        pending = e
+    vote = torch.tensor([1 if pending else 0])
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=where.control)
+    if vote.item():
+        raise pending or StopRequested("another rank stopped")
+
+
 @dataclass
 class TrainResult:
     """The trained state and its record; plain values and tensors (weights-only saveable)."""
@@ -110,7 +129,13 @@ class Trainer:
         self.optimizer = build_optimizer(
             (p for p in self.module.parameters() if p.requires_grad), self.opts
         )
-        per_rank = max(1, self.opts.batch_size // where.world)
+        per_rank = max(1, self.opts.batch_size // where.world)  # batch_size is the global batch
+        self.warnings = [w for w in (self.precision.warning,) if w]
+        if per_rank * where.world != self.opts.batch_size:
+            self.warnings.append(
+                f"batch_size {self.opts.batch_size} is not a multiple of the {where.world} "
+                f"DDP ranks: each rank used {per_rank} (global batch {per_rank * where.world})"
+            )
         self.batches = Batches(
             plan.data.x_train,
             plan.data.y_train,
@@ -201,18 +226,7 @@ class Trainer:
             self.hooks.progress(epoch=epoch + 1, loss=loss, accuracy=accuracy, **self._position())
 
     def _check_stop(self) -> None:
-        if self.where.control is None:
-            self.hooks.check_stop()
-            return
-        pending: SparkTrainerError | None = None
-        try:
-            self.hooks.check_stop()
-        except SparkTrainerError as e:
-            pending = e
-        vote = torch.tensor([1 if pending else 0])
-        dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=self.where.control)
-        if vote.item():
-            raise pending or StopRequested("another rank stopped")
+        check_stop_together(self.hooks, self.where)
 
     # -- epoch end ---------------------------------------------------------------------
 
@@ -325,9 +339,8 @@ class Trainer:
         last = self.history[-1] if self.history else {}
         metrics = {k: v for k, v in last.items() if k != "epoch"}
         metrics["epochs"] = float(self.epoch)
-        if self.best is not None:
+        if self.best is not None and "val_loss" in last:  # else "best" went by training loss
             metrics["best_val_loss"] = self.best[0]
-        warning = self.precision.warning
         return TrainResult(
             model_state=_cpu_copy(self.module.state_dict()),
             optimizer_state=self.optimizer.state_dict(),
@@ -338,7 +351,7 @@ class Trainer:
             best_model=self.best[2] if self.best else None,
             best_epoch=self.best[1] if self.best else None,
             precision=self.precision.name,
-            warnings=[warning] if warning else [],
+            warnings=self.warnings,
         )
 
 

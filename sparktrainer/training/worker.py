@@ -80,6 +80,7 @@ class WarmWorker:
         self._starting: asyncio.Task[None] | None = None
         self._seq = itertools.count(1)
         self._running: tuple[int, str] | None = None
+        self._cancel_reason: str | None = None
         self.import_s: float | None = None
         self.jobs_completed = self.jobs_failed = self.jobs_cancelled = self.restarts = 0
 
@@ -136,25 +137,43 @@ class WarmWorker:
         """Train ``job`` in the child; ``on_event`` is awaited for each event, in order."""
         if self._running is not None:
             raise RuntimeError(f"worker is busy with job {self._running[1]}")
-        await self.start()
-        assert self._child is not None
         seq = next(self._seq)
-        self._running = (seq, job.job_id)
+        self._running, self._cancel_reason = (seq, job.job_id), None
         try:
-            outcome = await self._exchange(self._child, seq, job, attempt, on_event)
+            outcome = None
+            for _ in range(2):  # a child that died before it took the job: a fresh one gets it
+                outcome = await self._exchange(
+                    await self._live_child(), seq, job, attempt, on_event
+                )
+                if outcome is not None:
+                    break
         finally:
             self._running = None
+        outcome = outcome or self._death_outcome("before it took the job")
         self._count(outcome)
         return outcome
 
+    async def _live_child(self) -> _Child:
+        """The child, replaced first if it died while idle (that is no job's failure)."""
+        if self._child is not None and not self._child.process.is_alive():
+            await self._died(self._child)
+        await self.start()
+        assert self._child is not None
+        return self._child
+
     async def _exchange(
         self, child: _Child, seq: int, job: JobValidated, attempt: int, on_event: OnEvent
-    ) -> Outcome:
+    ) -> Outcome | None:
+        """Run the job on ``child``; None when the child died before accepting it."""
         failure: BaseException | None = None
+        accepted = False
         try:
             child.commands.send(("run", seq, job.model_dump_json(), attempt))
+            if self._cancel_reason is not None:  # asked while the child was (re)starting
+                child.commands.send(("cancel", seq, self._cancel_reason))
         except OSError:
-            return await self._died(child)
+            await self._died(child)
+            return None
         while True:
             try:
                 message = await child.inbox.get()
@@ -162,14 +181,17 @@ class WarmWorker:
                 self._send(child, ("cancel", seq, "the trainer stopped waiting for this job"))
                 raise
             if message[0] == "eof":
-                return await self._died(child)
+                died = await self._died(child)
+                return died if accepted else None
             if message[1] != seq:
                 continue  # left over from a job the caller stopped waiting for
-            if message[0] == "outcome":
+            if message[0] == "accepted":
+                accepted = True
+            elif message[0] == "outcome":
                 if failure is not None:
                     raise failure
                 return Outcome.from_child(message[2])
-            if failure is None:
+            elif failure is None:
                 failure = await self._deliver(on_event, message, child, seq)
 
     async def _deliver(
@@ -192,18 +214,25 @@ class WarmWorker:
             self.restarts += 1
             self._starting = asyncio.create_task(self._spawn())  # warm again for the next job
         log.warning("worker_died", pid=child.process.pid, exit_code=code)
+        return self._death_outcome(f"(exit code {code})")
+
+    @staticmethod
+    def _death_outcome(detail: str) -> Outcome:
         return Outcome(
             status="failed",
-            reason=f"training worker died (exit code {code})",
+            reason=f"training worker died {detail}",
             error_type="WorkerDied",
             retriable=True,
         )
 
     def cancel(self, job_id: str, reason: str = "cancel requested") -> bool:
         """Ask the running job to stop at its next step; False when ``job_id`` is not running."""
-        if self._child is None or self._running is None or self._running[1] != job_id:
+        if self._running is None or self._running[1] != job_id:
             return False
-        return self._send(self._child, ("cancel", self._running[0], reason))
+        self._cancel_reason = reason
+        if self._child is not None:
+            self._send(self._child, ("cancel", self._running[0], reason))
+        return True
 
     @staticmethod
     def _send(child: _Child, command: tuple[Any, ...]) -> bool:

@@ -3,7 +3,8 @@
 It imports torch, torchvision and the PyTorch recipe once, says "ready", then runs one
 job at a time. A control thread reads the parent's commands so a cancel reaches the
 running job's stop flag between two steps. Messages to the parent:
-``("ready", info)``, ``("event", seq, ce_type, json)``, ``("outcome", seq, fields)``.
+``("ready", info)``, ``("accepted", seq)``, ``("event", seq, ce_type, json)``,
+``("outcome", seq, fields)``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def child_main(settings: Settings, commands: Connection, events: Connection) -> 
     send(("ready", {"pid": os.getpid(), "import_s": time.monotonic() - started}))
     jobs: queue.Queue[tuple[int, str, int, Any] | None] = queue.Queue()
     threading.Thread(
-        target=_control, args=(commands, jobs), name="worker-control", daemon=True
+        target=_control, args=(commands, jobs, send), name="worker-control", daemon=True
     ).start()
     runner = JobRunner(settings, send)
     while (item := jobs.get()) is not None:
@@ -62,8 +63,8 @@ def warm_imports() -> None:
     torch.nn.functional.cross_entropy(torch.zeros(2, 2, requires_grad=True), torch.zeros(2).long())
 
 
-def _control(commands: Connection, jobs: queue.Queue[Any]) -> None:
-    """Read commands: queue runs, flag cancels, stop; exit hard when the parent is gone."""
+def _control(commands: Connection, jobs: queue.Queue[Any], send: Any) -> None:
+    """Read commands: accept and queue runs, flag cancels, stop; exit when the parent is gone."""
     from sparktrainer.training.context import StopFlag
 
     current: tuple[int, StopFlag] | None = None
@@ -76,6 +77,7 @@ def _control(commands: Connection, jobs: queue.Queue[Any]) -> None:
             _, seq, job_json, attempt = command
             current = (seq, StopFlag())
             jobs.put((seq, job_json, attempt, current[1]))
+            send(("accepted", seq))
         elif command[0] == "cancel" and current is not None and current[0] == command[1]:
             current[1].set("cancel", command[2])
         elif command[0] == "stop":

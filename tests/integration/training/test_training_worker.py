@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import time
 import uuid
 
+import numpy as np
 import pytest
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
@@ -152,3 +154,35 @@ async def test_three_level_fine_tune_chain_through_s3(worker, make_job, recorder
     config = store.get_json(model_prefix(c) + "config.json")
     assert config["params"]["input_size"] == 64 and config["num_classes"] == 4
     assert config["params"]["hidden_layers"] == [32]
+
+
+async def test_a_worker_that_died_while_idle_is_replaced_before_the_next_job(
+    worker, make_job, recorder
+) -> None:
+    old_pid = worker.pid
+    os.kill(old_pid, signal.SIGKILL)
+    config = {**DIGITS_MLP, "epochs": 1, "data": {"num_samples": 128}, "input_size": 16}
+    outcome = await worker.run(make_job(new_id("w-idle"), "pytorch.mlp", config), 1, recorder())
+    assert outcome.status == "completed", outcome.reason
+    assert worker.pid != old_pid
+
+
+async def test_training_data_from_an_npz_in_s3(worker, make_job, recorder, store) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = (np.eye(3)[y] * 3 + rng.normal(size=(300, 3))).astype(np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, X=x, y=y)
+    key = f"data/{new_id('npz')}.npz"
+    store.put_bytes(key, buf.getvalue())
+    config = {
+        "input_size": 3,
+        "output_size": 3,
+        "hidden_layers": [16],
+        "epochs": 3,
+        "learning_rate": 0.01,
+        "data": {"source": f"s3://{store.bucket}/{key}"},
+    }
+    outcome = await worker.run(make_job(new_id("w-npz"), "pytorch.mlp", config), 1, recorder())
+    assert outcome.status == "completed", outcome.reason
+    assert outcome.registered.metrics["val_accuracy"] > 0.6  # chance is 1/3
