@@ -114,4 +114,6 @@ for precision in float32 bfloat16; do
   "$PY" bench/train_throughput.py --model resnet18 --shape 3 32 32 --batch 256 --samples 16384 \
     --epochs 3 --rounds 3 --precision "$precision"
 done
+# The Hugging Face recipe: LoRA fine-tune of the small BERT in bf16 (samples/s, peak memory).
+bash bench/gpu_check_hf.sh
 echo '{"check": "gpu_check.sh", "ok": true}'
