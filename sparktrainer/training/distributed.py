@@ -29,14 +29,7 @@ from sparktrainer.contracts.jobspec import DistributedSpec
 from sparktrainer.errors import SparkTrainerError, TrainingError
 from sparktrainer.training.checkpoint import ResumeState, safe_load
 from sparktrainer.training.context import JobContext
-from sparktrainer.training.trainer import (
-    NoHooks,
-    Rank,
-    StopRequested,
-    Trainer,
-    TrainPlan,
-    TrainResult,
-)
+from sparktrainer.training.trainer import NoHooks, Plan, Rank, StopRequested, Trainer, TrainResult
 
 RANK_EXIT_GRACE_S = 30.0
 
@@ -71,10 +64,8 @@ def plan_launch(spec: DistributedSpec) -> Launch | None:
     return Launch(world, backend, "cuda" if gpus else "cpu")
 
 
-def run_distributed(
-    plan: TrainPlan, ctx: JobContext, launch: Launch, trainer: type[Trainer] = Trainer
-) -> TrainResult:
-    """Train ``plan`` on ``launch.world`` ranks with ``trainer`` (the HF recipe passes its own)."""
+def run_distributed(plan: Plan, ctx: JobContext, launch: Launch) -> TrainResult:
+    """Train ``plan`` on ``launch.world`` ranks (each runs the ``Trainer`` on its share)."""
     mp = tmp.get_context("spawn")
     events = mp.Queue()
     stop = mp.Event()
@@ -83,7 +74,7 @@ def run_distributed(
         mp.Process(
             target=_rank_main,
             name=f"ddp-rank{r}",
-            args=(r, launch, str(store_file), plan, events, stop, trainer),
+            args=(r, launch, str(store_file), plan, events, stop),
         )
         for r in range(launch.world)
     ]
@@ -213,10 +204,9 @@ def _rank_main(
     rank: int,
     launch: Launch,
     store_file: str,
-    plan: TrainPlan,
+    plan: Plan,
     events: Any,
     stop: Any,
-    trainer: type[Trainer] = Trainer,
 ) -> None:
     die_with_parent()
     try:
@@ -231,7 +221,7 @@ def _rank_main(
         control = dist.new_group(backend="gloo")
         _own_mutable_state(plan)
         hooks = QueueHooks(events, stop) if rank == 0 else NoHooks()
-        result = trainer(plan, hooks, Rank(rank, launch.world, device, control)).fit()
+        result = Trainer(plan, hooks, Rank(rank, launch.world, device, control)).fit()
         if rank == 0:
             path = plan.workdir / "ddp-result.pt"
             torch.save({f.name: getattr(result, f.name) for f in fields(result)}, path)

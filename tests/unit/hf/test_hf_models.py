@@ -36,8 +36,8 @@ def _cache_snapshot(cache: Path, repo: str, files_from: Path) -> Path:
     return snapshot
 
 
-def test_unreachable_hub_is_a_clear_training_error(offline_hub, hf_ctx) -> None:
-    ctx = hf_ctx("hub-off", {"model_name": "bert-base-uncased", "epochs": 1})
+def test_unreachable_hub_is_a_clear_training_error(offline_hub, hf_ctx, job_id) -> None:
+    ctx = hf_ctx(job_id("hub-off"), {"model_name": "bert-base-uncased", "epochs": 1})
     with pytest.raises(TrainingError) as caught:
         run(ctx)
     message = str(caught.value)
@@ -63,11 +63,11 @@ def test_network_failure_is_recognised_through_the_exception_chain() -> None:
         assert hub_unreachable(wrapped)
 
 
-def test_hub_model_in_the_cache_trains_offline(offline_hub, tiny_bert, hf_ctx) -> None:
+def test_hub_model_in_the_cache_trains_offline(offline_hub, tiny_bert, hf_ctx, job_id) -> None:
     snapshot = _cache_snapshot(offline_hub, "acme/tiny-bert", tiny_bert)
     assert fetch_from_hub("acme/tiny-bert", weights=True) == snapshot
     ctx = hf_ctx(
-        "hub-cached",
+        job_id("hub-cached"),
         {
             "model_name": "acme/tiny-bert",
             "epochs": 1,
@@ -79,21 +79,24 @@ def test_hub_model_in_the_cache_trains_offline(offline_hub, tiny_bert, hf_ctx) -
     assert registered.architecture["model_type"] == "bert"
 
 
-def test_missing_local_path_says_what_a_model_folder_is(hf_ctx, tmp_path) -> None:
-    ctx = hf_ctx("local-missing", {"model_source": "local", "model_path": str(tmp_path / "nope")})
+def test_missing_local_path_says_what_a_model_folder_is(hf_ctx, job_id, tmp_path) -> None:
+    config = {"model_source": "local", "model_path": str(tmp_path / "nope")}
+    ctx = hf_ctx(job_id("local-missing"), config)
     with pytest.raises(TrainingError, match="is not a transformers model folder"):
         run(ctx)
 
 
-def test_unknown_registered_model(memstore, tmp_path) -> None:
-    cfg = HuggingFaceConfig(model_source="model_id", model_id="ghost")
-    with pytest.raises(TrainingError, match="model 'ghost' is not registered"):
-        resolve_source(cfg, "finetune", memstore, tmp_path)
+def test_unknown_registered_model(s3, job_id, tmp_path) -> None:
+    ghost = job_id("ghost")
+    cfg = HuggingFaceConfig(model_source="model_id", model_id=ghost)
+    with pytest.raises(TrainingError, match=f"model '{ghost}' is not registered"):
+        resolve_source(cfg, "finetune", s3, tmp_path)
 
 
-def test_registered_pytorch_model_is_refused(memstore, tmp_path) -> None:
-    memstore.put_json("models/mlp1/metadata.json", {"framework": "pytorch"})
-    memstore.put_bytes("models/mlp1/model.pth", b"x")
-    cfg = HuggingFaceConfig(model_source="model_id", model_id="mlp1")
-    with pytest.raises(TrainingError, match="'mlp1' is a pytorch model"):
-        resolve_source(cfg, "finetune", memstore, tmp_path)
+def test_registered_pytorch_model_is_refused(s3, job_id, tmp_path) -> None:
+    mlp = job_id("mlp1")
+    s3.put_json(f"models/{mlp}/metadata.json", {"framework": "pytorch"})
+    s3.put_bytes(f"models/{mlp}/model.pth", b"x")
+    cfg = HuggingFaceConfig(model_source="model_id", model_id=mlp)
+    with pytest.raises(TrainingError, match=f"'{mlp}' is a pytorch model"):
+        resolve_source(cfg, "finetune", s3, tmp_path)

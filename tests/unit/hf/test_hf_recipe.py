@@ -1,8 +1,8 @@
-"""The Hugging Face recipe end to end on tiny models: it learns, saves, resumes and stops."""
+"""The Hugging Face recipe end to end on tiny models and the real S3 server: it learns,
+saves, resumes and stops."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,11 @@ SENTENCES = ["the day was great and wonderful", "it was a terrible and awful thi
 def download(store: Any, model_id: str, folder: Path) -> Path:
     """A registered model's files, as a local folder."""
     prefix = f"models/{model_id}/"
-    for key, blob in store.objects.items():
-        if key.startswith(prefix):
-            target = folder / key[len(prefix) :]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(blob)
+    for key in store.list(prefix):
+        target = folder / key[len(prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        store.get_file(key, target)
     return folder
-
-
-def metadata(store: Any, model_id: str) -> dict[str, Any]:
-    return json.loads(store.objects[f"models/{model_id}/metadata.json"])
 
 
 def logits(model: Any, folder: Path) -> torch.Tensor:
@@ -57,9 +52,10 @@ def classify(tiny_bert: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def test_classification_learns_and_registers_safetensors(
-    tiny_bert, hf_ctx, memstore, tmp_path
+    tiny_bert, hf_ctx, s3, stored, job_id, tmp_path
 ) -> None:
-    ctx = hf_ctx("cls", classify(tiny_bert))
+    cls = job_id("cls")
+    ctx = hf_ctx(cls, classify(tiny_bert))
     registered = run(ctx)
     ends = epoch_ends(ctx.events)
     assert [e.epoch for e in ends] == [1, 2]
@@ -70,42 +66,37 @@ def test_classification_learns_and_registers_safetensors(
     names = {a.path for a in registered.artifacts}
     assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"} <= names
     assert not any(n.endswith((".bin", ".pt", ".pth", ".pkl")) for n in names)
-    assert list(memstore.objects)[-1] == "models/cls/metadata.json"  # written last
-    meta = metadata(memstore, "cls")
+    assert s3.puts[-1] == f"models/{cls}/metadata.json"  # written last
+    meta = stored(cls, "metadata.json")
     assert meta["base_model"] == str(tiny_bert) and meta["task_type"] == "classification"
     assert meta["lora"] == {"enabled": False} and meta["precision"] == "float32"
     assert meta["init"] == "pretrained" and meta["architecture"]["num_labels"] == 2
     from transformers import AutoModelForSequenceClassification
 
-    folder = download(memstore, "cls", tmp_path / "cls")
+    folder = download(s3, cls, tmp_path / "cls")
     reloaded = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
     assert logits(reloaded, folder).argmax(-1).tolist() == [0, 1]
 
 
 def test_train_starts_fresh_and_finetune_starts_from_the_weights(
-    tiny_bert, hf_ctx, memstore
+    tiny_bert, hf_ctx, stored, job_id
 ) -> None:
     source = load_file(tiny_bert / "model.safetensors")["embeddings.word_embeddings.weight"]
     for job_type in ("train", "finetune"):
         config = classify(tiny_bert, epochs=1, learning_rate=1e-12, data={"num_samples": 32})
-        run(hf_ctx(job_type, config, job_type=job_type))
-        saved = load_file_from(memstore, job_type)["bert.embeddings.word_embeddings.weight"]
-        assert torch.allclose(saved, source, atol=1e-6) == (job_type == "finetune")
+        run(hf_ctx(job_id(job_type), config, job_type=job_type))
+        saved = stored(job_id(job_type), "model.safetensors")
+        embeddings = saved["bert.embeddings.word_embeddings.weight"]
+        assert torch.allclose(embeddings, source, atol=1e-6) == (job_type == "finetune")
         assert (
-            metadata(memstore, job_type)["init"]
+            stored(job_id(job_type), "metadata.json")["init"]
             == {"train": "random", "finetune": "pretrained"}[job_type]
         )
 
 
-def load_file_from(store: Any, model_id: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load
-
-    return load(store.objects[f"models/{model_id}/model.safetensors"])
-
-
-def test_generation_loss_falls_with_eos_as_pad(tiny_gpt2, hf_ctx, memstore) -> None:
+def test_generation_loss_falls_with_eos_as_pad(tiny_gpt2, hf_ctx, stored, job_id) -> None:
     ctx = hf_ctx(
-        "gen",
+        job_id("gen"),
         {
             "model_source": "local",
             "model_path": str(tiny_gpt2),
@@ -122,9 +113,9 @@ def test_generation_loss_falls_with_eos_as_pad(tiny_gpt2, hf_ctx, memstore) -> N
     assert ends[-1].val_accuracy is not None and ends[-1].val_accuracy > ends[0].val_accuracy
     assert all(e.accuracy is None for e in ctx.events if isinstance(e, JobProgress))
     assert registered.task == "generation" and registered.architecture["num_labels"] is None
-    config = json.loads(memstore.objects["models/gen/config.json"])
+    config = stored(job_id("gen"), "config.json")
     assert config["pad_token_id"] == config["eos_token_id"] == 0
-    tokenizer_config = json.loads(memstore.objects["models/gen/tokenizer_config.json"])
+    tokenizer_config = stored(job_id("gen"), "tokenizer_config.json")
     assert tokenizer_config["pad_token"] == "<|endoftext|>"
 
 
@@ -153,12 +144,12 @@ def _train_lora(ctx: Any, folder: Path) -> tuple[Any, torch.Tensor, dict[str, to
 
 
 def test_lora_trains_only_adapters_and_they_reload_to_identical_outputs(
-    tiny_bert, hf_ctx, memstore, tmp_path
+    tiny_bert, hf_ctx, s3, stored, job_id, tmp_path
 ) -> None:
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    ctx = hf_ctx("lora", classify(tiny_bert, lora={"enabled": True, "r": 4}))
+    ctx = hf_ctx(job_id("lora"), classify(tiny_bert, lora={"enabled": True, "r": 4}))
     registered, expected, frozen = _train_lora(ctx, tiny_bert)
     arch = registered.architecture
     assert 0 < arch["trainable_parameters"] < arch["num_parameters"] / 5
@@ -166,10 +157,10 @@ def test_lora_trains_only_adapters_and_they_reload_to_identical_outputs(
     assert {"adapters/adapter_config.json", "adapters/adapter_model.safetensors"} <= {
         a.path for a in registered.artifacts
     }
-    meta = metadata(memstore, "lora")
+    meta = stored(job_id("lora"), "metadata.json")
     assert meta["lora"]["target_modules"] == ["query", "value"] and meta["lora"]["merge"] is False
 
-    folder = download(memstore, "lora", tmp_path / "lora")
+    folder = download(s3, job_id("lora"), tmp_path / "lora")
     base = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
     source = load_file(tiny_bert / "model.safetensors")
     saved = load_file(folder / "model.safetensors")
@@ -179,64 +170,71 @@ def test_lora_trains_only_adapters_and_they_reload_to_identical_outputs(
     assert torch.allclose(logits(with_adapters, folder), expected, atol=1e-6)
 
 
-def test_lora_merge_bakes_adapters_into_the_weights(tiny_bert, hf_ctx, memstore, tmp_path) -> None:
+def test_lora_merge_bakes_adapters_into_the_weights(
+    tiny_bert, hf_ctx, s3, job_id, tmp_path
+) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    ctx = hf_ctx("merged", classify(tiny_bert, lora={"enabled": True, "r": 4, "merge": True}))
-    _, expected, _ = _train_lora(ctx, tiny_bert)
-    folder = download(memstore, "merged", tmp_path / "merged")
+    config = classify(tiny_bert, lora={"enabled": True, "r": 4, "merge": True})
+    _, expected, _ = _train_lora(hf_ctx(job_id("merged"), config), tiny_bert)
+    folder = download(s3, job_id("merged"), tmp_path / "merged")
     merged = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
     assert not any("lora" in n for n, _ in merged.named_parameters())
     assert torch.allclose(logits(merged, folder), expected, atol=1e-5)
     assert (folder / "adapters" / "adapter_model.safetensors").is_file()
 
 
-def test_finetune_chain_through_a_lora_parent(tiny_bert, hf_ctx, memstore, tmp_path) -> None:
+def test_finetune_chain_through_a_lora_parent(
+    tiny_bert, hf_ctx, s3, stored, job_id, tmp_path
+) -> None:
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    run(hf_ctx("p1", classify(tiny_bert, epochs=1)))
+    p1, p2, p3 = job_id("p1"), job_id("p2"), job_id("p3")
+    run(hf_ctx(p1, classify(tiny_bert, epochs=1)))
     run(
         hf_ctx(
-            "p2",
+            p2,
             {
                 "model_source": "model_id",
-                "model_id": "p1",
+                "model_id": p1,
                 "epochs": 1,
                 "learning_rate": 3e-3,
                 "lora": {"enabled": True, "r": 4},
             },
         )
     )
-    p2 = download(memstore, "p2", tmp_path / "p2")
+    p2_folder = download(s3, p2, tmp_path / "p2")
     parent = PeftModel.from_pretrained(
-        AutoModelForSequenceClassification.from_pretrained(p2), p2 / "adapters"
+        AutoModelForSequenceClassification.from_pretrained(p2_folder), p2_folder / "adapters"
     )
     # A near-zero learning rate: the child must start exactly where the parent ended.
     child = run(
         hf_ctx(
-            "p3",
+            p3,
             {
                 "model_source": "model_id",
-                "model_id": "p2",
+                "model_id": p2,
                 "epochs": 1,
                 "learning_rate": 1e-12,
                 "data": {"num_samples": 32},
             },
         )
     )
-    assert child.base_model_id == "p2" and child.lineage == ["p2", "p1"]
-    assert metadata(memstore, "p3")["lineage"] == ["p2", "p1"]
-    p3 = download(memstore, "p3", tmp_path / "p3")
-    reloaded = AutoModelForSequenceClassification.from_pretrained(p3)
-    assert torch.allclose(logits(reloaded, p3), logits(parent, p2), atol=1e-4)
+    assert child.base_model_id == p2 and child.lineage == [p2, p1]
+    assert stored(p3, "metadata.json")["lineage"] == [p2, p1]
+    p3_folder = download(s3, p3, tmp_path / "p3")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(p3_folder)
+    assert torch.allclose(logits(reloaded, p3_folder), logits(parent, p2_folder), atol=1e-4)
 
 
 class Killed(Exception):
     """Stands in for SIGKILL: raised from inside the loop, nothing in the recipe handles it."""
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_bert, hf_ctx, memstore) -> None:
+def test_resume_after_a_kill_matches_an_uninterrupted_run(
+    tiny_bert, hf_ctx, s3, stored, job_id
+) -> None:
     config = classify(
         tiny_bert,
         epochs=2,
@@ -244,26 +242,27 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_bert, hf_ctx, mem
         data={"num_samples": 160},
         lora={"enabled": True, "r": 4},
     )
-    run(hf_ctx("whole", config))
+    whole_id, killed = job_id("whole"), job_id("killed")
+    run(hf_ctx(whole_id, config))
 
     def kill_after_first_checkpoint(event: Any) -> None:
         if isinstance(event, JobProgress) and event.step == 7:
             raise Killed
 
     with pytest.raises(Killed):
-        run(hf_ctx("killed", config, emit=kill_after_first_checkpoint))
-    assert "checkpoints/killed/latest.pt" in memstore.objects
-    assert "models/killed/metadata.json" not in memstore.objects
-    ctx = hf_ctx("killed", config, attempt=2)
+        run(hf_ctx(killed, config, emit=kill_after_first_checkpoint))
+    assert s3.exists(f"checkpoints/{killed}/latest.pt")
+    assert not s3.exists(f"models/{killed}/metadata.json")
+    ctx = hf_ctx(killed, config, attempt=2)
     run(ctx)
     assert started(ctx.events).resumed_from_epoch == 0
     first = next(e for e in ctx.events if isinstance(e, JobProgress))
     assert (first.epoch, first.step) == (1, 6)  # continues after the step-5 checkpoint
-    whole, resumed = load_file_from(memstore, "whole"), load_file_from(memstore, "killed")
+    whole, resumed = stored(whole_id, "model.safetensors"), stored(killed, "model.safetensors")
     for name, weight in whole.items():
         assert torch.allclose(resumed[name], weight, atol=1e-6), name
-    resumed_history = metadata(memstore, "killed")["history"]
-    whole_history = metadata(memstore, "whole")["history"]
+    resumed_history = stored(killed, "metadata.json")["history"]
+    whole_history = stored(whole_id, "metadata.json")["history"]
     assert resumed_history[1] == whole_history[1]
     # The interrupted epoch's train loss covers only its batches after the resume (as in the
     # PyTorch recipe: ResumeState keeps no running sums); validation is over the same weights.
@@ -271,24 +270,24 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_bert, hf_ctx, mem
         assert resumed_history[0][key] == pytest.approx(whole_history[0][key], abs=1e-6)
 
 
-def test_cancel_stops_at_the_next_step_without_a_model(tiny_bert, hf_ctx, memstore) -> None:
+def test_cancel_stops_at_the_next_step_without_a_model(tiny_bert, hf_ctx, s3, job_id) -> None:
     holder: dict[str, Any] = {}
 
     def cancel_on_progress(event: Any) -> None:
         if isinstance(event, JobProgress):
             holder["ctx"].stop.set("cancel", "user asked")
 
-    ctx = holder["ctx"] = hf_ctx("cancel", classify(tiny_bert), emit=cancel_on_progress)
+    ctx = holder["ctx"] = hf_ctx(job_id("cancel"), classify(tiny_bert), emit=cancel_on_progress)
     with pytest.raises(JobCancelled, match="user asked"):
         run(ctx)
     steps = [e.step for e in ctx.events if isinstance(e, JobProgress)]
     assert steps == [1]
-    assert not any(k.startswith("models/cancel/") for k in memstore.objects)
+    assert not list(s3.list(f"models/{job_id('cancel')}/"))
 
 
-def test_guide_lora_targets_on_bert_fail_before_training(tiny_bert, hf_ctx) -> None:
+def test_guide_lora_targets_on_bert_fail_before_training(tiny_bert, hf_ctx, job_id) -> None:
     ctx = hf_ctx(
-        "guide-lora",
+        job_id("guide-lora"),
         classify(
             tiny_bert,
             lora={
@@ -311,37 +310,34 @@ def test_guide_lora_targets_on_bert_fail_before_training(tiny_bert, hf_ctx) -> N
 
 
 @pytest.mark.parametrize(("asked", "used"), [("bfloat16", "bfloat16"), ("float16", "float32")])
-def test_mixed_precision_on_cpu(tiny_bert, hf_ctx, memstore, asked, used) -> None:
-    run(
-        hf_ctx(
-            f"p-{asked}", classify(tiny_bert, epochs=1, precision=asked, data={"num_samples": 64})
-        )
-    )
-    meta = metadata(memstore, f"p-{asked}")
+def test_mixed_precision_on_cpu(tiny_bert, hf_ctx, stored, job_id, asked, used) -> None:
+    config = classify(tiny_bert, epochs=1, precision=asked, data={"num_samples": 64})
+    run(hf_ctx(job_id(asked), config))
+    meta = stored(job_id(asked), "metadata.json")
     assert meta["precision"] == used and meta["precision_requested"] == asked
     assert bool(meta["warnings"]) == (asked != used)
 
 
 def test_gradient_accumulation_matches_one_bigger_batch(
-    tiny_bert_no_dropout, hf_ctx, memstore
+    tiny_bert_no_dropout, hf_ctx, stored, job_id
 ) -> None:
     common = {"epochs": 1, "data": {"num_samples": 80}, "learning_rate": 1e-3, "optimizer": "sgd"}
-    run(hf_ctx("big", classify(tiny_bert_no_dropout, batch_size=16, **common)))
+    run(hf_ctx(job_id("big"), classify(tiny_bert_no_dropout, batch_size=16, **common)))
     run(
         hf_ctx(
-            "acc",
+            job_id("acc"),
             classify(tiny_bert_no_dropout, batch_size=8, gradient_accumulation_steps=2, **common),
         )
     )
-    big, acc = load_file_from(memstore, "big"), load_file_from(memstore, "acc")
-    assert metadata(memstore, "acc")["metrics"]["steps"] == 4.0
+    big, acc = (stored(job_id(m), "model.safetensors") for m in ("big", "acc"))
+    assert stored(job_id("acc"), "metadata.json")["metrics"]["steps"] == 4.0
     for name, weight in big.items():
         assert torch.allclose(acc[name], weight, atol=1e-5), name
 
 
-def test_real_minilm_lora_finetune_learns(minilm, hf_ctx, memstore) -> None:
+def test_real_minilm_lora_finetune_learns(minilm, hf_ctx, stored, job_id) -> None:
     ctx = hf_ctx(
-        "minilm",
+        job_id("minilm"),
         {
             "model_source": "local",
             "model_path": str(minilm),
@@ -355,27 +351,31 @@ def test_real_minilm_lora_finetune_learns(minilm, hf_ctx, memstore) -> None:
     )
     registered = run(ctx)
     assert registered.metrics["val_accuracy"] >= 0.8
-    assert metadata(memstore, "minilm")["lora"]["target_modules"] == ["query", "value"]
+    assert stored(job_id("minilm"), "metadata.json")["lora"]["target_modules"] == ["query", "value"]
 
 
-def test_gpt2_lora_defaults_to_c_attn_and_a_child_finetunes_from_it(tiny_gpt2, hf_ctx, memstore):
+def test_gpt2_lora_defaults_to_c_attn_and_a_child_finetunes_from_it(
+    tiny_gpt2, hf_ctx, stored, job_id
+):
+    lora = job_id("gpt2-lora")
     common = {"task_type": "generation", "epochs": 1, "batch_size": 16, "learning_rate": 3e-3,
               "data": {"num_samples": 96}}  # fmt: skip
-    ctx = hf_ctx("gpt2-lora", {"model_source": "local", "model_path": str(tiny_gpt2),
-                               "lora": {"enabled": True}, **common})  # fmt: skip
+    ctx = hf_ctx(lora, {"model_source": "local", "model_path": str(tiny_gpt2),
+                        "lora": {"enabled": True}, **common})  # fmt: skip
     parent = run(ctx)
-    assert metadata(memstore, "gpt2-lora")["lora"]["target_modules"] == ["c_attn"]
+    assert stored(lora, "metadata.json")["lora"]["target_modules"] == ["c_attn"]
     assert parent.architecture["trainable_parameters"] < parent.architecture["num_parameters"] / 5
-    child = run(hf_ctx("gpt2-child", {"model_source": "model_id", "model_id": "gpt2-lora",
-                                      **common}))  # fmt: skip
-    assert child.lineage == ["gpt2-lora"] and child.task == "generation"
+    child = run(hf_ctx(job_id("gpt2-child"), {"model_source": "model_id", "model_id": lora,
+                                              **common}))  # fmt: skip
+    assert child.lineage == [lora] and child.task == "generation"
 
 
-def test_freeze_layers_trains_only_the_head(tiny_bert, tiny_gpt2, hf_ctx) -> None:
-    registered = run(hf_ctx("frozen", classify(tiny_bert, epochs=1, freeze_layers=True,
-                                               data={"num_samples": 32})))  # fmt: skip
+def test_freeze_layers_trains_only_the_head(tiny_bert, tiny_gpt2, hf_ctx, job_id) -> None:
+    registered = run(hf_ctx(job_id("frozen"), classify(tiny_bert, epochs=1, freeze_layers=True,
+                                                       data={"num_samples": 32})))  # fmt: skip
     assert registered.architecture["trainable_parameters"] == 32 * 2 + 2  # classifier only
-    ctx = hf_ctx("frozen-gen", {"model_source": "local", "model_path": str(tiny_gpt2),
-                                "task_type": "generation", "freeze_layers": True})  # fmt: skip
+    frozen_gen = {"model_source": "local", "model_path": str(tiny_gpt2),
+                  "task_type": "generation", "freeze_layers": True}  # fmt: skip
+    ctx = hf_ctx(job_id("frozen-gen"), frozen_gen)
     with pytest.raises(TrainingError, match=r"use lora\.enabled instead"):
         run(ctx)

@@ -45,38 +45,46 @@ def test_too_few_outputs_for_the_labels_is_an_error() -> None:
         load_data(DataSpec(source="digits"), (64,), 5)
 
 
-def test_npz_and_csv_from_the_store(memstore) -> None:
+@pytest.fixture
+def prefix(job_id) -> str:
+    """A key prefix of this test's own in the shared bucket."""
+    return f"data/{job_id('data')}/"
+
+
+def test_npz_and_csv_from_the_store(s3, prefix) -> None:
     buf = io.BytesIO()
     np.savez(buf, X=np.random.rand(30, 2, 4, 4).astype(np.float32), y=np.arange(30) % 3)
-    memstore.put_bytes("data/set.npz", buf.getvalue())
-    got = load_data(DataSpec(source="s3://sparktrainer/data/set.npz"), (2, 4, 4), 3, memstore)
+    s3.put_bytes(prefix + "set.npz", buf.getvalue())
+    got = load_data(DataSpec(source=f"s3://{s3.bucket}/{prefix}set.npz"), (2, 4, 4), 3, s3)
     assert got.x_train.shape == (24, 2, 4, 4)
-    memstore.put_bytes("data/t.csv", b"a,b,kind\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n")
+    s3.put_bytes(prefix + "t.csv", b"a,b,kind\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n")
     got = load_data(
-        DataSpec(source="s3://sparktrainer/data/t.csv", label_column="kind", validation_split=0.0),
+        DataSpec(
+            source=f"s3://{s3.bucket}/{prefix}t.csv", label_column="kind", validation_split=0.0
+        ),
         (2,),
         2,
-        memstore,
+        s3,
     )
     assert got.class_names == ["cat", "dog"] and got.x_train.shape == (4, 2)
 
 
-def test_npz_with_pickled_objects_is_refused(memstore) -> None:
+def test_npz_with_pickled_objects_is_refused(s3, prefix) -> None:
     buf = io.BytesIO()
     np.savez(buf, X=np.array([{"a": 1}], dtype=object), y=np.array([0]))
-    memstore.put_bytes("data/evil.npz", buf.getvalue())
+    s3.put_bytes(prefix + "evil.npz", buf.getvalue())
     with pytest.raises(TrainingError, match="pickled objects are refused"):
-        load_data(DataSpec(source="s3://sparktrainer/data/evil.npz"), (1,), 2, memstore)
+        load_data(DataSpec(source=f"s3://{s3.bucket}/{prefix}evil.npz"), (1,), 2, s3)
 
 
-def test_image_folder_with_class_subfolders(memstore) -> None:
+def test_image_folder_with_class_subfolders(s3, prefix) -> None:
     for label, shade in (("dark", 20), ("light", 230)):
         for i in range(3):
             png = io.BytesIO()
             Image.new("RGB", (10, 6), (shade, shade, shade)).save(png, format="PNG")
-            memstore.put_bytes(f"imgs/{label}/{i}.png", png.getvalue())
+            s3.put_bytes(f"{prefix}imgs/{label}/{i}.png", png.getvalue())
     got = load_data(
-        DataSpec(source="s3://sparktrainer/imgs/", validation_split=0.0), (3, 8, 8), 2, memstore
+        DataSpec(source=f"s3://{s3.bucket}/{prefix}imgs/", validation_split=0.0), (3, 8, 8), 2, s3
     )
     assert got.class_names == ["dark", "light"]
     assert got.x_train.shape == (6, 3, 8, 8)

@@ -46,6 +46,7 @@ SMALL_DATA = {"data": {"num_samples": 128}}
 
 
 def finetune(make_ctx, job_id: str, parent: str, **config):
+    """Fine-tune the registered model ``parent`` as job ``job_id``."""
     ctx = make_ctx(
         job_id,
         "pytorch.registered",
@@ -56,22 +57,23 @@ def finetune(make_ctx, job_id: str, parent: str, **config):
 
 
 @pytest.mark.parametrize(("kind", "config"), [("pytorch.mlp", MLP), ("pytorch.resnet", RESNET)])
-def test_three_level_chain(make_ctx, stored, kind: str, config: dict) -> None:
-    run_job(make_ctx("gen1", kind, config))
-    second = finetune(make_ctx, "gen2", "gen1", data={"source": "digits"})
-    third = finetune(make_ctx, "gen3", "gen2", num_classes=4, **SMALL_DATA)
-    assert (second.base_model_id, second.lineage) == ("gen1", ["gen1"])
-    assert (third.base_model_id, third.lineage) == ("gen2", ["gen2", "gen1"])
-    meta = stored("gen3", "metadata.json")
-    assert meta["base_model_id"] == "gen2" and meta["lineage"] == ["gen2", "gen1"]
-    first_cfg, third_cfg = stored("gen1", "config.json"), stored("gen3", "config.json")
+def test_three_level_chain(make_ctx, stored, job_id, kind: str, config: dict) -> None:
+    gen1, gen2, gen3 = job_id("gen1"), job_id("gen2"), job_id("gen3")
+    run_job(make_ctx(gen1, kind, config))
+    second = finetune(make_ctx, gen2, gen1, data={"source": "digits"})
+    third = finetune(make_ctx, gen3, gen2, num_classes=4, **SMALL_DATA)
+    assert (second.base_model_id, second.lineage) == (gen1, [gen1])
+    assert (third.base_model_id, third.lineage) == (gen2, [gen2, gen1])
+    meta = stored(gen3, "metadata.json")
+    assert meta["base_model_id"] == gen2 and meta["lineage"] == [gen2, gen1]
+    first_cfg, third_cfg = stored(gen1, "config.json"), stored(gen3, "config.json")
     assert third_cfg["num_classes"] == 4 and third_cfg["builder"] == first_cfg["builder"]
     assert third_cfg["input_shape"] == first_cfg["input_shape"]
     unchanged = {
         k: v for k, v in first_cfg["params"].items() if k not in ("num_classes", "output_size")
     }
     assert unchanged.items() <= third_cfg["params"].items()  # rebuilt from the parent's config
-    assert stored("gen2", "config.json")["num_classes"] == 10  # head kept when equal
+    assert stored(gen2, "config.json")["num_classes"] == 10  # head kept when equal
 
 
 def initial_state(config_kind: str, config: dict, tmp_path: Path) -> dict[str, torch.Tensor]:
@@ -102,11 +104,15 @@ def assert_only_head_changed(before, after, head: str) -> None:
         ("pytorch.torchvision", RESNET18, "fc."),
     ],
 )
-def test_freeze_layers_trains_only_the_head(make_ctx, stored, tmp_path, kind, config, head) -> None:
+def test_freeze_layers_trains_only_the_head(
+    make_ctx, stored, job_id, tmp_path, kind, config, head
+) -> None:
     frozen = {**config, **SMALL_DATA, "freeze_layers": True}
     before = initial_state(kind, frozen, tmp_path)
-    run_job(make_ctx("frozen", kind, frozen))
-    assert_only_head_changed(before, stored("frozen", "model.pth")["model_state_dict"], head)
+    run_job(make_ctx(job_id("frozen"), kind, frozen))
+    assert_only_head_changed(
+        before, stored(job_id("frozen"), "model.pth")["model_state_dict"], head
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,24 +125,29 @@ def test_freeze_layers_trains_only_the_head(make_ctx, stored, tmp_path, kind, co
 )
 @pytest.mark.parametrize("num_classes", [None, 5])
 def test_freeze_layers_on_a_registered_parent(
-    make_ctx, stored, kind, config, builder, num_classes
+    make_ctx, stored, job_id, kind, config, builder, num_classes
 ) -> None:
-    run_job(make_ctx("parent", kind, {**config, **SMALL_DATA}))
-    finetune(make_ctx, "child", "parent", freeze_layers=True, num_classes=num_classes, **SMALL_DATA)
-    parent = stored("parent", "model.pth")["model_state_dict"]
-    child = stored("child", "model.pth")["model_state_dict"]
+    parent_id, child_id = job_id("parent"), job_id("child")
+    run_job(make_ctx(parent_id, kind, {**config, **SMALL_DATA}))
+    finetune(
+        make_ctx, child_id, parent_id, freeze_layers=True, num_classes=num_classes, **SMALL_DATA
+    )
+    parent = stored(parent_id, "model.pth")["model_state_dict"]
+    child = stored(child_id, "model.pth")["model_state_dict"]
     assert_only_head_changed(parent, child, HEADS[builder])
-    assert stored("child", "config.json")["num_classes"] == (num_classes or 10)
+    assert stored(child_id, "config.json")["num_classes"] == (num_classes or 10)
 
 
-def test_pretrained_weights_that_cannot_be_had_fail_early(make_ctx, tmp_path, monkeypatch) -> None:
+def test_pretrained_weights_that_cannot_be_had_fail_early(
+    make_ctx, job_id, tmp_path, monkeypatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "urlopen", offline)
-    ctx = make_ctx("pre", "pytorch.torchvision", {**RESNET18, "pretrained": True})
+    ctx = make_ctx(job_id("pre"), "pytorch.torchvision", {**RESNET18, "pretrained": True})
     with pytest.raises(TrainingError) as caught:
         run_job(ctx)
     message = str(caught.value)
@@ -146,7 +157,7 @@ def test_pretrained_weights_that_cannot_be_had_fail_early(make_ctx, tmp_path, mo
 
 
 def test_pretrained_weights_placed_in_torch_home_are_used(
-    make_ctx, stored, tmp_path, monkeypatch
+    make_ctx, stored, job_id, tmp_path, monkeypatch
 ) -> None:
     import torchvision
 
@@ -156,14 +167,14 @@ def test_pretrained_weights_placed_in_torch_home_are_used(
     torch.save(imagenet, home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
     monkeypatch.setenv("TORCH_HOME", str(home))
     config = {**RESNET18, **SMALL_DATA, "pretrained": True, "freeze_layers": True}
-    run_job(make_ctx("pre-ok", "pytorch.torchvision", config))
-    after = stored("pre-ok", "model.pth")["model_state_dict"]
+    run_job(make_ctx(job_id("pre-ok"), "pytorch.torchvision", config))
+    after = stored(job_id("pre-ok"), "model.pth")["model_state_dict"]
     assert after["fc.weight"].shape == (10, 512)
     assert_only_head_changed(imagenet, after, "fc.")
-    assert stored("pre-ok", "metadata.json")["pretrained"] is True
+    assert stored(job_id("pre-ok"), "metadata.json")["pretrained"] is True
 
 
-def test_ddp_on_two_cpu_processes_matches_one_process(make_ctx, stored) -> None:
+def test_ddp_on_two_cpu_processes_matches_one_process(make_ctx, stored, job_id) -> None:
     config = {
         "input_size": 8,
         "output_size": 3,
@@ -172,12 +183,12 @@ def test_ddp_on_two_cpu_processes_matches_one_process(make_ctx, stored) -> None:
         "batch_size": 32,
         "data": {"num_samples": 256, "validation_split": 0.25},
     }
-    single = run_job(make_ctx("single", "pytorch.mlp", config))
-    ctx = make_ctx("ddp", "pytorch.mlp", {**config, "distributed": {"enabled": True}})
+    single = run_job(make_ctx(job_id("single"), "pytorch.mlp", config))
+    ctx = make_ctx(job_id("ddp"), "pytorch.mlp", {**config, "distributed": {"enabled": True}})
     ddp = run_job(ctx)
     assert ctx.events[0].device == "2x cpu (DDP, gloo)"
-    one = stored("single", "model.pth")["model_state_dict"]
-    two = stored("ddp", "model.pth")["model_state_dict"]
+    one = stored(job_id("single"), "model.pth")["model_state_dict"]
+    two = stored(job_id("ddp"), "model.pth")["model_state_dict"]
     for name in one:
         torch.testing.assert_close(two[name], one[name], atol=1e-4, rtol=1e-3)
     assert ddp.metrics["val_loss"] == pytest.approx(single.metrics["val_loss"], rel=1e-3)
