@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     kafka_max_poll_interval_ms: int = 300_000
     kafka_max_request_bytes: int = 16 * 1024 * 1024
     # aiokafka has one produce request in flight per broker, carrying at most one batch per
-    # partition: its 16 KB default caps a producer at ~10 answers per partition per round trip.
-    kafka_max_batch_bytes: int = 1024 * 1024
+    # partition: its 16 KB default capped a producer at ~10 answers per partition per round
+    # trip. Under Kafka's default 1 MiB message.max.bytes.
+    kafka_max_batch_bytes: int = 512 * 1024
 
     # S3
     s3_endpoint: str | None = None
@@ -62,13 +63,17 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_retry_attempts: int = 6
     s3_retry_backoff_s: float = 0.5
+    s3_connect_timeout_s: float = 10.0
+    s3_read_timeout_s: float = 60.0  # per socket read, not per transfer
 
     # Local state (embedded stack data, registry read model)
     home: Path = Path("./.sparktrainer")
     registry_db: Path | None = None
 
     # Consumers
-    validator_concurrency: int = Field(default=32, ge=1)
+    # Records in flight (validating or awaiting acks): throughput ~ this / ack latency, and an
+    # ack on tansu's S3-backed log takes tens of ms, so 32 capped a validator near 1,000/s.
+    validator_concurrency: int = Field(default=256, ge=1)
     checkpoint_every_steps: int = Field(default=0, ge=0)
     # Starts of one job when its worker dies (OOM-kill, segfault); each resumes from a checkpoint.
     job_max_attempts: int = Field(default=3, ge=1)

@@ -51,6 +51,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         **client_options(settings),
         acks="all",
         max_request_size=settings.kafka_max_request_bytes,
+        max_batch_size=settings.kafka_max_batch_bytes,
         linger_ms=2,
         **overrides,
     )

@@ -5,8 +5,9 @@ to ``concurrency`` handlers at once, sends each handler's output and waits for t
 acknowledgement, and only then marks the record done. Offsets are committed as
 ``offset + 1`` of the contiguous done prefix of each partition: never ahead of the work.
 
-While every slot is busy the runtime pauses its partitions and keeps polling, so a consumer
-with a long job (a trainer) stays in its group however long the job runs.
+While every slot is busy and ``concurrency`` more records wait for one, the runtime pauses
+its partitions and keeps polling, so a consumer with a long job (a trainer) stays in its group
+however long the job runs. A freed slot wakes the loop at once; commits run beside it.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ class ConsumerRuntime:
         self._tasks: dict[asyncio.Task[None], Received] = {}
         self._pending: deque[Received] = deque()
         self._taken = 0
+        self._window = max(concurrency, 16)
+        self._commit_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -189,8 +192,13 @@ class ConsumerRuntime:
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while not self._stopping.is_set():
             self._dispatch()
-            self._flow_control(consumer)
-            batch = await consumer.getmany(timeout_ms=100, max_records=max(self.concurrency, 16))
+            poll_ms = 100
+            if (self._flow_control(consumer) or self._pending) and self._tasks:
+                # Work waits for a slot: wake when one frees up, not after a blind poll timeout
+                # (that wait alone capped a busy validator at ``concurrency`` records per 0.1 s).
+                await asyncio.wait(self._tasks, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+                poll_ms = 0  # takes what the fetcher prefetched; polling keeps us in the group
+            batch = await consumer.getmany(timeout_ms=poll_ms, max_records=self._window)
             for tp, records in batch.items():
                 state = self._partitions.setdefault(tp, _PartitionState())
                 for r in records:
@@ -201,20 +209,23 @@ class ConsumerRuntime:
                     self._pending.append(_received(r))
                     self.stats.records_in += 1
             self._dispatch()
-            await self._commit()
+            self._commit_soon()
             if self.max_records is not None and self.stats.records_done >= self.max_records:
                 if not self._tasks:
                     self.stop()
 
-    def _flow_control(self, consumer: AIOKafkaConsumer) -> None:
-        """Pause fetching while busy; polling goes on, so the group keeps us."""
+    def _flow_control(self, consumer: AIOKafkaConsumer) -> bool:
+        """Pause fetching while busy (True when paused); polling goes on, so the group keeps us."""
         assigned = consumer.assignment()
-        saturated = len(self._tasks) >= self.concurrency or len(self._pending) > 0
+        # Up to ``concurrency`` records wait behind the busy slots, so a slot that frees up is
+        # refilled at once instead of after a fetch round trip.
+        saturated = len(self._pending) >= self.concurrency
         out_of_quota = self.max_records is not None and self._taken >= self.max_records
         if saturated or out_of_quota:
             consumer.pause(*assigned)
-        else:
-            consumer.resume(*assigned)
+            return True
+        consumer.resume(*assigned)
+        return False
 
     def _dispatch(self) -> None:
         while self._pending and len(self._tasks) < self.concurrency:
@@ -297,8 +308,25 @@ class ConsumerRuntime:
                 offsets[tp] = nxt
         return offsets
 
-    async def _commit(self) -> None:
+    def _commit_soon(self) -> None:
+        """Commit the done prefix without holding up the loop; one commit in flight at a time.
+
+        A commit is a broker round trip (milliseconds on tansu's S3 log); awaited in the loop,
+        it stalled dispatching once per poll.
+        """
+        if self._commit_task is not None and not self._commit_task.done():
+            return
         offsets = self._committable()
+        if offsets:
+            self._commit_task = asyncio.create_task(self._commit_offsets(offsets))
+
+    async def _commit(self) -> None:
+        """Commit the done prefix now, after the commit in flight (if any)."""
+        if self._commit_task is not None:
+            await asyncio.gather(self._commit_task, return_exceptions=True)
+        await self._commit_offsets(self._committable())
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets or self._consumer is None:
             return
         try:

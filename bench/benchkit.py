@@ -1,0 +1,115 @@
+"""Shared bits of the benchmarks: a private embedded stack, percentiles, records, a JSON line.
+
+Every benchmark can run alone (it starts its own stack in a temp folder) or be imported by
+``bench/run_all.py``, which starts one stack and hands its settings to each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sparktrainer.logging import configure  # noqa: E402
+from sparktrainer.settings import Settings  # noqa: E402
+
+# Logs to stderr (stdout carries the one JSON result line); warnings only unless asked.
+configure(os.environ.get("SPARKTRAINER_LOG_LEVEL", "WARNING"))
+
+# Group joins take 5-18 s with Kafka's default timeouts on tansu; about 1 s with these.
+FAST_GROUPS: dict[str, Any] = {"kafka_session_timeout_ms": 1000, "kafka_heartbeat_interval_ms": 300}
+
+GOOD_JOB: dict[str, Any] = {  # the guide's "Initial Model Training"
+    "name": "Initial Model Training",
+    "type": "train",
+    "framework": "pytorch",
+    "config": {
+        "architecture": "custom",
+        "input_size": 784,
+        "output_size": 10,
+        "hidden_layers": [512, 256, 128],
+        "epochs": 20,
+        "batch_size": 64,
+        "learning_rate": 0.001,
+    },
+}
+BAD_RECORDS: list[bytes] = [
+    b"",
+    b"nope",
+    b"[]",
+    b"{}",
+    b'{"type":"train"}',
+    b"\xff" * 10,
+    b'{"a":' * 50,
+    json.dumps(
+        {
+            "type": "train",
+            "framework": "pytorch",
+            "config": {"architecture": "custom", "epochs": -1},
+        }
+    ).encode(),
+]
+
+
+def mixed_records(n: int, seed: int = 7, good_share: float = 0.5) -> list[bytes]:
+    """``n`` submissions, about ``good_share`` of them valid jobs, the rest bad input."""
+    rng = random.Random(seed)
+    good = json.dumps(GOOD_JOB).encode()
+    return [good if rng.random() < good_share else rng.choice(BAD_RECORDS) for _ in range(n)]
+
+
+@contextlib.contextmanager
+def bench_stack(prefix: str = "bench-", from_env: bool = False) -> Iterator[Settings]:
+    """SeaweedFS + tansu (no services) in a temp home, stopped and removed on exit.
+
+    ``from_env``: the servers named by SPARKTRAINER_* instead (run_all's stack); no stack.
+    """
+    if from_env:
+        settings = Settings(**FAST_GROUPS)
+        settings.kafka_ready()
+        yield settings
+        return
+    from sparktrainer.embedded import EmbeddedStack
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    stack = EmbeddedStack(home, settings=Settings(**FAST_GROUPS), services=())
+    try:
+        yield stack.start(with_services=False)
+    finally:
+        stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """SPARKTRAINER_* variables that point a child process at these servers."""
+    keys = (settings.s3_access_key, settings.s3_secret_key)
+    return {
+        "SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_ready(),
+        "SPARKTRAINER_S3_ENDPOINT": str(settings.s3_endpoint),
+        "SPARKTRAINER_S3_ACCESS_KEY": keys[0].get_secret_value() if keys[0] else "",
+        "SPARKTRAINER_S3_SECRET_KEY": keys[1].get_secret_value() if keys[1] else "",
+        "SPARKTRAINER_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
+        "SPARKTRAINER_KAFKA_HEARTBEAT_INTERVAL_MS": str(settings.kafka_heartbeat_interval_ms),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print a result as one JSON line (what run_all and readers parse)."""
+    print(json.dumps(result), flush=True)
