@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from sparktrainer.bus.kafka import ensure_topics, make_consumer
 from sparktrainer.contracts import topics as t
@@ -194,7 +195,15 @@ class Projector:
         while not stop.is_set():
             await self.poll(timeout_ms=500)
             if time.monotonic() - self._assigned_at > REASSIGN_EVERY_S:
-                await self._assign()  # picks up new partitions and new topics
+                await self._reassign()
+
+    async def _reassign(self) -> None:
+        """Pick up new partitions and new topics; a broker outage only postpones it."""
+        try:
+            await self._assign()
+        except KafkaError as e:  # the fetcher reconnects by itself: only this round is lost
+            self._assigned_at = time.monotonic()
+            log.warning("projector_reassign_failed", error=f"{type(e).__name__}: {e}"[:300])
 
     async def close(self) -> None:
         """Stop the consumer and close the database."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+import certifi
 import structlog
+import urllib3
 from minio import Minio
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError
@@ -32,6 +35,24 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _http_client(settings: Settings) -> urllib3.PoolManager:
+    """minio's HTTP pool, but with bounded timeouts and no retries of its own.
+
+    minio's default pool retries 5 times inside each call (about 6 s against a refused
+    connection) and waits up to 300 s for a silent server, so ``s3_retry_attempts`` and
+    ``s3_retry_backoff_s`` did not bound an outage; ``ObjectStore._retry`` is the one retry layer.
+    """
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(
+            connect=settings.s3_connect_timeout_s, read=settings.s3_read_timeout_s
+        ),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=False,
+    )
 
 
 class ObjectStore:
@@ -71,6 +92,7 @@ class ObjectStore:
             else None,
             secure=secure,
             region=settings.s3_region,
+            http_client=_http_client(settings),
         )
         return cls(
             client, settings.s3_bucket, settings.s3_retry_attempts, settings.s3_retry_backoff_s

@@ -11,7 +11,14 @@ import re
 from typing import Any
 
 from sparktrainer.bus.runtime import Received
-from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, encode, unwrap
+from sparktrainer.contracts.envelope import (
+    REPLAY_HEADER,
+    EnvelopeError,
+    OutRecord,
+    encode,
+    header_map,
+    unwrap,
+)
 from sparktrainer.contracts.events import (
     JobRejected,
     JobValidated,
@@ -59,7 +66,21 @@ def job_id_for(rec: Received, body: Any) -> tuple[str, list[str]]:
             return check_safe_id(key), warnings
         except ValueError:
             warnings.append(f"record key {key[:40]!r} is not a valid job id; a derived id is used")
-    return derived_job_id(rec.topic, rec.partition, rec.offset), warnings
+    return derived_id(rec), warnings
+
+
+def derived_id(rec: Received) -> str:
+    """The id of a submission that names none: from where it first landed.
+
+    A replayed record (``sparktrainer replay``) names its origin in a header; deriving from
+    the replay's own offset would make a replay of the topic a second job and a second model.
+    """
+    origin = header_map(rec.headers).get(REPLAY_HEADER, "")
+    topic, _, rest = origin.rpartition("/")
+    topic, _, partition = topic.rpartition("/")
+    if topic and partition.isdigit() and rest.isdigit():
+        return derived_job_id(topic, int(partition), int(rest))
+    return derived_job_id(rec.topic, rec.partition, rec.offset)
 
 
 def decide(rec: Received, store: ObjectStore | None, limits: Limits) -> JobValidated | JobRejected:
@@ -112,7 +133,7 @@ def _rejected(
     raw = rec.value or b""
     name = result.request.name if result and result.request else None
     return JobRejected(
-        job_id=job_id or derived_job_id(rec.topic, rec.partition, rec.offset),
+        job_id=job_id or derived_id(rec),
         errors=errors,
         warnings=result.warnings if result else [],
         name=name,
