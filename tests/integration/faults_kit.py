@@ -12,7 +12,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -61,6 +60,7 @@ from sparktrainer.registry.runner import Projector
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation.checks import validate_job
+from tests.integration.procs import start_consumer
 from tests.integration.tap import producer_for, start_group_at_end
 
 # Short group timeouts (a join in ~1 s) and a small S3 retry budget, so faults resolve quickly.
@@ -383,29 +383,7 @@ class Services:
 
 async def start_trainer_process(env: dict[str, str], group_id: str) -> subprocess.Popen[bytes]:
     """``python -m consumers.trainer`` in its own process group; returns once it says READY."""
-    proc = subprocess.Popen(  # noqa: ASYNC220 - starting is instant; reading is offloaded
-        [sys.executable, "-m", "consumers.trainer", "--group-id", group_id],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    assert proc.stderr is not None
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await asyncio.wait_for(loop.run_in_executor(None, proc.stderr.readline), 180)
-        if not line:
-            raise AssertionError(f"trainer exited early with {proc.wait()}")
-        if line.startswith(b"READY trainer"):
-            loop.run_in_executor(None, proc.stderr.read)  # keep draining: never block the child
-            return proc
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a trainer and its warm worker (its whole process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    return await start_consumer("consumers.trainer", group_id, env)
 
 
 # -- reading the log back --------------------------------------------------------------------

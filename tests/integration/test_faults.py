@@ -57,7 +57,6 @@ from tests.integration.faults_kit import (
     Services,
     assert_answered_once,
     crash,
-    kill_group,
     kinds,
     log,
     log_ends,
@@ -69,6 +68,7 @@ from tests.integration.faults_kit import (
     until,
     validated,
 )
+from tests.integration.procs import kill_group
 from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
 
 pytestmark = [pytest.mark.integration]

@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from statistics import mean
@@ -38,6 +37,7 @@ from sparktrainer.logread import log_end_offsets, partitions_of
 from sparktrainer.settings import Settings
 from sparktrainer.validation.checks import validate_job
 from tests import guide
+from tests.integration.procs import start_consumer
 from tests.integration.tap import Tap, producer_for, start_group_at_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -54,27 +54,6 @@ TRAINER_RSS_SLACK_BYTES, TRAINER_RSS_SLACK_SHARE = 4 * MB, 0.005
 
 
 # -- processes and memory ----------------------------------------------------------------
-
-
-async def start_process(module: str, group_id: str, ready: bytes) -> subprocess.Popen[bytes]:
-    """``python -m module --group-id ...`` on the test servers; returns once it is ready."""
-    env = {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(  # noqa: ASYNC220 - starting is instant; reading is offloaded
-        [sys.executable, "-m", module, "--group-id", group_id],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    assert proc.stderr is not None
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await asyncio.wait_for(loop.run_in_executor(None, proc.stderr.readline), 180)
-        if not line:
-            raise AssertionError(f"{module} exited early with {proc.wait()}")
-        if line.startswith(ready):
-            loop.run_in_executor(None, proc.stderr.read)  # keep the pipe drained
-            return proc
 
 
 async def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -197,7 +176,7 @@ async def until_no_lag(settings: Settings, group_id: str, timeout_s: float = 30.
 async def test_validator_process_answers_bursts_and_its_memory_levels_off(settings, unique) -> None:
     group = unique("load-validator")
     await start_group_at_end(settings, group, JOBS_SUBMITTED)
-    proc = await start_process("consumers.validator", group, b"READY validator")
+    proc = await start_consumer("consumers.validator", group)
     producer = producer_for(settings)
     await producer.start()
     rss: list[int] = []
@@ -269,7 +248,7 @@ async def test_trainer_process_runs_50_jobs_and_its_memory_levels_off(settings, 
     group = unique("load-trainer")
     await start_group_at_end(settings, group, JOBS_VALIDATED)
     await start_group_at_end(settings, f"{group}-control", JOBS_CONTROL)
-    proc = await start_process("consumers.trainer", group, b"READY trainer")
+    proc = await start_consumer("consumers.trainer", group)
     producer = producer_for(settings)
     await producer.start()
     trainer_rss: list[int] = []

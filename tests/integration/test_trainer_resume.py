@@ -6,11 +6,7 @@ is SIGKILLed (with its warm worker) after a checkpoint, a second takes the parti
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -31,6 +27,7 @@ from sparktrainer.contracts.topics import (
     MODELS_REGISTERED,
 )
 from sparktrainer.validation.checks import validate_job
+from tests.integration.procs import kill_group, start_consumer
 from tests.integration.tap import Tap, producer_for, start_group_at_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,37 +61,12 @@ def validated_job(epochs: int) -> JobValidated:
     )
 
 
-async def start_trainer(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(  # noqa: ASYNC220 - starting is instant; reading is offloaded
-        [sys.executable, "-m", "consumers.trainer", "--group-id", GROUP],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    assert proc.stderr is not None
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await asyncio.wait_for(loop.run_in_executor(None, proc.stderr.readline), 180)
-        if not line:
-            raise AssertionError(f"trainer exited early with {proc.wait()}")
-        if line.startswith(b"READY trainer"):
-            # Keep draining stderr so the child never blocks on a full pipe.
-            loop.run_in_executor(None, proc.stderr.read)
-            return proc
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 async def test_killed_trainer_job_resumes_from_its_checkpoint(settings) -> None:
     env = {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING"}
     await start_group_at_end(settings, GROUP, JOBS_VALIDATED)
     await start_group_at_end(settings, f"{GROUP}-control", JOBS_CONTROL)
     job = validated_job(epochs=6)
-    first = await start_trainer(env)
+    first = await start_consumer("consumers.trainer", GROUP, env)
     producer = producer_for(settings)
     await producer.start()
     try:
@@ -103,7 +75,7 @@ async def test_killed_trainer_job_resumes_from_its_checkpoint(settings) -> None:
             mine = lambda cls: lambda e: isinstance(e, cls) and e.job_id == job.job_id  # noqa: E731
             await tap.wait_for(lambda e: mine(CheckpointSaved)(e) and e.epoch >= 2, 1, 300)
             kill_group(first)
-            second = await start_trainer(env)
+            second = await start_consumer("consumers.trainer", GROUP, env)
             try:
                 [done] = await tap.wait_for(mine(JobCompleted), 1, 300)
             finally:

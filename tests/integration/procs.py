@@ -1,0 +1,40 @@
+"""Consumer processes for tests: start one as a deployment would, and kill it hard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+
+async def start_consumer(
+    module: str, group_id: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m consumers.NAME --group-id G`` in its own process group, once it says READY."""
+    ready = f"READY {module.rsplit('.', 1)[-1]}".encode()
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting is instant; reading is offloaded
+        [sys.executable, "-m", module, "--group-id", group_id],
+        env=env if env is not None else {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING"},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await asyncio.wait_for(loop.run_in_executor(None, proc.stderr.readline), 180)
+        if not line:
+            raise AssertionError(f"{module} exited early with {proc.wait()}")
+        if line.startswith(ready):
+            loop.run_in_executor(None, proc.stderr.read)  # keep draining: never block the child
+            return proc
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a consumer and its children (a trainer's warm worker): its process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
