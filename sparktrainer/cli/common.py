@@ -24,7 +24,8 @@ from sparktrainer.settings import Settings
 T = TypeVar("T")
 OK, NEGATIVE, BAD_INPUT, UNAVAILABLE, TIMED_OUT = 0, 1, 2, 3, 4
 
-out = Console(soft_wrap=True)
+# Piped or logged output (make demo, CI) gets room for ids instead of rich's 80-column default.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
