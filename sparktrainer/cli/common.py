@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -86,6 +86,14 @@ def print_json(obj: Any) -> None:
     """One JSON document on one line (NDJSON when called repeatedly)."""
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
     sys.stdout.flush()
+
+
+def print_fields(record: dict[str, Any], names: Iterable[str] | None = None) -> None:
+    """``name: value`` lines for the record's non-empty fields (all, or ``names`` in order)."""
+    for name in names if names is not None else record:
+        value = record.get(name)
+        if value not in (None, [], {}):
+            out.print(f"[bold]{name}[/]: {escape(str(value))}", highlight=False)
 
 
 def read_json_file(path: str) -> Any:

@@ -27,6 +27,7 @@ from sparktrainer.cli.common import (
     command,
     load_settings,
     out,
+    print_fields,
     print_json,
     read_json_file,
     read_model,
@@ -242,9 +243,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(job)
         return OK
-    for name, value in job.items():
-        if value not in (None, [], {}):
-            out.print(f"[bold]{name}[/]: {escape(str(value))}", highlight=False)
+    print_fields(job)
     return OK
 
 

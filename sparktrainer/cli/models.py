@@ -20,6 +20,7 @@ from sparktrainer.cli.common import (
     command,
     load_settings,
     out,
+    print_fields,
     print_json,
 )
 from sparktrainer.cli.common import read_model as _read_model
@@ -104,23 +105,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(model)
         return OK
-    for name in (
-        "model_id",
-        "name",
-        "framework",
-        "task",
-        "base_model_id",
-        "job_id",
-        "created_at",
-        "license",
-        "domain",
-        "description",
-        "tags",
-        "metrics",
-        "storage_prefix",
-    ):
-        if model.get(name) not in (None, [], {}):
-            out.print(f"[bold]{name}[/]: {escape(str(model[name]))}", highlight=False)
+    print_fields(
+        model,
+        (
+            "model_id",
+            "name",
+            "framework",
+            "task",
+            "base_model_id",
+            "job_id",
+            "created_at",
+            "license",
+            "domain",
+            "description",
+            "tags",
+            "metrics",
+            "storage_prefix",
+        ),
+    )
     files = Table("file", "size", "sha256")
     for a in model["artifacts"]:
         files.add_row(escape(a["path"]), _size(a["size_bytes"]), a["sha256"])
