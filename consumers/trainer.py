@@ -26,8 +26,8 @@ from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidat
 from sparktrainer.contracts.topics import JOBS_CONTROL, JOBS_VALIDATED
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.training.jobrunner import SOURCE, CancelBook, answer_cancel, run_job
-from sparktrainer.training.worker import WarmWorker
+from sparktrainer.training.runner import SOURCE, CancelBook, answer_cancel, drive_job
+from sparktrainer.training.worker.warm import WarmWorker
 
 log = structlog.get_logger(__name__)
 GROUP = "sparktrainer-trainer"
@@ -91,7 +91,7 @@ class Trainer:
         except EnvelopeError as e:
             log.error("undecodable_validated_event", error=str(e), offset=rec.offset)
             return []  # not a job we can name; logged with its coordinates
-        return await run_job(
+        return await drive_job(
             job,
             worker=self.worker,
             store=self.store,

@@ -41,7 +41,7 @@ class TrainingError(SparkTrainerError):
     """Training failed for a reason inside the job (bad data, NaN loss, OOM)."""
 
 
-class JobCancelled(SparkTrainerError):
+class JobCancelledError(SparkTrainerError):
     """The job was cancelled by a cancel-requested event."""
 
 

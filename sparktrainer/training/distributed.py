@@ -28,8 +28,10 @@ from sparktrainer import errors
 from sparktrainer.contracts.jobspec import DistributedSpec
 from sparktrainer.errors import SparkTrainerError, TrainingError
 from sparktrainer.training.checkpoint import ResumeState, safe_load
-from sparktrainer.training.context import JobContext
-from sparktrainer.training.trainer import NoHooks, Plan, Rank, StopRequested, Trainer, TrainResult
+from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.loop.plan import NoHooks, Plan, Rank, TrainResult
+from sparktrainer.training.loop.stop_vote import StopRequested
+from sparktrainer.training.loop.training_loop import TrainingLoop
 
 RANK_EXIT_GRACE_S = 30.0
 
@@ -65,7 +67,7 @@ def plan_launch(spec: DistributedSpec) -> Launch | None:
 
 
 def run_distributed(plan: Plan, ctx: JobContext, launch: Launch) -> TrainResult:
-    """Train ``plan`` on ``launch.world`` ranks (each runs the ``Trainer`` on its share)."""
+    """Train ``plan`` on ``launch.world`` ranks (each runs the ``TrainingLoop`` on its share)."""
     mp = tmp.get_context("spawn")
     events = mp.Queue()
     stop = mp.Event()
@@ -105,7 +107,7 @@ def _supervise(ctx: JobContext, procs: list[Any], events: Any, stop: Any) -> Tra
             ctx.progress(**payload)
         elif kind == "checkpoint":
             path, epoch, step = payload
-            ctx.save_checkpoint(Path(path), epoch, step)
+            ctx.checkpoints.save(Path(path), epoch, step)
         elif kind == "error":
             raise _rebuild_error(payload)
         elif kind == "result":
@@ -221,7 +223,7 @@ def _rank_main(
         control = dist.new_group(backend="gloo")
         _own_mutable_state(plan)
         hooks = QueueHooks(events, stop) if rank == 0 else NoHooks()
-        result = Trainer(plan, hooks, Rank(rank, launch.world, device, control)).fit()
+        result = TrainingLoop(plan, hooks, Rank(rank, launch.world, device, control)).fit()
         if rank == 0:
             path = plan.workdir / "ddp-result.pt"
             torch.save({f.name: getattr(result, f.name) for f in fields(result)}, path)

@@ -227,7 +227,9 @@ class Encoded:
         return len(self.input_ids)
 
 
-def encode(tokenizer: Any, texts: list[str], labels: list[int] | None, max_length: int) -> Encoded:
+def encode_texts(
+    tokenizer: Any, texts: list[str], labels: list[int] | None, max_length: int
+) -> Encoded:
     """Tokenize every text once, truncated to ``max_length``."""
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
     empty = [i for i, x in enumerate(ids) if not x]

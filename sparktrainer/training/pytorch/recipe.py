@@ -3,8 +3,8 @@
 ``setup`` resolves the starting model (fresh, pretrained or a registered parent), loads
 data shaped for it, picks up the job's last checkpoint and announces JobStarted; ``train``
 runs the loop in this process or on DDP ranks; ``save`` writes model.pth, best_model.pth,
-config.json and env.json and publishes them (metadata.json last); ``cleanup`` drops temp
-files. Errors keep their type so the worker can say whether a retry helps.
+config.json and env.json and publishes them (metadata.json last); ``cleanup`` waits for
+the checkpoint upload in flight. Errors keep their type so the worker can say whether a retry helps.
 """
 
 from __future__ import annotations
@@ -16,19 +16,20 @@ from typing import Any
 import torch
 
 from sparktrainer.contracts.events import ModelRegistered
-from sparktrainer.training.context import JobContext, environment_snapshot
-from sparktrainer.training.data import load_data
+from sparktrainer.training import recipe_steps
 from sparktrainer.training.distributed import plan_launch
-from sparktrainer.training.loop import pick_device, seed_everything
-from sparktrainer.training.model_io import ResolvedModel, resolve_model, write_model_file
-from sparktrainer.training.recipes import lifecycle
-from sparktrainer.training.tensor_step import TrainPlan
-from sparktrainer.training.trainer import TrainResult
+from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.job.environment import environment_snapshot
+from sparktrainer.training.loop.device import pick_device, seed_everything
+from sparktrainer.training.loop.plan import TrainResult
+from sparktrainer.training.pytorch.data import load_data
+from sparktrainer.training.pytorch.model_io import ResolvedModel, resolve_model, write_model_file
+from sparktrainer.training.pytorch.tensor_step import TrainPlan
 
 
-def run(ctx: JobContext) -> ModelRegistered:
+def train_pytorch(ctx: JobContext) -> ModelRegistered:
     """Train or fine-tune the job's PyTorch model and register it."""
-    return lifecycle.run_recipe(PyTorchRecipe(ctx))
+    return recipe_steps.run_recipe(PyTorchRecipe(ctx))
 
 
 class PyTorchRecipe:
@@ -49,22 +50,22 @@ class PyTorchRecipe:
         resolved = self.resolved = resolve_model(config, ctx.store, ctx.workdir)
         arch, params = resolved.spec.arch, resolved.spec.params
         data = load_data(config.data, arch.input_shape(params), arch.num_classes(params), ctx.store)
-        resume = lifecycle.load_resume(ctx)
+        resume = recipe_steps.load_resume(ctx)
         self.plan = TrainPlan(
             options=config,
             model=resolved.model,
             data=data,
             trainable=[n for n, p in resolved.model.named_parameters() if p.requires_grad],
-            **lifecycle.loop_fields(ctx, resume),
+            **recipe_steps.loop_fields(ctx, resume),
         )
-        lifecycle.announce(ctx, self.launch, resume)
+        recipe_steps.announce(ctx, self.launch, resume)
 
     def train(self) -> TrainResult:
         """Run the loop here, or on DDP ranks when the job asks for it."""
         assert self.plan is not None, "setup() first"
         if self.launch is None and pick_device().type == "cuda":
             torch.backends.cudnn.benchmark = True
-        return lifecycle.train(self.plan, self.ctx, self.launch)
+        return recipe_steps.run_loop(self.plan, self.ctx, self.launch)
 
     def save(self, result: TrainResult) -> ModelRegistered:
         """Write the artifacts and publish them; metadata.json goes last."""
@@ -72,7 +73,7 @@ class PyTorchRecipe:
         ctx, resolved = self.ctx, self.resolved
         config_json = resolved.spec.config_json()
         files = self._write_files(result, config_json)
-        event = ctx.publish(
+        event = ctx.publisher.publish(
             files,
             architecture=config_json,
             metrics=result.metrics,
@@ -87,7 +88,7 @@ class PyTorchRecipe:
                 **resolved.notes,
             },
         )
-        ctx.clear_checkpoints()
+        ctx.checkpoints.clear()
         return event
 
     def _write_files(self, result: TrainResult, config_json: dict[str, Any]) -> dict[str, Path]:
@@ -119,4 +120,4 @@ class PyTorchRecipe:
     def cleanup(self) -> None:
         """Wait for the checkpoint upload in flight and drop the plan's tensors."""
         self.plan = self.resolved = None
-        lifecycle.finish_uploads(self.ctx)
+        recipe_steps.finish_uploads(self.ctx)

@@ -1,156 +1,30 @@
-"""The training loop of one process (the only one, or one DDP rank), for every recipe.
+"""``TrainingLoop``: the training loop of one process (the only one, or one DDP rank).
 
-It knows nothing of S3 or Kafka: it gets a ``Plan`` (options, resume state, where to write
-checkpoints) that brings its own model and ``BatchStep`` (how batches are made, run and
-scored), and talks back through ``Hooks`` (stop checks, progress, checkpoint files).
-Rank 0 alone reports and checkpoints; every rank agrees on stopping at the same step.
+Every recipe runs this one loop. It knows nothing of S3, Kafka or a model's type: a
+``Plan`` brings the model and its ``BatchStep``, and the loop talks back through ``Hooks``
+(stop checks, progress, checkpoint files). Rank 0 alone reports and checkpoints; every rank
+agrees on stopping at the same step.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from sparktrainer.contracts.jobspec import TrainingOptions
-from sparktrainer.errors import SparkTrainerError
-from sparktrainer.training.architectures import keep_frozen_norms_in_eval
 from sparktrainer.training.checkpoint import ResumeState, capture_rng, restore_rng
-from sparktrainer.training.loop import (
-    MetricSum,
-    ProgressClock,
-    build_optimizer,
-    build_scheduler,
-    check_finite,
-    resolve_precision,
-)
+from sparktrainer.training.loop.clock import ProgressClock
+from sparktrainer.training.loop.metrics import MetricSum, check_finite
+from sparktrainer.training.loop.optim import build_optimizer, build_scheduler
+from sparktrainer.training.loop.plan import Hooks, Plan, Rank, TrainResult
+from sparktrainer.training.loop.precision import resolve_precision
+from sparktrainer.training.loop.stop_vote import check_stop_together
 
 
-class Hooks(Protocol):
-    """How the loop talks to the job: rank 0 gets the real ones, other ranks ``NoHooks``."""
-
-    def check_stop(self) -> None: ...
-    def progress(self, **fields: Any) -> None: ...
-    def checkpoint(self, path: Path, epoch: int, step: int) -> None: ...
-
-
-class NoHooks:
-    """Hooks of a non-reporting rank."""
-
-    def check_stop(self) -> None:
-        return None
-
-    def progress(self, **fields: Any) -> None:
-        return None
-
-    def checkpoint(self, path: Path, epoch: int, step: int) -> None:
-        path.unlink(missing_ok=True)
-
-
-@dataclass
-class Rank:
-    """Where this process sits: its rank, the world size, its device, the stop-vote group."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    control: Any = None  # a gloo process group for stop votes (None: single process)
-
-
-@dataclass
-class Scored:
-    """One forward pass: mean loss, what it averages over, right answers (if any), rows."""
-
-    loss: torch.Tensor
-    count: int
-    correct: torch.Tensor | None
-    rows: int
-
-
-class BatchStep(Protocol):
-    """What a kind of model brings to the loop: its batches, its forward pass, its weights.
-
-    ``full_result``: keep the best epoch's weights and hand back weights and optimizer state
-    (the recipe writes its files from them); else weights only from DDP ranks (the recipe
-    saves the model it trained).
-    """
-
-    full_result: bool
-
-    def __len__(self) -> int: ...  # this rank's micro-batches per epoch
-    def batches(self, epoch: int, start: int) -> Iterator[Any]: ...
-    def forward(self, model: nn.Module, batch: Any) -> Scored: ...  # runs under autocast
-    def val_batches(self) -> Iterator[Any]: ...
-    def evaluate(self, module: nn.Module, batch: Any) -> Scored: ...
-    def weights(self, module: nn.Module) -> dict[str, torch.Tensor]: ...
-    def load_weights(self, module: nn.Module, state: dict[str, torch.Tensor]) -> None: ...
-
-
-class Plan(Protocol):
-    """What the loop needs of a recipe's plan; picklable, so DDP ranks can receive it."""
-
-    @property
-    def options(self) -> TrainingOptions: ...
-    @property
-    def workdir(self) -> Path: ...
-    @property
-    def resume(self) -> ResumeState | None: ...
-    @property
-    def checkpoint_every_steps(self) -> int: ...
-    @property
-    def progress_every_s(self) -> float: ...
-
-    def prepare(self, where: Rank, batch_size: int) -> tuple[nn.Module, BatchStep]:
-        """The model on ``where.device`` and its batch step (``batch_size`` rows a rank)."""
-        ...
-
-
-class StopRequested(SparkTrainerError):
-    """Another rank (or the launcher) asked every rank to stop at this step."""
-
-
-def check_stop_together(hooks: Hooks, where: Rank) -> None:
-    """``hooks.check_stop()``; under DDP every rank votes, so all stop at the same step.
-
-    A rank that stopped alone would leave the others waiting in a collective forever.
-    """
-    if where.control is None:
-        hooks.check_stop()
-        return
-    pending: SparkTrainerError | None = None
-    try:
-        hooks.check_stop()
-    except SparkTrainerError as e:
-        pending = e
-    vote = torch.tensor([1 if pending else 0])
-    dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=where.control)
-    if vote.item():
-        raise pending or StopRequested("another rank stopped")
-
-
-@dataclass
-class TrainResult:
-    """The trained state and its record; plain values and tensors (weights-only saveable)."""
-
-    model_state: dict[str, torch.Tensor]
-    optimizer_state: dict[str, Any]
-    epochs: int
-    step: int
-    history: list[dict[str, float]]
-    metrics: dict[str, float]
-    best_model: dict[str, torch.Tensor] | None
-    best_epoch: int | None
-    precision: str
-    warnings: list[str]
-
-
-class Trainer:
+class TrainingLoop:
     """One process's loop: epochs of steps, validation, best model, checkpoints, progress."""
 
     def __init__(self, plan: Plan, hooks: Hooks, where: Rank) -> None:
@@ -371,3 +245,15 @@ class Trainer:
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def keep_frozen_norms_in_eval(model: nn.Module) -> None:
+    """Put batch-norm layers with no trainable parameters in eval mode (call after .train()).
+
+    A frozen layer should stay frozen: its running statistics must not drift either.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            module.eval()

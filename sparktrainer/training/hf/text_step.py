@@ -1,6 +1,6 @@
-"""The Hugging Face recipe's side of the loop: its plan, its model, and its batch step.
+"""The Hugging Face recipe's side of the loop: its plan, its model, and its text step.
 
-The shared ``Trainer`` (``training/trainer.py``) runs it in this process or on DDP ranks.
+The one ``TrainingLoop`` (``training/loop/``) runs it in this process or on DDP ranks.
 What is particular to transformers: batches are padded token ids, the model computes its
 own loss, and a fine-tune checkpoints only its trainable weights (the rest is the source).
 """
@@ -21,8 +21,8 @@ from sparktrainer.training.checkpoint import ResumeState
 from sparktrainer.training.hf import data as text
 from sparktrainer.training.hf.lora import apply_lora
 from sparktrainer.training.hf.models import ModelSource, load_model, load_tokenizer
-from sparktrainer.training.loop import seed_everything
-from sparktrainer.training.trainer import Rank, Scored
+from sparktrainer.training.loop.device import seed_everything
+from sparktrainer.training.loop.plan import Rank, Scored
 
 Batch = dict[str, torch.Tensor]
 
@@ -115,8 +115,10 @@ class TextStep:
         self.tokenizer, self.task, self.seed = tokenizer, opts.task_type, opts.seed
         self.partial, self.batch_size, self.where = plan.partial_state, batch_size, where
         self.pad_id = int(tokenizer.pad_token_id)
-        self.train = text.encode(tokenizer, data.train_texts, data.train_labels, opts.max_length)
-        self.val = text.encode(tokenizer, data.val_texts, data.val_labels, opts.max_length)
+        self.train = text.encode_texts(
+            tokenizer, data.train_texts, data.train_labels, opts.max_length
+        )
+        self.val = text.encode_texts(tokenizer, data.val_texts, data.val_labels, opts.max_length)
         if not len(self.train):
             raise TrainingError("the training split is empty: add data or lower validation_split")
         self.n_batches = len(self._rows(0))

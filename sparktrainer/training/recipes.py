@@ -1,7 +1,8 @@
-"""Recipes by config kind, and ``run_job``: the one entry point the worker calls.
+"""Recipes by config kind, and ``run_recipe_job``: the one entry point the worker calls.
 
-A recipe is ``run(ctx: JobContext) -> ModelRegistered`` in its own module, imported only
-when a job needs it (the Hugging Face stack is heavy).
+A recipe is ``train_*(ctx: JobContext) -> ModelRegistered`` in its framework's room
+(``pytorch/recipe.py``, ``hf/recipe.py``), imported only when a job needs it (the Hugging Face
+stack is heavy).
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from collections.abc import Callable
 from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.errors import InvalidJobError
 from sparktrainer.storage.layout import METADATA, model_key
-from sparktrainer.training.context import JobContext
+from sparktrainer.training.job.context import JobContext
 
-_PYTORCH = "sparktrainer.training.recipes.pytorch:run"
+_PYTORCH = "sparktrainer.training.pytorch.recipe:train_pytorch"
 RECIPES: dict[str, str] = {
     "pytorch.mlp": _PYTORCH,
     "pytorch.resnet": _PYTORCH,
     "pytorch.torchvision": _PYTORCH,
     "pytorch.registered": _PYTORCH,
-    "huggingface": "sparktrainer.training.recipes.huggingface:run",
+    "huggingface": "sparktrainer.training.hf.recipe:train_huggingface",
 }
 
 
@@ -48,7 +49,7 @@ def already_registered(ctx: JobContext) -> ModelRegistered | None:
     return ModelRegistered.model_validate({k: v for k, v in metadata.items() if k in fields})
 
 
-def run_job(ctx: JobContext) -> ModelRegistered:
+def run_recipe_job(ctx: JobContext) -> ModelRegistered:
     """Run the job's recipe; a job whose model is already registered is not trained again."""
     done = already_registered(ctx)
     if done is not None:

@@ -29,7 +29,8 @@ from sparktrainer.contracts.events import (
 from sparktrainer.storage.layout import checkpoint_prefix
 from sparktrainer.storage.outcomes import StoredOutcome, next_attempt, read_outcome, write_outcome
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.training.worker import Outcome, WarmWorker
+from sparktrainer.training.worker.protocol import Outcome
+from sparktrainer.training.worker.warm import WarmWorker
 
 log = structlog.get_logger(__name__)
 SOURCE = "sparktrainer/trainer"
@@ -65,7 +66,7 @@ def replay_outcome(outcome: StoredOutcome) -> list[OutRecord]:
     return _records(events)
 
 
-async def run_job(
+async def drive_job(
     job: JobValidated,
     *,
     worker: WarmWorker,
@@ -92,21 +93,33 @@ async def run_job(
             job.job_id,
             [JobCancelled(job_id=job.job_id, attempt=attempt, reason=cancel.reason)],
         )
+    cancels.running = job.job_id
+    try:
+        attempt, outcome = await _train(job, attempt, worker, store, send, max_attempts)
+    finally:
+        cancels.running = None
+    return await _conclude(job, attempt, outcome, store, send)
+
+
+async def _train(
+    job: JobValidated,
+    attempt: int,
+    worker: WarmWorker,
+    store: ObjectStore,
+    send: Send,
+    max_attempts: int,
+) -> tuple[int, Outcome]:
+    """Run the job, again after a retriable failure; the last attempt and its outcome."""
 
     async def forward(event: BaseModel) -> None:
         await send(encode(event, SOURCE))
 
-    cancels.running = job.job_id
-    try:
-        while True:
-            outcome = await _run_guarded(worker, job, attempt, forward)
-            if not (outcome.status == "failed" and outcome.retriable and attempt < max_attempts):
-                break
-            log.warning("job_retry", attempt=attempt, reason=outcome.reason)
-            attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
-    finally:
-        cancels.running = None
-    return await _conclude(job, attempt, outcome, store, send)
+    while True:
+        outcome = await _run_guarded(worker, job, attempt, forward)
+        if not (outcome.status == "failed" and outcome.retriable and attempt < max_attempts):
+            return attempt, outcome
+        log.warning("job_retry", attempt=attempt, reason=outcome.reason)
+        attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
 
 
 async def _run_guarded(

@@ -3,7 +3,7 @@
 ``setup`` brings the base model to a local folder (hub cache, local path, or a registered
 model downloaded from S3, its unmerged LoRA adapters folded in), checks LoRA targets, loads
 text data, picks up the job's last checkpoint and announces JobStarted; ``train`` runs
-the shared ``Trainer`` here or on DDP ranks, as the PyTorch recipe does; ``save``
+the one ``TrainingLoop`` here or on DDP ranks, as the PyTorch recipe does; ``save``
 writes model.safetensors, config.json, tokenizer files and adapters/ and publishes them
 (metadata.json last); ``cleanup`` drops temp files.
 
@@ -20,10 +20,9 @@ from typing import Any
 from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.contracts.jobspec import HuggingFaceConfig
 from sparktrainer.errors import TrainingError
-from sparktrainer.training.context import JobContext, environment_snapshot
+from sparktrainer.training import recipe_steps
 from sparktrainer.training.distributed import plan_launch
 from sparktrainer.training.hf.data import load_text_data
-from sparktrainer.training.hf.loop import HFPlan, TextStep, build_model, load_model_state
 from sparktrainer.training.hf.lora import (
     fold_adapters,
     is_peft,
@@ -36,16 +35,19 @@ from sparktrainer.training.hf.models import (
     read_config,
     resolve_source,
 )
-from sparktrainer.training.recipes import lifecycle
-from sparktrainer.training.trainer import Trainer, TrainResult
+from sparktrainer.training.hf.text_step import HFPlan, TextStep, build_model, load_model_state
+from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.job.environment import environment_snapshot
+from sparktrainer.training.loop.plan import TrainResult
+from sparktrainer.training.loop.training_loop import TrainingLoop
 from sparktrainer.validation.hf_modules import check_lora_targets, model_type_of
 
 SINGLE_FILE_SHARD = "10000GB"  # one model.safetensors, never shards
 
 
-def run(ctx: JobContext) -> ModelRegistered:
+def train_huggingface(ctx: JobContext) -> ModelRegistered:
     """Train or fine-tune the job's Hugging Face model and register it."""
-    return lifecycle.run_recipe(HuggingFaceRecipe(ctx))
+    return recipe_steps.run_recipe(HuggingFaceRecipe(ctx))
 
 
 class HuggingFaceRecipe:
@@ -58,7 +60,7 @@ class HuggingFaceRecipe:
         self.ctx, self.config = ctx, config
         self.launch = plan_launch(config.distributed)
         self.plan: HFPlan | None = None
-        self.trainer: Trainer | None = None
+        self.loop: TrainingLoop | None = None
         self.temp: list[Path] = []
 
     def setup(self) -> None:
@@ -69,20 +71,20 @@ class HuggingFaceRecipe:
             raise TrainingError("classification needs num_classes >= 2")
         source = self._source()
         data = load_text_data(config.data, config.task_type, config.num_classes, ctx.store)
-        resume = lifecycle.load_resume(ctx)
+        resume = recipe_steps.load_resume(ctx)
         self.plan = HFPlan(
             options=config,
             job_type=ctx.job.type,
             source=source,
             data=data,
-            **lifecycle.loop_fields(ctx, resume),
+            **recipe_steps.loop_fields(ctx, resume),
         )
         # A bad model or LoRA target fails here, before JobStarted (as validation would).
         if self.launch is None:
-            self.trainer = lifecycle.local_trainer(self.plan, ctx)
+            self.loop = recipe_steps.local_loop(self.plan, ctx)
         else:  # the ranks build the model; check what can be checked without it
             self._check_lora_targets(source.directory)
-        lifecycle.announce(ctx, self.launch, resume)
+        recipe_steps.announce(ctx, self.launch, resume)
 
     def _source(self) -> ModelSource:
         """The base model as a local folder; a LoRA parent comes with its adapters merged."""
@@ -103,16 +105,16 @@ class HuggingFaceRecipe:
     def train(self) -> TrainResult:
         """Run the loop here, or on DDP ranks when the job asks for it."""
         assert self.plan is not None, "setup() first"
-        return lifecycle.train(self.plan, self.ctx, self.launch, self.trainer)
+        return recipe_steps.run_loop(self.plan, self.ctx, self.launch, self.loop)
 
     # -- artifacts ---------------------------------------------------------------------
 
     def _trained_model(self, result: TrainResult) -> tuple[Any, Any]:
         """The trained model and tokenizer: the loop's own, or rebuilt from a DDP result."""
-        if self.trainer is not None:
-            step = self.trainer.batch_step
+        if self.loop is not None:
+            step = self.loop.batch_step
             assert isinstance(step, TextStep)
-            return self.trainer.module, step.tokenizer
+            return self.loop.module, step.tokenizer
         assert self.plan is not None
         model, tokenizer = build_model(self.plan)
         load_model_state(model, result.model_state, "the DDP result")
@@ -124,7 +126,7 @@ class HuggingFaceRecipe:
         model, tokenizer = self._trained_model(result)
         files, architecture, lora = self._write_files(model, tokenizer)
         source = self.plan.source
-        event = self.ctx.publish(
+        event = self.ctx.publisher.publish(
             files,
             architecture=architecture,
             metrics={**result.metrics, "steps": float(result.step)},
@@ -133,7 +135,7 @@ class HuggingFaceRecipe:
             lineage=source.lineage,
             extra_metadata=self._metadata(result, lora),
         )
-        self.ctx.clear_checkpoints()
+        self.ctx.checkpoints.clear()
         return event
 
     def _write_files(
@@ -178,11 +180,11 @@ class HuggingFaceRecipe:
 
     def cleanup(self) -> None:
         """Wait for the checkpoint upload in flight and drop downloaded model folders."""
-        self.plan = self.trainer = None
+        self.plan = self.loop = None
         for path in self.temp:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.ctx.workdir / "model", ignore_errors=True)
-        lifecycle.finish_uploads(self.ctx)
+        recipe_steps.finish_uploads(self.ctx)
 
 
 def summarize(model: Any, config: HuggingFaceConfig, trainable: int) -> dict[str, Any]:

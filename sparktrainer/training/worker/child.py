@@ -1,10 +1,9 @@
-"""The warm training process behind ``WarmWorker`` (started with multiprocessing "spawn").
+"""The child's main: the warm training process behind ``WarmWorker`` (multiprocessing "spawn").
 
-It imports torch, torchvision and the PyTorch recipe once, says "ready", then runs one
-job at a time. A control thread reads the parent's commands so a cancel reaches the
-running job's stop flag between two steps. Messages to the parent:
-``("ready", info)``, ``("accepted", seq)``, ``("event", seq, ce_type, json)``,
-``("outcome", seq, fields)``.
+It imports torch, torchvision and the PyTorch recipe once, says "ready", then runs one job
+at a time, each in a fresh temp workdir. A control thread reads the parent's commands so a
+cancel reaches the running job's stop flag between two steps. The messages both ways are in
+``protocol``.
 """
 
 from __future__ import annotations
@@ -23,9 +22,10 @@ import structlog
 
 from sparktrainer.contracts.events import JobStarted, JobValidated
 from sparktrainer.settings import Settings
+from sparktrainer.training.job.stopping import StopFlag
+from sparktrainer.training.worker.protocol import failure_fields, outcome_fields
 
 log = structlog.get_logger(__name__)
-REASON_MAX_CHARS = 2000
 
 
 def child_main(settings: Settings, commands: Connection, events: Connection) -> None:
@@ -42,11 +42,11 @@ def child_main(settings: Settings, commands: Connection, events: Connection) -> 
     started = time.monotonic()
     warm_imports()
     send(("ready", {"pid": os.getpid(), "import_s": time.monotonic() - started}))
-    jobs: queue.Queue[tuple[int, str, int, Any] | None] = queue.Queue()
+    jobs: queue.Queue[tuple[int, str, int, StopFlag] | None] = queue.Queue()
     threading.Thread(
         target=_control, args=(commands, jobs, send), name="worker-control", daemon=True
     ).start()
-    runner = JobRunner(settings, send)
+    runner = ChildJobRunner(settings, send)
     while (item := jobs.get()) is not None:
         seq, job_json, attempt, stop = item
         send(("outcome", seq, runner.run(seq, job_json, attempt, stop)))
@@ -58,15 +58,13 @@ def warm_imports() -> None:
     import torch
     import torchvision  # noqa: F401
 
-    import sparktrainer.training.recipes.pytorch  # noqa: F401
+    import sparktrainer.training.pytorch.recipe  # noqa: F401
 
     torch.nn.functional.cross_entropy(torch.zeros(2, 2, requires_grad=True), torch.zeros(2).long())
 
 
 def _control(commands: Connection, jobs: queue.Queue[Any], send: Any) -> None:
     """Read commands: accept and queue runs, flag cancels, stop; exit when the parent is gone."""
-    from sparktrainer.training.context import StopFlag
-
     current: tuple[int, StopFlag] | None = None
     while True:
         try:
@@ -85,7 +83,7 @@ def _control(commands: Connection, jobs: queue.Queue[Any], send: Any) -> None:
             return
 
 
-class JobRunner:
+class ChildJobRunner:
     """Runs one job in a fresh temp workdir and turns its end into outcome fields."""
 
     def __init__(self, settings: Settings, send: Any) -> None:
@@ -100,7 +98,7 @@ class JobRunner:
             self._store = ObjectStore.from_settings(self.settings)
         return self._store
 
-    def run(self, seq: int, job_json: str, attempt: int, stop: Any) -> dict[str, Any]:
+    def run(self, seq: int, job_json: str, attempt: int, stop: StopFlag) -> dict[str, Any]:
         """Run the job; never raises."""
         started = time.monotonic()
         seen: dict[str, Any] = {"resumed_from_epoch": None}
@@ -120,9 +118,11 @@ class JobRunner:
             _release_memory()
         return {**fields, **seen, "duration_s": time.monotonic() - started}
 
-    def _run_job(self, job: JobValidated, attempt: int, stop: Any, emit: Any) -> dict[str, Any]:
-        from sparktrainer.training.context import JobContext
-        from sparktrainer.training.recipes import run_job
+    def _run_job(
+        self, job: JobValidated, attempt: int, stop: StopFlag, emit: Any
+    ) -> dict[str, Any]:
+        from sparktrainer.training.job.context import JobContext
+        from sparktrainer.training.recipes import run_recipe_job
 
         workdir = Path(tempfile.mkdtemp(prefix=f"sparktrainer-{job.job_id}-"))
         try:
@@ -135,29 +135,9 @@ class JobRunner:
                 attempt=attempt,
                 stop=stop,
             )
-            registered = run_job(ctx)
-            return {"status": "completed", "registered": registered.model_dump_json()}
+            return outcome_fields(run_recipe_job(ctx))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def failure_fields(error: BaseException) -> dict[str, Any]:
-    """Outcome fields for an exception: cancelled, or failed with type + message."""
-    from sparktrainer.errors import JobCancelled, SparkTrainerError
-
-    message = str(error).strip() or "no message"
-    if isinstance(error, JobCancelled):
-        return {"status": "cancelled", "reason": message, "error_type": "JobCancelled"}
-    retriable = isinstance(error, SparkTrainerError) and error.retriable
-    if type(error).__name__ == "OutOfMemoryError":
-        message = f"{message.splitlines()[0]} (lower batch_size or use a smaller model)"
-    reason = f"{type(error).__name__}: {message}"[:REASON_MAX_CHARS]
-    return {
-        "status": "failed",
-        "reason": reason,
-        "error_type": type(error).__name__,
-        "retriable": retriable,
-    }
 
 
 def _release_memory() -> None:

@@ -23,9 +23,9 @@ from sparktrainer.contracts.jobspec import (
 from sparktrainer.errors import ObjectNotFound, TrainingError
 from sparktrainer.storage.layout import METADATA, model_key
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.training import architectures
-from sparktrainer.training.architectures import Architecture, Params
 from sparktrainer.training.checkpoint import safe_load
+from sparktrainer.training.pytorch import architectures
+from sparktrainer.training.pytorch.architectures import Architecture, Params
 
 CONFIG_FORMAT = "sparktrainer.pytorch.v1"
 MODEL_FORMAT = "sparktrainer.pytorch.model.v1"

@@ -1,8 +1,9 @@
-"""What every recipe does the same way around its own model and files.
+"""The recipe protocol, and the steps every recipe takes the same way around its own model.
 
-Pick up the job's last checkpoint, fill the plan's loop settings, announce JobStarted, run
-the shared ``Trainer`` here or on DDP ranks, and wait for the checkpoint upload in flight.
-A recipe is ``setup / train / save / cleanup``; ``run_recipe`` runs those four in order.
+A recipe is ``setup / train / save / cleanup``; ``run_recipe`` runs those four in order. The
+shared steps: pick up the job's last checkpoint, fill the plan's loop settings, announce
+JobStarted, run the one ``TrainingLoop`` here or on DDP ranks, and wait for the checkpoint
+upload in flight.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import torch
 
 from sparktrainer.contracts.events import JobStarted, ModelRegistered
 from sparktrainer.training.checkpoint import ResumeState
-from sparktrainer.training.context import JobContext
 from sparktrainer.training.distributed import Launch, run_distributed
-from sparktrainer.training.loop import pick_device
-from sparktrainer.training.trainer import Plan, Rank, Trainer, TrainResult
+from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.loop.device import pick_device
+from sparktrainer.training.loop.plan import Plan, Rank, TrainResult
+from sparktrainer.training.loop.training_loop import TrainingLoop
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +52,7 @@ class ContextHooks:
         self.ctx = ctx
 
     def check_stop(self) -> None:
-        """Raise JobCancelled/JobTimeout when asked to stop."""
+        """Raise JobCancelledError/JobTimeout when asked to stop."""
         self.ctx.check_stop()
 
     def progress(self, **fields: Any) -> None:
@@ -59,12 +61,12 @@ class ContextHooks:
 
     def checkpoint(self, path: Path, epoch: int, step: int) -> None:
         """Upload the checkpoint in the background."""
-        self.ctx.save_checkpoint(path, epoch, step)
+        self.ctx.checkpoints.save(path, epoch, step)
 
 
 def load_resume(ctx: JobContext) -> ResumeState | None:
     """The job's last checkpoint (from an earlier attempt), or None."""
-    path = ctx.load_checkpoint(ctx.workdir / "resume-from.pt")
+    path = ctx.checkpoints.load(ctx.workdir / "resume-from.pt")
     if path is None:
         return None
     state = ResumeState.load(path)
@@ -110,23 +112,23 @@ def device_name(launch: Launch | None) -> str:
     return str(device)
 
 
-def local_trainer(plan: Plan, ctx: JobContext) -> Trainer:
+def local_loop(plan: Plan, ctx: JobContext) -> TrainingLoop:
     """The loop in this process, on its best device, reporting straight to the job."""
-    return Trainer(plan, ContextHooks(ctx), Rank(device=pick_device()))
+    return TrainingLoop(plan, ContextHooks(ctx), Rank(device=pick_device()))
 
 
-def train(
-    plan: Plan, ctx: JobContext, launch: Launch | None, trainer: Trainer | None = None
+def run_loop(
+    plan: Plan, ctx: JobContext, launch: Launch | None, loop: TrainingLoop | None = None
 ) -> TrainResult:
-    """Run ``plan`` on DDP ranks when ``launch`` asks, else here (on ``trainer`` if built)."""
+    """Run ``plan`` on DDP ranks when ``launch`` asks, else here (on ``loop`` if built)."""
     if launch is not None:
         return run_distributed(plan, ctx, launch)
-    return (trainer or local_trainer(plan, ctx)).fit()
+    return (loop or local_loop(plan, ctx)).fit()
 
 
 def finish_uploads(ctx: JobContext) -> None:
     """Wait for the checkpoint upload in flight; a failed one is logged, not raised."""
     try:
-        ctx.wait_uploads()
+        ctx.checkpoints.wait()
     except Exception as e:  # the job's own outcome matters more than a late upload
         log.warning("checkpoint_upload_failed", job_id=ctx.job_id, error=str(e)[:300])

@@ -250,18 +250,6 @@ def for_config(config: TrainingOptions) -> Architecture:
     raise TrainingError(f"no architecture builds config kind '{config.kind}'")
 
 
-def keep_frozen_norms_in_eval(model: nn.Module) -> None:
-    """Put batch-norm layers with no trainable parameters in eval mode (call after .train()).
-
-    A frozen layer should stay frozen: its running statistics must not drift either.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-            p.requires_grad for p in module.parameters()
-        ):
-            module.eval()
-
-
 def pretrained_state_dict(model_name: str) -> tuple[dict[str, torch.Tensor], int]:
     """ImageNet weights through torchvision's weights API (honours $TORCH_HOME and local files).
 

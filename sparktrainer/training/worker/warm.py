@@ -1,7 +1,7 @@
 """``WarmWorker``: the trainer consumer's handle on a warm training process.
 
 The asyncio side never imports torch. ``start()`` spawns a child that imports torch,
-torchvision and the recipes once; ``run()`` hands it a job and awaits ``on_event`` for each
+torchvision and the PyTorch recipe once; ``run()`` hands it a job and awaits ``on_event`` for each
 JobStarted / JobProgress / CheckpointSaved in order, without blocking the event loop; a
 crash in training (even SIGKILL or a segfault) becomes a failed ``Outcome`` and a fresh
 child for the next job.
@@ -16,15 +16,16 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from pydantic import BaseModel
 
-from sparktrainer.contracts.events import EVENT_TYPES, JobValidated, ModelRegistered
+from sparktrainer.contracts.events import EVENT_TYPES, JobValidated
 from sparktrainer.errors import SparkTrainerError
 from sparktrainer.settings import Settings
-from sparktrainer.training.worker_child import child_main
+from sparktrainer.training.worker.child import child_main
+from sparktrainer.training.worker.protocol import Outcome
 
 log = structlog.get_logger(__name__)
 OnEvent = Callable[[BaseModel], Awaitable[None]]
@@ -34,33 +35,6 @@ class WorkerError(SparkTrainerError):
     """The training process could not start or died; a retry on a fresh one may work."""
 
     retriable = True
-
-
-@dataclass
-class Outcome:
-    """How a job ended in the worker."""
-
-    status: Literal["completed", "failed", "cancelled"]
-    registered: ModelRegistered | None = None
-    reason: str | None = None
-    error_type: str | None = None
-    retriable: bool = False
-    resumed_from_epoch: int | None = None
-    duration_s: float = 0.0
-
-    @classmethod
-    def from_child(cls, fields: dict[str, Any]) -> Outcome:
-        """Rebuild the outcome the child sent."""
-        registered = fields.get("registered")
-        return cls(
-            status=fields["status"],
-            registered=ModelRegistered.model_validate_json(registered) if registered else None,
-            reason=fields.get("reason"),
-            error_type=fields.get("error_type"),
-            retriable=bool(fields.get("retriable", False)),
-            resumed_from_epoch=fields.get("resumed_from_epoch"),
-            duration_s=float(fields.get("duration_s", 0.0)),
-        )
 
 
 @dataclass

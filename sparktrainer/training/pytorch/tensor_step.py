@@ -1,7 +1,7 @@
 """The PyTorch recipe's side of the loop: a plan of in-memory tensors and its batch step.
 
 The model maps a batch of features to class logits; the loss is cross-entropy, accuracy is
-the argmax's. The shared ``Trainer`` does everything else (see ``training/trainer.py``).
+the argmax's. The one ``TrainingLoop`` (``training/loop/``) does everything else.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from torch import nn
 
 from sparktrainer.contracts.jobspec import TrainingOptions
 from sparktrainer.training.checkpoint import ResumeState
-from sparktrainer.training.data import Batches, SplitData
-from sparktrainer.training.loop import seed_everything
-from sparktrainer.training.trainer import Rank, Scored
+from sparktrainer.training.loop.device import seed_everything
+from sparktrainer.training.loop.plan import Rank, Scored
+from sparktrainer.training.pytorch.data import Batches, SplitData
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 

@@ -1,0 +1,31 @@
+"""What a job asks for: the validated event, which attempt this is, and its typed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sparktrainer.contracts.events import JobValidated
+from sparktrainer.contracts.jobspec import CONFIG_KINDS, TrainingOptions
+
+
+@dataclass(kw_only=True)
+class JobSpec:
+    """One job's spec, as the training worker received it."""
+
+    job: JobValidated
+    attempt: int = 1
+
+    @property
+    def job_id(self) -> str:
+        """The job's id, which is also the id of the model it will register."""
+        return self.job.job_id
+
+    @property
+    def config(self) -> TrainingOptions:
+        """The job's normalized config as its typed spec."""
+        return CONFIG_KINDS[self.job.config_kind].model_validate(self.job.config)
+
+    def config_max_runtime_s(self, cap_s: float) -> float:
+        """The job's own time limit, capped by ``cap_s`` (the settings' limit)."""
+        own = self.job.config.get("max_runtime_s")
+        return min(float(own), cap_s) if own else cap_s

@@ -1,0 +1,70 @@
+"""A job's checkpoint in S3: uploaded in the background, fetched when a retry resumes.
+
+Training does not wait for S3: ``save`` hands the file to one upload thread and returns. The
+previous upload is awaited first, so at most one is in flight and they land in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from sparktrainer.contracts.events import CheckpointSaved
+from sparktrainer.storage.layout import checkpoint_prefix
+from sparktrainer.storage.s3 import ObjectStore
+
+CHECKPOINT_NAME = "latest.pt"
+Emit = Callable[[BaseModel], None]
+
+
+class CheckpointUploads:
+    """This job's ``checkpoints/{id}/latest.pt``: save, wait, load, clear."""
+
+    def __init__(self, store: ObjectStore, job_id: str, attempt: int, emit: Emit) -> None:
+        self.store, self.job_id, self.attempt, self.emit = store, job_id, attempt, emit
+        self.key = checkpoint_prefix(job_id) + CHECKPOINT_NAME
+        self._uploads = ThreadPoolExecutor(1, thread_name_prefix="ckpt-upload")
+        self._pending: Future[None] | None = None
+
+    def save(self, local: Path, epoch: int, step: int) -> None:
+        """Upload a checkpoint file in the background; CheckpointSaved follows its upload."""
+        self.wait()
+        staged = local.with_suffix(f".upload{step}")
+        local.replace(staged)
+
+        def upload() -> None:
+            size = staged.stat().st_size
+            self.store.put_file(self.key, staged)
+            staged.unlink(missing_ok=True)
+            self.emit(
+                CheckpointSaved(
+                    job_id=self.job_id,
+                    attempt=self.attempt,
+                    epoch=epoch,
+                    step=step,
+                    key=self.key,
+                    size_bytes=size,
+                )
+            )
+
+        self._pending = self._uploads.submit(upload)
+
+    def wait(self) -> None:
+        """Block until the checkpoint upload in flight (if any) is done; re-raise its error."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def load(self, local: Path) -> Path | None:
+        """Download this job's last checkpoint to ``local``; None when there is none."""
+        if not self.store.exists(self.key):
+            return None
+        self.store.get_file(self.key, local)
+        return local
+
+    def clear(self) -> None:
+        """Remove this job's checkpoints once its model is registered."""
+        self.store.delete_prefix(checkpoint_prefix(self.job_id))

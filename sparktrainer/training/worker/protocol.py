@@ -1,0 +1,68 @@
+"""What travels between ``WarmWorker`` and its child process, over two one-way pipes.
+
+Parent to child: ``("run", seq, job_json, attempt)``, ``("cancel", seq, reason)``, ``("stop",)``.
+Child to parent: ``("ready", info)``, ``("accepted", seq)``, ``("event", seq, ce_type, json)``,
+``("outcome", seq, fields)``; the parent's reader adds ``("eof",)`` when the child is gone.
+``seq`` numbers the runs, so a message left over from a run the parent gave up on is ignored.
+An outcome's ``fields`` come from ``outcome_fields`` / ``failure_fields`` and are read back by
+``Outcome.from_child``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sparktrainer.contracts.events import ModelRegistered
+from sparktrainer.errors import JobCancelledError, SparkTrainerError
+
+REASON_MAX_CHARS = 2000
+
+
+@dataclass
+class Outcome:
+    """How a job ended in the worker."""
+
+    status: Literal["completed", "failed", "cancelled"]
+    registered: ModelRegistered | None = None
+    reason: str | None = None
+    error_type: str | None = None
+    retriable: bool = False
+    resumed_from_epoch: int | None = None
+    duration_s: float = 0.0
+
+    @classmethod
+    def from_child(cls, fields: dict[str, Any]) -> Outcome:
+        """Rebuild the outcome the child sent."""
+        registered = fields.get("registered")
+        return cls(
+            status=fields["status"],
+            registered=ModelRegistered.model_validate_json(registered) if registered else None,
+            reason=fields.get("reason"),
+            error_type=fields.get("error_type"),
+            retriable=bool(fields.get("retriable", False)),
+            resumed_from_epoch=fields.get("resumed_from_epoch"),
+            duration_s=float(fields.get("duration_s", 0.0)),
+        )
+
+
+def outcome_fields(registered: ModelRegistered) -> dict[str, Any]:
+    """Outcome fields of a job that registered its model."""
+    return {"status": "completed", "registered": registered.model_dump_json()}
+
+
+def failure_fields(error: BaseException) -> dict[str, Any]:
+    """Outcome fields for an exception: cancelled, or failed with type + message."""
+    message = str(error).strip() or "no message"
+    if isinstance(error, JobCancelledError):
+        return {"status": "cancelled", "reason": message, "error_type": type(error).__name__}
+    retriable = isinstance(error, SparkTrainerError) and error.retriable
+    if type(error).__name__ == "OutOfMemoryError":
+        message = f"{message.splitlines()[0]} (lower batch_size or use a smaller model)"
+    reason = f"{type(error).__name__}: {message}"[:REASON_MAX_CHARS]
+    return {
+        "status": "failed",
+        "reason": reason,
+        "error_type": type(error).__name__,
+        "retriable": retriable,
+    }
