@@ -6,10 +6,10 @@
 
 Upload: the same files go to the same S3 server three ways, rounds alternating: a plain
 ``minio.Minio.fput_object`` (the baseline), ``ObjectStore.put_file`` (retries, error mapping),
-and ``JobContext.save_checkpoint`` (stage, upload on the background thread, CheckpointSaved),
-timed until ``wait_uploads`` returns. MB/s and the ratio of medians to the baseline (goal 0.9).
+and ``JobContext.checkpoints.save`` (stage, upload on the background thread, CheckpointSaved),
+timed until ``checkpoints.wait`` returns. MB/s and the ratio of medians to the baseline (goal 0.9).
 
-Training: the PyTorch recipe (``run_job``) on the guide's "Initial Model Training" MLP with
+Training: the PyTorch recipe (``run_recipe_job``) on the guide's "Initial Model Training" MLP with
 synthetic data, storing to the real S3 server, once as it ships (a checkpoint every epoch:
 serialize, then upload in the background) and once with the loop's checkpoint step turned
 off. samples/s from the first step's progress event to the last epoch's (so every checkpoint
@@ -40,7 +40,7 @@ from sparktrainer.contracts.events import JobProgress, JobValidated
 from sparktrainer.contracts.jobspec import CONFIG_KINDS
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.training.context import JobContext
+from sparktrainer.training.job.context import JobContext
 
 CLOCK = time.perf_counter  # uploads: always the wall clock
 TRAIN_CLOCK = time.perf_counter  # training rounds: process CPU time with --cpu-time
@@ -88,12 +88,12 @@ def upload_store(store: ObjectStore, path: Path) -> float:
 
 
 def upload_context(ctx: JobContext, path: Path, step: int) -> float:
-    """Seconds for JobContext.save_checkpoint of one file until its upload is done."""
+    """Seconds for JobContext.checkpoints.save of one file until its upload is done."""
     link = ctx.workdir / f"resume-{step}.pt"
-    os.link(path, link)  # save_checkpoint moves its file away: hand it a link
+    os.link(path, link)  # checkpoints.save moves its file away: hand it a link
     t0 = CLOCK()
-    ctx.save_checkpoint(link, epoch=step, step=step)
-    ctx.wait_uploads()
+    ctx.checkpoints.save(link, epoch=step, step=step)
+    ctx.checkpoints.wait()
     return CLOCK() - t0
 
 
@@ -131,7 +131,7 @@ def uploads(settings: Settings, file_mb: int, count: int, rounds: int) -> dict[s
                     spent[name] += runs[name](path, step)
             for name, s in spent.items():
                 per_round[name].append(file_mb * count / s)
-    assert len(events) == step // 3 + 1, "one CheckpointSaved per save_checkpoint"
+    assert len(events) == step // 3 + 1, "one CheckpointSaved per checkpoints.save"
     store.delete_prefix("bench/")
     store.delete_prefix(f"checkpoints/{job.job_id}/")
     median = {k: statistics.median(v) for k, v in per_round.items()}
@@ -153,8 +153,8 @@ def uploads(settings: Settings, file_mb: int, count: int, rounds: int) -> dict[s
 
 def training_round(settings: Settings, args: argparse.Namespace, checkpoints: bool) -> float:
     """samples/s of the recipe from its first step's progress event to its last epoch's."""
-    from sparktrainer.training.recipes import run_job
-    from sparktrainer.training.trainer import Trainer
+    from sparktrainer.training.loop.training_loop import TrainingLoop
+    from sparktrainer.training.recipes import run_recipe_job
 
     config = {
         "input_size": 784,
@@ -176,7 +176,7 @@ def training_round(settings: Settings, args: argparse.Namespace, checkpoints: bo
             saved.append(event)
 
     store = ObjectStore.from_settings(settings)
-    step = getattr(Trainer, "_checkpoint", None)
+    step = getattr(TrainingLoop, "_checkpoint", None)
     assert step is not None, "the loop's checkpoint step moved: update this bench"
 
     def timed(self: Any) -> None:  # the pause the training loop itself sees
@@ -189,8 +189,10 @@ def training_round(settings: Settings, args: argparse.Namespace, checkpoints: bo
         ctx = JobContext(
             job=job, store=store, settings=settings, workdir=Path(tmp), emit=emit_event
         )
-        with mock.patch.object(Trainer, "_checkpoint", timed if checkpoints else lambda s: None):
-            run_job(ctx)
+        with mock.patch.object(
+            TrainingLoop, "_checkpoint", timed if checkpoints else lambda s: None
+        ):
+            run_recipe_job(ctx)
     store.delete_prefix(f"models/{job.job_id}/")
     n_train = round(args.samples * 0.9)
     elapsed = marks[-1] - marks[0]

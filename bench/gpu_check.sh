@@ -24,10 +24,11 @@ import torch
 
 from sparktrainer.contracts.events import CheckpointSaved, JobStarted, JobValidated
 from sparktrainer.contracts.jobspec import CONFIG_KINDS
-from sparktrainer.errors import JobCancelled
+from sparktrainer.errors import JobCancelledError
 from sparktrainer.settings import Settings
-from sparktrainer.training.context import JobContext
-from sparktrainer.training.recipes import run_job
+from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.job.stopping import StopFlag
+from sparktrainer.training.recipes import run_recipe_job
 from train_throughput import MemoryStore
 
 STORE = MemoryStore()
@@ -49,17 +50,18 @@ def run(job_id, config, kind="pytorch.resnet", attempt=1, stop_after=None):
     job = JobValidated(job_id=job_id, name=job_id, type="train", framework="pytorch",
                        config_kind=kind,
                        config=CONFIG_KINDS[kind].model_validate(config).model_dump(mode="json"))
+    stop = StopFlag()
+
+    def emit(event):
+        events.append(event)
+        if stop_after is not None and isinstance(event, CheckpointSaved) and event.epoch >= stop_after:
+            stop.set("cancel", "gpu_check stops here")
+
     ctx = JobContext(job=job, store=STORE, settings=Settings(), workdir=Path(tempfile.mkdtemp()),
-                     emit=events.append, attempt=attempt)
-    if stop_after is not None:
-        def emit(event):
-            events.append(event)
-            if isinstance(event, CheckpointSaved) and event.epoch >= stop_after:
-                ctx.stop.set("cancel", "gpu_check stops here")
-        ctx.emit = emit
+                     emit=emit, attempt=attempt, stop=stop)
     try:
-        registered = run_job(ctx)
-    except JobCancelled:
+        registered = run_recipe_job(ctx)
+    except JobCancelledError:
         registered = None
     meta = json.loads(STORE.objects[f"models/{job_id}/metadata.json"]) if registered else {}
     started = next(e for e in events if isinstance(e, JobStarted))

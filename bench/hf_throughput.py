@@ -3,7 +3,7 @@
     python bench/hf_throughput.py                       # tiny BERT (built here), CPU or GPU
     python bench/hf_throughput.py --model minilm --lora --precision bfloat16 --batch 64
 
-The recipe runs through ``recipes.huggingface.run`` (progress events, stop checks, metrics, a
+The recipe runs through ``hf.recipe.train_huggingface`` (progress events, stop checks, metrics, a
 checkpoint every epoch to an in-memory store, then the safetensors export); the bare loop is
 forward/backward/step over the same model (LoRA-wrapped the same way) and the same padded
 batches. Both are timed from the end of their first step to the end of their last (the recipe
@@ -29,12 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparktrainer.contracts.events import JobProgress, JobValidated
 from sparktrainer.contracts.jobspec import HuggingFaceConfig
 from sparktrainer.settings import Settings
-from sparktrainer.training.context import JobContext
 from sparktrainer.training.hf import data as text
-from sparktrainer.training.hf.loop import HFPlan, build_model
 from sparktrainer.training.hf.models import ModelSource
-from sparktrainer.training.loop import pick_device, resolve_precision
-from sparktrainer.training.recipes.huggingface import run
+from sparktrainer.training.hf.recipe import train_huggingface
+from sparktrainer.training.hf.text_step import HFPlan, build_model
+from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.loop.device import pick_device
+from sparktrainer.training.loop.precision import resolve_precision
 
 CLOCK = time.perf_counter
 
@@ -62,7 +63,7 @@ class MemoryStore:
 
 def tiny_bert(folder: Path, hidden: int, layers: int) -> Path:
     """A BERT of the given size with a WordPiece vocabulary of the synthetic words."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *text.SYNTHETIC_WORDS]
     BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
@@ -103,7 +104,7 @@ def recipe_round(args: argparse.Namespace, model_path: Path, epochs: int, n: int
             job=job, store=MemoryStore(), settings=Settings(progress_every_s=1.0),  # type: ignore[arg-type]
             workdir=Path(tmp), emit=emit,
         )  # fmt: skip
-        run(ctx)
+        train_huggingface(ctx)
     return (epochs * args.samples - args.batch) / (marks[-1] - marks[0])
 
 
@@ -115,7 +116,7 @@ def bare_round(args: argparse.Namespace, model_path: Path, epochs: int) -> float
     model, tokenizer = build_model(plan)
     device = pick_device()
     model.to(device).train()
-    encoded = text.encode(tokenizer, data.train_texts, data.train_labels, config.max_length)
+    encoded = text.encode_texts(tokenizer, data.train_texts, data.train_labels, config.max_length)
     precision = resolve_precision(config.precision, device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     start, steps = 0.0, 0

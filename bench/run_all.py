@@ -152,7 +152,7 @@ def checkpoint_rows(r: dict[str, Any]) -> list[Row]:
         _ratio_row(f"checkpoint upload, ObjectStore.put_file ({size})",
                    f"{median(u['put_file_mb_per_s']):g} MB/s", raw, u["put_file_ratio"],
                    u["goal"]),
-        _ratio_row(f"checkpoint upload, JobContext.save_checkpoint ({size})",
+        _ratio_row(f"checkpoint upload, JobContext.checkpoints.save ({size})",
                    f"{median(u['save_checkpoint_mb_per_s']):g} MB/s", raw,
                    u["save_checkpoint_ratio"], u["goal"]),
         _ratio_row(f"training with a checkpoint every epoch vs none (guide MLP, {n_train:,} "

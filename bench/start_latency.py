@@ -27,14 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparktrainer.contracts.events import JobProgress, JobStarted, JobValidated
 from sparktrainer.contracts.jobspec import MLPConfig
 from sparktrainer.settings import Settings
-from sparktrainer.training.worker import WarmWorker
+from sparktrainer.training.worker.warm import WarmWorker
 
 
 def tiny_job() -> JobValidated:
     """A small MLP on synthetic data: the job's own work is not what is measured."""
     config = MLPConfig(
-        input_size=32, output_size=4, hidden_layers=[64], epochs=1, data={"num_samples": 256}
-    )  # type: ignore[arg-type]
+        input_size=32,
+        output_size=4,
+        hidden_layers=[64],
+        epochs=1,
+        data={"num_samples": 256},  # type: ignore[arg-type]
+    )
     return JobValidated(
         job_id=f"latency-{uuid.uuid4().hex[:10]}",
         name="latency",

@@ -3,7 +3,7 @@
     python bench/train_throughput.py                 # custom ResNet on the CPU (or GPU if any)
     python bench/train_throughput.py --model resnet18 --shape 3 32 32 --batch 256 --samples 16384
 
-The recipe runs through ``run_job`` (checkpoint every epoch to an in-memory store, progress
+The recipe runs through ``run_recipe_job`` (checkpoint every epoch to an in-memory store, progress
 events, stop checks, metrics); the bare loop is forward/backward/step over the same batches.
 Both are timed from the end of their first step to the end (the recipe by its progress events,
 so its per-epoch checkpoints count). Rounds alternate so machine noise hits both; the ratio of
@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparktrainer.contracts.events import JobProgress, JobValidated
 from sparktrainer.contracts.jobspec import CONFIG_KINDS
 from sparktrainer.settings import Settings
-from sparktrainer.training.context import JobContext
-from sparktrainer.training.data import load_data
-from sparktrainer.training.loop import pick_device, seed_everything
-from sparktrainer.training.model_io import resolve_model
-from sparktrainer.training.recipes import run_job
+from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.loop.device import pick_device, seed_everything
+from sparktrainer.training.pytorch.data import load_data
+from sparktrainer.training.pytorch.model_io import resolve_model
+from sparktrainer.training.recipes import run_recipe_job
 
 CLOCK = time.perf_counter
 
@@ -92,7 +92,7 @@ def job_config(args: argparse.Namespace, epochs: int) -> tuple[str, dict[str, An
 
 
 def recipe_round(args: argparse.Namespace, epochs: int, n: int) -> float:
-    """samples/s of run_job from its first step's progress event to its last one."""
+    """samples/s of run_recipe_job from its first step's progress event to its last one."""
     kind, config = job_config(args, epochs)
     marks: list[float] = []
 
@@ -111,12 +111,12 @@ def recipe_round(args: argparse.Namespace, epochs: int, n: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = JobContext(
             job=job,
-            store=MemoryStore(),
-            settings=Settings(progress_every_s=1.0),  # type: ignore[arg-type]
+            store=MemoryStore(),  # type: ignore[arg-type]
+            settings=Settings(progress_every_s=1.0),
             workdir=Path(tmp),
             emit=emit,
         )
-        run_job(ctx)
+        run_recipe_job(ctx)
     return (epochs * args.samples - args.batch) / (marks[-1] - marks[0])
 
 

@@ -1,6 +1,6 @@
 """A warm worker on the real embedded S3 (``stack``), and a recorder of the events it forwards.
 
-The conftests of tests/integration/training and tests/integration/hf import these fixtures.
+The conftests of tests/integration/training and tests/integration/training/hf import these fixtures.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from sparktrainer.settings import Settings
-from sparktrainer.training.worker import WarmWorker
+from sparktrainer.training.worker.warm import WarmWorker
 
 
 @pytest_asyncio.fixture(scope="module")

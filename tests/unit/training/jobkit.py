@@ -1,6 +1,6 @@
 """Job contexts on the session's real S3 server, for the recipe tests (PyTorch and HF).
 
-The conftests of tests/unit/training, tests/unit/hf and tests/integration/hf import these
+The conftests of tests/unit/training (hf/ too) and tests/integration/training/hf import these
 fixtures. Every test shares one bucket, so a test names its jobs with ``job_id(name)``: the
 same id for a name all through the test, and one no other test (or run) uses.
 """
@@ -19,7 +19,7 @@ from sparktrainer.contracts.jobspec import CONFIG_KINDS
 from sparktrainer.settings import Settings
 from sparktrainer.storage.layout import model_key
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.training.context import JobContext
+from sparktrainer.training.job.context import JobContext
 
 
 def make_job(

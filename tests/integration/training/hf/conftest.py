@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.training.workerkit import recorder, worker  # noqa: F401  (fixtures)
-from tests.unit.hf.hfkit import save_tiny_bert
+from tests.unit.training.hf.hfkit import save_tiny_bert
 from tests.unit.training.jobkit import hf_ctx, job_id, make_ctx, s3  # noqa: F401  (fixtures)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
-from sparktrainer.training.recipes.huggingface import run
+from sparktrainer.training.hf.recipe import train_huggingface
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +21,14 @@ def keys(store: Any, prefix: str) -> set[str]:
 def test_finetune_chain_from_registered_models_with_lora(hf_ctx, store, tiny_bert, job_id):
     base, lora, child = job_id("base"), job_id("lora"), job_id("child")
     common = {"epochs": 1, "batch_size": 16, "learning_rate": 3e-3, "data": {"num_samples": 96}}
-    run(hf_ctx(base, {"model_source": "local", "model_path": str(tiny_bert), **common}))
+    train_huggingface(
+        hf_ctx(base, {"model_source": "local", "model_path": str(tiny_bert), **common})
+    )
     first = hf_ctx(
         lora,
         {"model_source": "model_id", "model_id": base, **common, "lora": {"enabled": True, "r": 4}},
     )
-    run(first)
+    train_huggingface(first)
     assert keys(store, f"models/{lora}/") >= {
         "model.safetensors",
         "config.json",
@@ -37,7 +39,9 @@ def test_finetune_chain_from_registered_models_with_lora(hf_ctx, store, tiny_ber
         "adapters/adapter_model.safetensors",
     }
     assert not any(k.startswith(f"checkpoints/{lora}/") for k in store.list("checkpoints/"))
-    registered = run(hf_ctx(child, {"model_source": "model_id", "model_id": lora, **common}))
+    registered = train_huggingface(
+        hf_ctx(child, {"model_source": "model_id", "model_id": lora, **common})
+    )
     assert registered.base_model_id == lora and registered.lineage == [lora, base]
     meta = store.get_json(f"models/{child}/metadata.json")
     assert meta["lineage"] == [lora, base] and meta["base_model"] == lora
@@ -67,7 +71,7 @@ def test_text_data_from_an_s3_jsonl_file(hf_ctx, store, tiny_bert, job_id):
             "data": {"source": source, "text_field": "body", "label_field": "sentiment"},
         },
     )
-    registered = run(ctx)
+    registered = train_huggingface(ctx)
     assert registered.metrics["val_accuracy"] >= 0.9
     config = store.get_json(f"models/{registered.model_id}/config.json")
     assert config["id2label"] == {"0": "negative", "1": "positive"}
@@ -93,10 +97,10 @@ def test_resume_from_the_s3_checkpoint_after_a_kill(hf_ctx, store, tiny_bert, jo
             raise Killed
 
     with pytest.raises(Killed):
-        run(hf_ctx(jid, config, emit=die_in_epoch_two))
+        train_huggingface(hf_ctx(jid, config, emit=die_in_epoch_two))
     assert store.exists(f"checkpoints/{jid}/latest.pt")
     ctx = hf_ctx(jid, config, attempt=2)
-    run(ctx)
+    train_huggingface(ctx)
     started = next(e for e in ctx.events if isinstance(e, JobStarted))
     assert started.resumed_from_epoch == 1 and started.attempt == 2
     assert [e.epoch for e in ctx.events if isinstance(e, CheckpointSaved)] == [2]
@@ -115,7 +119,7 @@ def test_real_minilm_registered_then_lora_finetuned(hf_ctx, store, job_id, monke
         "max_length": 24,
         "data": {"num_samples": 96},
     }
-    run(
+    train_huggingface(
         hf_ctx(
             first,
             {
@@ -126,7 +130,7 @@ def test_real_minilm_registered_then_lora_finetuned(hf_ctx, store, job_id, monke
             },
         )
     )
-    registered = run(
+    registered = train_huggingface(
         hf_ctx(
             second,
             {"model_source": "model_id", "model_id": first, "lora": {"enabled": True}, **common},

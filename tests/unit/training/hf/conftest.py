@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.hf.hfkit import save_tiny_bert, save_tiny_gpt2
+from tests.unit.training.hf.hfkit import save_tiny_bert, save_tiny_gpt2
 from tests.unit.training.jobkit import hf_ctx, job_id, make_ctx, s3, stored  # noqa: F401
 
 

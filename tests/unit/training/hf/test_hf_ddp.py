@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress
-from sparktrainer.training.recipes.huggingface import run
-from tests.unit.hf.hfkit import epoch_ends, started
+from sparktrainer.training.hf.recipe import train_huggingface
+from tests.unit.training.hf.hfkit import epoch_ends, started
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,11 @@ def test_two_ranks_train_the_same_model_as_one_process(
         "lora": {"enabled": True, "r": 4, "dropout": 0.0, "merge": True},
     }
     single_id, ddp_id = job_id("single"), job_id("ddp")
-    run(hf_ctx(single_id, config))
+    train_huggingface(hf_ctx(single_id, config))
     ctx = hf_ctx(
         ddp_id, {**config, "distributed": {"enabled": True, "backend": "gloo", "world_size": 2}}
     )
-    run(ctx)
+    train_huggingface(ctx)
     assert started(ctx.events).device == "2x cpu (DDP, gloo)"
     ends = epoch_ends(ctx.events)
     assert [(e.epoch, e.step, e.total_steps) for e in ends] == [(1, 4, 8), (2, 8, 8)]

@@ -11,7 +11,7 @@ from sparktrainer.contracts.events import JobStarted
 from sparktrainer.contracts.jobspec import HuggingFaceConfig
 from sparktrainer.errors import TrainingError
 from sparktrainer.training.hf.models import fetch_from_hub, hub_unreachable, resolve_source
-from sparktrainer.training.recipes.huggingface import run
+from sparktrainer.training.hf.recipe import train_huggingface
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def _cache_snapshot(cache: Path, repo: str, files_from: Path) -> Path:
 def test_unreachable_hub_is_a_clear_training_error(offline_hub, hf_ctx, job_id) -> None:
     ctx = hf_ctx(job_id("hub-off"), {"model_name": "bert-base-uncased", "epochs": 1})
     with pytest.raises(TrainingError) as caught:
-        run(ctx)
+        train_huggingface(ctx)
     message = str(caught.value)
     assert "could not load model 'bert-base-uncased'" in message
     assert "the Hugging Face hub could not be reached" in message
@@ -75,7 +75,7 @@ def test_hub_model_in_the_cache_trains_offline(offline_hub, tiny_bert, hf_ctx, j
             "data": {"num_samples": 64},
         },
     )
-    registered = run(ctx)
+    registered = train_huggingface(ctx)
     assert registered.architecture["model_type"] == "bert"
 
 
@@ -83,7 +83,7 @@ def test_missing_local_path_says_what_a_model_folder_is(hf_ctx, job_id, tmp_path
     config = {"model_source": "local", "model_path": str(tmp_path / "nope")}
     ctx = hf_ctx(job_id("local-missing"), config)
     with pytest.raises(TrainingError, match="is not a transformers model folder"):
-        run(ctx)
+        train_huggingface(ctx)
 
 
 def test_unknown_registered_model(s3, job_id, tmp_path) -> None:

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress
-from sparktrainer.errors import JobCancelled, TrainingError
-from sparktrainer.training.recipes.huggingface import HuggingFaceRecipe, run
-from tests.unit.hf.hfkit import epoch_ends, started
+from sparktrainer.errors import JobCancelledError, TrainingError
+from sparktrainer.training.hf.recipe import HuggingFaceRecipe, train_huggingface
+from tests.unit.training.hf.hfkit import epoch_ends, started
 
 SENTENCES = ["the day was great and wonderful", "it was a terrible and awful thing"]
 
@@ -56,7 +56,7 @@ def test_classification_learns_and_registers_safetensors(
 ) -> None:
     cls = job_id("cls")
     ctx = hf_ctx(cls, classify(tiny_bert))
-    registered = run(ctx)
+    registered = train_huggingface(ctx)
     ends = epoch_ends(ctx.events)
     assert [e.epoch for e in ends] == [1, 2]
     assert ends[-1].val_accuracy is not None and ends[-1].val_accuracy >= 0.9  # chance is 0.5
@@ -84,7 +84,7 @@ def test_train_starts_fresh_and_finetune_starts_from_the_weights(
     source = load_file(tiny_bert / "model.safetensors")["embeddings.word_embeddings.weight"]
     for job_type in ("train", "finetune"):
         config = classify(tiny_bert, epochs=1, learning_rate=1e-12, data={"num_samples": 32})
-        run(hf_ctx(job_id(job_type), config, job_type=job_type))
+        train_huggingface(hf_ctx(job_id(job_type), config, job_type=job_type))
         saved = stored(job_id(job_type), "model.safetensors")
         embeddings = saved["bert.embeddings.word_embeddings.weight"]
         assert torch.allclose(embeddings, source, atol=1e-6) == (job_type == "finetune")
@@ -107,7 +107,7 @@ def test_generation_loss_falls_with_eos_as_pad(tiny_gpt2, hf_ctx, stored, job_id
             "data": {"num_samples": 256},
         },
     )
-    registered = run(ctx)
+    registered = train_huggingface(ctx)
     ends = epoch_ends(ctx.events)
     assert ends[-1].val_loss < 0.6 * ends[0].val_loss
     assert ends[-1].val_accuracy is not None and ends[-1].val_accuracy > ends[0].val_accuracy
@@ -126,11 +126,11 @@ def _train_lora(ctx: Any, folder: Path) -> tuple[Any, torch.Tensor, dict[str, to
         recipe.setup()
         frozen = {
             n: p.detach().clone()
-            for n, p in recipe.trainer.module.named_parameters()
+            for n, p in recipe.loop.module.named_parameters()
             if not p.requires_grad
         }
         result = recipe.train()
-        trained = recipe.trainer.module
+        trained = recipe.loop.module
         moved = [
             n
             for n, p in trained.named_parameters()
@@ -191,8 +191,8 @@ def test_finetune_chain_through_a_lora_parent(
     from transformers import AutoModelForSequenceClassification
 
     p1, p2, p3 = job_id("p1"), job_id("p2"), job_id("p3")
-    run(hf_ctx(p1, classify(tiny_bert, epochs=1)))
-    run(
+    train_huggingface(hf_ctx(p1, classify(tiny_bert, epochs=1)))
+    train_huggingface(
         hf_ctx(
             p2,
             {
@@ -209,7 +209,7 @@ def test_finetune_chain_through_a_lora_parent(
         AutoModelForSequenceClassification.from_pretrained(p2_folder), p2_folder / "adapters"
     )
     # A near-zero learning rate: the child must start exactly where the parent ended.
-    child = run(
+    child = train_huggingface(
         hf_ctx(
             p3,
             {
@@ -243,18 +243,18 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(
         lora={"enabled": True, "r": 4},
     )
     whole_id, killed = job_id("whole"), job_id("killed")
-    run(hf_ctx(whole_id, config))
+    train_huggingface(hf_ctx(whole_id, config))
 
     def kill_after_first_checkpoint(event: Any) -> None:
         if isinstance(event, JobProgress) and event.step == 7:
             raise Killed
 
     with pytest.raises(Killed):
-        run(hf_ctx(killed, config, emit=kill_after_first_checkpoint))
+        train_huggingface(hf_ctx(killed, config, emit=kill_after_first_checkpoint))
     assert s3.exists(f"checkpoints/{killed}/latest.pt")
     assert not s3.exists(f"models/{killed}/metadata.json")
     ctx = hf_ctx(killed, config, attempt=2)
-    run(ctx)
+    train_huggingface(ctx)
     assert started(ctx.events).resumed_from_epoch == 0
     first = next(e for e in ctx.events if isinstance(e, JobProgress))
     assert (first.epoch, first.step) == (1, 6)  # continues after the step-5 checkpoint
@@ -278,8 +278,8 @@ def test_cancel_stops_at_the_next_step_without_a_model(tiny_bert, hf_ctx, s3, jo
             holder["ctx"].stop.set("cancel", "user asked")
 
     ctx = holder["ctx"] = hf_ctx(job_id("cancel"), classify(tiny_bert), emit=cancel_on_progress)
-    with pytest.raises(JobCancelled, match="user asked"):
-        run(ctx)
+    with pytest.raises(JobCancelledError, match="user asked"):
+        train_huggingface(ctx)
     steps = [e.step for e in ctx.events if isinstance(e, JobProgress)]
     assert steps == [1]
     assert not list(s3.list(f"models/{job_id('cancel')}/"))
@@ -300,7 +300,7 @@ def test_guide_lora_targets_on_bert_fail_before_training(tiny_bert, hf_ctx, job_
         ),
     )
     with pytest.raises(TrainingError) as caught:
-        run(ctx)
+        train_huggingface(ctx)
     assert str(caught.value) == (
         "lora.target_modules ['q_proj', 'v_proj'] not found in bert model; its attention "
         "projections are named ['query', 'key', 'value'] — use e.g. ['query', 'value'] or "
@@ -312,7 +312,7 @@ def test_guide_lora_targets_on_bert_fail_before_training(tiny_bert, hf_ctx, job_
 @pytest.mark.parametrize(("asked", "used"), [("bfloat16", "bfloat16"), ("float16", "float32")])
 def test_mixed_precision_on_cpu(tiny_bert, hf_ctx, stored, job_id, asked, used) -> None:
     config = classify(tiny_bert, epochs=1, precision=asked, data={"num_samples": 64})
-    run(hf_ctx(job_id(asked), config))
+    train_huggingface(hf_ctx(job_id(asked), config))
     meta = stored(job_id(asked), "metadata.json")
     assert meta["precision"] == used and meta["precision_requested"] == asked
     assert bool(meta["warnings"]) == (asked != used)
@@ -322,8 +322,10 @@ def test_gradient_accumulation_matches_one_bigger_batch(
     tiny_bert_no_dropout, hf_ctx, stored, job_id
 ) -> None:
     common = {"epochs": 1, "data": {"num_samples": 80}, "learning_rate": 1e-3, "optimizer": "sgd"}
-    run(hf_ctx(job_id("big"), classify(tiny_bert_no_dropout, batch_size=16, **common)))
-    run(
+    train_huggingface(
+        hf_ctx(job_id("big"), classify(tiny_bert_no_dropout, batch_size=16, **common))
+    )
+    train_huggingface(
         hf_ctx(
             job_id("acc"),
             classify(tiny_bert_no_dropout, batch_size=8, gradient_accumulation_steps=2, **common),
@@ -349,7 +351,7 @@ def test_real_minilm_lora_finetune_learns(minilm, hf_ctx, stored, job_id) -> Non
             "lora": {"enabled": True},
         },
     )
-    registered = run(ctx)
+    registered = train_huggingface(ctx)
     assert registered.metrics["val_accuracy"] >= 0.8
     assert stored(job_id("minilm"), "metadata.json")["lora"]["target_modules"] == ["query", "value"]
 
@@ -362,20 +364,20 @@ def test_gpt2_lora_defaults_to_c_attn_and_a_child_finetunes_from_it(
               "data": {"num_samples": 96}}  # fmt: skip
     ctx = hf_ctx(lora, {"model_source": "local", "model_path": str(tiny_gpt2),
                         "lora": {"enabled": True}, **common})  # fmt: skip
-    parent = run(ctx)
+    parent = train_huggingface(ctx)
     assert stored(lora, "metadata.json")["lora"]["target_modules"] == ["c_attn"]
     assert parent.architecture["trainable_parameters"] < parent.architecture["num_parameters"] / 5
-    child = run(hf_ctx(job_id("gpt2-child"), {"model_source": "model_id", "model_id": lora,
-                                              **common}))  # fmt: skip
+    child_config = {"model_source": "model_id", "model_id": lora, **common}
+    child = train_huggingface(hf_ctx(job_id("gpt2-child"), child_config))
     assert child.lineage == [lora] and child.task == "generation"
 
 
 def test_freeze_layers_trains_only_the_head(tiny_bert, tiny_gpt2, hf_ctx, job_id) -> None:
-    registered = run(hf_ctx(job_id("frozen"), classify(tiny_bert, epochs=1, freeze_layers=True,
-                                                       data={"num_samples": 32})))  # fmt: skip
+    head_only = classify(tiny_bert, epochs=1, freeze_layers=True, data={"num_samples": 32})
+    registered = train_huggingface(hf_ctx(job_id("frozen"), head_only))
     assert registered.architecture["trainable_parameters"] == 32 * 2 + 2  # classifier only
     frozen_gen = {"model_source": "local", "model_path": str(tiny_gpt2),
                   "task_type": "generation", "freeze_layers": True}  # fmt: skip
     ctx = hf_ctx(job_id("frozen-gen"), frozen_gen)
     with pytest.raises(TrainingError, match=r"use lora\.enabled instead"):
-        run(ctx)
+        train_huggingface(ctx)

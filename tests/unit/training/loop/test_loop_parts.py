@@ -7,14 +7,10 @@ import torch
 
 from sparktrainer.contracts.jobspec import TrainingOptions
 from sparktrainer.errors import TrainingError
-from sparktrainer.training.loop import (
-    MetricSum,
-    ProgressClock,
-    build_optimizer,
-    build_scheduler,
-    check_finite,
-    resolve_precision,
-)
+from sparktrainer.training.loop.clock import ProgressClock
+from sparktrainer.training.loop.metrics import MetricSum, check_finite
+from sparktrainer.training.loop.optim import build_optimizer, build_scheduler
+from sparktrainer.training.loop.precision import resolve_precision
 
 
 def test_precision_on_the_cpu() -> None:

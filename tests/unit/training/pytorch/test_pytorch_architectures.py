@@ -7,8 +7,9 @@ import torch
 
 from sparktrainer.contracts.jobspec import MLPConfig, ResNetConfig, TorchvisionConfig
 from sparktrainer.errors import TrainingError
-from sparktrainer.training import architectures
-from sparktrainer.training.model_io import CONFIG_FORMAT, ModelSpec
+from sparktrainer.training.loop.training_loop import keep_frozen_norms_in_eval
+from sparktrainer.training.pytorch import architectures
+from sparktrainer.training.pytorch.model_io import CONFIG_FORMAT, ModelSpec
 
 TV_HEADS = {
     "resnet18": "fc",
@@ -126,6 +127,6 @@ def test_frozen_batch_norm_statistics_do_not_drift() -> None:
     spec.arch.freeze(model, spec.params)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    architectures.keep_frozen_norms_in_eval(model)
+    keep_frozen_norms_in_eval(model)
     model(torch.randn(8, 1, 8, 8))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

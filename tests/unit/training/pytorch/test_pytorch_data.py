@@ -11,7 +11,7 @@ from PIL import Image
 
 from sparktrainer.contracts.jobspec import DataSpec
 from sparktrainer.errors import TrainingError
-from sparktrainer.training.data import Batches, load_data
+from sparktrainer.training.pytorch.data import Batches, load_data
 
 
 def test_synthetic_is_seeded_capped_and_shaped_for_the_model() -> None:

@@ -11,9 +11,9 @@ import torch
 from sparktrainer.contracts.events import JobStarted
 from sparktrainer.contracts.jobspec import CONFIG_KINDS
 from sparktrainer.errors import TrainingError
-from sparktrainer.training.loop import seed_everything
-from sparktrainer.training.model_io import resolve_model
-from sparktrainer.training.recipes import run_job
+from sparktrainer.training.loop.device import seed_everything
+from sparktrainer.training.pytorch.model_io import resolve_model
+from sparktrainer.training.recipes import run_recipe_job
 
 MLP = {
     "input_size": 64,
@@ -53,13 +53,13 @@ def finetune(make_ctx, job_id: str, parent: str, **config):
         {"model_id": parent, "epochs": 1, **config},
         job_type="finetune",
     )
-    return run_job(ctx)
+    return run_recipe_job(ctx)
 
 
 @pytest.mark.parametrize(("kind", "config"), [("pytorch.mlp", MLP), ("pytorch.resnet", RESNET)])
 def test_three_level_chain(make_ctx, stored, job_id, kind: str, config: dict) -> None:
     gen1, gen2, gen3 = job_id("gen1"), job_id("gen2"), job_id("gen3")
-    run_job(make_ctx(gen1, kind, config))
+    run_recipe_job(make_ctx(gen1, kind, config))
     second = finetune(make_ctx, gen2, gen1, data={"source": "digits"})
     third = finetune(make_ctx, gen3, gen2, num_classes=4, **SMALL_DATA)
     assert (second.base_model_id, second.lineage) == (gen1, [gen1])
@@ -109,7 +109,7 @@ def test_freeze_layers_trains_only_the_head(
 ) -> None:
     frozen = {**config, **SMALL_DATA, "freeze_layers": True}
     before = initial_state(kind, frozen, tmp_path)
-    run_job(make_ctx(job_id("frozen"), kind, frozen))
+    run_recipe_job(make_ctx(job_id("frozen"), kind, frozen))
     assert_only_head_changed(
         before, stored(job_id("frozen"), "model.pth")["model_state_dict"], head
     )
@@ -128,7 +128,7 @@ def test_freeze_layers_on_a_registered_parent(
     make_ctx, stored, job_id, kind, config, builder, num_classes
 ) -> None:
     parent_id, child_id = job_id("parent"), job_id("child")
-    run_job(make_ctx(parent_id, kind, {**config, **SMALL_DATA}))
+    run_recipe_job(make_ctx(parent_id, kind, {**config, **SMALL_DATA}))
     finetune(
         make_ctx, child_id, parent_id, freeze_layers=True, num_classes=num_classes, **SMALL_DATA
     )
@@ -149,7 +149,7 @@ def test_pretrained_weights_that_cannot_be_had_fail_early(
     monkeypatch.setattr(torch.hub, "urlopen", offline)
     ctx = make_ctx(job_id("pre"), "pytorch.torchvision", {**RESNET18, "pretrained": True})
     with pytest.raises(TrainingError) as caught:
-        run_job(ctx)
+        run_recipe_job(ctx)
     message = str(caught.value)
     assert "torchvision resnet18" in message and "set pretrained false" in message
     assert "hub/checkpoints/resnet18-f37072fd.pth" in message
@@ -167,7 +167,7 @@ def test_pretrained_weights_placed_in_torch_home_are_used(
     torch.save(imagenet, home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
     monkeypatch.setenv("TORCH_HOME", str(home))
     config = {**RESNET18, **SMALL_DATA, "pretrained": True, "freeze_layers": True}
-    run_job(make_ctx(job_id("pre-ok"), "pytorch.torchvision", config))
+    run_recipe_job(make_ctx(job_id("pre-ok"), "pytorch.torchvision", config))
     after = stored(job_id("pre-ok"), "model.pth")["model_state_dict"]
     assert after["fc.weight"].shape == (10, 512)
     assert_only_head_changed(imagenet, after, "fc.")
@@ -183,9 +183,9 @@ def test_ddp_on_two_cpu_processes_matches_one_process(make_ctx, stored, job_id) 
         "batch_size": 32,
         "data": {"num_samples": 256, "validation_split": 0.25},
     }
-    single = run_job(make_ctx(job_id("single"), "pytorch.mlp", config))
+    single = run_recipe_job(make_ctx(job_id("single"), "pytorch.mlp", config))
     ctx = make_ctx(job_id("ddp"), "pytorch.mlp", {**config, "distributed": {"enabled": True}})
-    ddp = run_job(ctx)
+    ddp = run_recipe_job(ctx)
     assert ctx.events[0].device == "2x cpu (DDP, gloo)"
     one = stored(job_id("single"), "model.pth")["model_state_dict"]
     two = stored(job_id("ddp"), "model.pth")["model_state_dict"]

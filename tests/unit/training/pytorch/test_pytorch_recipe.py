@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
-from sparktrainer.errors import JobCancelled, TrainingError
-from sparktrainer.training.recipes import run_job
+from sparktrainer.errors import JobCancelledError, TrainingError
+from sparktrainer.training.recipes import run_recipe_job
 
 DIGITS_MLP = {
     "input_size": 64,
@@ -44,7 +44,7 @@ def assert_learned(registered, min_val_accuracy: float = 0.35) -> None:
 def test_mlp_learns_digits_and_publishes_everything(make_ctx, s3, stored, job_id) -> None:
     mlp = job_id("mlp-digits")
     ctx = make_ctx(mlp, "pytorch.mlp", DIGITS_MLP)
-    registered = run_job(ctx)
+    registered = run_recipe_job(ctx)
     history = stored(mlp, "metadata.json")["history"]
     assert history[-1]["loss"] < history[0]["loss"]
     assert_learned(registered)
@@ -67,7 +67,9 @@ def test_mlp_learns_digits_and_publishes_everything(make_ctx, s3, stored, job_id
 
 
 def test_resnet_learns_digits(make_ctx, job_id) -> None:
-    assert_learned(run_job(make_ctx(job_id("resnet-digits"), "pytorch.resnet", DIGITS_RESNET)))
+    assert_learned(
+        run_recipe_job(make_ctx(job_id("resnet-digits"), "pytorch.resnet", DIGITS_RESNET))
+    )
 
 
 def test_resnet18_learns_digits_from_scratch(make_ctx, job_id) -> None:
@@ -84,13 +86,15 @@ def test_resnet18_learns_digits_from_scratch(make_ctx, job_id) -> None:
         "learning_rate": 0.002,
         "data": {"source": "digits"},
     }
-    assert_learned(run_job(make_ctx(job_id("tv-digits"), "pytorch.torchvision", config)), 0.25)
+    assert_learned(
+        run_recipe_job(make_ctx(job_id("tv-digits"), "pytorch.torchvision", config)), 0.25
+    )
 
 
 def test_progress_is_rate_limited_plus_once_per_epoch(make_ctx, job_id) -> None:
     config = {**DIGITS_MLP, "epochs": 2}
     ctx = make_ctx(job_id("mlp-quiet"), "pytorch.mlp", config, progress_every_s=3600.0)
-    run_job(ctx)
+    run_recipe_job(ctx)
     assert [(p.epoch, p.val_loss is not None) for p in of(ctx, JobProgress)] == [
         (1, False),
         (1, True),
@@ -99,9 +103,9 @@ def test_progress_is_rate_limited_plus_once_per_epoch(make_ctx, job_id) -> None:
 
 
 def test_a_registered_model_is_not_trained_twice(make_ctx, job_id) -> None:
-    first = run_job(make_ctx(job_id("once"), "pytorch.mlp", {**DIGITS_MLP, "epochs": 1}))
+    first = run_recipe_job(make_ctx(job_id("once"), "pytorch.mlp", {**DIGITS_MLP, "epochs": 1}))
     again_ctx = make_ctx(job_id("once"), "pytorch.mlp", {**DIGITS_MLP, "epochs": 1}, attempt=2)
-    assert run_job(again_ctx) == first
+    assert run_recipe_job(again_ctx) == first
     assert again_ctx.events == []
 
 
@@ -120,14 +124,14 @@ def test_nan_loss_fails_with_a_clear_reason(make_ctx, s3, job_id) -> None:
         "data": {"source": f"s3://{s3.bucket}/{key}"},
     }
     with pytest.raises(TrainingError, match="training loss became nan at epoch 1"):
-        run_job(make_ctx(job_id("nan"), "pytorch.mlp", config))
+        run_recipe_job(make_ctx(job_id("nan"), "pytorch.mlp", config))
 
 
 def test_unknown_parent_fails_before_training(make_ctx, job_id) -> None:
     config = {"model_id": job_id("nope")}
     ctx = make_ctx(job_id("orphan"), "pytorch.registered", config, job_type="finetune")
     with pytest.raises(TrainingError, match=f"model '{job_id('nope')}' is not registered"):
-        run_job(ctx)
+        run_recipe_job(ctx)
     assert ctx.events == []
 
 
@@ -140,10 +144,10 @@ def test_float16_on_the_cpu_trains_in_float32_with_a_warning(make_ctx, stored, j
         "data": {"num_samples": 64},
     }
     fp16, bf16 = job_id("fp16"), job_id("bf16")
-    run_job(make_ctx(fp16, "pytorch.mlp", {**config, "precision": "float16"}))
+    run_recipe_job(make_ctx(fp16, "pytorch.mlp", {**config, "precision": "float16"}))
     meta = stored(fp16, "metadata.json")
     assert meta["precision"] == "float32" and "float16 needs a CUDA device" in meta["warnings"][0]
-    run_job(make_ctx(bf16, "pytorch.mlp", {**config, "precision": "bfloat16"}))
+    run_recipe_job(make_ctx(bf16, "pytorch.mlp", {**config, "precision": "bfloat16"}))
     assert stored(bf16, "metadata.json")["precision"] == "bfloat16"
 
 
@@ -158,9 +162,9 @@ def test_gradient_accumulation_equals_the_bigger_batch(make_ctx, stored, job_id)
         "data": {"num_samples": 128},
     }
     b32, b16x2 = job_id("b32"), job_id("b16x2")
-    run_job(make_ctx(b32, "pytorch.mlp", {**base, "batch_size": 32}))
+    run_recipe_job(make_ctx(b32, "pytorch.mlp", {**base, "batch_size": 32}))
     accumulated = {**base, "batch_size": 16, "gradient_accumulation_steps": 2}
-    run_job(make_ctx(b16x2, "pytorch.mlp", accumulated))
+    run_recipe_job(make_ctx(b16x2, "pytorch.mlp", accumulated))
     one, two = (stored(m, "model.pth")["model_state_dict"] for m in (b32, b16x2))
     for name in one:
         torch.testing.assert_close(one[name], two[name], atol=1e-5, rtol=1e-4)
@@ -178,7 +182,7 @@ def test_resume_after_a_stop_ends_where_an_unbroken_run_ends(
         "checkpoint_every_steps": every_steps,
     }
     unbroken, job = job_id("unbroken"), job_id(f"broken-{every_steps}")
-    run_job(make_ctx(unbroken, "pytorch.mlp", config))
+    run_recipe_job(make_ctx(unbroken, "pytorch.mlp", config))
     first = make_ctx(job, "pytorch.mlp", config)
     target = 2 if every_steps == 0 else 1  # epoch 2 boundary / a mid-epoch step checkpoint
     emit = first.emit
@@ -191,10 +195,10 @@ def test_resume_after_a_stop_ends_where_an_unbroken_run_ends(
             first.stop.set("cancel", "test stops here")
 
     first.emit = stop_after_checkpoint
-    with pytest.raises(JobCancelled):
-        run_job(first)
+    with pytest.raises(JobCancelledError):
+        run_recipe_job(first)
     second = make_ctx(job, "pytorch.mlp", config, attempt=2)
-    run_job(second)
+    run_recipe_job(second)
     resumed = second.events[0].resumed_from_epoch
     assert resumed is not None and resumed >= (2 if every_steps == 0 else 0)
     assert second.events[1].step > 1  # it went on from the checkpoint's step
