@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from sparktrainer import guide  # noqa: E402
 from sparktrainer.logging import configure  # noqa: E402
 from sparktrainer.settings import Settings  # noqa: E402
 
@@ -30,20 +31,7 @@ configure(os.environ.get("SPARKTRAINER_LOG_LEVEL", "WARNING"))
 # Group joins take 5-18 s with Kafka's default timeouts on tansu; about 1 s with these.
 FAST_GROUPS: dict[str, Any] = {"kafka_session_timeout_ms": 1000, "kafka_heartbeat_interval_ms": 300}
 
-GOOD_JOB: dict[str, Any] = {  # the guide's "Initial Model Training"
-    "name": "Initial Model Training",
-    "type": "train",
-    "framework": "pytorch",
-    "config": {
-        "architecture": "custom",
-        "input_size": 784,
-        "output_size": 10,
-        "hidden_layers": [512, 256, 128],
-        "epochs": 20,
-        "batch_size": 64,
-        "learning_rate": 0.001,
-    },
-}
+GOOD_JOB: dict[str, Any] = guide.by_name("Initial Model Training")
 BAD_RECORDS: list[bytes] = [
     b"",
     b"nope",

@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE))
 from benchkit import bench_stack, emit
 from minio import Minio
 
+from sparktrainer import guide
 from sparktrainer.contracts.events import JobProgress, JobValidated
 from sparktrainer.contracts.jobspec import CONFIG_KINDS
 from sparktrainer.settings import Settings
@@ -157,12 +158,8 @@ def training_round(settings: Settings, args: argparse.Namespace, checkpoints: bo
     from sparktrainer.training.recipes import run_recipe_job
 
     config = {
-        "input_size": 784,
-        "output_size": 10,
-        "hidden_layers": [512, 256, 128],  # the guide's "Initial Model Training"
+        **guide.by_name("Initial Model Training")["config"],
         "epochs": args.epochs,
-        "batch_size": 64,
-        "learning_rate": 0.001,
         "data": {"num_samples": args.samples, "validation_split": 0.1},
     }
     job = bench_job("pytorch.mlp", config, "ckpt-on" if checkpoints else "ckpt-off")

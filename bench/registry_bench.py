@@ -32,12 +32,20 @@ import httpx  # noqa: E402
 
 from sparktrainer.api.app import create_app  # noqa: E402
 from sparktrainer.bus.kafka import ensure_topics, make_consumer, make_producer  # noqa: E402
+from sparktrainer.bus.reader import LogReader  # noqa: E402
 from sparktrainer.contracts.envelope import encode  # noqa: E402
 from sparktrainer.contracts.events import Artifact, ModelRegistered  # noqa: E402
 from sparktrainer.contracts.topics import MODELS_REGISTERED  # noqa: E402
-from sparktrainer.logread import log_end_offsets, partitions_of, positions_below  # noqa: E402
+from sparktrainer.guide import by_name  # noqa: E402
 from sparktrainer.registry.runner import Projector  # noqa: E402
 from sparktrainer.settings import Settings  # noqa: E402
+
+# The architecture of the guide's "Initial Model Training", as a registration records it.
+GUIDE_ARCHITECTURE = {
+    k: v
+    for k, v in by_name("Initial Model Training")["config"].items()
+    if k in ("architecture", "input_size", "output_size", "hidden_layers")
+}
 
 
 def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
@@ -80,12 +88,7 @@ def registration(i: int, rng: random.Random) -> ModelRegistered:
         job_id=model_id,
         name=f"bench model {i}",
         framework="pytorch" if i % 4 else "huggingface",
-        architecture={
-            "architecture": "custom",
-            "input_size": 784,
-            "output_size": 10,
-            "hidden_layers": [512, 256, 128],
-        },
+        architecture=GUIDE_ARCHITECTURE,
         artifacts=[
             Artifact(path=p, size_bytes=rng.randrange(1, 10**8), sha256=f"{i:064x}")
             for p in ("model.pth", "best_model.pth", "config.json", "env.json", "metadata.json")
@@ -119,15 +122,16 @@ async def publish(settings: Settings, n: int) -> float:
 
 async def raw_read(settings: Settings) -> tuple[int, float]:
     """Records/s of a plain group-less aiokafka read of the whole topic (no decoding)."""
+    async with LogReader(settings) as reader:
+        tps = await reader.partitions((MODELS_REGISTERED,))
+        ends = await reader.ends(tps)
     consumer = make_consumer(settings, group_id=None, max_poll_records=1000, fetch_max_wait_ms=100)
     await consumer.start()
-    tps = await partitions_of(consumer, (MODELS_REGISTERED,))
-    ends = await log_end_offsets(settings, tps)
     consumer.assign(tps)
     for tp in tps:
         consumer.seek(tp, 0)
     t0, count = time.perf_counter(), 0
-    while await positions_below(consumer, ends):
+    while any([await consumer.position(tp) < end for tp, end in ends.items()]):
         batches = await consumer.getmany(timeout_ms=200, max_records=1000)
         count += sum(len(v) for v in batches.values())
     elapsed = time.perf_counter() - t0
@@ -152,7 +156,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def api_latency(settings: Settings, db: Path, requests: int) -> dict[str, dict[str, float]]:
     app = create_app(settings, db_path=db)
-    queries = {
+    queries: dict[str, dict[str, str | int]] = {
         "page 1 (limit 50)": {},
         "tag filter": {"tag": "team-3"},
         "framework filter": {"framework": "huggingface"},

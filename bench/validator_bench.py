@@ -43,12 +43,12 @@ from benchkit import ROOT, bench_stack, emit, mixed_records, percentile, stack_e
 
 from consumers.validator import build_runtime
 from sparktrainer.bus.kafka import ensure_topics, make_consumer, make_producer
+from sparktrainer.bus.reader import LogReader, log_end_offsets
 from sparktrainer.contracts.topics import (
     JOBS_REJECTED,
     JOBS_SUBMITTED,
     JOBS_VALIDATED,
 )
-from sparktrainer.logread import log_end_offsets, partitions_of
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 
@@ -69,12 +69,8 @@ class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
 
 async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition]:
     """Every partition of ``topic`` (fresh metadata)."""
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        return await partitions_of(consumer, (topic,))
-    finally:
-        await consumer.stop()
+    async with LogReader(settings) as reader:
+        return await reader.partitions((topic,))
 
 
 async def commit_group(
@@ -264,36 +260,32 @@ class AnswerTap:
     def __init__(self, settings: Settings, topics: tuple[str, ...], source_of: Any) -> None:
         self.settings, self.topics, self.source_of = settings, topics, source_of
         # Short long-polls: tansu answers a fetch at its max wait, not when data arrives.
-        self.consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=10)
+        self.reader = LogReader(settings, fetch_max_wait_ms=10)
         self.seen: dict[tuple[int, int], float] = {}
         self.last_hop_ms: list[float] = []  # answer's CreateTime -> fetched here
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> AnswerTap:
-        await self.consumer.start()
-        tps = [tp for t in self.topics for tp in await topic_partitions(self.settings, t)]
-        self.consumer.assign(tps)
-        for tp, end in (await log_end_offsets(self.settings, tps)).items():
-            self.consumer.seek(tp, end)
+        await self.reader.start()
+        await self.reader.assign_at_end(await self.reader.partitions(self.topics))
         self._task = asyncio.create_task(self._run())
         return self
 
     async def _run(self) -> None:
         while True:
-            batch = await self.consumer.getmany(timeout_ms=100)
+            records = await self.reader.read(timeout_ms=100)
             now, wall_ms = CLOCK(), time.time() * 1000
-            for records in batch.values():
-                for r in records:
-                    coords = self.source_of(r)
-                    if coords is not None and coords not in self.seen:
-                        self.seen[coords] = now
-                        self.last_hop_ms.append(wall_ms - r.timestamp)
+            for r in records:
+                coords = self.source_of(r)
+                if coords is not None and coords not in self.seen:
+                    self.seen[coords] = now
+                    self.last_hop_ms.append(wall_ms - (r.timestamp_ms or 0))
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
+        await self.reader.stop()
 
 
 async def paced(
@@ -351,6 +343,7 @@ async def service_latency(
     group = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
     submitted = await topic_partitions(settings, JOBS_SUBMITTED)
     await commit_group(settings, group, await log_end_offsets(settings, submitted))
+    topics: tuple[str, ...]
     if kind == "validator":
         argv, ready = ["-m", "consumers.validator", "--group-id", group], b"READY validator"
         topics, source_of = (JOBS_VALIDATED, JOBS_REJECTED), validator_source

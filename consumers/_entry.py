@@ -1,11 +1,19 @@
-"""Shared start-up for the deployable consumers: settings, logging, signals, topics."""
+"""``serve()``: the one start-up of every deployable consumer.
+
+Arguments, settings, logging, topics; then the service is started, and once it is positioned
+(partitions assigned, positions known) ``READY name`` goes to stderr (the embedded stack waits
+for that line). SIGTERM and SIGINT stop it gracefully.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
@@ -13,30 +21,59 @@ from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.logging import configure
 from sparktrainer.settings import Settings
 
+log = structlog.get_logger(__name__)
+READY_TIMEOUT_S = 120.0
 
-def run_main(
+
+class Service(Protocol):
+    """What ``serve`` runs: ``ConsumerRuntime``, ``TrainerService``, the projector's service."""
+
+    async def run(self) -> object:
+        """Run until stopped (or done)."""
+
+    async def wait_positioned(self, timeout_s: float) -> None:
+        """Return once records produced from now on will be seen."""
+
+    def stop(self) -> None:
+        """Stop gracefully."""
+
+
+def serve(
     name: str,
-    build: Callable[[Settings, argparse.Namespace], Awaitable[int]],
+    build: Callable[[Settings, argparse.Namespace], Service],
     parser: argparse.ArgumentParser | None = None,
     argv: list[str] | None = None,
 ) -> int:
-    """Parse args, configure logging, make sure the topics exist, run ``build`` to the end."""
-    parser = parser or argparse.ArgumentParser(prog=name)
-    args = parser.parse_args(argv)
+    """Run the service ``build`` makes from the settings and arguments; the exit code."""
+    args = (parser or argparse.ArgumentParser(prog=name)).parse_args(argv)
     settings = Settings()
     configure(settings.log_level)
     structlog.contextvars.bind_contextvars(consumer=name)
-
-    async def main() -> int:
-        await ensure_topics(settings)
-        return await build(settings, args)
-
     try:
-        return asyncio.run(main())
+        return asyncio.run(_serve(name, build, settings, args))
     except KeyboardInterrupt:
         return 130
 
 
-def announce_ready(name: str) -> None:
-    """The line the embedded stack waits for before it calls a consumer ready."""
-    print(f"READY {name}", file=sys.stderr, flush=True)
+async def _serve(
+    name: str,
+    build: Callable[[Settings, argparse.Namespace], Service],
+    settings: Settings,
+    args: argparse.Namespace,
+) -> int:
+    await ensure_topics(settings)
+    service = build(settings, args)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, service.stop)
+    task = asyncio.create_task(service.run())
+    positioned = asyncio.ensure_future(service.wait_positioned(READY_TIMEOUT_S))
+    await asyncio.wait([positioned, task], return_when=asyncio.FIRST_COMPLETED)
+    if positioned.done() and positioned.exception() is not None:
+        log.warning("not_positioned", timeout_s=READY_TIMEOUT_S)
+    positioned.cancel()
+    if not (task.done() and task.exception() is not None):
+        print(f"READY {name}", file=sys.stderr, flush=True)
+    result = await task
+    return result if isinstance(result, int) else 0

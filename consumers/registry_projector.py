@@ -12,55 +12,54 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 
 import structlog
 
-from consumers._entry import announce_ready, run_main
-from sparktrainer.registry.runner import PROJECTED_TOPICS, Projector, ProjectorStats
+from consumers._entry import serve
+from sparktrainer.registry.runner import Projector
 from sparktrainer.settings import Settings
-
-__all__ = ["PROJECTED_TOPICS", "Projector", "ProjectorStats", "build_parser", "main", "serve"]
 
 log = structlog.get_logger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The projector's command line."""
+class ProjectorService:
+    """Start the projector, follow the log (or catch up once), close it."""
+
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        self.projector = Projector(settings, args.db)
+        self.args = args
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        """Until stopped, or with --once until caught up with the log's end."""
+        await self.projector.start(rebuild=self.args.rebuild)
+        try:
+            if self.args.once:
+                await self.projector.catch_up()
+            else:
+                await self.projector.run(self._stop)
+        finally:
+            await self.projector.close()
+            log.info("projector_stopped", **vars(self.projector.stats))
+
+    async def wait_positioned(self, timeout_s: float) -> None:
+        """Wait until every partition is assigned and sought to the stored offset."""
+        await asyncio.wait_for(self.projector.ready.wait(), timeout_s)
+
+    def stop(self) -> None:
+        """Stop after the batch being folded."""
+        self._stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
     parser = argparse.ArgumentParser(prog="registry-projector", description=__doc__.split("\n")[0])
     parser.add_argument("--db", help="SQLite file of this replica's read model")
     parser.add_argument(
         "--rebuild", action="store_true", help="wipe the read model and replay from the beginning"
     )
     parser.add_argument("--once", action="store_true", help="exit once caught up with the log")
-    return parser
-
-
-async def serve(settings: Settings, args: argparse.Namespace) -> int:
-    """Run until SIGTERM/SIGINT (or, with --once, until caught up)."""
-    projector = Projector(settings, args.db)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await projector.start(rebuild=args.rebuild)
-    announce_ready("registry-projector")
-    try:
-        if args.once:
-            await projector.catch_up()
-        else:
-            await projector.run(stop)
-    finally:
-        await projector.close()
-        log.info("projector_stopped", **vars(projector.stats))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
-    return run_main("registry-projector", serve, build_parser(), argv)
+    return serve("registry-projector", ProjectorService, parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The validator: answers every record on jobs.submitted with validated or rejected.
 
-python -m consumers.validator
+python -m consumers.validator [--group-id G]
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from consumers._entry import announce_ready, run_main
+from consumers._entry import serve
 from sparktrainer.bus.runtime import ConsumerRuntime, Received
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
@@ -29,14 +29,8 @@ def build_runtime(
 
     async def on_failure(rec: Received, error: BaseException) -> list[OutRecord]:
         # The checks themselves never raise; this is the object store staying down.
-        rejected = door._rejected(
-            rec,
-            None,
-            [
-                f"Could not validate the job: {type(error).__name__}: {error}"[:400]
-                + " (a transient failure: resubmit the job)"
-            ],
-        )
+        reason = f"Could not validate the job: {type(error).__name__}: {error}"[:400]
+        rejected = door._rejected(rec, None, [reason + " (a transient failure: resubmit the job)"])
         return [encode(rejected, door.SOURCE)]
 
     return ConsumerRuntime(
@@ -51,26 +45,16 @@ def build_runtime(
     )
 
 
-async def serve(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the validator until SIGTERM/SIGINT."""
+def _build(settings: Settings, args: argparse.Namespace) -> ConsumerRuntime:
     store = ObjectStore.from_settings(settings) if settings.s3_endpoint else None
-    runtime = build_runtime(settings, store, group_id=args.group_id)
-    runtime.install_signal_handlers()
-    task = asyncio.create_task(runtime.run())
-    await asyncio.wait(
-        [asyncio.ensure_future(runtime.wait_positioned(timeout_s=120)), task],
-        return_when=asyncio.FIRST_COMPLETED,
-    )
-    announce_ready("validator")
-    await task
-    return 0
+    return build_runtime(settings, store, group_id=args.group_id)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
+    """Console entry point: run the validator until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="validator", description=__doc__)
     parser.add_argument("--group-id", default=GROUP, help=f"consumer group (default {GROUP})")
-    return run_main("validator", serve, parser, argv)
+    return serve("validator", _build, parser, argv)
 
 
 if __name__ == "__main__":

@@ -16,49 +16,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sparktrainer import guide
 from sparktrainer.settings import Settings
 
-# The guide's workflow jobs, with fewer epochs so the demo takes a minute on a laptop CPU.
-TRAIN: dict[str, Any] = {
-    "name": "Initial Model Training",
-    "type": "train",
-    "framework": "pytorch",
-    "config": {
-        "architecture": "custom",
-        "input_size": 784,
-        "output_size": 10,
-        "hidden_layers": [512, 256, 128],
-        "epochs": 3,
-        "batch_size": 64,
-        "learning_rate": 0.001,
-    },
-}
-FINETUNE: dict[str, Any] = {
-    "name": "Fine-tuning on New Task",
-    "type": "finetune",
-    "framework": "pytorch",
-    "config": {
-        "model_source": "model_id",
-        "model_id": "",
-        "num_classes": 5,
-        "epochs": 2,
-        "batch_size": 32,
-        "learning_rate": 0.0001,
-        "freeze_layers": False,
-    },
-}
-FURTHER: dict[str, Any] = {
-    "name": "Further Fine-tuning",
-    "type": "finetune",
-    "framework": "pytorch",
-    "config": {
-        "model_source": "model_id",
-        "model_id": "",
-        "num_classes": 5,
-        "epochs": 2,
-        "learning_rate": 0.00005,
-    },
-}
+# The guide's workflow, with fewer epochs so the demo takes a minute on a laptop CPU.
+WORKFLOW: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("Initial Model Training", {"epochs": 3}),
+    ("Fine-tuning on New Task", {"epochs": 2}),
+    ("Further Fine-tuning", {"epochs": 2}),
+)
 
 
 def sparktrainer(*args: str) -> None:
@@ -70,8 +36,7 @@ def sparktrainer(*args: str) -> None:
 
 
 def write_job(folder: Path, job: dict[str, Any], parent: str | None = None) -> Path:
-    """Give the job a fresh id (so the demo can run again) and write it to a file."""
-    job = json.loads(json.dumps(job))
+    """Give the job a fresh id (so the demo can run again) and its parent; write it to a file."""
     job["job_id"] = f"{job['type']}-{uuid.uuid4().hex[:12]}"
     if parent is not None:
         job["config"]["model_id"] = parent
@@ -86,12 +51,12 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     sparktrainer("up", "--detach")
     parent: str | None = None
-    for job in (TRAIN, FINETUNE, FURTHER):
-        path = write_job(folder, job, parent)
+    for name, fewer in WORKFLOW:
+        path = write_job(folder, guide.with_config(guide.by_name(name), **fewer), parent)
         sparktrainer("submit", str(path), "--wait")
-        parent = path.stem
-        if job is TRAIN:
+        if parent is None:
             sparktrainer("models", "list")
+        parent = path.stem
     assert parent is not None
     sparktrainer("models", "lineage", parent)
     sparktrainer("models", "list")

@@ -2,168 +2,26 @@
 
 Writes (submit, cancel) are events on Kafka; reads come from the SQLite read model the
 registry projector keeps, either in this process (``with_projector=True``) or in a separate
-projector writing the same file. Bad requests get a 4xx whose body says what to fix.
+projector writing the same file. Bad requests get a 4xx whose body says what to fix. Each
+resource has its module under ``api/routes/``; what they share is ``api/state.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hmac
-import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import structlog
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sparktrainer.bus.kafka import make_producer, send
-from sparktrainer.contracts.envelope import OutRecord
-from sparktrainer.errors import ConfigurationError
-from sparktrainer.registry.runner import Projector
-from sparktrainer.registry.store import RegistryStore
+from sparktrainer.api.routes import health, jobs, models
+from sparktrainer.api.state import ApiError, ApiState
 from sparktrainer.settings import Settings
-from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.verdict import store_for
 
-log = structlog.get_logger(__name__)
-SOURCE = "sparktrainer/api"
-RESTART_BACKOFF_MAX_S = 30.0
-
-
-class ApiError(Exception):
-    """A request the API refuses: status code, a readable message, and optional details."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        errors: list[str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.errors, self.headers = status, detail, errors, headers
-
-
-class ApiState:
-    """What the handlers share: settings, the read model, the producer, the projector."""
-
-    def __init__(
-        self, settings: Settings, db_path: Path | str | None, with_projector: bool
-    ) -> None:
-        self.settings = settings
-        self.db_path = db_path or settings.registry_db_path
-        self.registry = RegistryStore(self.db_path)
-        self.with_projector = with_projector
-        self.projector: Projector | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._producer_lock = asyncio.Lock()
-        self._object_store: ObjectStore | None = None
-        self._stop = asyncio.Event()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        """Start the in-process projector (if asked); stop it and the producer at shutdown."""
-        task = asyncio.create_task(self._follow()) if self.with_projector else None
-        try:
-            yield
-        finally:
-            self._stop.set()
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if self._producer is not None:
-                await self._producer.stop()
-
-    async def _follow(self) -> None:
-        """Keep the projector running; a broker outage is retried, never fatal to the API."""
-        backoff_s = 1.0
-        while not self._stop.is_set():
-            self.projector = Projector(self.settings, self.db_path)
-            try:
-                await self.projector.start()
-                backoff_s = 1.0
-                await self.projector.run(self._stop)
-            except Exception as e:  # a broker outage, or a bug: log it, keep serving reads
-                log.warning(
-                    "projector_retry", error=f"{type(e).__name__}: {e}"[:300], in_s=backoff_s
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), backoff_s)
-                backoff_s = min(backoff_s * 2, RESTART_BACKOFF_MAX_S)
-            finally:
-                await self.projector.close()
-
-    async def publish(self, record: OutRecord) -> None:
-        """Send one event and wait for the broker; 503 when Kafka cannot be reached."""
-        try:
-            async with self._producer_lock:
-                if self._producer is None:
-                    producer = make_producer(self.settings)
-                    await producer.start()
-                    self._producer = producer
-            await send(self._producer, record)
-        except ConfigurationError as e:
-            raise ApiError(503, str(e)) from e
-        except KafkaError as e:
-            raise ApiError(
-                503,
-                f"Kafka is unavailable ({type(e).__name__}); nothing was published, retry later",
-            ) from e
-
-    def object_store(self) -> ObjectStore | None:
-        """The object store the validation checks read (None without an S3 endpoint)."""
-        if self._object_store is None:
-            self._object_store = store_for(self.settings)
-        return self._object_store
-
-
-def require_token(request: Request) -> None:
-    """With ``api_token`` set, writing endpoints need ``Authorization: Bearer <token>``."""
-    state: ApiState = request.app.state.sparktrainer
-    expected = state.settings.api_token
-    if expected is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), expected.get_secret_value().encode()
-    ):
-        raise ApiError(
-            401,
-            "Missing or wrong bearer token: send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
-async def json_object(request: Request, optional: bool = False) -> dict[str, Any]:
-    """The body as a JSON object: 413 when too large, 400 when not JSON, 422 when not an object."""
-    limit = request.app.state.sparktrainer.settings.limits.submission_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"Request body is {declared} bytes, above the limit of {limit} bytes")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise ApiError(413, f"Request body is {len(raw)} bytes, above the limit of {limit} bytes")
-    if optional and not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ApiError(400, f"Request body is not valid JSON: {e}"[:300]) from e
-    if not isinstance(body, dict):
-        raise ApiError(
-            422,
-            f"Request body must be a JSON object, got {type(body).__name__} "
-            '(a job looks like {"type": ..., "framework": ..., "config": {...}})',
-        )
-    return body
+# One module per resource under api/routes/: a new resource is a module and an entry here.
+ROUTERS: tuple[APIRouter, ...] = (health.router, jobs.router, models.router)
 
 
 def _error(
@@ -194,8 +52,6 @@ def create_app(
     settings: Settings, *, with_projector: bool = False, db_path: Path | str | None = None
 ) -> FastAPI:
     """The FastAPI app; ``with_projector`` folds the log into the read model in this process."""
-    from sparktrainer.api.routes import health_router, jobs_router, models_router
-
     state = ApiState(settings, db_path, with_projector)
     app = FastAPI(
         title="SparkTrainer",
@@ -205,7 +61,6 @@ def create_app(
     )
     app.state.sparktrainer = state
     _install_error_handlers(app)
-    app.include_router(health_router())
-    app.include_router(jobs_router())
-    app.include_router(models_router())
+    for router in ROUTERS:
+        app.include_router(router)
     return app

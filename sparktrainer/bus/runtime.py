@@ -3,7 +3,9 @@
 A handler is ``async def handle(record: Received) -> list[OutRecord]``. The runtime runs up
 to ``concurrency`` handlers at once, sends each handler's output and waits for the broker's
 acknowledgement, and only then marks the record done. Offsets are committed as
-``offset + 1`` of the contiguous done prefix of each partition: never ahead of the work.
+``offset + 1`` of the contiguous done prefix of each partition: never ahead of the work (the
+bookkeeping is ``bus/offsets.py``). The bus's other consumer shape, for reading without a
+group, is ``bus/reader.py``.
 
 While every slot is busy and ``concurrency`` more records wait for one, the runtime pauses
 its partitions and keeps polling, so a consumer with a long job (a trainer) stays in its group
@@ -13,18 +15,23 @@ however long the job runs. A freed slot wakes the loop at once; commits run besi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from sparktrainer.bus.kafka import make_consumer, make_producer, send
+from sparktrainer.bus.offsets import PartitionOffsets
 from sparktrainer.contracts.envelope import OutRecord
 from sparktrainer.settings import Settings
 
@@ -63,13 +70,6 @@ class Stats:
     handler_errors: int = 0
     commits: int = 0
     rebalances: int = 0
-
-
-@dataclass
-class _PartitionState:
-    in_flight: set[int] = field(default_factory=set)
-    done: set[int] = field(default_factory=set)
-    committed: int | None = None  # next offset to commit from
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -130,7 +130,7 @@ class ConsumerRuntime:
         self._own_producer = producer is None
         self._consumer_options = consumer_options or {}
         self._consumer: AIOKafkaConsumer | None = None
-        self._partitions: dict[TopicPartition, _PartitionState] = {}
+        self.offsets = PartitionOffsets()
         self._tasks: dict[asyncio.Task[None], Received] = {}
         self._pending: deque[Received] = deque()
         self._taken = 0
@@ -142,13 +142,6 @@ class ConsumerRuntime:
     def stop(self) -> None:
         """Ask the runtime to stop: no new records; in-flight ones get the grace period."""
         self._stopping.set()
-
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the runtime gracefully."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
 
     async def wait_positioned(self, timeout_s: float = 30.0) -> None:
         """Wait until partitions are assigned and each has a known fetch position.
@@ -200,13 +193,10 @@ class ConsumerRuntime:
                 poll_ms = 0  # takes what the fetcher prefetched; polling keeps us in the group
             batch = await consumer.getmany(timeout_ms=poll_ms, max_records=self._window)
             for tp, records in batch.items():
-                state = self._partitions.setdefault(tp, _PartitionState())
                 for r in records:
-                    if state.committed is None:
-                        state.committed = r.offset
-                    if r.offset < state.committed or r.offset in state.in_flight | state.done:
+                    if not self.offsets.accept(tp, r.offset):
                         continue  # refetched after a rebalance gave the partition back
-                    self._pending.append(_received(r))
+                    self._pending.append(received_from(r))
                     self.stats.records_in += 1
             self._dispatch()
             self._commit_soon()
@@ -235,10 +225,8 @@ class ConsumerRuntime:
                 self._pending.clear()
                 return
             rec = self._pending.popleft()
-            state = self._partitions.get(rec.tp)
-            if state is None:  # revoked while pending
+            if not self.offsets.start(rec.tp, rec.offset):  # revoked while pending
                 continue
-            state.in_flight.add(rec.offset)
             self._taken += 1
             task = asyncio.create_task(self._process(rec), name=f"{self.name}:{rec.offset}")
             self._tasks[task] = rec
@@ -255,10 +243,7 @@ class ConsumerRuntime:
             raise
         except Exception:  # a bug in encoding or the failure hook: log it, do not stall
             log.exception("record_failed", consumer=self.name)
-        state = self._partitions.get(rec.tp)
-        if state is not None and rec.offset in state.in_flight:
-            state.in_flight.discard(rec.offset)
-            state.done.add(rec.offset)
+        self.offsets.finish(rec.tp, rec.offset)
         self.stats.records_done += 1
 
     async def _run_handler(self, rec: Received) -> list[OutRecord]:
@@ -293,21 +278,6 @@ class ConsumerRuntime:
 
     # -- offsets -------------------------------------------------------------------------
 
-    def _committable(self) -> dict[TopicPartition, int]:
-        offsets = {}
-        for tp, state in self._partitions.items():
-            nxt = state.committed
-            if nxt is None:
-                continue
-            start = nxt
-            while nxt in state.done:
-                state.done.discard(nxt)
-                nxt += 1
-            if nxt != start:
-                state.committed = nxt
-                offsets[tp] = nxt
-        return offsets
-
     def _commit_soon(self) -> None:
         """Commit the done prefix without holding up the loop; one commit in flight at a time.
 
@@ -316,7 +286,7 @@ class ConsumerRuntime:
         """
         if self._commit_task is not None and not self._commit_task.done():
             return
-        offsets = self._committable()
+        offsets = self.offsets.committable()
         if offsets:
             self._commit_task = asyncio.create_task(self._commit_offsets(offsets))
 
@@ -324,7 +294,7 @@ class ConsumerRuntime:
         """Commit the done prefix now, after the commit in flight (if any)."""
         if self._commit_task is not None:
             await asyncio.gather(self._commit_task, return_exceptions=True)
-        await self._commit_offsets(self._committable())
+        await self._commit_offsets(self.offsets.committable())
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets or self._consumer is None:
@@ -349,8 +319,7 @@ class ConsumerRuntime:
             await self._cancel(tasks, self.revoke_grace_s)
         await self._commit()
         busy = {r.tp for r in self._tasks.values()}
-        for tp in revoked - busy:
-            self._partitions.pop(tp, None)
+        self.offsets.forget(revoked - busy)
 
     async def reassigned(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance: stop work whose partition moved to another member."""
@@ -358,8 +327,7 @@ class ConsumerRuntime:
         if moved:
             log.info("work_moved_elsewhere", records=len(moved))
             await self._cancel(moved, self.revoke_grace_s)
-        for tp in set(self._partitions) - assigned:
-            self._partitions.pop(tp, None)
+        self.offsets.forget(self.offsets.tracked() - assigned)
 
     @staticmethod
     async def _cancel(tasks: list[asyncio.Task[None]], grace_s: float) -> None:
@@ -373,7 +341,8 @@ class ConsumerRuntime:
             await self._cancel(list(self._tasks), grace_s)
 
 
-def _received(r: Any) -> Received:
+def received_from(r: ConsumerRecord) -> Received:
+    """The transport-neutral form of an aiokafka record (the one place that converts it)."""
     return Received(
         topic=r.topic,
         partition=r.partition,

@@ -14,12 +14,16 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
 
+from sparktrainer.cli.stack import load_settings as stack_settings
 from sparktrainer.settings import Settings
+
+if TYPE_CHECKING:
+    from sparktrainer.registry.store import RegistryStore
 
 T = TypeVar("T")
 OK, NEGATIVE, BAD_INPUT, UNAVAILABLE, TIMED_OUT = 0, 1, 2, 3, 4
@@ -59,13 +63,7 @@ def command(func: Callable[[Any], int]) -> Callable[[Any], int]:
 
 def load_settings() -> Settings:
     """Settings from the environment, with addresses of a running embedded stack filled in."""
-    try:
-        from sparktrainer.cli.stack import load_settings as from_stack
-    except ModuleNotFoundError as e:
-        if e.name != "sparktrainer.cli.stack":
-            raise
-        return Settings()
-    return from_stack()
+    return stack_settings()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -129,14 +127,14 @@ async def _sync(settings: Settings, db: Path) -> None:
         await projector.close()
 
 
-def read_model(settings: Settings, args: Any) -> Any:
+def read_model(settings: Settings, args: Any) -> RegistryStore:
     """The registry read model, first brought up to date with the log (unless --no-sync).
 
     The CLI folds the log into a local SQLite file itself, the same way the projector does:
     offsets live in that file, so a catch-up only reads what is new, and a projector replica
     writing the same file at the same time changes nothing (each record is applied once).
     """
-    from sparktrainer.registry.store import RegistryStore
+    from sparktrainer.registry.store import RegistryStore  # sqlite only: import when used
 
     db = Path(args.db) if args.db else settings.registry_db_path
     if not args.no_sync:

@@ -14,9 +14,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiokafka import TopicPartition
-
-from sparktrainer.bus.kafka import ensure_topics, make_consumer
+from sparktrainer.bus.kafka import ensure_topics
+from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.envelope import EnvelopeError, decode
 from sparktrainer.contracts.events import (
@@ -24,12 +23,6 @@ from sparktrainer.contracts.events import (
     JobCompleted,
     JobFailed,
     JobRejected,
-)
-from sparktrainer.logread import (
-    FETCH_MAX_WAIT_MS,
-    log_end_offsets,
-    partition_for_key,
-    partitions_of,
 )
 from sparktrainer.settings import Settings
 
@@ -55,35 +48,25 @@ class JobFollower:
         self.settings = settings
         self.job_id = job_id
         self.key = job_id.encode()
-        self.consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
-        self.assigned: list[TopicPartition] = []
+        self.reader = LogReader(settings)
 
     async def __aenter__(self) -> JobFollower:
         await ensure_topics(self.settings, FOLLOWED_TOPICS)
-        await self.consumer.start()
+        await self.reader.start()
         try:
-            tps = await partitions_of(self.consumer, FOLLOWED_TOPICS)
-            by_topic: dict[str, list[int]] = {}
-            for tp in tps:
-                by_topic.setdefault(tp.topic, []).append(tp.partition)
-            self.assigned = [
-                TopicPartition(topic, partition_for_key(self.key, parts))
-                for topic, parts in by_topic.items()
-            ]
-            self.consumer.assign(self.assigned)
-            await self.consumer.seek_to_beginning(*self.assigned)
+            tps = await self.reader.key_partitions(FOLLOWED_TOPICS, self.key)
+            await self.reader.assign_at_beginning(tps)
         except BaseException:
-            await self.consumer.stop()
+            await self.reader.stop()
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
+        await self.reader.stop()
 
     async def skip_history(self) -> None:
         """Start after what the log holds now (call before publishing the job)."""
-        for tp, end in (await log_end_offsets(self.settings, self.assigned)).items():
-            self.consumer.seek(tp, end)
+        await self.reader.assign_at_end(self.reader.assignment())
 
     async def events(self, timeout_s: float | None = None) -> AsyncIterator[Any]:
         """The job's events as they come, until one ends the job; TimeoutError past the limit."""
@@ -91,10 +74,9 @@ class JobFollower:
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"no end of job '{self.job_id}' within {timeout_s:g} s")
-            batches = await self.consumer.getmany(timeout_ms=300)
             records = sorted(
-                (r for rs in batches.values() for r in rs if r.key == self.key),
-                key=lambda r: (r.timestamp, r.topic != t.JOBS_LIFECYCLE),
+                (r for r in await self.reader.read(timeout_ms=300) if r.key == self.key),
+                key=lambda r: (r.timestamp_ms or 0, r.topic != t.JOBS_LIFECYCLE),
             )
             for record in records:
                 try:

@@ -37,6 +37,7 @@ from sparktrainer.cli.follow import JobFollower, final_status
 from sparktrainer.cli.progress import JobView
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.events import CancelRequested, JobSubmitted
+from sparktrainer.registry.jobs import get_job, list_jobs
 from sparktrainer.settings import Settings
 
 SOURCE = "sparktrainer/cli"
@@ -211,7 +212,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """Jobs from the read model, most recently updated first."""
     registry = read_model(load_settings(), args)
-    page = registry.list_jobs(status=args.status, limit=args.limit, offset=args.offset)
+    page = registry.read(list_jobs, status=args.status, limit=args.limit, offset=args.offset)
     if args.json:
         print_json(page.as_dict("jobs"))
         return OK
@@ -237,7 +238,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 @command
 def cmd_show(args: argparse.Namespace) -> int:
     """One job from the read model; exit 2 when unknown."""
-    job = read_model(load_settings(), args).get_job(args.job_id)
+    job = read_model(load_settings(), args).read(get_job, args.job_id)
     if job is None:
         raise CliError(f"No job '{args.job_id}' in the registry read model")
     if args.json:

@@ -24,6 +24,7 @@ from sparktrainer.cli.common import (
     print_json,
 )
 from sparktrainer.cli.common import read_model as _read_model
+from sparktrainer.registry.models import get_model, lineage, list_models
 
 
 def register(subparsers: Any) -> None:
@@ -70,7 +71,8 @@ def _metric(metrics: dict[str, float]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """The models list as a table (or JSON)."""
     registry = _read_model(load_settings(), args)
-    page = registry.list_models(
+    page = registry.read(
+        list_models,
         framework=args.framework,
         base_model_id=args.base_model_id,
         tag=args.tag,
@@ -99,7 +101,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 @command
 def cmd_show(args: argparse.Namespace) -> int:
     """One model with its files; exit 2 when unknown."""
-    model = _read_model(load_settings(), args).get_model(args.model_id)
+    model = _read_model(load_settings(), args).read(get_model, args.model_id)
     if model is None:
         raise CliError(f"No model '{args.model_id}' in the registry read model")
     if args.json:
@@ -133,7 +135,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 @command
 def cmd_lineage(args: argparse.Namespace) -> int:
     """A model's ancestry as a tree, root first; exit 2 when unknown."""
-    tree_data = _read_model(load_settings(), args).lineage(args.model_id)
+    tree_data = _read_model(load_settings(), args).read(lineage, args.model_id)
     if tree_data is None:
         raise CliError(f"No model '{args.model_id}' in the registry read model")
     if args.json:

@@ -1,8 +1,16 @@
-"""``sparktrainer replay SOURCE``: re-drive a slice of a topic (see ``sparktrainer.replay``)."""
+"""``sparktrainer replay SOURCE``: re-drive a slice of a topic (see ``sparktrainer.replay``).
+
+Also ``python -m sparktrainer.replay``. Times and offset bounds are parsed here; the engine
+takes a :class:`ReplaySpec` and knows no command line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -18,16 +26,11 @@ from sparktrainer.cli.common import (
     print_json,
     run,
 )
-from sparktrainer.replay import (
-    Picked,
-    ReplayError,
-    ReplaySpec,
-    ReplayStats,
-    parse_bound,
-    parse_time,
-    rejected_sources,
-    replay,
-)
+from sparktrainer.replay.engine import ReplayStats, rejected_sources, replay
+from sparktrainer.replay.spec import Picked, ReplayError, ReplaySpec
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 EPILOG = """examples:
   sparktrainer replay sparktrainer.jobs.submitted --only-rejected --since 1d
@@ -37,8 +40,50 @@ EPILOG = """examples:
 """
 
 
+def parse_time(text: str, now: datetime | None = None) -> int:
+    """Milliseconds since the epoch from ISO 8601 (UTC when naive), ``now``, or ``1h``-style ago."""
+    now = now or datetime.now(UTC)
+    text = text.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        ago = timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+        return int((now - ago).timestamp() * 1000)
+    if text == "now":
+        return int(now.timestamp() * 1000)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise ReplayError(
+            f"'{text}' is not a time: use ISO 8601 (2025-06-01T10:00Z) "
+            "or an age like 90s, 15m, 1h, 2d"
+        ) from e
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
+
+
+def parse_bound(text: str) -> int | dict[int, int]:
+    """``N`` for every partition, or ``P:N,P:N`` per partition."""
+    try:
+        if ":" not in text:
+            return _non_negative(int(text))
+        out: dict[int, int] = {}
+        for part in text.split(","):
+            p, _, n = part.partition(":")
+            out[_non_negative(int(p))] = _non_negative(int(n))
+        return out
+    except ValueError as e:
+        raise ReplayError(f"'{text}' is not an offset: use N, or P:N,P:N per partition") from e
+
+
+def _non_negative(n: int) -> int:
+    if n < 0:
+        raise ValueError("negative")
+    return n
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The replay options (shared with ``python -m sparktrainer.replay``)."""
+    """The replay options (``sparktrainer replay`` and ``python -m sparktrainer.replay``)."""
     parser.add_argument("source", help="topic to read")
     parser.add_argument("--to", help="destination topic (default: the source topic)")
     parser.add_argument("--partition", type=int, action="append", help="only this partition")
@@ -72,6 +117,19 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "sparktrainer replay") -> int:
+    """The replay command on its own (``python -m sparktrainer.replay``)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Re-drive records of a topic (by offsets or time, filtered).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
 
 
 def _bound(text: str) -> int | dict[int, int]:
@@ -135,8 +193,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     async def go() -> ReplayStats:
         nonlocal spec
         if args.only_rejected:
-            from dataclasses import replace
-
             spec = replace(spec, only=await rejected_sources(settings, spec.source))
         return await replay(
             settings,

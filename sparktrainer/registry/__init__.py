@@ -1,1 +1,10 @@
-"""The registry read model: models and jobs folded from the log into SQLite, and its queries."""
+"""The registry read model: the log folded into SQLite, one module per concern, and its queries.
+
+- ``concern.py``: what a concern declares (DDL, folds per event type, topics, raw decoders).
+- ``jobs.py`` (+ its pure folds ``job_folds.py``), ``models.py``: the concerns, with their queries.
+- ``concerns.py``: the one list of concerns the schema, the fold and the projector read.
+- ``db.py``: the SQLite file (schema of every concern, transactions, offsets); ``rows.py``:
+  pages and row helpers; ``store.py``: opening it and reading from any thread.
+- ``fold.py``: each record folded exactly once, its offset stored in the same transaction.
+- ``runner.py``: the projector, feeding the fold from the log through ``bus.reader.LogReader``.
+"""

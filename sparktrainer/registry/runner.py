@@ -1,9 +1,10 @@
 """The projector's Kafka side: follow the topics it folds and feed each batch to the fold.
 
 No consumer group: every replica keeps its own database, and the database holds the offsets
-(in the same transaction as the rows), so partitions are assigned by hand and each one is
-sought to the database's next offset. Used by ``consumers/registry_projector.py``, by the API
-(in-process option) and by the CLI (to bring a local read model up to date before a query).
+(in the same transaction as the rows), so a ``LogReader`` assigns every partition of the
+concerns' topics and seeks each to the database's next offset. Used by
+``consumers/registry_projector.py``, by the API (in-process option) and by the CLI (to bring a
+local read model up to date before a query).
 """
 
 from __future__ import annotations
@@ -17,31 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from sparktrainer.bus.kafka import ensure_topics, make_consumer
-from sparktrainer.contracts import topics as t
+from sparktrainer.bus.kafka import ensure_topics
+from sparktrainer.bus.reader import LogReader
+from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts.envelope import EnvelopeError, decode
-from sparktrainer.logread import (
-    FETCH_MAX_WAIT_MS,
-    log_end_offsets,
-    partitions_of,
-    positions_below,
-)
-from sparktrainer.registry import store
-from sparktrainer.registry.projector import Folded, apply_many, submission_of
+from sparktrainer.registry import db, store
+from sparktrainer.registry.concern import RawDecoder
+from sparktrainer.registry.concerns import CONCERNS, PROJECTED_TOPICS
+from sparktrainer.registry.fold import Folded, apply_many
 from sparktrainer.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-PROJECTED_TOPICS: tuple[str, ...] = (
-    t.MODELS_REGISTERED,
-    t.JOBS_SUBMITTED,
-    t.JOBS_VALIDATED,
-    t.JOBS_REJECTED,
-    t.JOBS_LIFECYCLE,
-)
 REASSIGN_EVERY_S = 30.0
 
 
@@ -74,10 +65,21 @@ class Projector:
         self.batch_max_records = batch_max_records
         self.stats = ProjectorStats()
         self.ready = asyncio.Event()
+        self._raw: dict[str, RawDecoder] = {k: v for c in CONCERNS for k, v in c.raw_topics.items()}
         self._conn: sqlite3.Connection | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: LogReader | None = None
         self._assigned: list[TopicPartition] = []
         self._assigned_at = 0.0
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The read model's connection (for tests and in-process readers)."""
+        return self._require()[1]
+
+    @property
+    def assigned(self) -> list[TopicPartition]:
+        """The partitions being folded."""
+        return list(self._assigned)
 
     async def start(self, rebuild: bool = False) -> None:
         """Open the database, assign every partition and seek each to its stored offset."""
@@ -85,32 +87,26 @@ class Projector:
             await ensure_topics(self.settings, self.topics)
         self._conn = await asyncio.to_thread(store.connect, self.db_path)
         if rebuild:
-            await asyncio.to_thread(store.wipe, self._conn)
+            await asyncio.to_thread(db.wipe, self._conn)
             log.info("read_model_wiped", db=str(self.db_path))
-        self._consumer = make_consumer(
-            self.settings,
-            group_id=None,
-            max_poll_records=self.batch_max_records,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        )
-        await self._consumer.start()
+        self._reader = LogReader(self.settings, max_poll_records=self.batch_max_records)
+        await self._reader.start()
         await self._assign()
         self.ready.set()
         log.info("consumer_ready", db=str(self.db_path), partitions=len(self._assigned))
 
     async def _assign(self) -> None:
         """Assign every partition of the topics; seek each to the stored offset (or its start)."""
-        consumer, conn = self._require()
-        tps = await partitions_of(consumer, self.topics)
+        reader, conn = self._require()
+        tps = await reader.partitions(self.topics)
         self._assigned_at = time.monotonic()
         if tps == self._assigned:
             return
-        # Ask for the offsets before assigning: once fetches are in flight, other requests
-        # wait behind their long polls (tansu answers one request per connection at a time).
-        offsets = await asyncio.to_thread(store.stored_offsets, conn)
-        begins = await consumer.beginning_offsets(tps) if tps else {}
-        ends = await log_end_offsets(self.settings, tps)
-        consumer.assign(tps)
+        # Offsets are looked up before assigning (see bus/reader.py on tansu).
+        offsets = await asyncio.to_thread(db.stored_offsets, conn)
+        begins = await reader.beginnings(tps)
+        ends = await reader.ends(tps)
+        positions = {}
         for tp in tps:
             stored = offsets.get((tp.topic, tp.partition), 0)
             if stored > ends[tp]:
@@ -122,19 +118,19 @@ class Projector:
                     end=ends[tp],
                     fix="run the projector with --rebuild",
                 )
-            consumer.seek(tp, max(stored, begins[tp]))
+            positions[tp] = max(stored, begins[tp])
+        reader.assign(positions)
         self._assigned = tps
 
-    def _require(self) -> tuple[AIOKafkaConsumer, sqlite3.Connection]:
-        if self._consumer is None or self._conn is None:
+    def _require(self) -> tuple[LogReader, sqlite3.Connection]:
+        if self._reader is None or self._conn is None:
             raise RuntimeError("Projector.start() has not been called")
-        return self._consumer, self._conn
+        return self._reader, self._conn
 
     async def poll(self, timeout_ms: int = 500) -> int:
         """Fold what the next fetch brings; returns how many records were applied."""
-        consumer, conn = self._require()
-        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max_records)
-        records = [r for tp in sorted(batches) for r in batches[tp]]
+        reader, conn = self._require()
+        records = await reader.read(timeout_ms, max_records=self.batch_max_records)
         if not records:
             return 0
         # Decoding and SQLite both block: do them off the event loop, in one transaction.
@@ -144,23 +140,14 @@ class Projector:
         self.stats.skipped += len(records) - applied
         return applied
 
-    def _fold_batch(self, conn: sqlite3.Connection, records: list[ConsumerRecord]) -> int:
+    def _fold_batch(self, conn: sqlite3.Connection, records: list[Received]) -> int:
         return apply_many(conn, [self._folded(r) for r in records])
 
-    def _folded(self, r: ConsumerRecord) -> Folded:
+    def _folded(self, r: Received) -> Folded:
         event: Any
-        if r.topic == t.JOBS_SUBMITTED:
-            event = submission_of(
-                r.topic,
-                r.partition,
-                r.offset,
-                r.key,
-                r.value,
-                r.headers,
-                r.timestamp,
-                self.settings.limits.submission_bytes,
-            )
-            return Folded(r.topic, r.partition, r.offset, event)
+        raw = self._raw.get(r.topic)
+        if raw is not None:  # not CloudEvents (the public door): the concern reads it
+            return Folded(r.topic, r.partition, r.offset, raw(r, self.settings.limits))
         try:
             event = decode(r.value, r.headers)
         except EnvelopeError as e:
@@ -177,11 +164,11 @@ class Projector:
 
     async def catch_up(self, timeout_s: float | None = None) -> int:
         """Fold everything up to the log's end as of now; returns how many records were applied."""
-        consumer, _ = self._require()
-        ends = await log_end_offsets(self.settings, self._assigned)
+        reader, _ = self._require()
+        ends = await reader.ends(self._assigned)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         applied = 0
-        while await positions_below(consumer, ends):
+        while await reader.behind(ends):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"projector did not catch up within {timeout_s} s")
             applied += await self.poll(timeout_ms=200)
@@ -190,7 +177,7 @@ class Projector:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Fold records as they arrive until ``stop`` is set (or the task is cancelled)."""
         stop = stop or asyncio.Event()
-        if self._consumer is None:
+        if self._reader is None:
             await self.start()
         while not stop.is_set():
             await self.poll(timeout_ms=500)
@@ -206,10 +193,10 @@ class Projector:
             log.warning("projector_reassign_failed", error=f"{type(e).__name__}: {e}"[:300])
 
     async def close(self) -> None:
-        """Stop the consumer and close the database."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        """Stop reading and close the database."""
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -1,4 +1,8 @@
-"""Where things live in the bucket (DESIGN.md, "Storage layout")."""
+"""Where things live in the bucket: ``models/{id}/`` and ``checkpoints/{job_id}/``.
+
+A model's files sit under its prefix, ``metadata.json`` written last (a model is listed only
+once all its files are there); a running job's resumable state sits under its checkpoint prefix.
+"""
 
 from __future__ import annotations
 

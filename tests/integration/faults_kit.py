@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
-from consumers.trainer import Trainer
 from consumers.validator import build_runtime
-from sparktrainer.bus.kafka import make_consumer
+from sparktrainer.bus.reader import LogReader
+from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts.envelope import EnvelopeError, decode, header_map
 from sparktrainer.contracts.events import (
     JobCancelled,
@@ -54,9 +54,9 @@ from sparktrainer.embedded.servers import (
     weed_binary,
 )
 from sparktrainer.errors import StorageError
-from sparktrainer.logread import log_end_offsets
-from sparktrainer.registry import store as registry
+from sparktrainer.registry import db, jobs, models
 from sparktrainer.registry.runner import Projector
+from sparktrainer.services.trainer import TrainerService
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation.checks import validate_job
@@ -288,7 +288,7 @@ class Services:
     trainer_settings: Settings | None = None
     prefix: str = field(default_factory=lambda: f"svc-{uuid.uuid4().hex[:8]}")
     validator: Any = None
-    trainer: Trainer | None = None
+    trainer: TrainerService | None = None
     projector: Projector | None = None
     producer: AIOKafkaProducer | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -303,7 +303,7 @@ class Services:
         self.validator = build_runtime(
             self.settings, ObjectStore.from_settings(jobs_settings), group_id=groups["validator"]
         )
-        self.trainer = Trainer(
+        self.trainer = TrainerService(
             jobs_settings, group_id=groups["trainer"], control_group_id=groups["control"]
         )
         self.projector = Projector(self.settings, self.db_path)
@@ -314,7 +314,7 @@ class Services:
             asyncio.create_task(self.projector.run(self._stop), name="projector"),
         ]
         await self.validator.wait_positioned()
-        await asyncio.wait_for(self.trainer.ready.wait(), 300)
+        await self.trainer.wait_positioned(300)
         self.producer = producer_for(self.settings)
         await self.producer.start()
         return self
@@ -325,27 +325,28 @@ class Services:
 
     def job_row(self, job_id: str) -> dict[str, Any] | None:
         """The job as the read model shows it."""
-        assert self.projector is not None and self.projector._conn is not None
-        return registry.get_job(self.projector._conn, job_id)
+        assert self.projector is not None
+        return jobs.get_job(self.projector.conn, job_id)
 
     def model_row(self, model_id: str) -> dict[str, Any] | None:
         """The model as the read model lists it."""
-        assert self.projector is not None and self.projector._conn is not None
-        return registry.get_model(self.projector._conn, model_id)
+        assert self.projector is not None
+        return models.get_model(self.projector.conn, model_id)
 
     def models_total(self) -> int:
         """How many models the read model lists."""
-        assert self.projector is not None and self.projector._conn is not None
-        return registry.list_models(self.projector._conn).total
+        assert self.projector is not None
+        return models.list_models(self.projector.conn).total
 
     async def caught_up(self, timeout_s: float = 60.0) -> None:
         """Wait until the read model has folded the log up to its end as of now."""
-        assert self.projector is not None and self.projector._conn is not None
-        conn = self.projector._conn
-        ends = await log_end_offsets(self.settings, list(self.projector._assigned))
+        assert self.projector is not None
+        conn = self.projector.conn
+        async with LogReader(self.settings) as reader:
+            ends = await reader.ends(self.projector.assigned)
 
         def folded() -> bool:
-            stored = registry.stored_offsets(conn)
+            stored = db.stored_offsets(conn)
             return all(stored.get((tp.topic, tp.partition), 0) >= n for tp, n in ends.items())
 
         await until(folded, timeout_s)
@@ -391,36 +392,22 @@ async def start_trainer_process(env: dict[str, str], group_id: str) -> subproces
 
 async def log_ends(settings: Settings, topics: tuple[str, ...]) -> dict[TopicPartition, int]:
     """Where each partition of ``topics`` ends now (a mark to read from later)."""
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-    finally:
-        await consumer.stop()
-    return await log_end_offsets(settings, tps)
+    async with LogReader(settings) as reader:
+        return await reader.ends(await reader.partitions(topics))
 
 
 async def read_log(
     settings: Settings, since: dict[TopicPartition, int], timeout_s: float = 30.0
-) -> list[ConsumerRecord[bytes, bytes]]:
+) -> list[Received]:
     """Every record from ``since`` (a ``log_ends`` mark) to the end of the log as of now."""
-    ends = await log_end_offsets(settings, list(since))
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        consumer.assign(list(since))
-        for tp, start in since.items():
-            consumer.seek(tp, start)
-        deadline = time.monotonic() + timeout_s
-        while any([await consumer.position(tp) < ends[tp] for tp in since]):
+    records: list[Received] = []
+    deadline = time.monotonic() + timeout_s
+    async with LogReader(settings) as reader:
+        ends = await reader.ends(list(since))
+        reader.assign(since)
+        async for batch in reader.read_range(ends, timeout_ms=200):
             assert time.monotonic() < deadline, "could not read the log back"
-            batch = await consumer.getmany(timeout_ms=200)
-            for tp, recs in batch.items():
-                records += [r for r in recs if r.offset < ends[tp]]
-    finally:
-        await consumer.stop()
+            records += batch
     return records
 
 
@@ -440,7 +427,7 @@ class Story:
         return sum(isinstance(e, kinds) for e in self.events)
 
 
-def stories(records: list[ConsumerRecord[bytes, bytes]]) -> dict[str, Story]:
+def stories(records: list[Received]) -> dict[str, Story]:
     """Group our events by job id (the CloudEvents subject)."""
     out: dict[str, Story] = defaultdict(Story)
     for r in records:

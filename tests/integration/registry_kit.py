@@ -18,22 +18,10 @@ from sparktrainer.contracts.events import (
     ModelRegistered,
 )
 from sparktrainer.settings import Settings
+from tests import guide
 
 SOURCE = "tests/registry"
-GUIDE_MLP = {
-    "name": "Initial Model Training",
-    "type": "train",
-    "framework": "pytorch",
-    "config": {
-        "architecture": "custom",
-        "input_size": 784,
-        "output_size": 10,
-        "hidden_layers": [512, 256, 128],
-        "epochs": 20,
-        "batch_size": 64,
-        "learning_rate": 0.001,
-    },
-}
+GUIDE_MLP = guide.by_name("Initial Model Training")
 
 
 def unique(prefix: str) -> str:

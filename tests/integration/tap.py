@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from sparktrainer.bus.kafka import make_consumer, make_producer
+from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts.envelope import decode
-from sparktrainer.logread import log_end_offsets
 from sparktrainer.settings import Settings
 
 
@@ -23,34 +23,23 @@ class Tap:
         self.topics = topics
         self.events: list[Any] = []
         self.records: list[Any] = []
-        self._consumer = make_consumer(settings, group_id=None)
+        self._reader = LogReader(settings)
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Tap:
-        await self._consumer.start()
-        await self._consumer.topics()  # loads metadata
-        tps = [
-            TopicPartition(topic, p)
-            for topic in self.topics
-            for p in self._consumer.partitions_for_topic(topic) or ()
-        ]
-        self._consumer.assign(tps)
-        ends = await log_end_offsets(self.settings, tps)  # tansu's ListOffsets can lag
-        for tp, end in ends.items():
-            self._consumer.seek(tp, end)
+        await self._reader.start()
+        await self._reader.assign_at_end(await self._reader.partitions(self.topics))
         self._task = asyncio.create_task(self._run())
         return self
 
     async def _run(self) -> None:
         while True:
-            batch = await self._consumer.getmany(timeout_ms=100)
-            for records in batch.values():
-                for r in records:
-                    self.records.append(r)
-                    try:
-                        self.events.append(decode(r.value, r.headers))
-                    except ValueError:
-                        self.events.append(None)
+            for r in await self._reader.read(timeout_ms=100):
+                self.records.append(r)
+                try:
+                    self.events.append(decode(r.value, r.headers))
+                except ValueError:
+                    self.events.append(None)
 
     async def wait_for(
         self, predicate: Callable[[Any], bool], count: int = 1, timeout_s: float = 60.0
@@ -71,7 +60,7 @@ class Tap:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        await self._reader.stop()
 
 
 async def produce(
@@ -100,18 +89,12 @@ async def start_group_at_end(settings: Settings, group_id: str, *topics: str) ->
     ``earliest`` reset, and a second member taking over a partition starts where the first
     stopped (a ``latest`` reset would skip an uncommitted job instead).
     """
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-    finally:
-        await consumer.stop()
-    ends = await log_end_offsets(settings, tps)  # tansu's ListOffsets can lag
+    async with LogReader(settings) as reader:
+        ends = await reader.ends(await reader.partitions(topics))
     committer = make_consumer(settings, group_id=group_id)
     await committer.start()
     try:
-        committer.assign(tps)
+        committer.assign(list(ends))
         await committer.commit(ends)
     finally:
         await committer.stop()

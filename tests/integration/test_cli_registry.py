@@ -14,6 +14,8 @@ import pytest
 from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobRejected
 from sparktrainer.contracts.topics import JOBS_CONTROL, JOBS_SUBMITTED
+from sparktrainer.registry import store
+from sparktrainer.registry.models import get_model
 from tests.integration.registry_kit import (
     GUIDE_MLP,
     completed,
@@ -258,8 +260,6 @@ async def test_python_m_replay_and_unreachable_kafka(env, tmp_path) -> None:
 
 
 async def test_projector_process_catches_up_and_stops_on_sigterm(stack, env, tmp_path) -> None:
-    from sparktrainer.registry import store
-
     db = tmp_path / "replica.db"
     first, second = unique("m"), unique("m")
     await publish(stack, model(first))
@@ -269,7 +269,7 @@ async def test_projector_process_catches_up_and_stops_on_sigterm(stack, env, tmp
     )
     _, err = await asyncio.wait_for(once.communicate(), 60)
     assert once.returncode == 0 and b"READY" in err and b"consumer_ready" in err
-    assert store.get_model(store.connect(db), first) is not None
+    assert get_model(store.connect(db), first) is not None
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
     )
@@ -279,9 +279,9 @@ async def test_projector_process_catches_up_and_stops_on_sigterm(stack, env, tmp
     await publish(stack, model(second))
     conn = store.connect(db)
     for _ in range(200):
-        if store.get_model(conn, second) is not None:
+        if get_model(conn, second) is not None:
             break
         await asyncio.sleep(0.05)
-    assert store.get_model(conn, second) is not None
+    assert get_model(conn, second) is not None
     proc.terminate()
     assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -13,7 +13,6 @@ import uuid
 import pytest
 import torch
 
-from consumers.trainer import Trainer
 from consumers.validator import build_runtime
 from sparktrainer.bus.kafka import send
 from sparktrainer.contracts.envelope import encode
@@ -36,8 +35,9 @@ from sparktrainer.contracts.topics import (
     JOBS_VALIDATED,
     MODELS_REGISTERED,
 )
-from sparktrainer.registry import store as registry
+from sparktrainer.registry.models import get_model, lineage, list_models
 from sparktrainer.registry.runner import Projector
+from sparktrainer.services.trainer import TrainerService
 from sparktrainer.storage.s3 import ObjectStore
 from tests import guide
 from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
@@ -53,7 +53,7 @@ async def services(stack, tmp_path_factory):
     await start_group_at_end(stack, "e2e-trainer", JOBS_VALIDATED)
     await start_group_at_end(stack, "e2e-trainer-control", JOBS_CONTROL)
     validator = build_runtime(stack, ObjectStore.from_settings(stack), group_id="e2e-validator")
-    trainer = Trainer(stack, group_id="e2e-trainer", control_group_id="e2e-trainer-control")
+    trainer = TrainerService(stack, group_id="e2e-trainer", control_group_id="e2e-trainer-control")
     projector = Projector(stack, tmp_path_factory.mktemp("registry") / "registry.sqlite3")
     await projector.start()
     stop = asyncio.Event()
@@ -63,7 +63,7 @@ async def services(stack, tmp_path_factory):
         asyncio.create_task(projector.run(stop)),
     ]
     await validator.wait_positioned()
-    await asyncio.wait_for(trainer.ready.wait(), 300)
+    await trainer.wait_positioned(300)
     producer = producer_for(stack)
     await producer.start()
     yield producer, projector, trainer
@@ -100,7 +100,7 @@ async def run_to_end(stack, producer, job: dict, timeout_s: float = 240.0):
 
 async def wait_listed(projector, model_id: str, timeout_s: float = 30.0) -> dict:
     for _ in range(int(timeout_s / 0.2)):
-        model = registry.get_model(projector._conn, model_id)
+        model = get_model(projector.conn, model_id)
         if model is not None:
             return model
         await asyncio.sleep(0.2)
@@ -135,9 +135,9 @@ async def test_complete_workflow_train_finetune_finetune(stack, store, services)
         assert meta["lineage"] == chain[::-1]  # nearest ancestor first
         chain.append(child["job_id"])
         await wait_listed(projector, child["job_id"])
-    lineage = registry.lineage(projector._conn, chain[-1])
-    assert [a["model_id"] for a in lineage["ancestors"]] == chain[-2::-1]
-    assert all(a["registered"] for a in lineage["ancestors"])
+    tree = lineage(projector.conn, chain[-1])
+    assert tree is not None and [a["model_id"] for a in tree["ancestors"]] == chain[-2::-1]
+    assert all(a["registered"] for a in tree["ancestors"])
 
 
 async def test_cancel_stops_the_job_and_a_late_cancel_is_answered(stack, store, services) -> None:
@@ -191,7 +191,7 @@ async def test_redelivered_validated_job_is_not_trained_twice(stack, store, serv
     job = small(guide.by_name("Initial Model Training"), epochs=1)
     end, _ = await run_to_end(stack, producer, job)
     assert isinstance(end, JobCompleted)
-    before = registry.list_models(projector._conn).total
+    before = list_models(projector.conn).total
     async with Tap(stack, *ALL) as tap:
         await produce(producer, JOBS_SUBMITTED, job)  # the same submission again
         again = await tap.wait_for(ended(job["job_id"]), 1, 120)
@@ -200,7 +200,7 @@ async def test_redelivered_validated_job_is_not_trained_twice(stack, store, serv
             e for e in tap.events if isinstance(e, JobStarted) and e.job_id == job["job_id"]
         ]
     await asyncio.sleep(1.0)
-    assert registry.list_models(projector._conn).total == before
+    assert list_models(projector.conn).total == before
 
 
 def _local(store, key: str):

@@ -47,7 +47,8 @@ from sparktrainer.contracts.topics import (
 )
 from sparktrainer.embedded import EmbeddedStack, embedded_available
 from sparktrainer.registry import runner as projector_runner
-from sparktrainer.registry import store as registry
+from sparktrainer.registry.jobs import list_jobs
+from sparktrainer.services.trainer import TrainerService
 from sparktrainer.settings import Limits, Settings
 from sparktrainer.storage.s3 import ObjectStore
 from tests.integration.faults_kit import (
@@ -197,8 +198,8 @@ async def test_duplicates_and_a_whole_topic_replay_change_nothing(
 
 
 def _jobs_total(svc: Services) -> int:
-    assert svc.projector is not None and svc.projector._conn is not None
-    return registry.list_jobs(svc.projector._conn).total
+    assert svc.projector is not None
+    return list_jobs(svc.projector.conn).total
 
 
 def _earlier(told: dict, ids: list[str]) -> set[str]:
@@ -442,14 +443,12 @@ async def test_a_job_longer_than_max_poll_interval_keeps_its_trainer_in_the_grou
     settings: Settings, tmp_path: Path
 ) -> None:
     """max_poll_interval 3 s, a 10 s job, two trainers in the group: no rebalance, no takeover."""
-    from consumers.trainer import Trainer
-
     jobs_settings = settings.model_copy(update={"kafka_max_poll_interval_ms": 3000})
     mark = await log_ends(settings, STORY_TOPICS)
     async with Services(settings, tmp_path / "reg.sqlite3", trainer_settings=jobs_settings) as svc:
         assert svc.producer is not None and svc.trainer is not None
         first = svc.trainer
-        second = Trainer(jobs_settings, group_id=first.jobs.group_id,
+        second = TrainerService(jobs_settings, group_id=first.jobs.group_id,
                          control_group_id=first.control.group_id)  # fmt: skip
         second_task = asyncio.create_task(second.run())
         try:

@@ -24,6 +24,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from sparktrainer.bus.kafka import make_consumer, send
+from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import JobCompleted, JobFailed, JobValidated
 from sparktrainer.contracts.topics import (
@@ -33,7 +34,6 @@ from sparktrainer.contracts.topics import (
     JOBS_SUBMITTED,
     JOBS_VALIDATED,
 )
-from sparktrainer.logread import log_end_offsets, partitions_of
 from sparktrainer.settings import Settings
 from sparktrainer.validation.checks import validate_job
 from tests import guide
@@ -123,13 +123,11 @@ class AnswerCounter(Tap):
 
     async def _run(self) -> None:
         while True:
-            batch = await self._consumer.getmany(timeout_ms=100)
-            for records in batch.values():
-                for r in records:
-                    source = json.loads(r.value).get("source") or {}
-                    if source.get("topic") == JOBS_SUBMITTED:
-                        coords = (source["partition"], source["offset"])
-                        self.answers[coords] = self.answers.get(coords, 0) + 1
+            for r in await self._reader.read(timeout_ms=100):
+                source = json.loads(r.value).get("source") or {}
+                if source.get("topic") == JOBS_SUBMITTED:
+                    coords = (source["partition"], source["offset"])
+                    self.answers[coords] = self.answers.get(coords, 0) + 1
 
     async def until_answered(self, coords: set[tuple[int, int]], timeout_s: float) -> None:
         """Wait until every submission in ``coords`` has an answer."""
@@ -151,11 +149,12 @@ async def burst(producer: AIOKafkaProducer, records: list[bytes]) -> set[tuple[i
 
 async def lag(settings: Settings, group_id: str) -> int:
     """How many records of jobs.submitted the group has not committed yet."""
+    async with LogReader(settings) as reader:
+        tps = await reader.partitions((JOBS_SUBMITTED,))
+        ends = await reader.ends(tps)
     probe = make_consumer(settings, group_id=group_id)
     await probe.start()
     try:
-        tps = await partitions_of(probe, (JOBS_SUBMITTED,))
-        ends = await log_end_offsets(settings, tps)  # tansu's ListOffsets can lag
         committed = {tp: await probe.committed(tp) or 0 for tp in tps}
         return sum(end - committed[tp] for tp, end in ends.items())
     finally:

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from sparktrainer.bus.kafka import ensure_topics, make_consumer, make_producer
+from sparktrainer.bus.kafka import ensure_topics, make_producer
+from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts.envelope import REPLAY_HEADER, header_map
 from sparktrainer.contracts.events import JobRejected, RecordSource
 from sparktrainer.contracts.topics import JOBS_SUBMITTED, MODELS_REGISTERED
-from sparktrainer.logread import log_end_offsets, partitions_of, positions_below
+from sparktrainer.registry import db as registry_db
 from sparktrainer.registry import store
+from sparktrainer.registry.jobs import get_job
+from sparktrainer.registry.models import list_models
 from sparktrainer.registry.runner import Projector
-from sparktrainer.replay import ReplayError, ReplaySpec, rejected_sources, replay
+from sparktrainer.replay.engine import rejected_sources, replay
+from sparktrainer.replay.spec import ReplayError, ReplaySpec
 from tests.integration.registry_kit import model, progress, publish, started, unique, validated
 
 pytestmark = pytest.mark.integration
@@ -39,20 +43,12 @@ async def make_topic(settings, records: list[tuple[int, bytes | None, bytes, lis
 
 async def read_all(settings, topic: str) -> list:
     """Every record of a topic now, by partition then offset."""
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, (topic,))
-        ends = await log_end_offsets(settings, tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out = []
-        while await positions_below(consumer, ends):
-            batch = await consumer.getmany(timeout_ms=200)
-            out += [r for tp in sorted(batch) for r in batch[tp]]
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        await consumer.stop()
+    async with LogReader(settings) as reader:
+        tps = await reader.partitions((topic,))
+        ends = await reader.ends(tps)
+        await reader.assign_at_beginning(tps)
+        out = [r async for batch in reader.read_range(ends, timeout_ms=200) for r in batch]
+    return sorted(out, key=lambda r: (r.partition, r.offset))
 
 
 def rec(i: int, job: str = "j") -> tuple[bytes, bytes, list]:
@@ -157,7 +153,7 @@ async def models_of(settings, db: Path, tag: str) -> tuple[list[dict], int]:
         applied = await projector.catch_up()
     conn = store.connect(db)
     try:
-        return store.list_models(conn, tag=tag, limit=1000).items, applied
+        return list_models(conn, tag=tag, limit=1000).items, applied
     finally:
         conn.close()
 
@@ -200,10 +196,10 @@ async def test_rebuild_from_the_log_gives_the_same_read_model(stack, tmp_path) -
     await projector.close()
     a, b = store.connect(incremental), store.connect(rebuilt)
     try:
-        assert store.list_models(a, limit=1000) == store.list_models(b, limit=1000)
-        assert store.list_models(a, tag=tag).total == 3
-        assert store.get_job(a, job) == store.get_job(b, job)
-        assert store.stored_offsets(a) == store.stored_offsets(b)
+        assert list_models(a, limit=1000) == list_models(b, limit=1000)
+        assert list_models(a, tag=tag).total == 3
+        assert get_job(a, job) == get_job(b, job)
+        assert registry_db.stored_offsets(a) == registry_db.stored_offsets(b)
     finally:
         a.close()
         b.close()

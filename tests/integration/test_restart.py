@@ -9,7 +9,7 @@ from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import Artifact, ModelRegistered
 from sparktrainer.contracts.topics import MODELS_REGISTERED
 from sparktrainer.embedded import EmbeddedStack
-from sparktrainer.registry import store as registry
+from sparktrainer.registry.models import list_models
 from sparktrainer.registry.runner import Projector
 from sparktrainer.storage.s3 import ObjectStore
 from tests.conftest import make_test_settings
@@ -32,7 +32,7 @@ def _model(model_id: str) -> ModelRegistered:
 async def _listed(settings, db) -> list[str]:
     async with Projector(settings, db) as projector:
         await projector.catch_up(timeout_s=60)
-        page = registry.list_models(projector._conn, limit=100)
+        page = list_models(projector.conn, limit=100)
     return sorted(m["model_id"] for m in page.items)
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from sparktrainer.bus.kafka import client_options, make_consumer, make_producer
+from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts.events import JobRejected, JobValidated
 from sparktrainer.contracts.topics import (
     ALL_TOPICS,
@@ -36,7 +36,6 @@ from sparktrainer.embedded import DEFAULT_SERVICES, EmbeddedStack, embedded_avai
 from sparktrainer.embedded.processes import pick_ports, port_open, spawn
 from sparktrainer.embedded.servers import TANSU, tansu_argv, tansu_binary, tansu_env
 from sparktrainer.errors import ObjectNotFound
-from sparktrainer.logread import log_end_offsets
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from tests.integration.faults_kit import FAST, log, mlp_job, needs_embedded
@@ -76,26 +75,19 @@ async def _wait_http(url: str, timeout_s: float = 120.0) -> None:
 
 async def _every_record(settings: Settings) -> list[bytes]:
     """Keys, values and headers of every record on every topic (the stack is this test's own)."""
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(t, p) for t in ALL_TOPICS for p in consumer.partitions_for_topic(t)]
-        ends = await log_end_offsets(settings, tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[bytes] = []
-        deadline = time.monotonic() + 60
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+    out: list[bytes] = []
+    deadline = time.monotonic() + 60
+    async with LogReader(settings) as reader:
+        tps = await reader.partitions(ALL_TOPICS)
+        ends = await reader.ends(tps)
+        await reader.assign_at_beginning(tps)
+        async for batch in reader.read_range(ends, timeout_ms=200):
             assert time.monotonic() < deadline
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for r in records:
-                    out.append(r.key or b"")
-                    out.append(r.value or b"")
-                    out += [k.encode() + b"=" + (v or b"") for k, v in r.headers or ()]
-        return out
-    finally:
-        await consumer.stop()
+            for r in batch:
+                out.append(r.key or b"")
+                out.append(r.value or b"")
+                out += [k.encode() + b"=" + (v or b"") for k, v in r.headers]
+    return out
 
 
 def _cmdlines(stack: EmbeddedStack) -> list[bytes]:

@@ -1,16 +1,13 @@
-"""CloudEvents encoding and the runtime's offset bookkeeping, without a broker."""
+"""CloudEvents encoding, without a broker (offset bookkeeping: test_offsets.py)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from aiokafka import TopicPartition
 
-from sparktrainer.bus.runtime import ConsumerRuntime, _PartitionState
 from sparktrainer.contracts.envelope import EnvelopeError, decode, encode, header_map
 from sparktrainer.contracts.events import JobFailed, JobProgress, ModelRegistered
-from sparktrainer.settings import Settings
 
 
 def test_binary_mode_headers_and_roundtrip() -> None:
@@ -56,20 +53,3 @@ def test_decode_refuses_wrong_type_and_junk() -> None:
         decode(rec.value, rec.headers, ModelRegistered)
     with pytest.raises(EnvelopeError):
         decode(b"{nope", rec.headers)
-
-
-def test_commits_only_the_contiguous_done_prefix() -> None:
-    runtime = ConsumerRuntime(
-        Settings(kafka_bootstrap_servers="x:1"), name="t", group_id="g", topics=("t",), handler=None
-    )  # type: ignore[arg-type]
-    tp = TopicPartition("t", 0)
-    state = _PartitionState(committed=10)
-    runtime._partitions[tp] = state
-    state.done |= {11, 12}
-    assert runtime._committable() == {}  # 10 still in flight
-    state.done.add(10)
-    assert runtime._committable() == {tp: 13}
-    state.done.add(14)
-    assert runtime._committable() == {}
-    state.done.add(13)
-    assert runtime._committable() == {tp: 15}

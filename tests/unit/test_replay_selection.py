@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 
+from sparktrainer.bus.runtime import Received
+from sparktrainer.cli.replay import parse_bound, parse_time
 from sparktrainer.contracts.envelope import REPLAY_HEADER
 from sparktrainer.contracts.events import derived_job_id
-from sparktrainer.replay import ReplayError, ReplaySpec, matches, parse_bound, parse_time, pick
+from sparktrainer.replay.spec import ReplayError, ReplaySpec, matches, pick
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 MS = int(NOW.timestamp() * 1000)
@@ -23,9 +24,7 @@ def record(
     ts: int = MS,
     topic: str = "t",
 ):
-    return ConsumerRecord(
-        topic, 0, offset, ts, 0, key, value, None, len(key or b""), len(value), headers
-    )
+    return Received(topic, 0, offset, key, value, headers, ts)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts.envelope import REPLAY_HEADER
 from sparktrainer.contracts.events import JobRejected, JobValidated, derived_job_id
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
-from sparktrainer.registry.projector import submission_of
+from sparktrainer.registry.job_folds import submission_of
 from sparktrainer.settings import Limits
 from sparktrainer.validation.door import decide
 

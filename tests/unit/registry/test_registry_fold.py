@@ -19,8 +19,12 @@ from sparktrainer.contracts.events import (
     JobValidated,
     ModelRegistered,
 )
-from sparktrainer.registry import projector, store
-from sparktrainer.registry.projector import Folded, Submission, apply, apply_many
+from sparktrainer.registry import db, job_folds, store
+from sparktrainer.registry.fold import Folded, apply, apply_many
+from sparktrainer.registry.job_folds import Submission
+from sparktrainer.registry.jobs import get_job, list_jobs
+from sparktrainer.registry.models import get_model, list_models
+from sparktrainer.registry.rows import iso
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 LC = "sparktrainer.jobs.lifecycle"
@@ -100,7 +104,7 @@ def fold_all(conn: sqlite3.Connection, *events: Any, topic: str = LC) -> None:
 def test_lifecycle_moves_the_job_forward(conn: sqlite3.Connection) -> None:
     fold_all(conn, started(), progress(epoch=1), progress(t=4, epoch=2))
     apply(conn, "sparktrainer.jobs.validated", 0, 0, validated())  # arrives late: another topic
-    job = store.get_job(conn, "j1")
+    job = get_job(conn, "j1")
     assert job is not None
     assert job["status"] == "running"
     assert job["progress"]["epoch"] == 2 and job["progress"]["loss"] == 0.5
@@ -112,8 +116,8 @@ def test_event_at_or_below_stored_offset_is_skipped(conn: sqlite3.Connection) ->
     assert apply(conn, LC, 0, 6, progress(epoch=1))
     assert not apply(conn, LC, 0, 6, progress(epoch=1))
     assert not apply(conn, LC, 0, 2, progress(t=9, epoch=3))  # an old record replayed
-    assert store.get_job(conn, "j1")["progress"]["epoch"] == 1  # type: ignore[index]
-    assert store.stored_offsets(conn) == {(LC, 0): 7}
+    assert get_job(conn, "j1")["progress"]["epoch"] == 1  # type: ignore[index]
+    assert db.stored_offsets(conn) == {(LC, 0): 7}
     assert apply(conn, LC, 1, 0, progress(job_id="j2"))  # partitions are independent
 
 
@@ -123,13 +127,13 @@ def test_offset_and_rows_commit_together(conn: sqlite3.Connection, monkeypatch) 
     def boom(*_: Any) -> None:
         raise RuntimeError("crash mid-fold")
 
-    monkeypatch.setitem(projector.JOB_FOLDS, JobProgress, boom)
+    monkeypatch.setitem(job_folds.JOB_FOLDS, JobProgress, boom)
     with pytest.raises(RuntimeError):
         apply(conn, LC, 0, 1, progress(epoch=2))
-    assert store.stored_offsets(conn) == {(LC, 0): 1}  # the offset did not move either
+    assert db.stored_offsets(conn) == {(LC, 0): 1}  # the offset did not move either
     monkeypatch.undo()
     assert apply(conn, LC, 0, 1, progress(epoch=2))  # redelivered after the crash: applied once
-    assert store.get_job(conn, "j1")["progress"]["epoch"] == 2  # type: ignore[index]
+    assert get_job(conn, "j1")["progress"]["epoch"] == 2  # type: ignore[index]
 
 
 def test_batch_is_one_transaction(conn: sqlite3.Connection) -> None:
@@ -137,13 +141,13 @@ def test_batch_is_one_transaction(conn: sqlite3.Connection) -> None:
     batch.append(Folded(LC, 0, 2, object()))
     assert apply_many(conn, batch) == 3  # unknown objects only move the offset
     assert apply_many(conn, batch) == 0
-    assert store.stored_offsets(conn) == {(LC, 0): 3}
+    assert db.stored_offsets(conn) == {(LC, 0): 3}
 
 
 def test_unreadable_record_only_moves_the_offset(conn: sqlite3.Connection) -> None:
     assert apply(conn, LC, 0, 0, None)
-    assert store.list_jobs(conn).total == 0
-    assert store.stored_offsets(conn) == {(LC, 0): 1}
+    assert list_jobs(conn).total == 0
+    assert db.stored_offsets(conn) == {(LC, 0): 1}
 
 
 @pytest.mark.parametrize(
@@ -157,7 +161,7 @@ def test_unreadable_record_only_moves_the_offset(conn: sqlite3.Connection) -> No
 def test_terminal_status_is_not_overwritten_by_late_events(conn: sqlite3.Connection, end) -> None:
     fold_all(conn, started(), progress(epoch=1), end, progress(t=6, epoch=3), started(t=7))
     apply(conn, "sparktrainer.jobs.validated", 0, 0, validated(t=8))
-    job = store.get_job(conn, "j1")
+    job = get_job(conn, "j1")
     assert job is not None
     assert job["status"] == end.status
     assert job["progress"]["epoch"] == 1
@@ -169,7 +173,7 @@ def test_first_terminal_event_wins_and_late_cancel_is_a_no_op(conn: sqlite3.Conn
     fold_all(
         conn, started(), done, late, JobFailed(job_id="j1", reason="x", error_type="E", at=at(7))
     )
-    job = store.get_job(conn, "j1")
+    job = get_job(conn, "j1")
     assert job is not None
     assert (job["status"], job["model_id"], job["metrics"]) == (
         "completed",
@@ -181,73 +185,73 @@ def test_first_terminal_event_wins_and_late_cancel_is_a_no_op(conn: sqlite3.Conn
 def test_a_new_attempt_reopens_a_failed_job(conn: sqlite3.Connection) -> None:
     failed = JobFailed(job_id="j1", reason="lost", error_type="E", retriable=True, at=at(5))
     fold_all(conn, started(), failed, started(t=6, attempt=2), progress(t=7, epoch=2, attempt=2))
-    job = store.get_job(conn, "j1")
+    job = get_job(conn, "j1")
     assert job is not None
     assert (job["status"], job["attempt"], job["progress"]["epoch"]) == ("running", 2, 2)
     apply(conn, LC, 0, 4, progress(t=8, epoch=3, attempt=1))  # the old owner's last words
-    assert store.get_job(conn, "j1")["progress"]["epoch"] == 2  # type: ignore[index]
+    assert get_job(conn, "j1")["progress"]["epoch"] == 2  # type: ignore[index]
 
 
 def test_rejection_then_redriven_validation(conn: sqlite3.Connection) -> None:
     rejected = JobRejected(job_id="j1", errors=["epochs must be > 0"], rejected_at=at(1))
     apply(conn, "sparktrainer.jobs.rejected", 0, 0, rejected)
-    assert store.get_job(conn, "j1")["errors"] == ["epochs must be > 0"]  # type: ignore[index]
+    assert get_job(conn, "j1")["errors"] == ["epochs must be > 0"]  # type: ignore[index]
     apply(conn, "sparktrainer.jobs.validated", 0, 0, validated(t=9))
-    job = store.get_job(conn, "j1")
+    job = get_job(conn, "j1")
     assert job is not None and (job["status"], job["errors"]) == ("validated", [])
     # The older rejection read again (another topic, e.g. after a rebuild) does not win.
     apply(conn, "sparktrainer.jobs.rejected", 0, 1, rejected)
-    assert store.get_job(conn, "j1")["status"] == "validated"  # type: ignore[index]
+    assert get_job(conn, "j1")["status"] == "validated"  # type: ignore[index]
 
 
 def test_submission_creates_and_never_downgrades(conn: sqlite3.Connection) -> None:
     sub = Submission("j1", "mlp", "train", "pytorch", at(0))
     apply(conn, "sparktrainer.jobs.submitted", 0, 0, sub)
-    assert store.get_job(conn, "j1")["status"] == "submitted"  # type: ignore[index]
+    assert get_job(conn, "j1")["status"] == "submitted"  # type: ignore[index]
     apply(conn, LC, 0, 0, started())
     apply(conn, "sparktrainer.jobs.submitted", 0, 1, Submission("j1", None, None, None, at(9)))
-    job = store.get_job(conn, "j1")
+    job = get_job(conn, "j1")
     assert job is not None and (job["status"], job["created_at"]) == (
         "running",
-        projector.iso(at(0)),
+        iso(at(0)),
     )
 
 
 def test_submission_id_matches_the_validators_rule() -> None:
-    bare = projector.submission_of("t", 0, 7, None, b'{"type": "train"}', [], 0, 1000)
-    keyed = projector.submission_of("t", 0, 7, b"k-1", b'{"type": "train"}', [], 0, 1000)
-    named = projector.submission_of("t", 0, 7, b"k-1", b'{"job_id": "j-9"}', [], 0, 1000)
+    bare = job_folds.submission_of("t", 0, 7, None, b'{"type": "train"}', [], 0, 1000)
+    keyed = job_folds.submission_of("t", 0, 7, b"k-1", b'{"type": "train"}', [], 0, 1000)
+    named = job_folds.submission_of("t", 0, 7, b"k-1", b'{"job_id": "j-9"}', [], 0, 1000)
     assert bare is not None and bare.job_id.startswith("job-")
     assert keyed is not None and keyed.job_id == "k-1"
     assert named is not None and named.job_id == "j-9"
-    assert projector.submission_of("t", 0, 7, None, b"{nope", [], 0, 1000) is None
-    assert projector.submission_of("t", 0, 7, None, b"{}" + b" " * 2000, [], 0, 1000) is None
+    assert job_folds.submission_of("t", 0, 7, None, b"{nope", [], 0, 1000) is None
+    assert job_folds.submission_of("t", 0, 7, None, b"{}" + b" " * 2000, [], 0, 1000) is None
 
 
 def test_registration_is_an_upsert(conn: sqlite3.Connection) -> None:
     topic = "sparktrainer.models.registered"
     m1, m2 = registered("m1", tags=["a"]), registered("m2")
     fold_all(conn, m1, m2, topic=topic)
-    before = store.list_models(conn)
+    before = list_models(conn)
     # The same registrations replayed at new offsets (a replay appends to the log).
     apply(conn, topic, 0, 2, m1)
     apply(conn, topic, 0, 3, m2)
-    assert store.list_models(conn) == before
+    assert list_models(conn) == before
     apply(conn, topic, 0, 4, registered("m1", tags=["b"], metrics={"accuracy": 0.5}))
-    assert store.list_models(conn, tag="a").total == 0
-    m1 = store.get_model(conn, "m1")
+    assert list_models(conn, tag="a").total == 0
+    m1 = get_model(conn, "m1")
     assert m1 is not None and m1["tags"] == ["b"] and m1["metrics"] == {"accuracy": 0.5}
-    assert store.list_models(conn).total == 2
+    assert list_models(conn).total == 2
 
 
 def test_registration_links_the_job(conn: sqlite3.Connection) -> None:
     apply(conn, LC, 0, 0, started(job_id="m1"))
     apply(conn, "sparktrainer.models.registered", 0, 0, registered("m1"))
-    assert store.get_job(conn, "m1")["model_id"] == "m1"  # type: ignore[index]
+    assert get_job(conn, "m1")["model_id"] == "m1"  # type: ignore[index]
 
 
 def test_wipe_forgets_rows_and_offsets(conn: sqlite3.Connection) -> None:
     fold_all(conn, started(), registered("m1"))
-    store.wipe(conn)
-    assert store.list_models(conn).total == 0 and store.list_jobs(conn).total == 0
-    assert store.stored_offsets(conn) == {}
+    db.wipe(conn)
+    assert list_models(conn).total == 0 and list_jobs(conn).total == 0
+    assert db.stored_offsets(conn) == {}

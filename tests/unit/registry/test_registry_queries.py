@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from test_registry_fold import at, registered  # type: ignore[import-not-found]
 
-from sparktrainer.registry import store
-from sparktrainer.registry.projector import apply
+from sparktrainer.registry import db, store
+from sparktrainer.registry.fold import apply
+from sparktrainer.registry.models import get_model, lineage, list_models
+from sparktrainer.registry.rows import MAX_PAGE, Page
 
 TOPIC = "sparktrainer.models.registered"
 
@@ -31,46 +33,46 @@ def conn() -> sqlite3.Connection:
     return conn
 
 
-def ids(page: store.Page) -> list[str]:
+def ids(page: Page) -> list[str]:
     return [m["model_id"] for m in page.items]
 
 
 def test_filters_and_paging(conn: sqlite3.Connection) -> None:
-    assert ids(store.list_models(conn)) == ["hub-ft", "sib", "grand", "child", "root"]
-    assert ids(store.list_models(conn, tag="vision")) == ["child", "root"]
-    assert ids(store.list_models(conn, base_model_id="root")) == ["sib", "child"]
-    assert store.list_models(conn, framework="huggingface").total == 0
-    page = store.list_models(conn, limit=2, offset=2)
+    assert ids(list_models(conn)) == ["hub-ft", "sib", "grand", "child", "root"]
+    assert ids(list_models(conn, tag="vision")) == ["child", "root"]
+    assert ids(list_models(conn, base_model_id="root")) == ["sib", "child"]
+    assert list_models(conn, framework="huggingface").total == 0
+    page = list_models(conn, limit=2, offset=2)
     assert (ids(page), page.total) == (["grand", "child"], 5)
-    assert store.list_models(conn, limit=10**9).limit == store.MAX_PAGE
+    assert list_models(conn, limit=10**9).limit == MAX_PAGE
 
 
 def test_model_detail_has_files_and_size(conn: sqlite3.Connection) -> None:
-    model = store.get_model(conn, "child")
+    model = get_model(conn, "child")
     assert model is not None
     assert model["artifacts"] == [{"path": "model.pth", "size_bytes": 10, "sha256": "ab" * 32}]
     assert model["size_bytes"] == 10 and model["lineage"] == ["root"]
-    assert store.get_model(conn, "nope") is None
+    assert get_model(conn, "nope") is None
 
 
 def test_lineage_chain_and_children(conn: sqlite3.Connection) -> None:
-    tree = store.lineage(conn, "grand")
+    tree = lineage(conn, "grand")
     assert tree is not None
     assert [a["model_id"] for a in tree["ancestors"]] == ["child", "root"]
     assert all(a["registered"] for a in tree["ancestors"])
-    root = store.lineage(conn, "root")
+    root = lineage(conn, "root")
     assert root is not None and root["ancestors"] == []
     assert [c["model_id"] for c in root["children"]] == ["child", "sib"]
-    hub = store.lineage(conn, "hub-ft")
+    hub = lineage(conn, "hub-ft")
     assert hub is not None
     assert hub["ancestors"] == [{"model_id": "bert-base-uncased", "registered": False}]
-    assert store.lineage(conn, "nope") is None
+    assert lineage(conn, "nope") is None
 
 
 def test_lineage_survives_a_cycle(conn: sqlite3.Connection) -> None:
     apply(conn, TOPIC, 0, 10, registered("a", base="b"))
     apply(conn, TOPIC, 0, 11, registered("b", base="a"))
-    tree = store.lineage(conn, "a")
+    tree = lineage(conn, "a")
     assert tree is not None and [x["model_id"] for x in tree["ancestors"]] == ["b"]
 
 
@@ -81,7 +83,7 @@ def test_old_schema_is_dropped_and_rebuilt(tmp_path: Path) -> None:
     conn.execute("UPDATE meta SET value = 'old' WHERE key = 'schema_version'")
     conn.close()
     conn = store.connect(path)
-    assert store.list_models(conn).total == 0 and store.stored_offsets(conn) == {}
+    assert list_models(conn).total == 0 and db.stored_offsets(conn) == {}
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -91,7 +93,7 @@ def test_store_reads_from_any_thread(tmp_path: Path) -> None:
     reg = store.RegistryStore(tmp_path / "r.sqlite3")
     apply(reg.conn(), TOPIC, 0, 0, registered("m1"))
     seen: list[int] = []
-    t = threading.Thread(target=lambda: seen.append(reg.list_models().total))
+    t = threading.Thread(target=lambda: seen.append(reg.read(list_models).total))
     t.start()
     t.join()
     assert seen == [1]

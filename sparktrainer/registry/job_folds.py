@@ -1,18 +1,13 @@
-"""The fold: each event on the log changes the read model, exactly once.
+"""The jobs concern's pure folds: (the job's row, an event) -> the new row, or None for "no change".
 
-``apply`` updates the rows an event touches *and* the stored offset of its partition in one
-SQLite transaction. An event at or below the stored offset was applied already and is
-skipped, so a crash between the two, a redelivery or a replay of the whole log never counts
-anything twice. Events of different topics are not ordered against each other, so a job's
-status only moves forward (submitted → validated/rejected → running → terminal); a terminal
-status is final unless a later attempt of the same job starts again.
+Events of different topics are not ordered against each other, so a job's status only moves
+forward (submitted -> validated/rejected -> running -> terminal); a terminal status is final
+unless a later attempt of the same job starts again. Nothing here touches the database.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,11 +23,8 @@ from sparktrainer.contracts.events import (
     JobRejected,
     JobStarted,
     JobValidated,
-    ModelRegistered,
 )
-from sparktrainer.registry.store import JOB_JSON, transaction
-
-Row = dict[str, Any]
+from sparktrainer.registry.rows import Row, iso
 
 STATUS_RANK = {
     "submitted": 0,
@@ -54,23 +46,6 @@ class Submission:
     type: str | None
     framework: str | None
     at: datetime
-
-
-@dataclass(frozen=True)
-class Folded:
-    """One consumed record, ready to fold: its coordinates and its event (None: unreadable)."""
-
-    topic: str
-    partition: int
-    offset: int
-    event: Any
-
-
-def iso(at: datetime) -> str:
-    """UTC, microsecond precision: the text form sorts like the time."""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def submission_of(
@@ -107,9 +82,6 @@ def submission_of(
 
     at = datetime.fromtimestamp((timestamp_ms or 0) / 1000, UTC)
     return Submission(job_id, text("name"), text("type"), text("framework"), at)
-
-
-# --- jobs: pure functions from (row, event) to the new row, or None for "no change" ---------
 
 
 def _new_job(job_id: str, at: str) -> Row:
@@ -276,107 +248,3 @@ JOB_FOLDS: dict[type, Callable[[Row | None, Any], Row | None]] = {
     JobFailed: _ended("failed"),
     JobCancelled: _ended("cancelled"),
 }
-
-
-# --- writing -----------------------------------------------------------------------------
-
-
-def _load_job(conn: sqlite3.Connection, job_id: str) -> Row | None:
-    r = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-    if r is None:
-        return None
-    row = dict(r)
-    for column in JOB_JSON:
-        row[column] = json.loads(row[column]) if row[column] is not None else None
-    return row
-
-
-def _save_job(conn: sqlite3.Connection, row: Row) -> None:
-    values = {k: (json.dumps(v) if k in JOB_JSON and v is not None else v) for k, v in row.items()}
-    columns = ", ".join(values)
-    marks = ", ".join(f":{k}" for k in values)
-    conn.execute(f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({marks})", values)
-
-
-def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
-    """Upsert by model id: a replayed registration rewrites the same row."""
-    data = ev.model_dump(mode="json")
-    row = {
-        k: data[k]
-        for k in (
-            "model_id",
-            "job_id",
-            "name",
-            "framework",
-            "task",
-            "base_model_id",
-            "license",
-            "domain",
-            "description",
-            "storage_prefix",
-        )
-    }
-    for column in ("architecture", "artifacts", "metrics", "lineage", "tags"):
-        row[column] = json.dumps(data[column])
-    row["created_at"] = iso(ev.created_at)
-    columns = ", ".join(row)
-    updates = ", ".join(f"{k} = excluded.{k}" for k in row if k != "model_id")
-    conn.execute(
-        f"INSERT INTO models ({columns}) VALUES ({', '.join(':' + k for k in row)}) "
-        f"ON CONFLICT (model_id) DO UPDATE SET {updates}",
-        row,
-    )
-    conn.execute("DELETE FROM model_tags WHERE model_id = ?", (ev.model_id,))
-    conn.executemany(
-        "INSERT OR IGNORE INTO model_tags (model_id, tag, created_at) VALUES (?, ?, ?)",
-        [(ev.model_id, tag, row["created_at"]) for tag in ev.tags],
-    )
-    conn.execute(
-        "UPDATE jobs SET model_id = ? WHERE job_id = ? AND model_id IS NULL",
-        (ev.model_id, ev.job_id),
-    )
-
-
-def _fold(conn: sqlite3.Connection, event: Any) -> None:
-    if isinstance(event, ModelRegistered):
-        _register(conn, event)
-        return
-    fold = JOB_FOLDS.get(type(event))
-    if fold is None:  # not an event the read model keeps (e.g. a misrouted one)
-        return
-    new = fold(_load_job(conn, event.job_id), event)
-    if new is not None:
-        _save_job(conn, new)
-
-
-def _apply(conn: sqlite3.Connection, rec: Folded) -> bool:
-    row = conn.execute(
-        "SELECT next_offset FROM offsets WHERE topic = ? AND partition = ?",
-        (rec.topic, rec.partition),
-    ).fetchone()
-    if row is not None and rec.offset < row[0]:
-        return False
-    if rec.event is not None:
-        _fold(conn, rec.event)
-    conn.execute(
-        "INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
-        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-        (rec.topic, rec.partition, rec.offset + 1),
-    )
-    return True
-
-
-def apply(conn: sqlite3.Connection, topic: str, partition: int, offset: int, event: Any) -> bool:
-    """Fold one record and store its offset in one transaction; False if already applied.
-
-    ``event`` is a decoded contract event, a :class:`Submission`, or None for a record that
-    could not be read (only its offset moves on).
-    """
-    with transaction(conn):
-        return _apply(conn, Folded(topic, partition, offset, event))
-
-
-def apply_many(conn: sqlite3.Connection, records: Iterable[Folded]) -> int:
-    """Fold a batch in one transaction (same guarantees as :func:`apply`); returns how many."""
-    with transaction(conn):
-        return sum(_apply(conn, rec) for rec in records)

@@ -1,0 +1,17 @@
+"""The read model's concerns: the one list the schema, the fold and the projector read.
+
+A new concern is a module beside ``jobs.py`` and ``models.py`` declaring its ``Concern`` (DDL,
+folds per event type, topics) and its queries, plus one entry here. Order matters only where
+two concerns fold the same event type: they fold it in this order, in one transaction.
+"""
+
+from __future__ import annotations
+
+from sparktrainer.registry.concern import Concern
+from sparktrainer.registry.jobs import JOBS
+from sparktrainer.registry.models import MODELS
+
+CONCERNS: tuple[Concern, ...] = (MODELS, JOBS)
+
+# Every topic some concern reads, in a stable order.
+PROJECTED_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(t for c in CONCERNS for t in c.topics))

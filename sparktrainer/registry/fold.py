@@ -1,0 +1,76 @@
+"""The fold: each record on the log changes the read model exactly once.
+
+``apply`` hands a record's event to every concern's fold for its type *and* stores the offset
+of its partition, in one SQLite transaction. A record at or below the stored offset was
+applied already and is skipped, so a crash between the two, a redelivery or a replay of the
+whole log never counts anything twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sparktrainer.registry import db
+from sparktrainer.registry.concern import Concern, Fold
+from sparktrainer.registry.concerns import CONCERNS
+
+Folds = Mapping[type, tuple[Fold, ...]]
+
+
+@dataclass(frozen=True)
+class Folded:
+    """One consumed record, ready to fold: its coordinates and its event (None: unreadable)."""
+
+    topic: str
+    partition: int
+    offset: int
+    event: Any
+
+
+def folds_by_type(concerns: Sequence[Concern]) -> Folds:
+    """Every concern's fold for each event type, in the concerns' order."""
+    by_type: dict[type, list[Fold]] = {}
+    for concern in concerns:
+        for kind, fold in concern.folds.items():
+            by_type.setdefault(kind, []).append(fold)
+    return {kind: tuple(folds) for kind, folds in by_type.items()}
+
+
+FOLDS = folds_by_type(CONCERNS)
+
+
+def _apply(conn: sqlite3.Connection, rec: Folded, folds: Folds) -> bool:
+    stored = db.next_offset(conn, rec.topic, rec.partition)
+    if stored is not None and rec.offset < stored:
+        return False
+    # An event no concern keeps (e.g. a misrouted one) only moves the offset on.
+    for fold in folds.get(type(rec.event), ()):
+        fold(conn, rec.event)
+    db.store_offset(conn, rec.topic, rec.partition, rec.offset + 1)
+    return True
+
+
+def apply(
+    conn: sqlite3.Connection,
+    topic: str,
+    partition: int,
+    offset: int,
+    event: Any,
+    folds: Folds = FOLDS,
+) -> bool:
+    """Fold one record and store its offset in one transaction; False if already applied.
+
+    ``event`` is a decoded contract event, what a concern's raw decoder made of a record (a
+    ``Submission``), or None for a record that could not be read (only its offset moves on).
+    """
+    with db.transaction(conn):
+        return _apply(conn, Folded(topic, partition, offset, event), folds)
+
+
+def apply_many(conn: sqlite3.Connection, records: Iterable[Folded], folds: Folds = FOLDS) -> int:
+    """Fold a batch in one transaction (same guarantees as :func:`apply`); returns how many."""
+    with db.transaction(conn):
+        return sum(_apply(conn, rec, folds) for rec in records)

@@ -1,0 +1,195 @@
+"""The models concern: registered models, their tags, and the queries on them (lineage too)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from sparktrainer.contracts import topics as t
+from sparktrainer.contracts.events import ModelRegistered
+from sparktrainer.registry.concern import Concern
+from sparktrainer.registry.rows import Page, Row, bounded, decoded, iso
+
+MAX_LINEAGE_DEPTH = 64
+DDL = """
+CREATE TABLE IF NOT EXISTS models (
+    model_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    framework TEXT NOT NULL,
+    task TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    artifacts TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    base_model_id TEXT,
+    lineage TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    license TEXT,
+    domain TEXT,
+    created_at TEXT NOT NULL,
+    description TEXT,
+    storage_prefix TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS models_by_created ON models (created_at DESC, model_id);
+CREATE INDEX IF NOT EXISTS models_by_framework ON models (framework, created_at DESC);
+CREATE INDEX IF NOT EXISTS models_by_base ON models (base_model_id, created_at DESC);
+CREATE TABLE IF NOT EXISTS model_tags (
+    model_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (model_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS model_tags_by_tag ON model_tags (tag, created_at DESC, model_id);
+"""
+MODEL_JSON = ("architecture", "artifacts", "metrics", "lineage", "tags")
+_SUMMARY = "model_id, name, framework, task, base_model_id, created_at"
+
+
+def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
+    """Upsert by model id: a replayed registration rewrites the same row."""
+    data = ev.model_dump(mode="json")
+    row = {
+        k: data[k]
+        for k in (
+            "model_id",
+            "job_id",
+            "name",
+            "framework",
+            "task",
+            "base_model_id",
+            "license",
+            "domain",
+            "description",
+            "storage_prefix",
+        )
+    }
+    for column in MODEL_JSON:
+        row[column] = json.dumps(data[column])
+    row["created_at"] = iso(ev.created_at)
+    columns = ", ".join(row)
+    updates = ", ".join(f"{k} = excluded.{k}" for k in row if k != "model_id")
+    conn.execute(
+        f"INSERT INTO models ({columns}) VALUES ({', '.join(':' + k for k in row)}) "
+        f"ON CONFLICT (model_id) DO UPDATE SET {updates}",
+        row,
+    )
+    conn.execute("DELETE FROM model_tags WHERE model_id = ?", (ev.model_id,))
+    conn.executemany(
+        "INSERT OR IGNORE INTO model_tags (model_id, tag, created_at) VALUES (?, ?, ?)",
+        [(ev.model_id, tag, row["created_at"]) for tag in ev.tags],
+    )
+
+
+MODELS = Concern(
+    name="models",
+    version=1,
+    ddl=DDL,
+    topics=(t.MODELS_REGISTERED,),
+    folds={ModelRegistered: _register},
+)
+
+
+def list_models(
+    conn: sqlite3.Connection,
+    framework: str | None = None,
+    base_model_id: str | None = None,
+    tag: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page:
+    """Registered models, newest first, filtered by framework, parent model and tag.
+
+    The page is chosen on ids and sort keys only (from an index), then its rows are read:
+    sorting whole rows, JSON columns and all, costs more than the query itself.
+    """
+    limit, offset = bounded(limit, offset)
+    where: list[str] = []
+    params: list[Any] = []
+    if tag is None:
+        source, order = "models m", "m.created_at DESC, m.model_id"
+    else:  # drive from model_tags, which carries created_at for this very order
+        source = "model_tags s JOIN models m USING (model_id)"
+        order = "s.created_at DESC, s.model_id"
+        where, params = ["s.tag = ?"], [tag]
+    for column, value in (("framework", framework), ("base_model_id", base_model_id)):
+        if value is not None:
+            where.append(f"m.{column} = ?")
+            params.append(value)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    total = conn.execute(f"SELECT count(*) FROM {source} {clause}", params).fetchone()[0]
+    page_ids = f"SELECT m.model_id FROM {source} {clause} ORDER BY {order} LIMIT ? OFFSET ?"
+    rows = conn.execute(
+        f"SELECT * FROM models WHERE model_id IN ({page_ids}) ORDER BY created_at DESC, model_id",
+        [*params, limit, offset],
+    ).fetchall()
+    items = [_with_size(decoded(r, MODEL_JSON)) for r in rows]
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+def _with_size(model: Row) -> Row:
+    model["size_bytes"] = sum(int(a.get("size_bytes", 0)) for a in model["artifacts"])
+    return model
+
+
+def get_model(conn: sqlite3.Connection, model_id: str) -> Row | None:
+    """One model with its files (path, size, sha256), metrics and metadata; None if unknown."""
+    row = conn.execute("SELECT * FROM models WHERE model_id = ?", (model_id,)).fetchone()
+    return _with_size(decoded(row, MODEL_JSON)) if row else None
+
+
+def lineage(conn: sqlite3.Connection, model_id: str) -> Row | None:
+    """A model's ancestors (nearest first) and its direct children; None if the model is unknown.
+
+    The chain follows ``base_model_id`` through registered models; where it leaves the registry
+    (a torchvision or hub base, or an ancestor never registered here) the ids recorded in the
+    model's own ``lineage`` fill it in, marked ``registered: false``.
+    """
+    model = get_model(conn, model_id)
+    if model is None:
+        return None
+    rows = conn.execute(
+        f"""
+        WITH RECURSIVE chain(id, depth) AS (
+            SELECT base_model_id, 1 FROM models WHERE model_id = ? AND base_model_id IS NOT NULL
+            UNION ALL
+            SELECT m.base_model_id, c.depth + 1 FROM models m JOIN chain c ON m.model_id = c.id
+            WHERE m.base_model_id IS NOT NULL AND c.depth < {MAX_LINEAGE_DEPTH}
+        )
+        SELECT c.id AS chain_id, c.depth, m.* FROM chain c LEFT JOIN models m ON m.model_id = c.id
+        ORDER BY c.depth
+        """,
+        (model_id,),
+    ).fetchall()
+    ancestors: list[dict[str, Any]] = []
+    seen = {model_id}
+    for r in rows:
+        if r["chain_id"] in seen:  # a cycle in bad data: stop rather than loop
+            break
+        seen.add(r["chain_id"])
+        ancestors.append(_summary(r) if r["model_id"] else _unregistered(r["chain_id"]))
+    for ancestor_id in model["lineage"]:
+        if ancestor_id not in seen:
+            seen.add(ancestor_id)
+            ancestors.append(_unregistered(ancestor_id))
+    children = conn.execute(
+        f"SELECT {_SUMMARY} FROM models WHERE base_model_id = ? ORDER BY created_at, model_id",
+        (model_id,),
+    ).fetchall()
+    return {
+        "model": _summary(model),
+        "ancestors": ancestors,
+        "children": [_summary(c) for c in children],
+    }
+
+
+def _summary(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
+    out = {
+        k: row[k] for k in ("model_id", "name", "framework", "task", "base_model_id", "created_at")
+    }
+    out["registered"] = True
+    return out
+
+
+def _unregistered(model_id: str) -> dict[str, Any]:
+    return {"model_id": model_id, "registered": False}

@@ -1,0 +1,1 @@
+"""The services the deployable consumers run: bus runtimes and readers wired to plain logic."""

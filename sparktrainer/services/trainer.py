@@ -1,0 +1,185 @@
+"""The trainer service: validated jobs, one at a time per device, trained in a warm worker.
+
+Three loops share one producer: the job runtime (group ``sparktrainer-trainer``, one job at a
+time, partitions paused while it trains), a cancel listener that sees every cancel request
+(a group-less ``LogReader`` from the start of jobs.control), and a cancel responder (group
+``sparktrainer-trainer-control``) that answers cancels for jobs that had already ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+
+from sparktrainer.bus.kafka import make_producer, send
+from sparktrainer.bus.reader import LogReader
+from sparktrainer.bus.runtime import ConsumerRuntime, Received
+from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, encode
+from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
+from sparktrainer.contracts.topics import JOBS_CONTROL, JOBS_VALIDATED
+from sparktrainer.settings import Settings
+from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.runner import SOURCE, CancelBook, answer_cancel, drive_job
+from sparktrainer.training.worker.warm import WarmWorker
+
+log = structlog.get_logger(__name__)
+GROUP = "sparktrainer-trainer"
+
+
+class TrainerService:
+    """Wires the job runner to Kafka: what the deployable trainer process runs.
+
+    :param settings: the process settings.
+    :param once: take one job, finish it, stop (scale-to-zero runners).
+    :param idle_timeout_s: with ``once``, stop when no job arrives within this many seconds.
+    :param group_id: the job runtime's consumer group.
+    :param control_group_id: the cancel responder's group (default ``{group_id}-control``).
+    :param consumer_options: further aiokafka options for both group consumers.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        once: bool = False,
+        idle_timeout_s: float | None = None,
+        group_id: str = GROUP,
+        control_group_id: str | None = None,
+        consumer_options: dict[str, object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.once = once
+        self.idle_timeout_s = idle_timeout_s
+        self.store = ObjectStore.from_settings(settings)
+        self.worker = WarmWorker(settings)
+        self.cancels = CancelBook(worker=self.worker)
+        self.producer = make_producer(settings)
+        self.jobs = self._job_runtime(group_id, consumer_options)
+        self.control = ConsumerRuntime(
+            settings,
+            name="trainer-control",
+            group_id=control_group_id or f"{group_id}-control",
+            topics=(JOBS_CONTROL,),
+            handler=self.handle_cancel,
+            concurrency=4,
+            producer=self.producer,
+            consumer_options=consumer_options,
+        )
+        self.ready = asyncio.Event()
+
+    def _job_runtime(
+        self, group_id: str, consumer_options: dict[str, object] | None
+    ) -> ConsumerRuntime:
+        """One job at a time; a running job survives rebalances that leave it here."""
+        return ConsumerRuntime(
+            self.settings,
+            name="trainer",
+            group_id=group_id,
+            topics=(JOBS_VALIDATED,),
+            handler=self.handle_job,
+            on_failure=self.job_failed,
+            concurrency=1,
+            max_records=1 if self.once else None,
+            handler_attempts=3,
+            revoke_grace_s=1.0,
+            keep_work_on_revoke=True,
+            producer=self.producer,
+            consumer_options={
+                # Sticky: a trainer joining does not move a running job's partition.
+                "partition_assignment_strategy": (StickyPartitionAssignor,),
+                **(consumer_options or {}),
+            },
+        )
+
+    def __repr__(self) -> str:
+        return f"TrainerService(jobs={self.jobs.stats}, control={self.control.stats})"
+
+    async def handle_job(self, rec: Received) -> list[OutRecord]:
+        """One validated job to its terminal event."""
+        try:
+            job = decode(rec.value, rec.headers, JobValidated)
+        except EnvelopeError as e:
+            log.error("undecodable_validated_event", error=str(e), offset=rec.offset)
+            return []  # not a job we can name; logged with its coordinates
+        return await drive_job(
+            job,
+            worker=self.worker,
+            store=self.store,
+            cancels=self.cancels,
+            send=lambda r: send(self.producer, r),
+            max_attempts=self.settings.job_max_attempts,
+        )
+
+    async def job_failed(self, rec: Received, error: BaseException) -> list[OutRecord]:
+        """The runner itself failed (e.g. S3 down past its retries): the job still ends."""
+        try:
+            job = decode(rec.value, rec.headers, JobValidated)
+        except EnvelopeError:
+            return []
+        failed = JobFailed(
+            job_id=job.job_id,
+            reason=f"trainer could not run the job: {type(error).__name__}: {error}"[:500],
+            error_type=type(error).__name__,
+            retriable=True,
+        )
+        return [encode(failed, SOURCE)]
+
+    async def handle_cancel(self, rec: Received) -> list[OutRecord]:
+        """Answer a cancel for a job that had already ended."""
+        try:
+            cancel = decode(rec.value, rec.headers, CancelRequested)
+        except EnvelopeError as e:
+            log.warning("undecodable_cancel", error=str(e), offset=rec.offset)
+            return []
+        return await answer_cancel(cancel, self.store)
+
+    async def listen_cancels(self) -> None:
+        """See every cancel request (no group), from the start of the log."""
+        async with LogReader(self.settings) as reader:
+            await reader.assign_at_beginning(await reader.partitions((JOBS_CONTROL,)))
+            while True:
+                for r in await reader.read(timeout_ms=200):
+                    with contextlib.suppress(EnvelopeError):
+                        self.cancels.request(decode(r.value, r.headers, CancelRequested))
+
+    async def run(self) -> int:
+        """Start the worker and the loops; stop when the job loop stops."""
+        await self.worker.start()
+        await self.producer.start()
+        listener = asyncio.create_task(self.listen_cancels())
+        control = asyncio.create_task(self.control.run())
+        jobs = asyncio.create_task(self.jobs.run())
+        try:
+            await asyncio.wait(
+                [asyncio.ensure_future(self.jobs.wait_positioned(timeout_s=120)), jobs],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            self.ready.set()
+            if self.once and self.idle_timeout_s:
+                await self._stop_if_idle(jobs)
+            await jobs
+        finally:
+            self.control.stop()
+            listener.cancel()
+            await asyncio.gather(control, listener, return_exceptions=True)
+            await self.producer.stop()
+            await self.worker.stop()
+        return 0
+
+    async def wait_positioned(self, timeout_s: float) -> None:
+        """Wait until the job runtime has its partitions and positions (or has stopped)."""
+        await asyncio.wait_for(self.ready.wait(), timeout_s)
+
+    async def _stop_if_idle(self, jobs: asyncio.Task[object]) -> None:
+        """--once with nothing to do: exit instead of holding a GPU until a deadline."""
+        await asyncio.wait([jobs], timeout=self.idle_timeout_s)
+        if not jobs.done() and self.jobs.stats.records_in == 0:
+            log.info("idle_exit", idle_timeout_s=self.idle_timeout_s)
+            self.jobs.stop()
+
+    def stop(self) -> None:
+        """Graceful stop: the running job gets the runtime's grace period."""
+        self.jobs.stop()
