@@ -38,7 +38,7 @@ from minio import Minio
 
 from sparktrainer import guide
 from sparktrainer.contracts.events import JobProgress, JobValidated
-from sparktrainer.contracts.jobspec import CONFIG_KINDS
+from sparktrainer.contracts.kinds import kind_of
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.training.job.context import JobContext
@@ -67,7 +67,7 @@ def bench_job(config_kind: str, config: dict[str, Any], name: str = "bench") -> 
         type="train",
         framework="pytorch",
         config_kind=config_kind,
-        config=CONFIG_KINDS[config_kind].model_validate(config).model_dump(mode="json"),
+        config=kind_of(config_kind).config.model_validate(config),
     )
 
 

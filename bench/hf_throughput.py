@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparktrainer.contracts.events import JobProgress, JobValidated
-from sparktrainer.contracts.jobspec import HuggingFaceConfig
+from sparktrainer.contracts.jobspec import LocalModelConfig
 from sparktrainer.settings import Settings
 from sparktrainer.training.hf import data as text
 from sparktrainer.training.hf.models import ModelSource
@@ -88,7 +88,7 @@ def job_config(args: argparse.Namespace, model_path: Path, epochs: int) -> dict[
 
 def recipe_round(args: argparse.Namespace, model_path: Path, epochs: int, n: int) -> float:
     """samples/s of the recipe from its first step's progress event to its last one."""
-    config = HuggingFaceConfig.model_validate(job_config(args, model_path, epochs))
+    config = LocalModelConfig.model_validate(job_config(args, model_path, epochs))
     marks: list[float] = []
 
     def emit(event: Any) -> None:
@@ -97,7 +97,7 @@ def recipe_round(args: argparse.Namespace, model_path: Path, epochs: int, n: int
 
     job = JobValidated(
         job_id=f"bench-{n}", name="bench", type="finetune", framework="huggingface",
-        config_kind="huggingface", config=config.model_dump(mode="json"),
+        config_kind=LocalModelConfig.kind, config=config,
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         ctx = JobContext(
@@ -110,7 +110,7 @@ def recipe_round(args: argparse.Namespace, model_path: Path, epochs: int, n: int
 
 def bare_round(args: argparse.Namespace, model_path: Path, epochs: int) -> float:
     """samples/s of a plain loop: same model and batches, AdamW, autocast as the recipe."""
-    config = HuggingFaceConfig.model_validate(job_config(args, model_path, epochs))
+    config = LocalModelConfig.model_validate(job_config(args, model_path, epochs))
     data = text.load_text_data(config.data, "classification", 2, None)
     plan = HFPlan(config, "finetune", ModelSource(model_path, str(model_path)), data, model_path)
     model, tokenizer = build_model(plan)

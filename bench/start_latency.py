@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparktrainer.contracts.events import JobProgress, JobStarted, JobValidated
-from sparktrainer.contracts.jobspec import MLPConfig
+from sparktrainer.contracts.jobspec import DataSpec, MLPConfig
 from sparktrainer.settings import Settings
 from sparktrainer.training.worker.warm import WarmWorker
 
@@ -37,7 +37,7 @@ def tiny_job() -> JobValidated:
         output_size=4,
         hidden_layers=[64],
         epochs=1,
-        data={"num_samples": 256},  # type: ignore[arg-type]
+        data=DataSpec(num_samples=256),
     )
     return JobValidated(
         job_id=f"latency-{uuid.uuid4().hex[:10]}",
@@ -45,7 +45,7 @@ def tiny_job() -> JobValidated:
         type="train",
         framework="pytorch",
         config_kind=config.kind,
-        config=config.model_dump(mode="json"),
+        config=config,
     )
 
 

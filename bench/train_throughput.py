@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparktrainer.contracts.events import JobProgress, JobValidated
-from sparktrainer.contracts.jobspec import CONFIG_KINDS
+from sparktrainer.contracts.kinds import kind_of
 from sparktrainer.settings import Settings
 from sparktrainer.training.job.context import JobContext
 from sparktrainer.training.loop.device import pick_device, seed_everything
@@ -106,7 +106,7 @@ def recipe_round(args: argparse.Namespace, epochs: int, n: int) -> float:
         type="train",
         framework="pytorch",
         config_kind=kind,
-        config=CONFIG_KINDS[kind].model_validate(config).model_dump(mode="json"),
+        config=kind_of(kind).config.model_validate(config),
     )
     with tempfile.TemporaryDirectory() as tmp:
         ctx = JobContext(
@@ -123,7 +123,7 @@ def recipe_round(args: argparse.Namespace, epochs: int, n: int) -> float:
 def bare_round(args: argparse.Namespace, epochs: int) -> float:
     """samples/s of a plain loop: same model, data on the device, same batches and optimizer."""
     kind, config = job_config(args, epochs)
-    spec = CONFIG_KINDS[kind].model_validate(config)
+    spec = kind_of(kind).config.model_validate(config)
     device = pick_device()
     seed_everything(spec.seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,8 +9,9 @@ import argparse
 import asyncio
 
 from consumers._entry import serve
-from sparktrainer.bus.runtime import ConsumerRuntime, Received
+from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.envelope import OutRecord, encode
+from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
@@ -30,7 +31,7 @@ def build_runtime(
     async def on_failure(rec: Received, error: BaseException) -> list[OutRecord]:
         # The checks themselves never raise; this is the object store staying down.
         reason = f"Could not validate the job: {type(error).__name__}: {error}"[:400]
-        rejected = door._rejected(rec, None, [reason + " (a transient failure: resubmit the job)"])
+        rejected = door.rejected(rec, [reason + " (a transient failure: resubmit the job)"])
         return [encode(rejected, door.SOURCE)]
 
     return ConsumerRuntime(

@@ -10,23 +10,41 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Limits(BaseSettings):
-    """Resource caps: a job beyond any of them is rejected before it trains."""
+    """Resource caps: a job beyond any of them is rejected before anything is allocated.
+
+    Each is ``SPARKTRAINER_MAX_<NAME>``; the README's "Security and limits" lists them all.
+    The validator checks them, and the trainer checks them again on every job it takes.
+    """
 
     model_config = SettingsConfigDict(env_prefix="SPARKTRAINER_MAX_", extra="ignore")
 
+    # What a job asks for, field by field
     epochs: int = 1000
     batch_size: int = 4096
     learning_rate: float = 10.0
-    hidden_units: int = 65536
-    layers: int = 64
-    num_classes: int = 100_000
-    input_size: int = 10_000_000
-    dataset_samples: int = 10_000_000
-    model_parameters: int = 2_000_000_000
-    submission_bytes: int = 256 * 1024
-    job_runtime_s: float = 7 * 24 * 3600.0
     gradient_accumulation_steps: int = 1024
+    job_runtime_s: float = 7 * 24 * 3600.0
+    hidden_units: int = 65536  # MLP layer width, ResNet channels
+    layers: int = 64  # MLP hidden layers, ResNet blocks
+    num_classes: int = 100_000
+    input_size: int = 10_000_000  # features per sample (MLP input, C*H*W of an image)
+    image_side: int = 4096  # height or width of an input shape
+    image_channels: int = 64
     sequence_length: int = 8192
+    lora_r: int = 512
+    world_size: int = 8  # DDP processes one job may ask for
+    seed: int = 2**32 - 1
+    dataset_samples: int = 10_000_000
+    # What a job is estimated to cost (contracts/estimates.py)
+    model_parameters: int = 2_000_000_000
+    job_memory_bytes: int = 32 * 2**30  # weights, gradients, optimizer, activations, data
+    data_bytes: int = 8 * 2**30  # training data held in memory (S3 objects: checked on read)
+    # The shape of the submission itself
+    submission_bytes: int = 256 * 1024
+    string_chars: int = 4096
+    list_items: int = 1024
+    object_keys: int = 256
+    nesting_depth: int = 10
 
 
 class Settings(BaseSettings):

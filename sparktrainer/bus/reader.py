@@ -29,7 +29,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from sparktrainer.bus.kafka import make_consumer
-from sparktrainer.bus.runtime import Received, received_from
+from sparktrainer.bus.runtime import received_from, tp_of
+from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Settings
 
 # 100 ms keeps a CLI catch-up snappy at the cost of ten empty fetches a second when idle.
@@ -199,4 +200,4 @@ class LogReader:
         """
         while behind := await self.behind(ends):
             records = await self.read(timeout_ms, partitions=behind)
-            yield [r for r in records if r.offset < ends[r.tp]]
+            yield [r for r in records if r.offset < ends[tp_of(r)]]

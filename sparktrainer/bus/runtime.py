@@ -33,27 +33,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from sparktrainer.bus.kafka import make_consumer, make_producer, send
 from sparktrainer.bus.offsets import PartitionOffsets
 from sparktrainer.contracts.envelope import OutRecord
+from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Received:
-    """One consumed record, as a handler sees it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    timestamp_ms: int | None
-
-    @property
-    def tp(self) -> TopicPartition:
-        """The record's topic-partition."""
-        return TopicPartition(self.topic, self.partition)
 
 
 Handler = Callable[[Received], Awaitable[list[OutRecord]]]
@@ -225,7 +208,7 @@ class ConsumerRuntime:
                 self._pending.clear()
                 return
             rec = self._pending.popleft()
-            if not self.offsets.start(rec.tp, rec.offset):  # revoked while pending
+            if not self.offsets.start(tp_of(rec), rec.offset):  # revoked while pending
                 continue
             self._taken += 1
             task = asyncio.create_task(self._process(rec), name=f"{self.name}:{rec.offset}")
@@ -243,7 +226,7 @@ class ConsumerRuntime:
             raise
         except Exception:  # a bug in encoding or the failure hook: log it, do not stall
             log.exception("record_failed", consumer=self.name)
-        self.offsets.finish(rec.tp, rec.offset)
+        self.offsets.finish(tp_of(rec), rec.offset)
         self.stats.records_done += 1
 
     async def _run_handler(self, rec: Received) -> list[OutRecord]:
@@ -313,17 +296,17 @@ class ConsumerRuntime:
         shows whether the partition really moved: the eager protocol revokes everything on
         every join, and a sticky assignor usually hands the same partitions back.
         """
-        self._pending = deque(r for r in self._pending if r.tp not in revoked)
-        tasks = [t for t, r in self._tasks.items() if r.tp in revoked]
+        self._pending = deque(r for r in self._pending if tp_of(r) not in revoked)
+        tasks = [t for t, r in self._tasks.items() if tp_of(r) in revoked]
         if tasks and not self.keep_work_on_revoke:
             await self._cancel(tasks, self.revoke_grace_s)
         await self._commit()
-        busy = {r.tp for r in self._tasks.values()}
+        busy = {tp_of(r) for r in self._tasks.values()}
         self.offsets.forget(revoked - busy)
 
     async def reassigned(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance: stop work whose partition moved to another member."""
-        moved = [t for t, r in self._tasks.items() if r.tp not in assigned]
+        moved = [t for t, r in self._tasks.items() if tp_of(r) not in assigned]
         if moved:
             log.info("work_moved_elsewhere", records=len(moved))
             await self._cancel(moved, self.revoke_grace_s)
@@ -352,3 +335,8 @@ def received_from(r: ConsumerRecord) -> Received:
         headers=tuple(r.headers or ()),
         timestamp_ms=r.timestamp,
     )
+
+
+def tp_of(rec: Received) -> TopicPartition:
+    """The aiokafka topic-partition a record came from."""
+    return TopicPartition(rec.topic, rec.partition)

@@ -11,10 +11,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparktrainer.contracts import topics
-from sparktrainer.contracts.jobspec import JobRequest
+from sparktrainer.contracts.jobspec import Framework, JobRequest, JobType
+from sparktrainer.contracts.kinds import KINDS, JobConfig
 
 _NAMESPACE = uuid.UUID("6f1c7a52-6b1e-4d5e-9a59-7d0c1c2b5e11")
 
@@ -79,10 +80,10 @@ class JobValidated(Event):
 
     job_id: str
     name: str
-    type: Literal["train", "finetune"]
-    framework: Literal["pytorch", "huggingface"]
-    config_kind: str
-    config: dict[str, Any]
+    type: JobType
+    framework: Framework
+    config_kind: str = Field(description="The job kind (contracts/kinds.py) that parses config")
+    config: JobConfig
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     license: str | None = None
@@ -91,6 +92,27 @@ class JobValidated(Event):
     warnings: list[str] = Field(default_factory=list)
     source: RecordSource | None = None
     validated_at: datetime = Field(default_factory=now)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_config(cls, data: Any) -> Any:
+        """Parse ``config`` with the class of its ``config_kind``: typed once, here."""
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):
+            kind = KINDS.get(str(data.get("config_kind")))
+            if kind is None:
+                raise ValueError(
+                    f"unknown config_kind {str(data.get('config_kind'))[:60]!r}: "
+                    f"one of {', '.join(KINDS)}"
+                )
+            data = {**data, "config": kind.config.model_validate(data["config"])}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_matches(self) -> JobValidated:
+        kind = KINDS.get(self.config_kind)
+        if kind is None or type(self.config) is not kind.config or kind.framework != self.framework:
+            raise ValueError(f"config does not match config_kind '{self.config_kind[:60]}'")
+        return self
 
 
 class JobRejected(Event):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -22,21 +22,18 @@ from pydantic import (
     model_validator,
 )
 
-FRAMEWORKS_KNOWN = ("pytorch", "tensorflow", "huggingface")
-FRAMEWORKS_RUN = ("pytorch", "huggingface")
-JOB_TYPES = ("train", "finetune")
-TORCHVISION_MODELS = ("resnet18", "resnet50", "vgg16", "densenet121")
-ACTIVATIONS = ("relu", "gelu", "tanh", "leaky_relu", "sigmoid", "silu", "elu")
-PRECISIONS = ("float32", "float16", "bfloat16")
-SCHEDULERS = ("none", "cosine", "step", "linear", "onecycle")
-OPTIMIZERS = ("adam", "adamw", "sgd")
+Framework = Literal["pytorch", "huggingface"]  # what this deployment's trainers run
+JobType = Literal["train", "finetune"]
+FRAMEWORKS_KNOWN = ("pytorch", "tensorflow", "huggingface")  # the guide's list
+FRAMEWORKS_RUN: tuple[str, ...] = get_args(Framework)
+JOB_TYPES: tuple[str, ...] = get_args(JobType)
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def check_safe_id(value: str) -> str:
     """A model or job id is one path segment: no slashes, dots-only names or control chars."""
-    if not _ID_RE.match(value) or value in (".", "..") or ".." in value:
+    if not _ID_RE.fullmatch(value) or value in (".", "..") or ".." in value:
         raise ValueError(
             f"'{value[:80]}' is not a valid id: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, and no '..'"
@@ -87,7 +84,7 @@ class DataSpec(Strict):
     label_field: str = "label"
     num_samples: PosInt = 512
     validation_split: Fraction = 0.2
-    seed: StrictInt = 0
+    seed: NonNegInt = 0
 
     @field_validator("source")
     @classmethod
@@ -135,7 +132,7 @@ class TrainingOptions(Strict):
     precision: Literal["float32", "float16", "bfloat16"] = "float32"
     gradient_accumulation_steps: PosInt = 1
     distributed: DistributedSpec = DistributedSpec()
-    seed: StrictInt = 42
+    seed: NonNegInt = 42
     data: DataSpec = DataSpec()
     checkpoint_every_steps: NonNegInt = 0
     max_runtime_s: PosNumber | None = None
@@ -205,11 +202,11 @@ class RegisteredPyTorchConfig(TrainingOptions):
 
 
 class HuggingFaceConfig(TrainingOptions):
-    """Train or fine-tune a transformers model (hub name, local path or registered id)."""
+    """Train or fine-tune a transformers model; the subclasses say where the model comes from."""
 
     model_source: Literal["huggingface", "local", "model_id"] = "huggingface"
-    model_name: str | None = None
-    model_path: str | None = None
+    model_name: str | None = Field(default=None, max_length=256)
+    model_path: str | None = Field(default=None, max_length=1024)
     model_id: SafeId | None = None
     task_type: Literal["classification", "generation"] = "classification"
     num_classes: PosInt = 2
@@ -220,8 +217,6 @@ class HuggingFaceConfig(TrainingOptions):
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lora: LoraSpec = LoraSpec()
     freeze_layers: StrictBool = False
-
-    kind: ClassVar[str] = "huggingface"
 
     @model_validator(mode="after")
     def _source_fields(self) -> HuggingFaceConfig:
@@ -239,28 +234,28 @@ class HuggingFaceConfig(TrainingOptions):
         return self
 
 
-PYTORCH_ARCHITECTURES: dict[str, type[TrainingOptions]] = {
-    "custom": MLPConfig,
-    "resnet": ResNetConfig,
-}
-PYTORCH_SOURCES: dict[str, type[TrainingOptions]] = {
-    "torchvision": TorchvisionConfig,
-    "model_id": RegisteredPyTorchConfig,
-}
-CONFIG_KINDS: dict[str, type[TrainingOptions]] = {
-    cls.kind: cls
-    for cls in (
-        MLPConfig,
-        ResNetConfig,
-        TorchvisionConfig,
-        RegisteredPyTorchConfig,
-        HuggingFaceConfig,
-    )
-}
+class HubModelConfig(HuggingFaceConfig):
+    """A model from the Hugging Face hub, by name (``bert-base-uncased``, ``org/model``)."""
 
-JobConfig = (
-    MLPConfig | ResNetConfig | TorchvisionConfig | RegisteredPyTorchConfig | HuggingFaceConfig
-)
+    model_source: Literal["huggingface"] = "huggingface"
+
+    kind: ClassVar[str] = "huggingface.hub"
+
+
+class LocalModelConfig(HuggingFaceConfig):
+    """A transformers model folder on the trainer's own disk."""
+
+    model_source: Literal["local"] = "local"
+
+    kind: ClassVar[str] = "huggingface.local"
+
+
+class RegisteredHFConfig(HuggingFaceConfig):
+    """Fine-tune a Hugging Face model from the registry."""
+
+    model_source: Literal["model_id"] = "model_id"
+
+    kind: ClassVar[str] = "huggingface.registered"
 
 
 class JobRequest(BaseModel):

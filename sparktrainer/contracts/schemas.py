@@ -11,7 +11,7 @@ from pydantic import BaseModel, TypeAdapter
 from sparktrainer import __version__
 from sparktrainer.contracts import topics
 from sparktrainer.contracts.events import OWNED_EVENTS, JobSubmitted
-from sparktrainer.contracts.jobspec import JobConfig
+from sparktrainer.contracts.kinds import JobConfig
 
 EVENTS: tuple[type[BaseModel], ...] = (JobSubmitted, *OWNED_EVENTS)
 
@@ -94,8 +94,9 @@ def config_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://sparktrainer.io/schemas/job-config.json"
     schema["description"] = (
-        "config of a job: PyTorch 'architecture' custom|resnet, or 'model_source' "
-        "torchvision|model_id; Hugging Face model_source huggingface|local|model_id"
+        "config of a job: one variant per job kind (contracts/kinds.py). PyTorch: "
+        "'architecture' custom|resnet, or 'model_source' torchvision|model_id; Hugging Face: "
+        "model_source huggingface|local|model_id"
     )
     return schema
 

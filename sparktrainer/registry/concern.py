@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparktrainer.bus.runtime import Received
+from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Limits
 
 Fold = Callable[[sqlite3.Connection, Any], None]

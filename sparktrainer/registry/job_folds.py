@@ -24,6 +24,7 @@ from sparktrainer.contracts.events import (
     JobStarted,
     JobValidated,
 )
+from sparktrainer.contracts.records import Received, job_id_for
 from sparktrainer.registry.rows import Row, iso
 
 STATUS_RANK = {
@@ -48,39 +49,26 @@ class Submission:
     at: datetime
 
 
-def submission_of(
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    headers: Any,
-    timestamp_ms: int | None,
-    max_bytes: int,
-) -> Submission | None:
+def submission_of(rec: Received, max_bytes: int) -> Submission | None:
     """The submission in a raw record, under the job id the validator will give it.
 
     None for records the validator rejects before reading them (unreadable, oversized): their
     rejected event creates the job row instead.
     """
-    from sparktrainer.bus.runtime import Received  # the validator's own id rule, not a copy
-    from sparktrainer.validation.door import job_id_for
-
-    if value is None or len(value) > max_bytes:
+    if rec.value is None or len(rec.value) > max_bytes:
         return None
     try:
-        _, body = unwrap(value, headers)
+        _, body = unwrap(rec.value, rec.headers)
     except EnvelopeError:
         return None
-    rec = Received(topic, partition, offset, key, value, tuple(headers or ()), timestamp_ms)
-    job_id, _ = job_id_for(rec, body)
+    job_id, _ = job_id_for(rec, body)  # the validator's own id rule, not a copy
     fields = body if isinstance(body, dict) else {}
 
     def text(name: str) -> str | None:
         v = fields.get(name)
         return v[:256] if isinstance(v, str) else None
 
-    at = datetime.fromtimestamp((timestamp_ms or 0) / 1000, UTC)
+    at = datetime.fromtimestamp((rec.timestamp_ms or 0) / 1000, UTC)
     return Submission(job_id, text("name"), text("type"), text("framework"), at)
 
 

@@ -10,9 +10,9 @@ import json
 import sqlite3
 from typing import Any
 
-from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import ModelRegistered
+from sparktrainer.contracts.records import Received
 from sparktrainer.registry.concern import Concern
 from sparktrainer.registry.job_folds import JOB_FOLDS, Submission, submission_of
 from sparktrainer.registry.rows import Page, Row, bounded, decoded
@@ -77,16 +77,7 @@ def _link_model(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
 
 
 def _submission(rec: Received, limits: Limits) -> Submission | None:
-    return submission_of(
-        rec.topic,
-        rec.partition,
-        rec.offset,
-        rec.key,
-        rec.value,
-        rec.headers,
-        rec.timestamp_ms,
-        limits.submission_bytes,
-    )
+    return submission_of(rec, limits.submission_bytes)
 
 
 JOBS = Concern(

@@ -23,8 +23,8 @@ from aiokafka.errors import KafkaError
 
 from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.bus.reader import LogReader
-from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts.envelope import EnvelopeError, decode
+from sparktrainer.contracts.records import Received
 from sparktrainer.registry import db, store
 from sparktrainer.registry.concern import RawDecoder
 from sparktrainer.registry.concerns import CONCERNS, PROJECTED_TOPICS

@@ -16,10 +16,10 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from sparktrainer.bus.kafka import ensure_topics, make_producer
 from sparktrainer.bus.reader import LogReader
-from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.envelope import EnvelopeError, decode
 from sparktrainer.contracts.events import JobRejected
+from sparktrainer.contracts.records import Received
 from sparktrainer.replay.spec import Picked, ReplayError, ReplaySpec, bound_for, matches, pick
 from sparktrainer.settings import Settings
 

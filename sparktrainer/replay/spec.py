@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.envelope import REPLAY_HEADER, header_map
 from sparktrainer.contracts.events import derived_job_id
+from sparktrainer.contracts.records import Received
 
 Bound = int | dict[int, int] | None
 

@@ -16,9 +16,10 @@ from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitio
 
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.bus.reader import LogReader
-from sparktrainer.bus.runtime import ConsumerRuntime, Received
+from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
+from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.topics import JOBS_CONTROL, JOBS_VALIDATED
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore

@@ -11,27 +11,19 @@ import importlib
 from collections.abc import Callable
 
 from sparktrainer.contracts.events import ModelRegistered
+from sparktrainer.contracts.kinds import KINDS, kind_of
 from sparktrainer.errors import InvalidJobError
 from sparktrainer.storage.layout import METADATA, model_key
 from sparktrainer.training.job.context import JobContext
 
-_PYTORCH = "sparktrainer.training.pytorch.recipe:train_pytorch"
-RECIPES: dict[str, str] = {
-    "pytorch.mlp": _PYTORCH,
-    "pytorch.resnet": _PYTORCH,
-    "pytorch.torchvision": _PYTORCH,
-    "pytorch.registered": _PYTORCH,
-    "huggingface": "sparktrainer.training.hf.recipe:train_huggingface",
-}
-
 
 def recipe_for(config_kind: str) -> Callable[[JobContext], ModelRegistered]:
-    """Import the recipe function of a config kind."""
+    """Import the recipe function of a config kind (the kind registry names it)."""
     try:
-        module_name, _, function = RECIPES[config_kind].partition(":")
+        module_name, _, function = kind_of(config_kind).recipe.partition(":")
     except KeyError as e:
         raise InvalidJobError(
-            [f"no recipe trains config kind '{config_kind}': known are {sorted(RECIPES)}"]
+            [f"no recipe trains config kind '{config_kind}': known are {sorted(KINDS)}"]
         ) from e
     fn: Callable[[JobContext], ModelRegistered] = getattr(
         importlib.import_module(module_name), function

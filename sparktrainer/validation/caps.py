@@ -1,76 +1,123 @@
-"""Resource caps (settings): a job beyond them is rejected before it trains."""
+"""Resource caps (settings): every size a job asks for and what it is estimated to cost.
+
+A job beyond any cap is rejected before anything is allocated, with a message that names the
+field, the value or estimate, the limit and the setting that holds it. The trainer runs the
+same checks again on every job it takes (anyone can write jobs.validated).
+"""
 
 from __future__ import annotations
 
-from itertools import pairwise
+from collections import deque
+from typing import Any
 
-from sparktrainer.contracts.jobspec import (
-    HuggingFaceConfig,
-    MLPConfig,
-    ResNetConfig,
-    TorchvisionConfig,
-    TrainingOptions,
-)
+from sparktrainer.contracts.estimates import ResourceEstimate
+from sparktrainer.contracts.kinds import JobKind
 from sparktrainer.settings import Limits
 
+ENV_PREFIX = "SPARKTRAINER_MAX_"
 
-def _show(value: float) -> str:
+
+def show(value: float) -> str:
+    """A number as a person reads it (huge integers shortened)."""
     if isinstance(value, int) and abs(value) >= 10**15:
         return f"{value:.3e}" if abs(value) < 10**300 else f"(a {len(str(value))}-digit number)"
     return f"{value:g}"
 
 
-def _over(name: str, value: float, cap: float) -> str | None:
-    if value > cap:
-        return f"{name} {_show(value)} is above this deployment's limit of {_show(cap)}"
+def show_bytes(n: int) -> str:
+    """Bytes in binary units: ``1.5 GiB`` (past a thousand PiB, as a number of bytes)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    if n >= 1000 * 1024**5:
+        return f"{show(n)} bytes"
+    power = min(len(units) - 1, max(0, n.bit_length() - 1) // 10)
+    return f"{n} B" if power == 0 else f"{n / 1024**power:.1f} {units[power]}"
+
+
+def setting(cap: str) -> str:
+    """The environment variable that sets a cap."""
+    return ENV_PREFIX + cap.upper()
+
+
+def over(field: str, value: float, cap: str, limits: Limits) -> str | None:
+    """The message for ``value`` above the cap named ``cap``, or None."""
+    limit = getattr(limits, cap)
+    if value > limit:
+        return (
+            f"{field} {show(value)} is above this deployment's limit of {show(limit)} "
+            f"({setting(cap)})"
+        )
     return None
 
 
-def check_caps(config: TrainingOptions, limits: Limits) -> list[str]:
-    """Every cap the config exceeds, as messages."""
-    checks: list[tuple[str, float, float]] = [
-        ("epochs", config.epochs, limits.epochs),
-        ("batch_size", config.batch_size, limits.batch_size),
-        ("learning_rate", config.learning_rate, limits.learning_rate),
-        (
-            "gradient_accumulation_steps",
-            config.gradient_accumulation_steps,
-            limits.gradient_accumulation_steps,
-        ),
-        ("data.num_samples", config.data.num_samples, limits.dataset_samples),
-    ]
-    if config.max_runtime_s is not None:
-        checks.append(("max_runtime_s", config.max_runtime_s, limits.job_runtime_s))
-    if isinstance(config, MLPConfig):
-        checks += [
-            ("input_size", config.input_size, limits.input_size),
-            ("output_size", config.output_size, limits.num_classes),
-            ("hidden_layers count", len(config.hidden_layers), limits.layers),
-            ("hidden layer width", max(config.hidden_layers, default=0), limits.hidden_units),
-        ]
-        params = _mlp_parameters(config)
-        checks.append(("model parameters", params, limits.model_parameters))
-    if isinstance(config, ResNetConfig):
-        checks += [
-            ("num_classes", config.num_classes, limits.num_classes),
-            ("ResNet blocks", sum(config.num_blocks), limits.layers),
-            ("ResNet channels", max(config.channels), limits.hidden_units),
-            (
-                "input size",
-                config.input_shape[0] * config.input_shape[1] * config.input_shape[2],
-                limits.input_size,
-            ),
-        ]
-    if isinstance(config, TorchvisionConfig):
-        checks.append(("num_classes", config.num_classes, limits.num_classes))
-    if isinstance(config, HuggingFaceConfig):
-        checks += [
-            ("num_classes", config.num_classes, limits.num_classes),
-            ("max_length", config.max_length, limits.sequence_length),
-        ]
-    return [m for name, v, cap in checks if (m := _over(name, v, cap))]
+def check_asks(kind: JobKind, config: Any, limits: Limits) -> list[str]:
+    """Every size the config asks for beyond its cap."""
+    return [m for field, v, cap in kind.all_asks(config) if (m := over(field, v, cap, limits))]
 
 
-def _mlp_parameters(config: MLPConfig) -> int:
-    sizes = [config.input_size, *config.hidden_layers, config.output_size]
-    return sum(a * b + b for a, b in pairwise(sizes))
+def check_estimate(estimate: ResourceEstimate, config: Any, limits: Limits) -> list[str]:
+    """The estimated parameters, memory and data against their caps."""
+    errors = []
+    if m := over("estimated model parameters", estimate.parameters, "model_parameters", limits):
+        errors.append(m)
+    if estimate.data_bytes > limits.data_bytes:
+        errors.append(
+            f"config.data: the training data is estimated at {show_bytes(estimate.data_bytes)} "
+            f"in memory, above this deployment's limit of {show_bytes(limits.data_bytes)} "
+            f"({setting('data_bytes')}): lower data.num_samples or the input size"
+        )
+    if estimate.memory_bytes > limits.job_memory_bytes:
+        errors.append(_memory_message(estimate, config, limits))
+    return errors
+
+
+def _memory_message(e: ResourceEstimate, config: Any, limits: Limits) -> str:
+    parts = (
+        f"weights {show_bytes(2 * e.weight_bytes)} (with the best-weights copy), gradients "
+        f"{show_bytes(e.gradient_bytes)}, optimizer {show_bytes(e.optimizer_bytes)}, "
+        f"activations {show_bytes(e.activation_bytes)} for a batch of {config.batch_size}"
+    )
+    if e.processes > 1:
+        parts += f", times {e.processes} processes"
+    return (
+        f"config: the job is estimated to need {show_bytes(e.memory_bytes)} of memory ({parts}; "
+        f"data {show_bytes(e.data_bytes)}), above this deployment's limit of "
+        f"{show_bytes(limits.job_memory_bytes)} ({setting('job_memory_bytes')}): lower "
+        "batch_size or the model's size"
+    )
+
+
+def check_shape(body: Any, limits: Limits, max_errors: int = 5) -> list[str]:
+    """Strings, lists, objects and nesting of a submitted JSON document within their caps.
+
+    Iterative (no recursion on hostile depth) and stops after ``max_errors`` findings.
+    """
+    errors: list[str] = []
+    todo: deque[tuple[str, Any, int]] = deque([("job", body, 1)])
+    while todo and len(errors) < max_errors:
+        where, value, depth = todo.popleft()
+        if isinstance(value, str) and len(value) > limits.string_chars:
+            errors.append(_shape(where, f"text of {len(value)} characters", "string_chars", limits))
+        elif isinstance(value, dict | list):
+            problem = _container(where, value, depth, limits)
+            if problem:
+                errors.append(problem)
+                continue
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for name, item in items:
+                path = f"{where}[{name}]" if isinstance(value, list) else f"{where}.{name}"
+                todo.append((path[:200], item, depth + 1))
+    return errors
+
+
+def _container(where: str, value: dict[Any, Any] | list[Any], depth: int, limits: Limits) -> str:
+    if depth > limits.nesting_depth:
+        return _shape(where, f"nesting depth {depth}", "nesting_depth", limits)
+    if isinstance(value, list) and len(value) > limits.list_items:
+        return _shape(where, f"a list of {len(value)} items", "list_items", limits)
+    if isinstance(value, dict) and len(value) > limits.object_keys:
+        return _shape(where, f"an object of {len(value)} keys", "object_keys", limits)
+    return ""
+
+
+def _shape(where: str, what: str, cap: str, limits: Limits) -> str:
+    return f"{where}: {what} is above the limit of {show(getattr(limits, cap))} ({setting(cap)})"

@@ -1,7 +1,9 @@
 """The validation checks of the guide, and the ones beyond it, as plain functions.
 
 ``validate_job(body, store, limits)`` returns every error at once. It never raises on any
-input and never imports torch: the validator and the API's /validate both call it.
+input and never imports torch: the validator and the API's /validate both call it, and the
+trainer calls it again on every job it takes. Which config class, parent rule and estimate
+apply comes from the job-kind registry (``contracts/kinds.py``).
 """
 
 from __future__ import annotations
@@ -9,33 +11,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from sparktrainer.contracts import kinds
+from sparktrainer.contracts.estimates import ResourceEstimate
+from sparktrainer.contracts.hf_modules import check_lora_targets, model_type_for
 from sparktrainer.contracts.jobspec import (
     FRAMEWORKS_KNOWN,
     FRAMEWORKS_RUN,
     JOB_TYPES,
-    PYTORCH_ARCHITECTURES,
-    PYTORCH_SOURCES,
     HuggingFaceConfig,
     JobRequest,
     TrainingOptions,
 )
+from sparktrainer.contracts.kinds import Architecture, JobKind, Parent
 from sparktrainer.settings import Limits
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.validation import messages
-from sparktrainer.validation.caps import check_caps
-from sparktrainer.validation.registered import check_registered_model
+from sparktrainer.validation import caps, messages
+from sparktrainer.validation.registered import check_parent, local_architecture
 
 
 @dataclass
 class ValidationResult:
-    """The verdict on one job: errors (empty when valid), warnings and the typed config."""
+    """The verdict on one job: errors (empty when valid), warnings, its kind and typed config."""
 
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     request: JobRequest | None = None
+    kind: JobKind | None = None
     config: TrainingOptions | None = None
+    estimate: ResourceEstimate | None = None
 
     @property
     def valid(self) -> bool:
@@ -52,32 +57,92 @@ def validate_job(
     if not isinstance(body, dict):
         result.errors.append(messages.not_an_object(body))
         return result
+    result.errors.extend(caps.check_shape(body, limits))
+    if result.errors:
+        return result  # a pathological document is not parsed any further
     try:
         result.request = JobRequest.model_validate(body)
     except ValidationError as e:
         result.errors.extend(messages.from_pydantic(e))
-    framework = body.get("framework")
-    job_type = body.get("type")
+    framework, job_type = body.get("framework"), body.get("type")
     _check_framework(framework, result)
     _check_type(job_type, result)
     config = body.get("config", {})
-    if not isinstance(config, dict):
-        return result
-    cls = _config_class(framework, job_type, config, result)
-    if cls is None:
+    kind = select_kind(framework, job_type, config, result) if isinstance(config, dict) else None
+    if kind is None:
         return result
     try:
-        result.config = cls.model_validate(config)
+        result.config = kind.config.model_validate(config)
     except ValidationError as e:
         result.errors.extend(messages.from_pydantic(e, prefix="config"))
         return result
-    result.errors.extend(check_caps(result.config, limits))
+    result.kind = kind
+    _check_kind(kind, result.config, store, limits, result)
+    return result
+
+
+def _check_kind(
+    kind: JobKind,
+    config: TrainingOptions,
+    store: ObjectStore | None,
+    limits: Limits,
+    result: ValidationResult,
+) -> None:
+    """Caps, the registered parent, the estimate and the kind's own checks."""
+    result.errors.extend(caps.check_asks(kind, config, limits))
+    if result.errors:
+        return  # a job that asks beyond a cap is not estimated (nor its parent fetched)
+    parent: Parent | None = None
     if store is not None:
-        errors, warnings = check_registered_model(result.config, framework, store)
+        parent, problems = check_parent(kind, config, store)
+        result.errors.extend(problems)
+        if problems:
+            return
+    architecture = _architecture(config, parent)
+    result.estimate = kind.estimate(config, architecture)
+    if result.estimate is not None:
+        result.errors.extend(caps.check_estimate(result.estimate, config, limits))
+    elif kind.parent is None or store is not None:
+        result.warnings.append(messages.estimate_later(kind.name))
+    if isinstance(config, HuggingFaceConfig) and config.lora.enabled:
+        model_type = model_type_for(config, architecture)
+        errors, warnings = check_lora_targets(model_type, None, config.lora.target_modules)
         result.errors.extend(errors)
         result.warnings.extend(warnings)
-    result.warnings.extend(_warnings(result.config))
-    return result
+    result.warnings.extend(_warnings(config))
+
+
+def _architecture(config: TrainingOptions, parent: Parent | None) -> Architecture | None:
+    """What the estimate and LoRA checks can know of the model before it loads."""
+    if parent is not None:
+        return parent.architecture
+    if isinstance(config, HuggingFaceConfig) and config.model_source == "local":
+        return local_architecture(config.model_path or "")
+    return None
+
+
+def select_kind(
+    framework: Any, job_type: Any, config: dict[str, Any], result: ValidationResult
+) -> JobKind | None:
+    """The job's kind: the first selecting field of its framework that the config sets."""
+    fields = kinds.SELECTING_FIELDS.get(framework) if isinstance(framework, str) else None
+    if fields is None:
+        return None  # the framework itself is reported
+    for name in fields:
+        if name not in config:
+            continue
+        value, options = config[name], kinds.choices(framework, name)
+        if isinstance(value, str) and value in options:
+            return options[value]
+        result.errors.append(messages.bad_selector(framework, name, value, tuple(options)))
+        return None
+    default = kinds.DEFAULT_SELECTION.get(framework)
+    if default is not None:
+        return kinds.choices(framework, default[0])[default[1]]
+    result.errors.append(
+        messages.missing_architecture(job_type, tuple(kinds.choices(framework, "architecture")))
+    )
+    return None
 
 
 def _check_framework(framework: Any, result: ValidationResult) -> None:
@@ -94,30 +159,6 @@ def _check_type(job_type: Any, result: ValidationResult) -> None:
         result.errors.append(messages.bad_job_type(job_type))
 
 
-def _config_class(
-    framework: Any, job_type: Any, config: dict[str, Any], result: ValidationResult
-) -> type[TrainingOptions] | None:
-    """Pick the typed config for this job: the one architecture/source registry."""
-    if framework == "huggingface":
-        return HuggingFaceConfig
-    if framework != "pytorch":
-        return None
-    source = config.get("model_source")
-    if source is not None:
-        if isinstance(source, str) and source in PYTORCH_SOURCES:
-            return PYTORCH_SOURCES[source]
-        result.errors.append(messages.bad_source(source, tuple(PYTORCH_SOURCES)))
-        return None
-    arch = config.get("architecture")
-    if arch is None:
-        result.errors.append(messages.missing_architecture(job_type, tuple(PYTORCH_ARCHITECTURES)))
-        return None
-    if not isinstance(arch, str) or arch not in PYTORCH_ARCHITECTURES:
-        result.errors.append(messages.bad_architecture(arch, tuple(PYTORCH_ARCHITECTURES)))
-        return None
-    return PYTORCH_ARCHITECTURES[arch]
-
-
 def _warnings(config: TrainingOptions) -> list[str]:
     warnings = []
     if getattr(config, "pretrained", False):
@@ -126,6 +167,6 @@ def _warnings(config: TrainingOptions) -> list[str]:
             "the internet the job fails early: set pretrained false or place the weights file "
             "in $TORCH_HOME/hub/checkpoints"
         )
-    if isinstance(config, BaseModel) and getattr(config, "learning_rate", 0) > 0.1:
+    if config.learning_rate > 0.1:
         warnings.append("learning_rate above 0.1 is unusually high and may diverge")
     return warnings

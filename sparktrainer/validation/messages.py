@@ -90,9 +90,12 @@ def bad_job_type(job_type: Any) -> str:
     return f"Invalid job type {_show(job_type)}: must be one of {', '.join(JOB_TYPES)}"
 
 
-def bad_source(source: Any, known: tuple[str, ...]) -> str:
-    """Unknown model_source for PyTorch."""
-    return f"Unknown model_source {_show(source)}: PyTorch jobs accept {', '.join(known)}"
+def bad_selector(framework: str, field: str, value: Any, known: tuple[str, ...]) -> str:
+    """A config field that selects the job's kind names no kind."""
+    if field == "architecture":
+        return f"Unknown architecture {_show(value)}: must be one of {', '.join(known)}"
+    label = {"pytorch": "PyTorch", "huggingface": "Hugging Face"}.get(framework, framework)
+    return f"Unknown {field} {_show(value)}: {label} jobs accept {', '.join(known)}"
 
 
 def missing_architecture(job_type: Any, known: tuple[str, ...]) -> str:
@@ -103,9 +106,12 @@ def missing_architecture(job_type: Any, known: tuple[str, ...]) -> str:
     )
 
 
-def bad_architecture(arch: Any, known: tuple[str, ...]) -> str:
-    """Unknown architecture."""
-    return f"Unknown architecture {_show(arch)}: must be one of {', '.join(known)}"
+def estimate_later(kind: str) -> str:
+    """A job whose cost cannot be known before its model is fetched."""
+    return (
+        f"the memory of this {kind} job cannot be estimated before its model's config is "
+        "read: the trainer estimates it (and applies the same caps) before loading weights"
+    )
 
 
 def model_not_found(model_id: str) -> str:

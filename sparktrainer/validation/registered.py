@@ -1,101 +1,67 @@
-"""Checks that read the object store: a registered parent model exists and is complete."""
+"""Checks that read the object store: the model a fine-tune starts from, and its architecture.
+
+What a kind's parent must be is declared by the kind (``contracts/kinds.py``); this module
+only fetches what the store holds, once per job: the parent's metadata, its file names and
+its ``config.json``.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from sparktrainer.contracts.jobspec import (
-    HuggingFaceConfig,
-    RegisteredPyTorchConfig,
-    TrainingOptions,
-)
+from sparktrainer.contracts.kinds import Architecture, JobKind, Parent
 from sparktrainer.errors import ObjectNotFound
-from sparktrainer.storage.layout import METADATA, PYTORCH_REQUIRED, model_key
+from sparktrainer.storage.layout import METADATA, model_key, model_prefix
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation import messages
 
-PYTORCH_BUILDERS = ("mlp", "resnet", "torchvision")
-HF_WEIGHTS = ("model.safetensors", "adapters/adapter_model.safetensors")
+ARCHITECTURE_FILE = "config.json"
+MAX_ARCHITECTURE_BYTES = 1 << 20  # a config.json is a few KB; anything bigger is not one
 
 
-def check_registered_model(
-    config: TrainingOptions, framework: Any, store: ObjectStore
-) -> tuple[list[str], list[str]]:
-    """Errors and warnings about the model a fine-tune job starts from (if any)."""
-    if isinstance(config, RegisteredPyTorchConfig):
-        return _check_pytorch_parent(config.model_id, store), []
-    if isinstance(config, HuggingFaceConfig):
-        return _check_hf(config, store)
-    return [], []
-
-
-def _metadata(model_id: str, store: ObjectStore) -> dict[str, Any] | None:
+def load_parent(model_id: str, store: ObjectStore) -> Parent | None:
+    """The registered model ``model_id`` as stored, or None when it is not in the registry."""
     try:
         meta = store.get_json(model_key(model_id, METADATA))
-    except ObjectNotFound:
-        return None
-    return meta if isinstance(meta, dict) else {}
-
-
-def _check_pytorch_parent(model_id: str, store: ObjectStore) -> list[str]:
-    meta = _metadata(model_id, store)
-    if meta is None:
-        return [messages.model_not_found(model_id)]
-    if meta.get("framework", "pytorch") != "pytorch":
-        return [
-            f"Model '{model_id}' is a {meta.get('framework')} model: fine-tune it with "
-            f"framework '{meta.get('framework')}'"
-        ]
-    missing = [f for f in PYTORCH_REQUIRED if not store.exists(model_key(model_id, f))]
-    if missing:
-        return [f"Model '{model_id}' is missing required file(s): {', '.join(missing)}"]
-    try:
-        arch = store.get_json(model_key(model_id, "config.json"))
     except (ObjectNotFound, ValueError):
-        arch = None
-    if not _complete_architecture(arch):
-        return [
-            f"Model '{model_id}' has incomplete architecture information in config.json: "
-            f"it needs 'builder' (one of {', '.join(PYTORCH_BUILDERS)}) and 'params' to be rebuilt"
-        ]
-    return []
+        return None
+    prefix = model_prefix(model_id)
+    files = frozenset(key[len(prefix) :] for key in store.list(prefix))
+    architecture = None
+    if ARCHITECTURE_FILE in files:
+        architecture = _json_object(store.get_bytes(model_key(model_id, ARCHITECTURE_FILE)))
+    return Parent(model_id, meta if isinstance(meta, dict) else {}, architecture, files)
 
 
-def _complete_architecture(arch: Any) -> bool:
-    return (
-        isinstance(arch, dict)
-        and arch.get("builder") in PYTORCH_BUILDERS
-        and isinstance(arch.get("params"), dict)
-        and bool(arch["params"])
-    )
+def check_parent(kind: JobKind, config: Any, store: ObjectStore) -> tuple[Parent | None, list[str]]:
+    """The job's parent and why it cannot be used (no parent for kinds that start fresh)."""
+    model_id = kind.parent_id(config)
+    if kind.parent is None or model_id is None:
+        return None, []
+    parent = load_parent(model_id, store)
+    if parent is None:
+        return None, [messages.model_not_found(model_id)]
+    return parent, kind.parent.problems(parent)
 
 
-def _check_hf(config: HuggingFaceConfig, store: ObjectStore) -> tuple[list[str], list[str]]:
-    hf_config: dict[str, Any] | None = None
-    if config.model_source == "model_id" and config.model_id:
-        meta = _metadata(config.model_id, store)
-        if meta is None:
-            return [messages.model_not_found(config.model_id)], []
-        if meta.get("framework") != "huggingface":
-            return [
-                f"Model '{config.model_id}' is a {meta.get('framework')} model: fine-tune it "
-                f"with framework '{meta.get('framework')}'"
-            ], []
-        try:
-            hf_config = store.get_json(model_key(config.model_id, "config.json"))
-        except (ObjectNotFound, ValueError):
-            return [f"Model '{config.model_id}' is missing required file(s): config.json"], []
-        if not any(store.exists(model_key(config.model_id, w)) for w in HF_WEIGHTS):
-            return [f"Model '{config.model_id}' is missing its weights (model.safetensors)"], []
-    if config.lora.enabled:
-        return _check_lora(config, hf_config)
-    return [], []
+def local_architecture(model_path: str) -> Architecture | None:
+    """A local model folder's config.json, when this process can read it."""
+    try:
+        path = Path(model_path) / ARCHITECTURE_FILE
+        if path.stat().st_size > MAX_ARCHITECTURE_BYTES:
+            return None
+        return _json_object(path.read_bytes())
+    except OSError:
+        return None
 
 
-def _check_lora(
-    config: HuggingFaceConfig, hf_config: dict[str, Any] | None
-) -> tuple[list[str], list[str]]:
-    from sparktrainer.validation.hf_modules import check_lora_targets, model_type_for
-
-    model_type = model_type_for(config, hf_config)
-    return check_lora_targets(model_type, None, config.lora.target_modules)
+def _json_object(raw: bytes) -> Architecture | None:
+    if len(raw) > MAX_ARCHITECTURE_BYTES:
+        return None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -26,7 +26,6 @@ from pydantic import SecretStr
 
 from consumers.validator import build_runtime
 from sparktrainer.bus.reader import LogReader
-from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts.envelope import EnvelopeError, decode, header_map
 from sparktrainer.contracts.events import (
     JobCancelled,
@@ -35,6 +34,7 @@ from sparktrainer.contracts.events import (
     JobRejected,
     JobValidated,
 )
+from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.topics import (
     JOBS_CONTROL,
     JOBS_LIFECYCLE,
@@ -116,7 +116,7 @@ def validated(job: dict[str, Any]) -> JobValidated:
         type=job["type"],
         framework=job["framework"],
         config_kind=result.config.kind,
-        config=result.config.model_dump(mode="json"),
+        config=result.config,
     )
 
 

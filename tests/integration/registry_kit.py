@@ -57,7 +57,7 @@ def validated(job_id: str) -> JobValidated:
         type="train",
         framework="pytorch",
         config_kind="pytorch.mlp",
-        config={},
+        config={"input_size": 4, "output_size": 2},
     )
 
 

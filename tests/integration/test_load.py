@@ -229,7 +229,7 @@ def tiny_job(n: int) -> JobValidated:
         type="train",
         framework="pytorch",
         config_kind=result.config.kind,
-        config=result.config.model_dump(mode="json"),
+        config=result.config,
     )
 
 

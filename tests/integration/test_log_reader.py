@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 
 from sparktrainer.bus.kafka import ensure_topics, make_producer
 from sparktrainer.bus.reader import LogReader, log_end_offsets
-from sparktrainer.bus.runtime import Received
+from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -419,7 +419,7 @@ async def test_caps_set_in_the_environment_reject_jobs_before_they_train(
         "batch_size 128 is above this deployment's limit of 64": mlp_job(
             "caps-batch", batch_size=128
         ),
-        "hidden layer width 256 is above this deployment's limit of 128": mlp_job(
+        "config.hidden_layers (widest) 256 is above this deployment's limit of 128": mlp_job(
             "caps-width", hidden_layers=[256]
         ),
         "max_runtime_s 120 is above this deployment's limit of 60": mlp_job(

@@ -57,7 +57,7 @@ def validated_job(epochs: int) -> JobValidated:
         type="train",
         framework="pytorch",
         config_kind=result.config.kind,
-        config=result.config.model_dump(mode="json"),
+        config=result.config,
     )
 
 

@@ -95,7 +95,7 @@ async def test_registered_parent_checks_read_s3(stack, store, validator) -> None
         producer,
         [finetune("parent-ok"), finetune("parent-nofile"), finetune("parent-noarch")],
     )
-    assert isinstance(ok, JobValidated) and ok.config["num_classes"] == 5
+    assert isinstance(ok, JobValidated) and ok.config.num_classes == 5
     assert nofile.errors == [
         "Model 'parent-nofile' is missing required file(s): model.pth, config.json"
     ]

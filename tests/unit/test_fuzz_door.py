@@ -8,9 +8,9 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts.envelope import decode, encode
 from sparktrainer.contracts.events import JobRejected, JobValidated
+from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Limits
 from sparktrainer.validation.door import answer, decide
 from tests import guide
@@ -104,9 +104,9 @@ def test_mutated_jobs(config: dict, framework: object, job_type: object) -> None
     event = _one_answer(json.dumps(job).encode())
     if isinstance(event, JobValidated):  # whatever passed is really sane
         for name in ("epochs", "batch_size", "learning_rate"):
-            value = event.config[name]
+            value = getattr(event.config, name)
             assert not isinstance(value, bool) and math.isfinite(value) and value > 0
-        mid = event.config.get("model_id") or ""
+        mid = getattr(event.config, "model_id", None) or ""
         assert "/" not in mid and ".." not in mid
 
 

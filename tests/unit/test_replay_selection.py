@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sparktrainer.bus.runtime import Received
 from sparktrainer.cli.replay import parse_bound, parse_time
 from sparktrainer.contracts.envelope import REPLAY_HEADER
 from sparktrainer.contracts.events import derived_job_id
+from sparktrainer.contracts.records import Received
 from sparktrainer.replay.spec import ReplayError, ReplaySpec, matches, pick
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

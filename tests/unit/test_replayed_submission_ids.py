@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
-from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts.envelope import REPLAY_HEADER
 from sparktrainer.contracts.events import JobRejected, JobValidated, derived_job_id
+from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
 from sparktrainer.registry.job_folds import submission_of
 from sparktrainer.settings import Limits
@@ -52,7 +52,7 @@ def test_an_unreadable_replayed_record_is_rejected_under_the_original_id() -> No
 def test_the_read_model_files_it_under_the_same_id() -> None:
     value = json.dumps(JOB).encode()
     headers = ((REPLAY_HEADER, f"{JOBS_SUBMITTED}/1/7".encode()),)
-    submission = submission_of(JOBS_SUBMITTED, 1, 42, None, value, headers, 0, 1 << 20)
+    submission = submission_of(Received(JOBS_SUBMITTED, 1, 42, None, value, headers, 0), 1 << 20)
     assert submission is not None and submission.job_id == derived_job_id(JOBS_SUBMITTED, 1, 7)
 
 

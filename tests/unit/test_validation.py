@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from sparktrainer.bus.runtime import Received
 from sparktrainer.contracts.events import JobRejected, JobValidated
+from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Limits
 from sparktrainer.validation.checks import validate_job
 from sparktrainer.validation.door import decide
@@ -190,8 +190,13 @@ def test_caps_are_settings() -> None:
     job = guide.by_name("Initial Model Training")
     limits = Limits(epochs=5, batch_size=16)
     errors = validate_job(job, None, limits).errors
-    assert "epochs 20 is above this deployment's limit of 5" in errors
-    assert "batch_size 64 is above this deployment's limit of 16" in errors
+    assert (
+        "config.epochs 20 is above this deployment's limit of 5 (SPARKTRAINER_MAX_EPOCHS)" in errors
+    )
+    assert (
+        "config.batch_size 64 is above this deployment's limit of 16 "
+        "(SPARKTRAINER_MAX_BATCH_SIZE)" in errors
+    )
 
 
 # -- the public door ------------------------------------------------------------------
@@ -204,7 +209,7 @@ def test_bare_json_without_key_or_headers_is_a_submission() -> None:
     assert verdict.job_id.startswith("job-") and verdict.name == "Initial Model Training"
     again = decide(record(json.dumps(job).encode()), None, Limits())
     assert again.job_id == verdict.job_id  # a redelivery is the same job
-    assert verdict.config["batch_size"] == 64 and verdict.config["activation"] == "relu"
+    assert verdict.config.batch_size == 64 and verdict.config.activation == "relu"
 
 
 def test_job_id_from_body_then_key() -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
+from sparktrainer.contracts.hf_modules import check_lora_targets, default_targets
 from sparktrainer.contracts.jobspec import LoraSpec
 from sparktrainer.errors import TrainingError
 from sparktrainer.training.hf.models import ADAPTERS_DIR, ModelSource, load_tokenizer
-from sparktrainer.validation.hf_modules import check_lora_targets, default_targets
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # When a family is unknown, the first of these sets fully present among the layers is used.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sparktrainer.contracts.events import ModelRegistered
+from sparktrainer.contracts.hf_modules import check_lora_targets, model_type_of
 from sparktrainer.contracts.jobspec import HuggingFaceConfig
 from sparktrainer.errors import TrainingError
 from sparktrainer.training import recipe_steps
@@ -40,7 +41,6 @@ from sparktrainer.training.job.context import JobContext
 from sparktrainer.training.job.environment import environment_snapshot
 from sparktrainer.training.loop.plan import TrainResult
 from sparktrainer.training.loop.training_loop import TrainingLoop
-from sparktrainer.validation.hf_modules import check_lora_targets, model_type_of
 
 SINGLE_FILE_SHARD = "10000GB"  # one model.safetensors, never shards
 

@@ -89,7 +89,7 @@ class ModelPublisher:
             **json.loads(event.model_dump_json()),
             "job_type": job.type,
             "config_kind": job.config_kind,
-            "job_config": job.config,
+            "job_config": job.config.model_dump(mode="json"),
         }
         meta_path = self.workdir / METADATA
         meta_path.write_text(json.dumps(metadata, indent=2, default=str))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sparktrainer.contracts.events import JobValidated
-from sparktrainer.contracts.jobspec import CONFIG_KINDS, TrainingOptions
+from sparktrainer.contracts.jobspec import TrainingOptions
 
 
 @dataclass(kw_only=True)
@@ -22,10 +22,10 @@ class JobSpec:
 
     @property
     def config(self) -> TrainingOptions:
-        """The job's normalized config as its typed spec."""
-        return CONFIG_KINDS[self.job.config_kind].model_validate(self.job.config)
+        """The job's normalized config, typed (parsed once, with the event)."""
+        return self.job.config
 
     def config_max_runtime_s(self, cap_s: float) -> float:
         """The job's own time limit, capped by ``cap_s`` (the settings' limit)."""
-        own = self.job.config.get("max_runtime_s")
+        own = self.job.config.max_runtime_s
         return min(float(own), cap_s) if own else cap_s

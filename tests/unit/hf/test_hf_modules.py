@@ -1,4 +1,4 @@
-"""LoRA target checks the validator runs without torch (sparktrainer.validation.hf_modules)."""
+"""LoRA target checks the validator runs without torch (sparktrainer.contracts.hf_modules)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sparktrainer.validation.hf_modules import (
+from sparktrainer.contracts.hf_modules import (
     FAMILIES,
     check_lora_targets,
     default_targets,
@@ -128,7 +128,7 @@ def test_model_type_of_config() -> None:
 
 def test_module_does_not_import_torch() -> None:
     code = (
-        "import sys, sparktrainer.validation.hf_modules as m; "
+        "import sys, sparktrainer.contracts.hf_modules as m; "
         "m.check_lora_targets('bert', None, ['q_proj']); "
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
@@ -137,8 +137,8 @@ def test_module_does_not_import_torch() -> None:
 
 
 def test_model_type_for_each_source(tmp_path: Path) -> None:
+    from sparktrainer.contracts.hf_modules import model_type_for
     from sparktrainer.contracts.jobspec import HuggingFaceConfig
-    from sparktrainer.validation.hf_modules import model_type_for
 
     registered = HuggingFaceConfig(model_source="model_id", model_id="m1")
     assert model_type_for(registered, {"model_type": "gpt2"}) == "gpt2"

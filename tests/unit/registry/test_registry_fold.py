@@ -19,6 +19,7 @@ from sparktrainer.contracts.events import (
     JobValidated,
     ModelRegistered,
 )
+from sparktrainer.contracts.records import Received
 from sparktrainer.registry import db, job_folds, store
 from sparktrainer.registry.fold import Folded, apply, apply_many
 from sparktrainer.registry.job_folds import Submission
@@ -46,7 +47,7 @@ def validated(job_id: str = "j1", t: float = 1) -> JobValidated:
         type="train",
         framework="pytorch",
         config_kind="pytorch.mlp",
-        config={},
+        config={"input_size": 4, "output_size": 2},
         warnings=["w"],
         validated_at=at(t),
     )
@@ -218,14 +219,16 @@ def test_submission_creates_and_never_downgrades(conn: sqlite3.Connection) -> No
 
 
 def test_submission_id_matches_the_validators_rule() -> None:
-    bare = job_folds.submission_of("t", 0, 7, None, b'{"type": "train"}', [], 0, 1000)
-    keyed = job_folds.submission_of("t", 0, 7, b"k-1", b'{"type": "train"}', [], 0, 1000)
-    named = job_folds.submission_of("t", 0, 7, b"k-1", b'{"job_id": "j-9"}', [], 0, 1000)
+    bare = job_folds.submission_of(Received("t", 0, 7, None, b'{"type": "train"}', [], 0), 1000)
+    keyed = job_folds.submission_of(Received("t", 0, 7, b"k-1", b'{"type": "train"}', [], 0), 1000)
+    named = job_folds.submission_of(Received("t", 0, 7, b"k-1", b'{"job_id": "j-9"}', [], 0), 1000)
     assert bare is not None and bare.job_id.startswith("job-")
     assert keyed is not None and keyed.job_id == "k-1"
     assert named is not None and named.job_id == "j-9"
-    assert job_folds.submission_of("t", 0, 7, None, b"{nope", [], 0, 1000) is None
-    assert job_folds.submission_of("t", 0, 7, None, b"{}" + b" " * 2000, [], 0, 1000) is None
+    assert job_folds.submission_of(Received("t", 0, 7, None, b"{nope", [], 0), 1000) is None
+    assert (
+        job_folds.submission_of(Received("t", 0, 7, None, b"{}" + b" " * 2000, [], 0), 1000) is None
+    )
 
 
 def test_registration_is_an_upsert(conn: sqlite3.Connection) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sparktrainer.contracts.events import JobValidated
-from sparktrainer.contracts.jobspec import CONFIG_KINDS
+from sparktrainer.contracts.kinds import choices, kind_of
 from sparktrainer.settings import Settings
 from sparktrainer.storage.layout import model_key
 from sparktrainer.storage.s3 import ObjectStore
@@ -25,9 +25,14 @@ from sparktrainer.training.job.context import JobContext
 def make_job(
     job_id: str, kind: str, config: dict[str, Any], job_type: str = "train"
 ) -> JobValidated:
-    """A validated job with its config normalized the way the validator does."""
-    normalized = CONFIG_KINDS[kind].model_validate(config).model_dump(mode="json")
-    framework = "huggingface" if kind == "huggingface" else "pytorch"
+    """A validated job with its config normalized the way the validator does.
+
+    ``kind`` is a config kind, or ``huggingface`` for the HF kind its model_source selects.
+    """
+    if kind == "huggingface":
+        kind = choices(kind, "model_source")[config.get("model_source", "huggingface")].name
+    normalized = kind_of(kind).config.model_validate(config).model_dump(mode="json")
+    framework = kind_of(kind).framework
     return JobValidated(
         job_id=job_id,
         name=job_id,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sparktrainer.contracts.events import JobStarted
-from sparktrainer.contracts.jobspec import CONFIG_KINDS
+from sparktrainer.contracts.kinds import kind_of
 from sparktrainer.errors import TrainingError
 from sparktrainer.training.loop.device import seed_everything
 from sparktrainer.training.pytorch.model_io import resolve_model
@@ -77,7 +77,7 @@ def test_three_level_chain(make_ctx, stored, job_id, kind: str, config: dict) ->
 
 
 def initial_state(config_kind: str, config: dict, tmp_path: Path) -> dict[str, torch.Tensor]:
-    spec = CONFIG_KINDS[config_kind].model_validate(config)
+    spec = kind_of(config_kind).config.model_validate(config)
     seed_everything(spec.seed)
     return resolve_model(spec, None, tmp_path).model.state_dict()  # type: ignore[arg-type]
 

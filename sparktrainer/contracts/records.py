@@ -1,0 +1,91 @@
+"""The transport-neutral consumed record, and the rule that names the job a submission is.
+
+Every reader of the log (the consumer runtime, the projector, replay, the CLI) hands records
+around as :class:`Received`; the job-id rule lives here, beside it, so the validator and the
+registry read model give a submission the same id without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sparktrainer.contracts.envelope import REPLAY_HEADER, header_map
+from sparktrainer.contracts.events import RecordSource, derived_job_id
+from sparktrainer.contracts.jobspec import check_safe_id
+
+KEY_EXCERPT_CHARS = 256
+
+
+@dataclass(frozen=True)
+class Received:
+    """One consumed record, as a handler sees it (bytes exactly as they arrived)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int | None
+
+    def key_text(self) -> str | None:
+        """The key as text (first bytes, undecodable ones replaced), or None."""
+        if self.key is None:
+            return None
+        return self.key[:KEY_EXCERPT_CHARS].decode("utf-8", errors="replace")
+
+    def source(self) -> RecordSource:
+        """The record's coordinates, as events name them."""
+        return RecordSource(
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            key=self.key_text(),
+            timestamp_ms=self.timestamp_ms,
+        )
+
+
+def key_job_id(rec: Received) -> str | None:
+    """The record key when it is a valid job id (matched whole), else None."""
+    key = rec.key_text()
+    if not key:
+        return None
+    try:
+        return check_safe_id(key)
+    except ValueError:
+        return None
+
+
+def job_id_for(rec: Received, body: Any) -> tuple[str, list[str]]:
+    """Body's job_id, else the record key, else one derived from the coordinates.
+
+    Returns the id and the warnings about how it was chosen.
+    """
+    if isinstance(body, dict) and isinstance(body.get("job_id"), str):
+        try:
+            return check_safe_id(body["job_id"]), []
+        except ValueError:
+            pass  # reported by the request model; fall through to a usable id
+    by_key = key_job_id(rec)
+    if by_key is not None:
+        return by_key, []
+    key = rec.key_text()
+    warnings = (
+        [f"record key {key[:40]!r} is not a valid job id; a derived id is used"] if key else []
+    )
+    return derived_id(rec), warnings
+
+
+def derived_id(rec: Received) -> str:
+    """The id of a submission that names none: from where it first landed.
+
+    A replayed record (``sparktrainer replay``) names its origin in a header; deriving from
+    the replay's own offset would make a replay of the topic a second job and a second model.
+    """
+    origin = header_map(rec.headers).get(REPLAY_HEADER, "")
+    topic, _, rest = origin.rpartition("/")
+    topic, _, partition = topic.rpartition("/")
+    if topic and partition.isdigit() and rest.isdigit():
+        return derived_job_id(topic, int(partition), int(rest))
+    return derived_job_id(rec.topic, rec.partition, rec.offset)
