@@ -1,4 +1,10 @@
-"""CloudEvents 1.0 over Kafka: binary mode out, binary or structured mode in."""
+"""CloudEvents 1.0 over Kafka, through the CloudEvents SDK's Kafka binding.
+
+Out: binary content mode (attributes as ``ce_*`` headers, the event's JSON as the value).
+In: binary or structured mode; on the public door also a bare JSON job with no headers at all.
+Every byte that arrives is hostile: anything the SDK or JSON refuses becomes an
+:class:`EnvelopeError` with a short reason, never another exception.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,20 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ValidationError
 
 from sparktrainer.contracts.events import EVENT_TYPES, Event, JobSubmitted, deterministic_id, now
 
-SPEC_VERSION = b"1.0"
 JSON = "application/json"
 STRUCTURED = "application/cloudevents+json"
 REPLAY_HEADER = "sparktrainer_replayed_from"
+REASON_MAX_CHARS = 1000
 
 Headers = list[tuple[str, bytes]]
+_FORMAT = JSONFormat()
 
 
 @dataclass(frozen=True)
@@ -41,24 +51,23 @@ def encode(event: BaseModel, source: str, event_id: str | None = None) -> OutRec
         ce_id = event_id or deterministic_id(JobSubmitted.ce_type, subject or now().isoformat())
     else:  # pragma: no cover - programming error
         raise TypeError(f"not an event: {type(event).__name__}")
-    ce_type: str = type(event).ce_type  # type: ignore[attr-defined]
-    topic: str = type(event).topic  # type: ignore[attr-defined]
-    headers: Headers = [
-        ("ce_specversion", SPEC_VERSION),
-        ("ce_id", ce_id.encode()),
-        ("ce_source", source.encode()),
-        ("ce_type", ce_type.encode()),
-        ("ce_time", now().isoformat().encode()),
-        ("content-type", JSON.encode()),
-    ]
+    attributes: dict[str, Any] = {
+        "id": ce_id,
+        "source": source,
+        "type": type(event).ce_type,  # type: ignore[attr-defined]
+        "time": now(),
+        "datacontenttype": JSON,
+    }
     if subject:
-        headers.append(("ce_subject", subject.encode()))
+        attributes["subject"] = subject
     value = event.model_dump_json(exclude_none=False).encode()
-    return OutRecord(topic=topic, key=subject.encode(), value=value, headers=headers)
+    message = ce_kafka.to_binary(CloudEvent(attributes, value), _FORMAT, lambda _: None)
+    topic: str = type(event).topic  # type: ignore[attr-defined]
+    return OutRecord(topic, subject.encode(), value, list(message.headers.items()))
 
 
 def header_map(headers: Any) -> dict[str, str]:
-    """Kafka headers as a dict of text (last one wins, undecodable bytes replaced)."""
+    """Kafka headers as a dict of text (names lowercased, last one wins, bad bytes replaced)."""
     out: dict[str, str] = {}
     for name, raw in headers or ():
         if raw is None:
@@ -70,31 +79,66 @@ def header_map(headers: Any) -> dict[str, str]:
 def unwrap(value: bytes | None, headers: Any) -> tuple[dict[str, str], Any]:
     """Split a record into CloudEvents attributes and its decoded JSON data.
 
-    Binary mode: attributes from ``ce_*`` headers. Structured mode: the value is a CloudEvent
-    object whose ``data`` is the payload. Bare JSON: no attributes at all.
+    Binary mode (``ce_*`` headers) and structured mode (``application/cloudevents+json``,
+    or a value that is a CloudEvent object) go through the SDK; bare JSON has no attributes.
     """
-    attrs = {k[3:]: v for k, v in header_map(headers).items() if k.startswith("ce_")}
-    content_type = header_map(headers).get("content-type", "")
     if value is None:
         raise EnvelopeError("record has no value (a tombstone): expected a JSON object")
+    raw_headers = _header_bytes(headers)
     try:
-        data = json.loads(value)
+        if any(name.startswith("ce_") for name in raw_headers):
+            event = _from_sdk(ce_kafka.from_binary, value, raw_headers)
+            data = event.get_data()
+            if data is None or isinstance(data, str | bytes):  # the SDK found no JSON in it
+                data = _json(value)
+            return _attributes(event), data
+        data = _json(value)
+        if STRUCTURED in raw_headers.get("content-type", b"").decode(errors="replace") or (
+            _looks_structured(data)
+        ):
+            event = _from_sdk(ce_kafka.from_structured, value, raw_headers)
+            return _attributes(event), event.get_data()
+        return {}, data
+    except RecursionError as e:
+        raise EnvelopeError("value is nested too deeply to read") from e
+
+
+def _header_bytes(headers: Any) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for name, raw in headers or ():
+        if raw is not None:
+            out[str(name).lower()] = bytes(raw)
+    return out
+
+
+def _from_sdk(parse: Any, value: bytes, headers: dict[str, bytes]) -> CloudEvent:
+    """The SDK's reading of the envelope; whatever it refuses is an EnvelopeError."""
+    try:
+        event: CloudEvent = parse(ce_kafka.KafkaMessage(headers, None, value), _FORMAT, CloudEvent)
+    except RecursionError:
+        raise
+    except Exception as e:  # the SDK raises its own, ValueError, UnicodeError, TypeError...
+        raise EnvelopeError(f"not a readable CloudEvent: {_reason(e)}") from e
+    return event
+
+
+def _attributes(event: CloudEvent) -> dict[str, str]:
+    return {k: str(v) for k, v in event.get_attributes().items() if v is not None}
+
+
+def _json(value: bytes) -> Any:
+    try:
+        return json.loads(value)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, huge ints
-        raise EnvelopeError(f"value is not valid JSON ({e.__class__.__name__}: {e})"[:300]) from e
-    if STRUCTURED in content_type or _looks_structured(data, attrs):
-        attrs = {k: str(v) for k, v in data.items() if k != "data" and not isinstance(v, dict)}
-        data = data.get("data")
-    return attrs, data
+        raise EnvelopeError(f"value is not valid JSON ({_reason(e)})"[:300]) from e
 
 
-def _looks_structured(data: Any, attrs: dict[str, str]) -> bool:
-    return (
-        not attrs
-        and isinstance(data, dict)
-        and "specversion" in data
-        and "type" in data
-        and "data" in data
-    )
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:REASON_MAX_CHARS]
+
+
+def _looks_structured(data: Any) -> bool:
+    return isinstance(data, dict) and "specversion" in data and "type" in data and "data" in data
 
 
 def decode(value: bytes | None, headers: Any, expected: type[BaseModel] | None = None) -> Any:
@@ -102,10 +146,10 @@ def decode(value: bytes | None, headers: Any, expected: type[BaseModel] | None =
     attrs, data = unwrap(value, headers)
     cls = EVENT_TYPES.get(attrs.get("type", ""), expected)
     if cls is None:
-        raise EnvelopeError(f"unknown CloudEvents type '{attrs.get('type')}'")
+        raise EnvelopeError(f"unknown CloudEvents type {attrs.get('type', '')[:120]!r}")
     if expected is not None and not issubclass(cls, expected):
-        raise EnvelopeError(f"expected {expected.__name__}, got '{attrs.get('type')}'")
+        raise EnvelopeError(f"expected {expected.__name__}, got {attrs.get('type', '')[:120]!r}")
     try:
         return cls.model_validate(data)
-    except ValidationError as e:
-        raise EnvelopeError(f"invalid {cls.__name__}: {e}"[:1000]) from e
+    except (ValidationError, ValueError, TypeError, RecursionError) as e:
+        raise EnvelopeError(f"invalid {cls.__name__}: {_reason(e)}") from e

@@ -37,9 +37,9 @@ def derived_job_id(topic: str, partition: int, offset: int) -> str:
 
 
 class Event(BaseModel):
-    """Base of all events we own: strict, with a CloudEvents type and a home topic."""
+    """Base of all events we own: strict (no NaN or infinity), with a type and a home topic."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ce_type: ClassVar[str]
     topic: ClassVar[str]
