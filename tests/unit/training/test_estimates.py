@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-from sparktrainer.training.architectures import MLP, ResNet
+from sparktrainer.training.pytorch.architectures import MLP, ResNet
 from torch import nn
 from torch.autograd.graph import saved_tensors_hooks
 
