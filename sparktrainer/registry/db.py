@@ -34,7 +34,7 @@ def schema_fingerprint(concerns: Sequence[Concern]) -> str:
     return f"{CORE_VERSION};{names};{hashlib.sha256(ddl.encode()).hexdigest()[:16]}"
 
 
-def connect(path: Path | str, concerns: Sequence[Concern]) -> sqlite3.Connection:
+def open_database(path: Path | str, concerns: Sequence[Concern]) -> sqlite3.Connection:
     """Open (and create or migrate) the read model; transactions are explicit (autocommit)."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 def connect(path: Path | str) -> sqlite3.Connection:
     """Open the read model at ``path``, created or migrated to the schema of every concern."""
-    return db.connect(path, CONCERNS)
+    return db.open_database(path, CONCERNS)
 
 
 class RegistryStore:

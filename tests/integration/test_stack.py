@@ -194,7 +194,7 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_up_detach_then_down_keeps_data_for_the_next_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unique: Callable[[str], str]
 ) -> None:
-    from sparktrainer.cli.stack import load_settings
+    from sparktrainer.cli.stack import stack_settings
 
     home = tmp_path / "cli-home"
     for name in list(os.environ):
@@ -211,7 +211,7 @@ def test_cli_up_detach_then_down_keeps_data_for_the_next_up(
         assert {r.name for r in records} == {"seaweedfs", "tansu"}
         assert all(map(is_alive, records))
 
-        settings = load_settings(**TEST_SETTINGS)  # what `sparktrainer submit` would use
+        settings = stack_settings(**TEST_SETTINGS)  # what `sparktrainer submit` would use
         assert settings.kafka_bootstrap_servers == first["kafka_bootstrap_servers"]
         ObjectStore.from_settings(settings).put_bytes("marker", b"kept")
         topic = asyncio.run(_produce_on_new_topic(KafkaHelper(settings, unique), b"kept"))
@@ -228,7 +228,7 @@ def test_cli_up_detach_then_down_keeps_data_for_the_next_up(
         assert again.returncode == 0, again.stderr
         second = json.loads((home / "stack.json").read_text())
         assert second["ports"] == first["ports"]
-        settings = load_settings(**TEST_SETTINGS)
+        settings = stack_settings(**TEST_SETTINGS)
         assert ObjectStore.from_settings(settings).get_bytes("marker") == b"kept"
         (record,) = asyncio.run(KafkaHelper(settings, unique).consume(topic))
         assert record.value == b"kept"

@@ -49,7 +49,7 @@ FOLDS = folds_by_type(WITH_SERIES)
 
 @pytest.fixture
 def conn() -> sqlite3.Connection:
-    return db.connect(":memory:", WITH_SERIES)
+    return db.open_database(":memory:", WITH_SERIES)
 
 
 def test_every_concern_folds_its_events_in_one_transaction(conn: sqlite3.Connection) -> None:
@@ -78,13 +78,13 @@ def test_a_failing_fold_of_one_concern_rolls_back_all_of_them(conn: sqlite3.Conn
 
 def test_adding_a_concern_rebuilds_the_read_model_from_the_log(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite3"
-    first = db.connect(path, CONCERNS)
+    first = db.open_database(path, CONCERNS)
     apply(first, LC, 0, 0, started())
     first.close()
-    again = db.connect(path, CONCERNS)
+    again = db.open_database(path, CONCERNS)
     assert db.stored_offsets(again) == {(LC, 0): 1}  # same schema: kept
     again.close()
-    grown = db.connect(path, WITH_SERIES)
+    grown = db.open_database(path, WITH_SERIES)
     assert db.stored_offsets(grown) == {}  # its offsets would skip the new concern's history
     assert get_job(grown, "j1") is None and loss_series(grown, "j1") == []
     assert db.schema_fingerprint(CONCERNS) != db.schema_fingerprint(WITH_SERIES)

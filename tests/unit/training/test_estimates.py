@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-from sparktrainer.training.pytorch.architectures import MLP, ResNet
 from torch import nn
 from torch.autograd.graph import saved_tensors_hooks
 
 from sparktrainer.contracts import estimates as est
+from sparktrainer.training.pytorch.architectures import MLP, ResNet
 
 
 def saved_bytes_per_sample(model: nn.Module, x: torch.Tensor, **kwargs: Any) -> float:
