@@ -157,6 +157,9 @@ class JobStarted(LifecycleEvent):
     device: str
     worker: str
     resumed_from_epoch: int | None = None
+    resumed_from_step: int | None = Field(
+        default=None, description="The optimizer step the checkpoint it resumes from was taken at"
+    )
     total_epochs: int
 
 
@@ -177,9 +180,20 @@ class JobProgress(LifecycleEvent):
     learning_rate: float | None = None
     samples_per_s: float | None = None
     eta_s: float | None = None
+    phase: Literal["step", "epoch"] = Field(
+        default="step",
+        description="'step': the running means since the epoch began; 'epoch': the epoch's end, "
+        "with validation",
+    )
+    gpu_memory_bytes: int | None = Field(
+        default=None, ge=0, description="Peak GPU memory allocated since the last report"
+    )
 
     def event_id(self) -> str:
-        return deterministic_id(self.ce_type, self.job_id, self.attempt, self.epoch, self.step)
+        # An epoch's end and its last step's report share (epoch, step): the phase parts them.
+        end = ("epoch",) if self.phase == "epoch" else ()
+        parts = (self.job_id, self.attempt, self.epoch, self.step, *end)
+        return deterministic_id(self.ce_type, *parts)
 
 
 class CheckpointSaved(LifecycleEvent):
@@ -192,6 +206,7 @@ class CheckpointSaved(LifecycleEvent):
     step: int
     key: str
     size_bytes: int
+    upload_s: float | None = Field(default=None, ge=0, description="How long the upload took")
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.job_id, self.epoch, self.step)

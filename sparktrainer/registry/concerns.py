@@ -8,10 +8,12 @@ two concerns fold the same event type: they fold it in this order, in one transa
 from __future__ import annotations
 
 from sparktrainer.registry.concern import Concern
+from sparktrainer.registry.job_details import JOB_DETAILS
 from sparktrainer.registry.jobs import JOBS
+from sparktrainer.registry.metric_series import METRIC_SERIES
 from sparktrainer.registry.models import MODELS
 
-CONCERNS: tuple[Concern, ...] = (MODELS, JOBS)
+CONCERNS: tuple[Concern, ...] = (MODELS, JOBS, METRIC_SERIES, JOB_DETAILS)
 
 # Every topic some concern reads, in a stable order.
 PROJECTED_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(t for c in CONCERNS for t in c.topics))

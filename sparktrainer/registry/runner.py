@@ -28,7 +28,7 @@ from sparktrainer.contracts.records import Received
 from sparktrainer.registry import db, store
 from sparktrainer.registry.concern import RawDecoder
 from sparktrainer.registry.concerns import CONCERNS, PROJECTED_TOPICS
-from sparktrainer.registry.fold import Folded, apply_many
+from sparktrainer.registry.fold import FOLDS, Folded, Folds, apply_many
 from sparktrainer.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -57,12 +57,14 @@ class Projector:
         topics: Sequence[str] = PROJECTED_TOPICS,
         create_topics: bool = True,
         batch_max_records: int = 1000,
+        folds: Folds = FOLDS,
     ) -> None:
         self.settings = settings
         self.db_path = db_path or settings.registry_db_path
         self.topics = tuple(topics)
         self.create_topics = create_topics
         self.batch_max_records = batch_max_records
+        self.folds = folds  # every concern's (tests swap one for a smaller bound)
         self.stats = ProjectorStats()
         self.ready = asyncio.Event()
         self._raw: dict[str, RawDecoder] = {k: v for c in CONCERNS for k, v in c.raw_topics.items()}
@@ -141,7 +143,7 @@ class Projector:
         return applied
 
     def _fold_batch(self, conn: sqlite3.Connection, records: list[Received]) -> int:
-        return apply_many(conn, [self._folded(r) for r in records])
+        return apply_many(conn, [self._folded(r) for r in records], self.folds)
 
     def _folded(self, r: Received) -> Folded:
         event: Any

@@ -1,5 +1,7 @@
 """Where things live in the bucket: ``models/{id}/`` and ``checkpoints/{job_id}/``.
 
+Both hold the job's TensorBoard event files under ``logs/``.
+
 A model's files sit under its prefix, ``metadata.json`` written last (a model is listed only
 once all its files are there); a running job's resumable state sits under its checkpoint prefix.
 """
@@ -11,6 +13,7 @@ from sparktrainer.contracts.jobspec import check_relative_key, check_safe_id
 MODELS = "models"
 CHECKPOINTS = "checkpoints"
 METADATA = "metadata.json"
+LOGS_DIR = "logs/"  # a job's TensorBoard files, under its model's and its checkpoint's prefix
 PYTORCH_REQUIRED = ("model.pth", "config.json")
 
 

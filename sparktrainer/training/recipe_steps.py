@@ -71,6 +71,8 @@ def load_resume(ctx: JobContext) -> ResumeState | None:
         return None
     state = ResumeState.load(path)
     path.unlink(missing_ok=True)
+    ctx.checkpoints.load_logs(ctx.scalars.folder)  # the run's TensorBoard files go on
+    ctx.scalars.resume_at(state.step)
     return state
 
 
@@ -97,6 +99,7 @@ def announce(ctx: JobContext, launch: Launch | None, resume: ResumeState | None)
             device=device_name(launch),
             worker=f"{socket.gethostname()}/{os.getpid()}",
             resumed_from_epoch=resume.epoch if resume else None,
+            resumed_from_step=resume.step if resume else None,
             total_epochs=ctx.config.epochs,
         )
     )

@@ -4,7 +4,8 @@ A recipe is a function ``(ctx: JobContext) -> ModelRegistered`` (``training/reci
 It reads the job from the context's spec (``ctx.job``, ``ctx.config``), calls
 ``ctx.check_stop()`` every step and ``ctx.progress(...)`` as it goes, saves and loads its
 checkpoint through ``ctx.checkpoints``, and ends with ``ctx.publisher.publish(...)``, which
-uploads every file, ``metadata.json`` last.
+uploads every file (the TensorBoard files of ``ctx.scalars`` under ``logs/``), ``metadata.json``
+last.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sparktrainer.contracts.events import JobProgress
+from sparktrainer.contracts.series import task_of
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.training.job.publish import ModelPublisher
+from sparktrainer.training.job.scalars import ScalarLog
 from sparktrainer.training.job.spec import JobSpec
 from sparktrainer.training.job.stopping import StopCheck, StopFlag
 from sparktrainer.training.job.uploads import CheckpointUploads, Emit
@@ -39,9 +42,10 @@ class JobContext(JobSpec):
     def __post_init__(self) -> None:
         limit_s = self.config_max_runtime_s(self.settings.limits.job_runtime_s)
         self.stop_check = StopCheck(self.stop, limit_s)
+        self.scalars = ScalarLog(self.workdir / "logs", task_of(self.config))
         # Through ``self.emit`` at call time: a caller may swap ``emit`` after building this.
         self.checkpoints = CheckpointUploads(
-            self.store, self.job_id, self.attempt, lambda event: self.emit(event)
+            self.store, self.job_id, self.attempt, lambda event: self.emit(event), self.scalars
         )
         self.publisher = ModelPublisher(
             self,
@@ -49,6 +53,7 @@ class JobContext(JobSpec):
             self.workdir,
             check_stop=self.check_stop,
             wait_uploads=self.checkpoints.wait,
+            logs=self.scalars,
         )
 
     def check_stop(self) -> None:
@@ -56,5 +61,8 @@ class JobContext(JobSpec):
         self.stop_check.check()
 
     def progress(self, **fields: Any) -> None:
-        """Emit a progress event (epoch, step, total_steps, loss, accuracy, lr, samples/s, eta)."""
-        self.emit(JobProgress(job_id=self.job_id, attempt=self.attempt, **fields))
+        """Emit a progress event (epoch, step, total_steps, loss, accuracy, lr, samples/s, eta)
+        and write its scalars to the job's TensorBoard files."""
+        report = JobProgress(job_id=self.job_id, attempt=self.attempt, **fields)
+        self.emit(report)
+        self.scalars.write(report)

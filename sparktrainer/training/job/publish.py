@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sparktrainer.contracts.events import Artifact, ModelRegistered
-from sparktrainer.storage.layout import METADATA, model_key, model_prefix
+from sparktrainer.storage.layout import LOGS_DIR, METADATA, model_key, model_prefix
 from sparktrainer.storage.s3 import ObjectStore, sha256_file
+from sparktrainer.training.job.scalars import ScalarLog
 from sparktrainer.training.job.spec import JobSpec
 
 
@@ -29,9 +30,11 @@ class ModelPublisher:
         *,
         check_stop: Callable[[], None],
         wait_uploads: Callable[[], None],
+        logs: ScalarLog | None = None,
     ) -> None:
         self.spec, self.store, self.workdir = spec, store, workdir
         self.check_stop, self.wait_uploads = check_stop, wait_uploads
+        self.logs = logs
 
     def publish(
         self,
@@ -46,9 +49,12 @@ class ModelPublisher:
     ) -> ModelRegistered:
         """Upload every file, then ``metadata.json`` last, and return the registration event.
 
-        ``files`` maps a name relative to ``models/{id}/`` to a local path.
+        ``files`` maps a name relative to ``models/{id}/`` to a local path; the job's
+        TensorBoard files are added under ``logs/``.
         """
         self.wait_uploads()
+        if self.logs is not None:
+            files = {**files, **{LOGS_DIR + n: p for n, p in self.logs.close().items()}}
         job = self.spec.job
         event = ModelRegistered(
             model_id=job.job_id,

@@ -1,11 +1,14 @@
 """A job's checkpoint in S3: uploaded in the background, fetched when a retry resumes.
 
 Training does not wait for S3: ``save`` hands the file to one upload thread and returns. The
-previous upload is awaited first, so at most one is in flight and they land in order.
+previous upload is awaited first, so at most one is in flight and they land in order. The
+job's TensorBoard files go along (``checkpoints/{id}/logs/``), as they were at the checkpoint.
 """
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -13,18 +16,24 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from sparktrainer.contracts.events import CheckpointSaved
-from sparktrainer.storage.layout import checkpoint_prefix
+from sparktrainer.contracts.jobspec import check_relative_key
+from sparktrainer.storage.layout import LOGS_DIR, checkpoint_prefix
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.job.scalars import ScalarLog
 
 CHECKPOINT_NAME = "latest.pt"
+MAX_LOG_FILES = 256  # one event file per attempt, and attempts are capped far below this
 Emit = Callable[[BaseModel], None]
 
 
 class CheckpointUploads:
     """This job's ``checkpoints/{id}/latest.pt``: save, wait, load, clear."""
 
-    def __init__(self, store: ObjectStore, job_id: str, attempt: int, emit: Emit) -> None:
+    def __init__(
+        self, store: ObjectStore, job_id: str, attempt: int, emit: Emit, logs: ScalarLog
+    ) -> None:
         self.store, self.job_id, self.attempt, self.emit = store, job_id, attempt, emit
+        self.logs = logs
         self.key = checkpoint_prefix(job_id) + CHECKPOINT_NAME
         self._uploads = ThreadPoolExecutor(1, thread_name_prefix="ckpt-upload")
         self._pending: Future[None] | None = None
@@ -34,11 +43,18 @@ class CheckpointUploads:
         self.wait()
         staged = local.with_suffix(f".upload{step}")
         local.replace(staged)
+        logs_dir = local.with_name(f"logs-upload{step}")
+        logs = self.logs.snapshot(logs_dir)
 
         def upload() -> None:
             size = staged.stat().st_size
+            started = time.monotonic()
             self.store.put_file(self.key, staged)
+            upload_s = time.monotonic() - started
             staged.unlink(missing_ok=True)
+            for name, path in logs.items():
+                self.store.put_file(checkpoint_prefix(self.job_id) + LOGS_DIR + name, path)
+            shutil.rmtree(logs_dir, ignore_errors=True)
             self.emit(
                 CheckpointSaved(
                     job_id=self.job_id,
@@ -47,6 +63,7 @@ class CheckpointUploads:
                     step=step,
                     key=self.key,
                     size_bytes=size,
+                    upload_s=upload_s,
                 )
             )
 
@@ -64,6 +81,21 @@ class CheckpointUploads:
             return None
         self.store.get_file(self.key, local)
         return local
+
+    def load_logs(self, folder: Path) -> int:
+        """Download the TensorBoard files the last checkpoint carried; how many there were."""
+        prefix = checkpoint_prefix(self.job_id) + LOGS_DIR
+        keys = sorted(self.store.list(prefix))[:MAX_LOG_FILES]
+        folder.mkdir(parents=True, exist_ok=True)
+        for key in keys:
+            name = key.removeprefix(prefix)
+            try:
+                check_relative_key(name)
+            except ValueError:
+                continue  # not a name our writer gives its files
+            if name and "/" not in name:  # the writer keeps its files flat
+                self.store.get_file(key, folder / name)
+        return len(keys)
 
     def clear(self) -> None:
         """Remove this job's checkpoints once its model is registered."""

@@ -20,3 +20,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """Peak GPU memory allocated on ``device`` since the last call (None off CUDA); no sync."""
+    if device.type != "cuda":
+        return None
+    peak = int(torch.cuda.max_memory_allocated(device))
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak

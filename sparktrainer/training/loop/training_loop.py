@@ -17,6 +17,7 @@ from torch import nn
 
 from sparktrainer.training.checkpoint import ResumeState, capture_rng, restore_rng
 from sparktrainer.training.loop.clock import ProgressClock
+from sparktrainer.training.loop.device import peak_memory_bytes
 from sparktrainer.training.loop.metrics import MetricSum, check_finite
 from sparktrainer.training.loop.optim import build_optimizer, build_scheduler
 from sparktrainer.training.loop.plan import Hooks, Plan, Rank, TrainResult
@@ -137,16 +138,17 @@ class TrainingLoop:
         self.history.append({k: v for k, v in record.items() if v is not None})
         self._keep_if_best(val_loss if val_loss is not None else loss, epoch)
         self.epoch, self.batch_in_epoch = epoch + 1, 0
-        self._checkpoint()
-        if self.where.rank == 0:
+        if self.where.rank == 0:  # before the checkpoint, so the logs it carries hold this epoch
             self.hooks.progress(
                 epoch=epoch + 1,
                 loss=loss,
                 accuracy=accuracy,
                 val_loss=val_loss,
                 val_accuracy=val_accuracy,
+                phase="epoch",
                 **position,
             )
+        self._checkpoint()
 
     def _keep_if_best(self, score: float | None, epoch: int) -> None:
         if not self.batch_step.full_result or self.where.rank != 0 or score is None:
@@ -176,6 +178,7 @@ class TrainingLoop:
             "step": self.step,
             "total_steps": self.total_steps,
             "learning_rate": self.optimizer.param_groups[0]["lr"],
+            "gpu_memory_bytes": peak_memory_bytes(self.where.device),
             **self.clock.rates(self.step),
         }
 

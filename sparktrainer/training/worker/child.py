@@ -60,6 +60,11 @@ def warm_imports() -> None:
 
     import sparktrainer.training.pytorch.recipe  # noqa: F401
 
+    try:  # the TensorBoard writer (optional: without it a job writes no event files)
+        import torch.utils.tensorboard
+    except ImportError:
+        pass
+
     torch.nn.functional.cross_entropy(torch.zeros(2, 2, requires_grad=True), torch.zeros(2).long())
 
 
@@ -125,6 +130,7 @@ class ChildJobRunner:
         from sparktrainer.training.recipes import run_recipe_job
 
         workdir = Path(tempfile.mkdtemp(prefix=f"sparktrainer-{job.job_id}-"))
+        ctx: JobContext | None = None
         try:
             ctx = JobContext(
                 job=job,
@@ -137,6 +143,8 @@ class ChildJobRunner:
             )
             return outcome_fields(run_recipe_job(ctx))
         finally:
+            if ctx is not None:
+                ctx.scalars.close()  # its writer thread must not outlive the job
             shutil.rmtree(workdir, ignore_errors=True)
 
 

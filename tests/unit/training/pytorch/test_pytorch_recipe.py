@@ -62,7 +62,8 @@ def test_mlp_learns_digits_and_publishes_everything(make_ctx, s3, stored, job_id
     assert stored(mlp, "config.json")["format"] == "sparktrainer.pytorch.v1"
     assert "torch" in stored(mlp, "env.json")
     mine = [k for k in s3.puts if k.startswith(f"models/{mlp}/")]
-    assert mine[-1] == f"models/{mlp}/metadata.json" and len(mine) == 5
+    assert mine[-1] == f"models/{mlp}/metadata.json" and len(mine) == 6
+    assert sum(k.startswith(f"models/{mlp}/logs/events.out.tfevents.") for k in mine) == 1
     assert not list(s3.list(f"checkpoints/{mlp}/"))
 
 
