@@ -16,12 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sparktrainer.api.routes import health, jobs, models
+from sparktrainer.api.routes import health, job_metrics, jobs, models
 from sparktrainer.api.state import ApiError, ApiState
 from sparktrainer.settings import Settings
 
 # One module per resource under api/routes/: a new resource is a module and an entry here.
-ROUTERS: tuple[APIRouter, ...] = (health.router, jobs.router, models.router)
+ROUTERS: tuple[APIRouter, ...] = (health.router, jobs.router, models.router, job_metrics.router)
 
 
 def _error(

@@ -6,6 +6,7 @@ sparktrainer jobs list [--status S] [--json]
 sparktrainer jobs show ID [--json]
 sparktrainer jobs watch ID [--timeout S] [--json]
 sparktrainer jobs cancel ID [--reason TEXT]
+sparktrainer jobs metrics ID [--json] | tensorboard ID     (cli/job_metrics.py)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sparktrainer.cli.common import (
     run,
 )
 from sparktrainer.cli.follow import JobFollower, final_status
+from sparktrainer.cli.job_metrics import register_job_actions
 from sparktrainer.cli.progress import JobView
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.events import CancelRequested, JobSubmitted
@@ -90,6 +92,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reason", default="cancel requested")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cancel)
+    register_job_actions(sub)
 
 
 def _job_from(path: str) -> JobSubmitted:

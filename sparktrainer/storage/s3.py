@@ -186,6 +186,21 @@ class ObjectStore:
             if obj.object_name is not None:
                 yield obj.object_name
 
+    def get_flat_folder(self, prefix: str, folder: Path, max_files: int) -> int:
+        """The objects right under ``prefix`` (no deeper keys, no dot-names) into ``folder``.
+
+        At most ``max_files`` of them, in key order; returns how many were downloaded.
+        """
+        count = 0
+        for key in sorted(self.list(prefix))[:max_files]:
+            name = key.removeprefix(prefix)
+            if not name or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            self.get_file(key, folder / name)
+            count += 1
+        return count
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under a prefix; returns how many."""
         keys = list(self.list(prefix))

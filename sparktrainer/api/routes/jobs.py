@@ -21,6 +21,7 @@ from sparktrainer.api.state import (
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested, JobSubmitted
 from sparktrainer.contracts.jobspec import check_safe_id
+from sparktrainer.registry.job_details import job_details
 from sparktrainer.registry.jobs import get_job, list_jobs
 from sparktrainer.validation.messages import from_pydantic
 from sparktrainer.verdict import check
@@ -71,8 +72,10 @@ def jobs(
 
 @router.get("/{job_id}")
 def job(request: Request, job_id: str) -> JSONResponse:
-    """One job: status, last progress, errors and warnings."""
-    return JSONResponse(existing(state_of(request).registry.read(get_job, job_id), "job", job_id))
+    """One job: status, last progress, errors and warnings, its config and checkpoints."""
+    registry = state_of(request).registry
+    found = existing(registry.read(get_job, job_id), "job", job_id)
+    return JSONResponse({**found, **registry.read(job_details, job_id)})
 
 
 @router.post("/{job_id}/cancel", status_code=202, dependencies=[Depends(require_token)])

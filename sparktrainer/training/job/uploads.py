@@ -16,13 +16,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from sparktrainer.contracts.events import CheckpointSaved
-from sparktrainer.contracts.jobspec import check_relative_key
-from sparktrainer.storage.layout import LOGS_DIR, checkpoint_prefix
+from sparktrainer.storage.layout import LOGS_DIR, MAX_LOG_FILES, checkpoint_prefix
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.training.job.scalars import ScalarLog
 
 CHECKPOINT_NAME = "latest.pt"
-MAX_LOG_FILES = 256  # one event file per attempt, and attempts are capped far below this
 Emit = Callable[[BaseModel], None]
 
 
@@ -85,17 +83,7 @@ class CheckpointUploads:
     def load_logs(self, folder: Path) -> int:
         """Download the TensorBoard files the last checkpoint carried; how many there were."""
         prefix = checkpoint_prefix(self.job_id) + LOGS_DIR
-        keys = sorted(self.store.list(prefix))[:MAX_LOG_FILES]
-        folder.mkdir(parents=True, exist_ok=True)
-        for key in keys:
-            name = key.removeprefix(prefix)
-            try:
-                check_relative_key(name)
-            except ValueError:
-                continue  # not a name our writer gives its files
-            if name and "/" not in name:  # the writer keeps its files flat
-                self.store.get_file(key, folder / name)
-        return len(keys)
+        return self.store.get_flat_folder(prefix, folder, MAX_LOG_FILES)
 
     def clear(self) -> None:
         """Remove this job's checkpoints once its model is registered."""
