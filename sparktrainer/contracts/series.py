@@ -1,84 +1,68 @@
-"""The metric series of a job: their names, and which scalars each event contributes.
+"""A job's metric series: their names, and which numbers of a progress report feed which one.
 
-One table for everyone who draws a job's training: the registry's metric history
-(``registry/series.py``), the TensorBoard event files the training worker writes
-(``training/job/tensorboard.py``), the API, the CLI plot and the dashboard. A series is
-keyed by the job's global optimizer step; epoch-level series take the step at the epoch's
-end, so every curve of a job shares one x axis.
+The registry's metric history (``registry/metric_series.py``), the API, the CLI, the dashboard
+and the TensorBoard files the trainer writes (``training/job/scalars.py``) all use these
+names, so a curve is called the same everywhere. Names group as TensorBoard groups them:
+``loss/train`` (the running mean within an epoch, at each report), ``loss/train_epoch`` and
+``loss/val`` (at each epoch's end) share the ``loss`` chart. Every series is keyed by the
+job's optimizer step, so all curves of a job share one x axis.
+
+A report repeated (a redelivery, a replay) lands on the same point, and an attempt that
+resumed from step S rewrites what came after S.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
-from sparktrainer.contracts.events import CheckpointSaved, JobProgress
+from sparktrainer.contracts.events import JobProgress
 
-Level = Literal["step", "epoch", "checkpoint"]
+# Report field -> series, for the two phases of a report.
+STEP_SERIES: dict[str, str] = {
+    "loss": "loss/train",
+    "accuracy": "accuracy/train",
+    "learning_rate": "learning_rate",
+    "samples_per_s": "samples_per_s",
+    "gpu_memory_bytes": "gpu_memory_bytes",
+}
+EPOCH_SERIES: dict[str, str] = {
+    "loss": "loss/train_epoch",
+    "accuracy": "accuracy/train_epoch",
+    "val_loss": "loss/val",
+    "val_accuracy": "accuracy/val",
+}
+RECORDED_SERIES: tuple[str, ...] = (*STEP_SERIES.values(), *EPOCH_SERIES.values())
 
-
-@dataclass(frozen=True)
-class SeriesSpec:
-    """One series: its name (TensorBoard tag), the field it reads, and its level."""
-
-    name: str
-    field: str
-    level: Level
-    title: str
-
-
-SERIES: tuple[SeriesSpec, ...] = (
-    # Every rate-limited report during an epoch (training numbers since the last report).
-    SeriesSpec("train/loss", "loss", "step", "training loss"),
-    SeriesSpec("train/accuracy", "accuracy", "step", "training accuracy"),
-    SeriesSpec("train/perplexity", "perplexity", "step", "training perplexity"),
-    SeriesSpec("train/learning_rate", "learning_rate", "step", "learning rate"),
-    SeriesSpec("train/samples_per_s", "samples_per_s", "step", "samples per second"),
-    SeriesSpec("train/step_s", "step_s", "step", "seconds per optimizer step"),
-    SeriesSpec("train/gpu_memory_bytes", "gpu_memory_bytes", "step", "peak GPU memory"),
-    # The report at each epoch's end (means over the whole epoch, and validation).
-    SeriesSpec("epoch/loss", "loss", "epoch", "epoch training loss"),
-    SeriesSpec("epoch/accuracy", "accuracy", "epoch", "epoch training accuracy"),
-    SeriesSpec("val/loss", "val_loss", "epoch", "validation loss"),
-    SeriesSpec("val/accuracy", "val_accuracy", "epoch", "validation accuracy"),
-    SeriesSpec("val/perplexity", "val_perplexity", "epoch", "validation perplexity"),
-    # Each checkpoint upload.
-    SeriesSpec("checkpoint/size_bytes", "size_bytes", "checkpoint", "checkpoint size"),
-    SeriesSpec("checkpoint/upload_s", "upload_s", "checkpoint", "checkpoint upload seconds"),
-)
-SERIES_BY_NAME: dict[str, SeriesSpec] = {s.name: s for s in SERIES}
-TRAINING_LEVELS: tuple[Level, ...] = ("step", "epoch")  # what TensorBoard files hold
+# Generation (language-model) jobs: accuracy is per predicted token, and perplexity is the
+# number people read; both are derived from what the loop reports.
+GENERATION = "generation"
+_RENAMED = {"accuracy/val": "token_accuracy/val", "accuracy/train_epoch": "token_accuracy/train"}
+_PERPLEXITY = {"loss/train": "perplexity/train", "loss/val": "perplexity/val"}
+_MAX_LOG_PERPLEXITY = 50.0  # exp(50) ~ 5e21: finite in JSON and in float32 event files
 
 
-@dataclass(frozen=True)
-class Point:
-    """One value of one series at one step."""
-
-    series: str
-    step: int
-    epoch: int
-    value: float
-
-
-def points_of(event: JobProgress | CheckpointSaved) -> list[Point]:
-    """The points an event adds: a step report, an epoch's end, or a checkpoint upload."""
-    if isinstance(event, CheckpointSaved):
-        level: Level = "checkpoint"
-    else:
-        level = "epoch" if event.epoch_end else "step"
-    out = []
-    for spec in SERIES:
-        if spec.level != level:
-            continue
-        value = getattr(event, spec.field, None)
-        if isinstance(value, int | float) and math.isfinite(value):
-            out.append(Point(spec.name, event.step, event.epoch, float(value)))
+def points_of(report: JobProgress) -> dict[str, float]:
+    """The recorded series points one progress report adds, at ``report.step``."""
+    fields = EPOCH_SERIES if report.phase == "epoch" else STEP_SERIES
+    out: dict[str, float] = {}
+    for name, series in fields.items():
+        value = getattr(report, name)
+        if value is not None and math.isfinite(value):
+            out[series] = float(value)
     return out
 
 
-def perplexity(loss: float | None) -> float | None:
-    """exp(mean token loss), the language-model reading of a loss; None past float range."""
-    if loss is None or not math.isfinite(loss) or loss > 700.0:
-        return None
-    return math.exp(loss)
+def shown(series: str, value: float, task: str | None) -> list[tuple[str, float]]:
+    """How a recorded point is shown for a job of ``task``: renamed, plus what derives from it."""
+    if task != GENERATION:
+        return [(series, value)]
+    out = [(_RENAMED.get(series, series), value)]
+    if series in _PERPLEXITY:
+        out.append((_PERPLEXITY[series], math.exp(min(value, _MAX_LOG_PERPLEXITY))))
+    return out
+
+
+def task_of(config: object) -> str | None:
+    """The task a job's config names (``classification`` or ``generation``; None for PyTorch)."""
+    task = getattr(config, "task_type", None)
+    return task if isinstance(task, str) else None
