@@ -2,7 +2,9 @@
 
 Arguments, settings, logging, topics; then the service is started, and once it is positioned
 (partitions assigned, positions known) ``READY name`` goes to stderr (the embedded stack waits
-for that line). SIGTERM and SIGINT stop it gracefully.
+for that line). SIGTERM and SIGINT stop it gracefully. With its metrics port set
+(``SPARKTRAINER_{VALIDATOR,TRAINER,PROJECTOR}_METRICS_PORT``) the service's Prometheus metrics
+are served there; with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set its spans are exported.
 """
 
 from __future__ import annotations
@@ -20,9 +22,17 @@ import structlog
 from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.logging import configure
 from sparktrainer.settings import Settings
+from sparktrainer.telemetry.prometheus import Collector, ServiceMetrics
+from sparktrainer.telemetry.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger(__name__)
 READY_TIMEOUT_S = 120.0
+# The setting that holds each service's metrics port (0: no metrics server).
+METRICS_PORTS = {
+    "validator": "validator_metrics_port",
+    "trainer": "trainer_metrics_port",
+    "registry-projector": "projector_metrics_port",
+}
 
 
 class Service(Protocol):
@@ -36,6 +46,9 @@ class Service(Protocol):
 
     def stop(self) -> None:
         """Stop gracefully."""
+
+    def collectors(self) -> list[Collector]:
+        """What Prometheus reads of it."""
 
 
 def serve(
@@ -62,7 +75,12 @@ async def _serve(
     args: argparse.Namespace,
 ) -> int:
     await ensure_topics(settings)
+    configure_tracing(name)
     service = build(settings, args)
+    port = getattr(settings, METRICS_PORTS[name]) if name in METRICS_PORTS else 0
+    stop_metrics = (
+        ServiceMetrics(service.collectors()).serve(port, settings.metrics_host) if port else None
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -75,5 +93,18 @@ async def _serve(
     positioned.cancel()
     if not (task.done() and task.exception() is not None):
         print(f"READY {name}", file=sys.stderr, flush=True)
-    result = await task
+    try:
+        result = await task
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        shutdown_tracing()
     return result if isinstance(result, int) else 0
+
+
+def _serve_metrics(name: str, settings: Settings, service: Service) -> Callable[[], None] | None:
+    """Serve the service's Prometheus metrics when its port is set; how to stop them."""
+    port = getattr(settings, METRICS_PORTS[name]) if name in METRICS_PORTS else 0
+    if not port:
+        return None
+    return ServiceMetrics(service.collectors()).serve(port, settings.metrics_host)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from functools import partial
 
 import structlog
 
 from consumers._entry import serve
 from sparktrainer.registry.runner import Projector
+from sparktrainer.registry.store import jobs_by_status
 from sparktrainer.settings import Settings
+from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector, JobsByState
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +52,13 @@ class ProjectorService:
     def stop(self) -> None:
         """Stop after the batch being folded."""
         self._stop.set()
+
+    def collectors(self) -> list[Collector]:
+        """Prometheus: records folded by topic, lag, and jobs by state in the read model."""
+        return [
+            ConsumerCollector("projector", self.projector),
+            JobsByState(partial(jobs_by_status, self.projector.db_path)),
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 
 from consumers._entry import serve
 from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
+from sparktrainer.contracts.trace import job_trace, traced
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.telemetry.tracing import span
 from sparktrainer.validation import door
 
 GROUP = "sparktrainer-validator"
@@ -26,13 +29,15 @@ def build_runtime(
     """The validator's runtime: many records at once, each answered exactly once."""
 
     async def handle(rec: Received) -> list[OutRecord]:
-        return await asyncio.to_thread(door.answer, rec, store, settings.limits)
+        started_ns = time.time_ns()
+        answers = await asyncio.to_thread(door.answer, rec, store, settings.limits)
+        return [in_trace(rec, answer, started_ns) for answer in answers]
 
     async def on_failure(rec: Received, error: BaseException) -> list[OutRecord]:
         # The checks themselves never raise; this is the object store staying down.
         reason = f"Could not validate the job: {type(error).__name__}: {error}"[:400]
         rejected = door.rejected(rec, [reason + " (a transient failure: resubmit the job)"])
-        return [encode(rejected, door.SOURCE)]
+        return [in_trace(rec, encode(rejected, door.SOURCE), time.time_ns())]
 
     return ConsumerRuntime(
         settings,
@@ -44,6 +49,13 @@ def build_runtime(
         concurrency=settings.validator_concurrency,
         **options,  # type: ignore[arg-type]
     )
+
+
+def in_trace(rec: Received, answer: OutRecord, started_ns: int) -> OutRecord:
+    """The answer in the submission's trace, with the validator's span as its parent."""
+    parent = job_trace(rec.headers, answer.key.decode(errors="replace"))
+    with span("validate job", parent, started_ns, topic=answer.topic) as trace:
+        return traced(answer, trace)
 
 
 def _build(settings: Settings, args: argparse.Namespace) -> ConsumerRuntime:

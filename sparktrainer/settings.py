@@ -97,10 +97,16 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1)
     progress_every_s: float = 1.0
 
-    # HTTP API
+    # HTTP API (the dashboard at /, Prometheus metrics at /metrics)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_token: SecretStr | None = None
+
+    # Operator metrics: each consumer serves Prometheus text on its own port (0: off)
+    metrics_host: str = "127.0.0.1"
+    validator_metrics_port: int = Field(default=0, ge=0, le=65535)
+    trainer_metrics_port: int = Field(default=0, ge=0, le=65535)
+    projector_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     log_level: str = "INFO"
     limits: Limits = Field(default_factory=Limits)

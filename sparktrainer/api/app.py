@@ -14,14 +14,22 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sparktrainer.api.routes import health, job_metrics, jobs, models
+from sparktrainer.api.routes import dashboard, health, job_metrics, jobs, metrics, models
 from sparktrainer.api.state import ApiError, ApiState
 from sparktrainer.settings import Settings
 
 # One module per resource under api/routes/: a new resource is a module and an entry here.
-ROUTERS: tuple[APIRouter, ...] = (health.router, jobs.router, models.router, job_metrics.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    jobs.router,
+    models.router,
+    job_metrics.router,
+    metrics.router,
+    dashboard.router,
+)
 
 
 def _error(
@@ -63,4 +71,6 @@ def create_app(
     _install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    app.middleware("http")(state.metrics.measure)
     return app

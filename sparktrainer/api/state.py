@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 
+from sparktrainer.api.metrics import ApiMetrics
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.contracts.envelope import OutRecord
 from sparktrainer.errors import ConfigurationError
@@ -56,6 +57,7 @@ class ApiState:
         self.settings = settings
         self.db_path = db_path or settings.registry_db_path
         self.registry = RegistryStore(self.db_path)
+        self.metrics = ApiMetrics(self.db_path)
         self.with_projector = with_projector
         self.projector: Projector | None = None
         self._producer: AIOKafkaProducer | None = None

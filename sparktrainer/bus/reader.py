@@ -168,6 +168,10 @@ class LogReader:
         self.assign(ends)
         return ends
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The partition's log end as of the last fetch (None before one); no broker call."""
+        return self._consumer.highwater(tp)
+
     def assignment(self) -> list[TopicPartition]:
         """The partitions being read."""
         return sorted(self._consumer.assignment())

@@ -15,7 +15,7 @@ however long the job runs. A freed slot wakes the loop at once; commits run besi
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +35,7 @@ from sparktrainer.bus.offsets import PartitionOffsets
 from sparktrainer.contracts.envelope import OutRecord
 from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Settings
+from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector, TopicCounts
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +107,7 @@ class ConsumerRuntime:
         self.shutdown_grace_s = shutdown_grace_s
         self.keep_work_on_revoke = keep_work_on_revoke
         self.stats = Stats()
+        self.counts: TopicCounts = Counter()  # records done by (topic, handled | failed)
         self.ready = asyncio.Event()
         self.assigned = asyncio.Event()  # set once the group has given us partitions
         self._stopping = asyncio.Event()
@@ -219,8 +221,9 @@ class ConsumerRuntime:
         structlog.contextvars.bind_contextvars(
             topic=rec.topic, partition=rec.partition, offset=rec.offset
         )
+        outcome = "failed"
         try:
-            out = await self._run_handler(rec)
+            out, outcome = await self._run_handler(rec)
             await self._publish(out)
         except asyncio.CancelledError:
             raise
@@ -228,12 +231,14 @@ class ConsumerRuntime:
             log.exception("record_failed", consumer=self.name)
         self.offsets.finish(tp_of(rec), rec.offset)
         self.stats.records_done += 1
+        self.counts[(rec.topic, outcome)] += 1
 
-    async def _run_handler(self, rec: Received) -> list[OutRecord]:
+    async def _run_handler(self, rec: Received) -> tuple[list[OutRecord], str]:
+        """The handler's records and "handled", or the failure hook's and "failed"."""
         delay = 0.2
         for attempt in range(1, self.handler_attempts + 1):
             try:
-                return await self.handler(rec)
+                return await self.handler(rec), "handled"
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -241,10 +246,25 @@ class ConsumerRuntime:
                 log.exception("handler_error", attempt=attempt, error=type(e).__name__)
                 if attempt == self.handler_attempts:
                     # A poison record must not loop forever: answer it and move on.
-                    return await self.on_failure(rec, e) if self.on_failure else []
+                    return (await self.on_failure(rec, e) if self.on_failure else []), "failed"
                 await asyncio.sleep(delay)
                 delay *= 2
-        return []
+        return [], "failed"
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records not yet done per assigned partition: log end at the last fetch - base."""
+        consumer, out = self._consumer, {}
+        if consumer is None:
+            return {}
+        for tp in list(consumer.assignment()):
+            end, base = consumer.highwater(tp), self.offsets.base(tp)
+            if end is not None and base is not None:
+                out[(tp.topic, tp.partition)] = max(0, end - base)
+        return out
+
+    def collectors(self) -> list[Collector]:
+        """What Prometheus reads of this runtime: records by topic and outcome, lag."""
+        return [ConsumerCollector(self.name, self)]
 
     async def _publish(self, out: list[OutRecord]) -> None:
         """Send every output record and wait for acks; retry until the broker takes them."""

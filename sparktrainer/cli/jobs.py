@@ -39,6 +39,7 @@ from sparktrainer.cli.job_metrics import register_job_actions
 from sparktrainer.cli.progress import JobView
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.events import CancelRequested, JobSubmitted
+from sparktrainer.contracts.trace import TraceContext, traced
 from sparktrainer.registry.jobs import get_job, list_jobs
 from sparktrainer.settings import Settings
 
@@ -124,7 +125,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Publish a job; with --wait, follow it and exit with its verdict."""
     job = _job_from(args.file)
     settings = load_settings()
-    record = encode(job, SOURCE)
+    record = traced(encode(job, SOURCE), TraceContext.new())  # the job's trace starts here
     if not args.wait:
         run(_publish(settings, record))
         _submitted(job.job_id or "", args.json)

@@ -80,6 +80,11 @@ def trace_of(headers: Headers | tuple[tuple[str, bytes], ...] | None) -> TraceCo
     return None
 
 
+def job_trace(headers: Headers | tuple[tuple[str, bytes], ...] | None, job_id: str) -> TraceContext:
+    """The trace a record carries, else the job's own (the same on every redelivery)."""
+    return trace_of(headers) or TraceContext.for_job(job_id)
+
+
 def traced(record: OutRecord, context: TraceContext | None) -> OutRecord:
     """``record`` carrying ``context`` as its ``ce_traceparent`` (replacing any it had)."""
     if context is None:

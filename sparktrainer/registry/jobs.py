@@ -117,3 +117,9 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> Row | None:
     """One job: status, last progress, errors and warnings; None if unknown."""
     row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     return _job(row) if row else None
+
+
+def count_by_status(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many jobs the read model holds in each status."""
+    rows = conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status").fetchall()
+    return {r["status"]: r["n"] for r in rows}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from sparktrainer.registry.concern import RawDecoder
 from sparktrainer.registry.concerns import CONCERNS, PROJECTED_TOPICS
 from sparktrainer.registry.fold import FOLDS, Folded, Folds, apply_many
 from sparktrainer.settings import Settings
+from sparktrainer.telemetry.prometheus import TopicCounts
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +68,8 @@ class Projector:
         self.batch_max_records = batch_max_records
         self.folds = folds  # every concern's (tests swap one for a smaller bound)
         self.stats = ProjectorStats()
+        self.counts: TopicCounts = Counter()  # records by (topic, folded | unreadable)
+        self._next: dict[TopicPartition, int] = {}
         self.ready = asyncio.Event()
         self._raw: dict[str, RawDecoder] = {k: v for c in CONCERNS for k, v in c.raw_topics.items()}
         self._conn: sqlite3.Connection | None = None
@@ -122,6 +126,7 @@ class Projector:
                 )
             positions[tp] = max(stored, begins[tp])
         reader.assign(positions)
+        self._next.update(positions)
         self._assigned = tps
 
     def _require(self) -> tuple[LogReader, sqlite3.Connection]:
@@ -137,6 +142,9 @@ class Projector:
             return 0
         # Decoding and SQLite both block: do them off the event loop, in one transaction.
         applied = await asyncio.to_thread(self._fold_batch, conn, records)
+        for r in records:
+            self._next[TopicPartition(r.topic, r.partition)] = r.offset + 1
+            self.counts[(r.topic, "folded")] += 1
         self.stats.records += len(records)
         self.stats.applied += applied
         self.stats.skipped += len(records) - applied
@@ -154,6 +162,7 @@ class Projector:
             event = decode(r.value, r.headers)
         except EnvelopeError as e:
             self.stats.unreadable += 1
+            self.counts[(r.topic, "unreadable")] += 1
             log.warning(
                 "record_unreadable",
                 topic=r.topic,
@@ -163,6 +172,17 @@ class Projector:
             )
             event = None
         return Folded(r.topic, r.partition, r.offset, event)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records not folded yet per partition: log end at the last fetch - next to fold."""
+        if self._reader is None:
+            return {}
+        out = {}
+        for tp, position in list(self._next.items()):
+            end = self._reader.highwater(tp)
+            if end is not None:
+                out[(tp.topic, tp.partition)] = max(0, end - position)
+        return out
 
     async def catch_up(self, timeout_s: float | None = None) -> int:
         """Fold everything up to the log's end as of now; returns how many records were applied."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from sparktrainer.registry import db
 from sparktrainer.registry.concerns import CONCERNS
+from sparktrainer.registry.jobs import count_by_status
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -18,6 +20,19 @@ T = TypeVar("T")
 def connect(path: Path | str) -> sqlite3.Connection:
     """Open the read model at ``path``, created or migrated to the schema of every concern."""
     return db.open_database(path, CONCERNS)
+
+
+def read_only(path: Path | str) -> sqlite3.Connection:
+    """A connection that only reads (no migration, no write lock), e.g. for a metrics scrape."""
+    conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5.0)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def jobs_by_status(path: Path | str) -> dict[str, int]:
+    """How many jobs the read model at ``path`` holds in each status (read-only)."""
+    with contextlib.closing(read_only(path)) as conn:
+        return count_by_status(conn)
 
 
 class RegistryStore:

@@ -21,8 +21,12 @@ from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, en
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
 from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.topics import JOBS_CONTROL, JOBS_VALIDATED
+from sparktrainer.contracts.trace import job_trace, traced
+from sparktrainer.services.trainer_metrics import TrainerObserver, WorkerCollector
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector
+from sparktrainer.telemetry.tracing import span
 from sparktrainer.training.runner import SOURCE, CancelBook, answer_cancel, drive_job
 from sparktrainer.training.worker.warm import WarmWorker
 
@@ -57,6 +61,7 @@ class TrainerService:
         self.store = ObjectStore.from_settings(settings)
         self.worker = WarmWorker(settings)
         self.cancels = CancelBook(worker=self.worker)
+        self.observer = TrainerObserver()
         self.producer = make_producer(settings)
         self.jobs = self._job_runtime(group_id, consumer_options)
         self.control = ConsumerRuntime(
@@ -99,20 +104,40 @@ class TrainerService:
         return f"TrainerService(jobs={self.jobs.stats}, control={self.control.stats})"
 
     async def handle_job(self, rec: Received) -> list[OutRecord]:
-        """One validated job to its terminal event."""
+        """One validated job to its terminal event, every event in the submission's trace."""
         try:
             job = decode(rec.value, rec.headers, JobValidated)
         except EnvelopeError as e:
             log.error("undecodable_validated_event", error=str(e), offset=rec.offset)
             return []  # not a job we can name; logged with its coordinates
-        return await drive_job(
-            job,
-            worker=self.worker,
-            store=self.store,
-            cancels=self.cancels,
-            send=lambda r: send(self.producer, r),
-            max_attempts=self.settings.job_max_attempts,
-        )
+        with span("train job", job_trace(rec.headers, job.job_id), job_id=job.job_id) as trace:
+
+            async def forward(record: OutRecord) -> None:
+                self._observe(job, record)
+                await send(self.producer, traced(record, trace))
+
+            records = await drive_job(
+                job,
+                worker=self.worker,
+                store=self.store,
+                cancels=self.cancels,
+                send=forward,
+                max_attempts=self.settings.job_max_attempts,
+            )
+        return [traced(r, trace) for r in records]
+
+    def _observe(self, job: JobValidated, record: OutRecord) -> None:
+        with contextlib.suppress(EnvelopeError):  # our own events: decoding them cannot fail
+            self.observer.observe(job, decode(record.value, record.headers))
+
+    def collectors(self) -> list[Collector]:
+        """Prometheus: both runtimes' records and lag, the worker's counters, the histograms."""
+        return [
+            ConsumerCollector("trainer", self.jobs),
+            ConsumerCollector("trainer-control", self.control),
+            WorkerCollector(self.worker),
+            *self.observer.collectors(),
+        ]
 
     async def job_failed(self, rec: Received, error: BaseException) -> list[OutRecord]:
         """The runner itself failed (e.g. S3 down past its retries): the job still ends."""
@@ -126,7 +151,7 @@ class TrainerService:
             error_type=type(error).__name__,
             retriable=True,
         )
-        return [encode(failed, SOURCE)]
+        return [traced(encode(failed, SOURCE), job_trace(rec.headers, job.job_id))]
 
     async def handle_cancel(self, rec: Received) -> list[OutRecord]:
         """Answer a cancel for a job that had already ended."""
@@ -135,7 +160,8 @@ class TrainerService:
         except EnvelopeError as e:
             log.warning("undecodable_cancel", error=str(e), offset=rec.offset)
             return []
-        return await answer_cancel(cancel, self.store)
+        trace = job_trace(rec.headers, cancel.job_id)
+        return [traced(r, trace) for r in await answer_cancel(cancel, self.store)]
 
     async def listen_cancels(self) -> None:
         """See every cancel request (no group), from the start of the log."""

@@ -70,6 +70,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "sparktrainer.services",
     ),
     "sparktrainer.api": (*TORCH, "sparktrainer.training", "sparktrainer.cli"),
+    "sparktrainer.telemetry": (
+        *TRAINING_AND_UP,
+        "sparktrainer.bus",
+        "sparktrainer.storage",
+        *TORCH,
+        *KAFKA_HTTP_CLI,
+    ),
 }
 
 

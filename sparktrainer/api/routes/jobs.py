@@ -21,8 +21,10 @@ from sparktrainer.api.state import (
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested, JobSubmitted
 from sparktrainer.contracts.jobspec import check_safe_id
+from sparktrainer.contracts.trace import TraceContext, traced
 from sparktrainer.registry.job_details import job_details
 from sparktrainer.registry.jobs import get_job, list_jobs
+from sparktrainer.telemetry.tracing import span
 from sparktrainer.validation.messages import from_pydantic
 from sparktrainer.verdict import check
 
@@ -45,7 +47,9 @@ async def submit(request: Request) -> JSONResponse:
         raise ApiError(422, "Not a job: " + "; ".join(errors)[:500], errors) from e
     if job.job_id is None:
         job = job.model_copy(update={"job_id": str(uuid.uuid4())})
-    await state_of(request).publish(encode(job, SOURCE))
+    parent = TraceContext.parse(request.headers.get("traceparent")) or TraceContext.new()
+    with span("submit job", parent, job_id=job.job_id) as trace:
+        await state_of(request).publish(traced(encode(job, SOURCE), trace))
     return JSONResponse(
         {"job_id": job.job_id, "status": "submitted", "href": f"/api/jobs/{job.job_id}"},
         status_code=202,

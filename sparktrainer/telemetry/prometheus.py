@@ -1,0 +1,103 @@
+"""Prometheus metrics: one registry per service, its collectors, and the port it is served on.
+
+Counters that tests already read (the runtime's, the projector's, the worker's) are not
+duplicated: collectors read them at scrape time. What only exists as an observation (how
+long a job waited for its first step, a step, a checkpoint upload) is a histogram the service
+feeds. Every metric is named ``sparktrainer_*`` and carries the service's name as ``consumer``
+where several services report the same thing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol
+
+import structlog
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = structlog.get_logger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+TopicCounts = Counter[tuple[str, str]]
+"""Records by (topic, outcome): what a consumer did with what it read."""
+
+
+class Consuming(Protocol):
+    """What a consumer shows: records by topic and outcome, and its lag per partition."""
+
+    counts: TopicCounts
+
+    def lag(self) -> Mapping[tuple[str, int], int]: ...
+
+
+class ConsumerCollector(Collector):
+    """``sparktrainer_records_total`` and ``sparktrainer_consumer_lag_records`` of a consumer."""
+
+    def __init__(self, consumer: str, source: Consuming) -> None:
+        self.consumer, self.source = consumer, source
+
+    def collect(self) -> Iterator[Metric]:
+        records = CounterMetricFamily(
+            "sparktrainer_records",
+            "Records a consumer read, by topic and what came of them",
+            labels=["consumer", "topic", "outcome"],
+        )
+        for (topic, outcome), n in sorted(dict(self.source.counts).items()):
+            records.add_metric([self.consumer, topic, outcome], n)
+        lag = GaugeMetricFamily(
+            "sparktrainer_consumer_lag_records",
+            "Records on a partition not yet handled (log end at the last fetch minus position)",
+            labels=["consumer", "topic", "partition"],
+        )
+        for (topic, partition), n in sorted(dict(self.source.lag()).items()):
+            lag.add_metric([self.consumer, topic, str(partition)], n)
+        yield records
+        yield lag
+
+
+class JobsByState(Collector):
+    """``sparktrainer_jobs{state}``: jobs in the read model by status, counted at scrape time."""
+
+    def __init__(self, count: Callable[[], Mapping[str, int]]) -> None:
+        self.count = count
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily(
+            "sparktrainer_jobs", "Jobs in the registry read model by state", labels=["state"]
+        )
+        try:
+            counted = dict(self.count())
+        except Exception as e:  # the read model is busy or being rebuilt: skip this scrape
+            log.warning("jobs_by_state_unavailable", error=f"{type(e).__name__}: {e}"[:200])
+            counted = {}
+        for state, n in sorted(counted.items()):
+            jobs.add_metric([state], n)
+        yield jobs
+
+
+class ServiceMetrics:
+    """One service's registry (never the process-global one: tests run several in a process)."""
+
+    def __init__(self, collectors: Iterable[Collector] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        for collector in collectors:
+            self.registry.register(collector)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, host: str) -> Callable[[], None]:
+        """Serve ``/metrics`` on ``host:port`` in a thread; returns how to stop it."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        log.info("metrics_serving", host=host, port=server.server_port)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+        return stop
