@@ -17,7 +17,7 @@ MAX_SERIES_NAMES = len(RECORDED_SERIES) * 2
 
 
 @router.get("/{job_id}/metrics")
-def metrics(
+def job_metrics(
     request: Request,
     job_id: str,
     since: Annotated[int, Query(ge=0, le=2**62, description="cursor of an earlier answer")] = 0,

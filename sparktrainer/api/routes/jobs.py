@@ -48,7 +48,7 @@ async def submit(request: Request) -> JSONResponse:
     if job.job_id is None:
         job = job.model_copy(update={"job_id": str(uuid.uuid4())})
     parent = TraceContext.parse(request.headers.get("traceparent")) or TraceContext.new()
-    with span("submit job", parent, job_id=job.job_id) as trace:
+    with span("submit job", parent, job_id=job.job_id or "") as trace:
         await state_of(request).publish(traced(encode(job, SOURCE), trace))
     return JSONResponse(
         {"job_id": job.job_id, "status": "submitted", "href": f"/api/jobs/{job.job_id}"},

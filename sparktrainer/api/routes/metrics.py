@@ -12,6 +12,6 @@ router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
+def prometheus_metrics(request: Request) -> Response:
     """Requests by route and status, their latency, and jobs by state."""
     return Response(state_of(request).metrics.service.exposition(), media_type=CONTENT_TYPE)
