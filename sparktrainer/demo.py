@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sparktrainer import guide
+from sparktrainer.embedded import EmbeddedStack
 from sparktrainer.settings import Settings
 
 # The guide's workflow, with fewer epochs so the demo takes a minute on a laptop CPU.
@@ -61,6 +62,9 @@ def main() -> int:
     sparktrainer("models", "lineage", parent)
     sparktrainer("models", "list")
     print("\nThe stack is still running: `.venv/bin/sparktrainer down` stops it.")
+    stack = EmbeddedStack.load(Settings().home)
+    if stack is not None and stack.dashboard_url:
+        print(f"Dashboard: {stack.dashboard_url}  (jobs, curves, lineage, submit)")
     return 0
 
 

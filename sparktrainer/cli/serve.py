@@ -71,9 +71,11 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from sparktrainer.api.app import create_app
     from sparktrainer.logging import configure
+    from sparktrainer.telemetry.tracing import configure_tracing
 
     settings = load_settings()
     configure(settings.log_level)
+    configure_tracing("api")
     app = create_app(settings, with_projector=args.with_projector, db_path=args.db)
     uvicorn.run(
         app,

@@ -60,6 +60,20 @@ class StackAddresses:
             return self.settings.s3_endpoint or str(self._state.s3_endpoint)
         return f"http://127.0.0.1:{self._port('s3')}"
 
+    @property
+    def dashboard_url(self) -> str | None:
+        """Where the API serves the dashboard (None when the stack runs no API)."""
+        port = self.ports.get("api")
+        return f"http://127.0.0.1:{port}/" if port else None
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Each service's Prometheus endpoint, by service."""
+        urls = {name.removesuffix("_metrics"): f"http://127.0.0.1:{port}/metrics"
+                for name, port in self.ports.items() if name.endswith("_metrics")}  # fmt: skip
+        if self.dashboard_url:
+            urls["api"] = self.dashboard_url + "metrics"
+        return urls
+
     def _port(self, name: str) -> int:
         if name not in self.ports:
             raise StackError(f"the stack in {self.home} has no ports yet: start it first")

@@ -257,13 +257,30 @@ class EmbeddedStack(StackAddresses):
         env = {**os.environ, **self.env(), "SPARKTRAINER_HOME": str(self.home),
                "PYTHONUNBUFFERED": "1"}  # fmt: skip
         pending = [
-            (spec, self._spawn(spec.name, [sys.executable, *spec.args], env, started))
+            (spec, self._spawn(spec.name, [sys.executable, *spec.args],
+                               {**env, **self._service_ports(spec)}, started))
             for spec in self.services
             if not self._running(spec.name)
-        ]
+        ]  # fmt: skip
         for spec, record in pending:  # they boot side by side; wait for each in turn
             ready = functools.partial(_service_ready, spec, record)
+            if spec.http_ready and spec.ports:
+                url = f"http://127.0.0.1:{self.ports[spec.ports[0][0]]}{spec.http_ready}"
+                ready = functools.partial(processes.http_answers, url)
             self._wait(record, "a ready line in its log", ready, spec.ready_timeout_s)
+
+    def _service_ports(self, spec: ServiceSpec) -> dict[str, str]:
+        """The variables telling a service its ports: set in the environment, or picked once."""
+        out = {}
+        for name, variable in spec.ports:
+            given = os.environ.get(variable, "")
+            if given.isdigit():
+                self._state.ports[name] = int(given)
+            elif name not in self.ports:
+                self._state.ports |= processes.pick_ports([name])
+            out[variable] = str(self.ports[name])
+        self._save()
+        return out
 
     def _spawn(
         self, name: str, argv: list[str], env: dict[str, str], started: list[ProcessRecord]

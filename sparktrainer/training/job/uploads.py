@@ -45,14 +45,16 @@ class CheckpointUploads:
         logs = self.logs.snapshot(logs_dir)
 
         def upload() -> None:
+            # The logs first: if the checkpoint then fails to land, a resume from the one before
+            # purges what they hold past it; logs older than the checkpoint would leave a gap.
+            for name, path in logs.items():
+                self.store.put_file(checkpoint_prefix(self.job_id) + LOGS_DIR + name, path)
+            shutil.rmtree(logs_dir, ignore_errors=True)
             size = staged.stat().st_size
             started = time.monotonic()
             self.store.put_file(self.key, staged)
             upload_s = time.monotonic() - started
             staged.unlink(missing_ok=True)
-            for name, path in logs.items():
-                self.store.put_file(checkpoint_prefix(self.job_id) + LOGS_DIR + name, path)
-            shutil.rmtree(logs_dir, ignore_errors=True)
             self.emit(
                 CheckpointSaved(
                     job_id=self.job_id,

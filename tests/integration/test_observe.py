@@ -1,0 +1,446 @@
+"""Seeing the training: series, TensorBoard files, Prometheus, traces and the dashboard.
+
+One scenario on the real broker and S3, as `sparktrainer up` runs it (validator, trainer,
+projector and API as processes, each serving its metrics): a guide job is submitted through
+the API with a W3C traceparent while a headless Chromium watches the jobs page; the trainer is
+SIGKILLed (with its worker) after its second checkpoint and started again, and the job resumes
+and completes. The tests then read what each part of the system kept of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparktrainer.contracts.events import (
+    CheckpointSaved,
+    JobCompleted,
+    JobProgress,
+    JobStarted,
+    ModelRegistered,
+)
+from sparktrainer.contracts.topics import (
+    JOBS_CONTROL,
+    JOBS_LIFECYCLE,
+    JOBS_SUBMITTED,
+    JOBS_VALIDATED,
+    MODELS_REGISTERED,
+)
+from sparktrainer.contracts.trace import TraceContext, trace_of
+from sparktrainer.embedded import DEFAULT_SERVICES, EmbeddedStack
+from sparktrainer.registry.concerns import CONCERNS
+from sparktrainer.registry.fold import folds_by_type
+from sparktrainer.registry.metric_series import METRIC_SERIES, job_series, metric_series_concern
+from sparktrainer.registry.runner import Projector
+from tests import guide
+from tests.integration.observe_kit import (
+    chromium,
+    otlp_receiver,
+    scrape,
+    screenshot,
+    total,
+    wait_for,
+)
+from tests.integration.registry_kit import model, publish, unique
+from tests.integration.tap import Tap, start_group_at_end
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+JOB = guide.with_config(
+    guide.by_name("Initial Model Training"),
+    epochs=6,
+    batch_size=32,
+    data={"num_samples": 8192},
+)
+ENV = {
+    "SPARKTRAINER_LOG_LEVEL": "WARNING",
+    "SPARKTRAINER_PROGRESS_EVERY_S": "0.05",
+    "SPARKTRAINER_KAFKA_SESSION_TIMEOUT_MS": "1000",
+    "SPARKTRAINER_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+    "OTEL_BSP_SCHEDULE_DELAY": "200",
+}
+
+
+@dataclass
+class Scenario:
+    """What the run left behind, for the tests to read."""
+
+    stack: EmbeddedStack
+    job_id: str
+    trace: TraceContext
+    events: list[Any]
+    records: list[Any]
+    scrapes: dict[str, list[dict[str, Any]]]
+    spans: list[Any]
+    browser: Any
+    seen: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, path: str = "") -> str:
+        assert self.stack.dashboard_url
+        return self.stack.dashboard_url + path.lstrip("/")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url(path), timeout=10) as r:
+            return json.loads(r.read())
+
+    def mine(self, cls: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, cls) and e.job_id == self.job_id]
+
+
+def _specs(group: str) -> list[Any]:
+    """The stack's own services, on groups of this test (started at the end of the log)."""
+    out = []
+    for spec in DEFAULT_SERVICES:
+        if spec.name in ("validator", "trainer"):
+            spec = replace(spec, args=(*spec.args, "--group-id", f"{group}-{spec.name}"))
+        out.append(spec)
+    return out
+
+
+def _scrape_all(stack: EmbeddedStack) -> dict[str, Any]:
+    return {name: scrape(url) for name, url in stack.metrics_urls().items()}
+
+
+def _kill(stack: EmbeddedStack, name: str) -> None:
+    """SIGKILL a service and its children (the trainer's warm worker): its process group."""
+    os.killpg(stack.processes()[name].pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while stack.status().get(name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+async def scenario(stack, tmp_path_factory):
+    group = unique("observe")
+    await start_group_at_end(stack, f"{group}-validator", JOBS_SUBMITTED)
+    await start_group_at_end(stack, f"{group}-trainer", JOBS_VALIDATED)
+    await start_group_at_end(stack, f"{group}-trainer-control", JOBS_CONTROL)
+    home = tmp_path_factory.mktemp("observe-home")
+    with otlp_receiver() as otlp, pytest.MonkeyPatch.context() as mp:
+        for name, value in {**ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url}.items():
+            mp.setenv(name, value)
+        mp.setenv("SPARKTRAINER_HOME", str(home))
+        services = EmbeddedStack(home, settings=stack, services=_specs(group), external=True)
+        await asyncio.to_thread(services.start)
+        browser = await asyncio.to_thread(chromium)
+        try:
+            yield await _run(stack, services, browser, otlp)
+        finally:
+            await asyncio.to_thread(browser.quit)
+            await asyncio.to_thread(services.stop)
+
+
+async def _run(stack, services: EmbeddedStack, browser: Any, otlp: Any) -> Scenario:
+    trace = TraceContext.new()
+    job = {**JOB, "job_id": unique("observe-job")}
+    scrapes: dict[str, list[Any]] = {"before": [_scrape_all(services)]}
+    async with Tap(stack, JOBS_VALIDATED, JOBS_LIFECYCLE, MODELS_REGISTERED) as tap:
+        headers = {"traceparent": trace.header(), "content-type": "application/json"}
+        url = f"{services.dashboard_url}api/jobs"
+        answer = await asyncio.to_thread(_post, url, job, headers)
+        job_id = answer["job_id"]
+        s = Scenario(services, job_id, trace, tap.events, tap.records, scrapes, otlp.spans, browser)
+        await asyncio.to_thread(_watch_jobs_page, s)
+        mine = lambda cls: lambda e: isinstance(e, cls) and e.job_id == job_id  # noqa: E731
+        await tap.wait_for(lambda e: mine(CheckpointSaved)(e) and e.epoch >= 2, 1, 300)
+        scrapes["during"] = [_scrape_all(services)]
+        await asyncio.to_thread(_kill, services, "trainer")
+        await asyncio.to_thread(services.start)  # the dead trainer comes back
+        await tap.wait_for(mine(JobCompleted), 1, 300)
+        await asyncio.to_thread(_seen_completed, s)
+        await _until_projected(s)
+    scrapes["after"] = [_scrape_all(services)]
+    await _until(lambda: any(sp.name == "train job" and sp.trace_id == trace.trace_id
+                             for sp in otlp.spans), 30)  # fmt: skip
+    return s
+
+
+def _watch_jobs_page(s: Scenario) -> None:
+    s.browser.get(s.url("#/jobs"))
+    s.browser.execute_script("window.__sameDocument = true;")
+    row = f"document.querySelector('tr[data-job-id=\"{s.job_id}\"] [data-status]')"
+    s.seen["first_status"] = wait_for(s.browser, f"{row} && {row}.dataset.status", 60)
+    s.seen["first_screenshot"] = screenshot(s.browser, "jobs-live")
+
+
+def _seen_completed(s: Scenario) -> None:
+    row = f"document.querySelector('tr[data-job-id=\"{s.job_id}\"] [data-status]')"
+    s.seen["last_status"] = wait_for(
+        s.browser, f"{row} && {row}.dataset.status === 'completed' && 'completed'", 60
+    )
+    s.seen["same_document"] = s.browser.execute_script("return window.__sameDocument === true;")
+    s.seen["jobs_screenshot"] = screenshot(s.browser, "jobs")
+
+
+async def _until(check: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+async def _until_projected(s: Scenario) -> None:
+    async def done() -> bool:
+        job = await asyncio.to_thread(s.get, f"api/jobs/{s.job_id}")
+        return job["status"] == "completed"
+
+    deadline = time.monotonic() + 60
+    while not await done():
+        assert time.monotonic() < deadline, "the projector did not see the job complete"
+        await asyncio.sleep(0.2)
+
+
+# --- the metric series --------------------------------------------------------------------
+
+
+def _steps(series: dict[str, Any], name: str) -> list[int]:
+    return list(series["series"][name]["steps"])
+
+
+async def test_a_killed_and_resumed_jobs_series_goes_on_without_a_step_twice(
+    scenario, stack, tmp_path
+) -> None:
+    s = scenario
+    starts = s.mine(JobStarted)
+    assert [e.attempt for e in starts] == [1, 2] and starts[1].resumed_from_step
+    resumed = starts[1].resumed_from_step
+    found = s.get(f"api/jobs/{s.job_id}/metrics")
+    assert found["attempt"] == 2
+    steps = _steps(found, "loss/train")
+    assert steps == sorted(set(steps))  # in order, none twice
+    reports = [e for e in s.mine(JobProgress) if e.phase == "step"]
+    total_steps = reports[-1].total_steps
+    assert steps[-1] == total_steps and steps[0] <= 2
+    # Past the checkpoint, every point is the resumed attempt's; before it, the first's.
+    second = {e.step: e.loss for e in reports if e.attempt == 2}
+    first = {e.step: e.loss for e in reports if e.attempt == 1}
+    assert any(step > resumed for step in first)  # the first attempt did get past it
+    values = dict(zip(steps, found["series"]["loss/train"]["values"], strict=True))
+    assert all(values[k] == pytest.approx(v) for k, v in second.items())
+    assert all(values[k] == pytest.approx(first[k]) for k in values if k <= resumed)
+    assert set(values) == {k for k in first if k <= resumed} | set(second)
+    epochs = found["series"]["loss/val"]
+    assert epochs["epochs"] == [1, 2, 3, 4, 5, 6] and len(set(epochs["steps"])) == 6
+    # A full rebuild from the log folds to the very same series.
+    rebuilt = await _rebuild(stack, s.job_id, tmp_path / "rebuilt.db")
+    assert rebuilt == found
+    # And a read model with a small bound thins it, keeping its first, last, min and max.
+    small = await _rebuild(stack, s.job_id, tmp_path / "small.db", max_points=20)
+    kept = small["series"]["loss/train"]
+    assert len(kept["steps"]) <= 20 and kept["steps"][0] == steps[0]
+    assert kept["steps"][-1] == steps[-1]
+    everything = found["series"]["loss/train"]["values"]
+    assert min(kept["values"]) == min(everything) and max(kept["values"]) == max(everything)
+
+
+async def _rebuild(stack, job_id: str, db: Path, max_points: int | None = None) -> Any:
+    concerns = [c for c in CONCERNS if c is not METRIC_SERIES or max_points is None]
+    if max_points is not None:
+        concerns.append(metric_series_concern(max_points))
+    projector = Projector(stack, db, create_topics=False, folds=folds_by_type(concerns))
+    await projector.start()
+    try:
+        await projector.catch_up(timeout_s=180)
+        return job_series(projector.conn, job_id)
+    finally:
+        await projector.close()
+
+
+def _cli(s: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **s.stack.env(), "SPARKTRAINER_HOME": str(s.stack.home)}
+    return subprocess.run(
+        [sys.executable, "-m", "sparktrainer.cli.main", *args],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_the_metrics_route_polls_by_cursor_and_the_cli_plots_the_same(scenario) -> None:
+    s = scenario
+    whole = s.get(f"api/jobs/{s.job_id}/metrics")
+    assert {"loss/train", "loss/val", "accuracy/val", "learning_rate", "samples_per_s"} <= set(
+        whole["series"]
+    )
+    assert s.get(f"api/jobs/{s.job_id}/metrics?since={whole['cursor']}")["series"] == {}
+    only = s.get(f"api/jobs/{s.job_id}/metrics?series=loss/val")
+    assert set(only["series"]) == {"loss/val"}
+    as_json = _cli(s, "jobs", "metrics", s.job_id, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["series"] == whole["series"]
+    plot = _cli(s, "jobs", "metrics", s.job_id, "--no-sync")
+    assert plot.returncode == 0, plot.stderr
+    assert "loss/train" in plot.stdout and "loss/val" in plot.stdout and "step" in plot.stdout
+    assert _cli(s, "jobs", "metrics", "no-such-job", "--no-sync").returncode == 2
+
+
+def test_tensorboard_reads_the_same_scalars_from_the_models_logs(scenario, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    s = scenario
+    got = _cli(s, "jobs", "tensorboard", s.job_id, "--dir", str(tmp_path), "--no-run")
+    assert got.returncode == 0, got.stderr
+    assert f"tensorboard --logdir {tmp_path}" in got.stdout
+    folder = tmp_path / s.job_id
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 2  # one file per attempt
+    run = EventAccumulator(str(folder))
+    run.Reload()
+    tags = set(run.Tags()["scalars"])
+    assert {"loss/train", "loss/train_epoch", "loss/val", "accuracy/val", "learning_rate"} <= tags
+    series = s.get(f"api/jobs/{s.job_id}/metrics")["series"]
+    for tag in ("loss/train", "loss/val", "accuracy/val"):
+        events = run.Scalars(tag)
+        assert [e.step for e in events] == series[tag]["steps"], tag  # purged and continued
+        assert [e.value for e in events] == pytest.approx(series[tag]["values"], rel=1e-6)
+    [registered] = s.mine(ModelRegistered)
+    assert sum(a.path.startswith("logs/events.out.tfevents.") for a in registered.artifacts) == 2
+
+
+def test_every_services_metrics_move_during_the_job(scenario) -> None:
+    before, during, after = (scenario.scrapes[k][0] for k in ("before", "during", "after"))
+    assert set(after) == {"validator", "trainer", "projector", "api"}
+    submitted = {"topic": JOBS_SUBMITTED}
+    assert total(
+        after["validator"], "sparktrainer_records_total", outcome="handled", **submitted
+    ) > (total(before["validator"], "sparktrainer_records_total", **submitted))
+    lifecycle = {"topic": JOBS_LIFECYCLE, "outcome": "folded"}
+    folded = [
+        total(x["projector"], "sparktrainer_records_total", **lifecycle)
+        for x in (before, during, after)
+    ]
+    assert folded[0] < folded[1] < folded[2]
+    assert total(after["projector"], "sparktrainer_jobs", state="completed") >= 1
+    assert total(during["trainer"], "sparktrainer_checkpoint_upload_bytes_total") > 0
+    assert total(during["trainer"], "sparktrainer_job_start_delay_seconds_count") == 1
+    assert total(during["trainer"], "sparktrainer_step_seconds_count") > 10
+    assert total(during["trainer"], "sparktrainer_checkpoint_upload_seconds_count") >= 2
+    # The trainer started again after the kill: its counters began anew and moved again.
+    assert total(after["trainer"], "sparktrainer_trainer_jobs_total", status="completed") == 1
+    assert total(after["trainer"], "sparktrainer_records_total", topic=JOBS_VALIDATED) == 1
+    assert "sparktrainer_consumer_lag_records" in after["projector"]
+    requests = [total(x["api"], "sparktrainer_http_requests_total") for x in (before, after)]
+    assert requests[1] > requests[0]
+    assert (
+        total(after["api"], "sparktrainer_http_requests_total", route="/api/jobs", status="202")
+        == 1
+    )
+
+
+def test_one_trace_through_every_event_and_spans_exported(scenario) -> None:
+    s = scenario
+    mine = [r for r in s.records if r.key == s.job_id.encode()]
+    kinds = {r.topic for r in mine}
+    assert {JOBS_VALIDATED, JOBS_LIFECYCLE, MODELS_REGISTERED} <= kinds
+    traces = {r.topic: trace_of(r.headers) for r in mine}
+    assert all(t is not None and t.trace_id == s.trace.trace_id for t in traces.values()), traces
+    spans = [sp for sp in s.spans if sp.trace_id == s.trace.trace_id]
+    names = {sp.name: sp for sp in spans}
+    assert {"submit job", "validate job", "train job"} <= set(names)
+    assert names["submit job"].parent_span_id == s.trace.span_id  # under the caller's span
+    validated = next(r for r in mine if r.topic == JOBS_VALIDATED)
+    assert trace_of(validated.headers).span_id == names["validate job"].span_id
+    assert {sp.service for sp in spans} >= {"api", "validator", "trainer"}
+
+
+# --- the dashboard ---------------------------------------------------------------------------
+
+CANVAS_INK = """
+const c = document.querySelector('[data-group="loss"] canvas');
+if (!c) return 0;
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+let ink = 0;
+for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ink++;
+return ink;
+"""
+
+
+async def test_the_dashboard_follows_a_job_draws_its_curves_lineage_and_checks_a_job(
+    scenario, stack
+) -> None:
+    s = scenario
+    # The jobs page saw the job submitted through the API, then completed, in one document.
+    assert s.seen["first_status"] in ("submitted", "validated", "running")
+    assert s.seen["last_status"] == "completed" and s.seen["same_document"]
+    root = unique("lineage")
+    chain = [model(f"{root}-a"), model(f"{root}-b", base=f"{root}-a"),
+             model(f"{root}-c", base=f"{root}-b", lineage=[f"{root}-b", f"{root}-a"])]  # fmt: skip
+    await publish(stack, *chain)
+    await asyncio.to_thread(_job_page, s)
+    await asyncio.to_thread(_models_pages, s, root)
+    await asyncio.to_thread(_submit_page, s)
+
+
+def _job_page(s: Scenario) -> None:
+    b = s.browser
+    b.get(s.url(f"#/jobs/{s.job_id}"))
+    wait_for(b, "document.querySelector('#job-head[data-status=\"completed\"]')", 30)
+    points = wait_for(
+        b, "Number(document.querySelector('[data-group=\"loss\"]')?.dataset.points)", 30
+    )
+    assert points > 50  # loss/train, loss/train_epoch and loss/val together
+    assert b.execute_script(CANVAS_INK) > 500  # the lines are drawn on the canvas
+    series = b.execute_script("return window.sparkCharts.loss.names;")
+    assert {"loss/train", "loss/val"} <= set(series)
+    assert "epochs" in b.find_element("id", "job-config").text
+    assert "Checkpoints" in b.find_element("id", "job-checkpoints").text
+    screenshot(b, "job")
+
+
+def _models_pages(s: Scenario, root: str) -> None:
+    b = s.browser
+    b.get(s.url("#/models"))
+    grandchild = f'#models-tree li[data-depth="2"] > [data-model-id="{root}-c"]'
+    wait_for(b, f"document.querySelector('{grandchild}')", 60)
+    path = b.execute_script(
+        "const n = document.querySelector(arguments[0]); const ids = [];"
+        "for (let li = n.closest('li'); li; li = li.parentElement.closest('li'))"
+        "  ids.push(li.querySelector(':scope > [data-model-id]').dataset.modelId);"
+        "return ids;",
+        grandchild,
+    )
+    assert path == [f"{root}-c", f"{root}-b", f"{root}-a"]
+    screenshot(b, "models")
+    b.get(s.url(f"#/models/{root}-b"))
+    wait_for(b, "document.querySelector('#model-files td')", 30)
+    lineage = b.find_element("id", "model-lineage").text
+    assert (
+        lineage.index(f"model {root}-a")
+        < lineage.index(f"model {root}-b")
+        < lineage.index(f"model {root}-c")
+    )
+    assert "model.pth" in b.find_element("id", "model-files").text
+    b.get(s.url(f"#/models/{s.job_id}"))
+    wait_for(b, "document.querySelector('#model-files td')", 30)
+    assert "logs/events.out.tfevents." in b.find_element("id", "model-files").text
+    screenshot(b, "model")
+
+
+def _submit_page(s: Scenario) -> None:
+    b = s.browser
+    b.get(s.url("#/submit"))
+    wait_for(b, "document.querySelector('#verdict.valid')", 30)  # the form starts out valid
+    epochs = b.find_element("id", "f-epochs")
+    epochs.clear()
+    epochs.send_keys("-3")
+    message = wait_for(b, "document.getElementById('e-epochs').textContent", 30)
+    assert "epochs" in message and "-3" in message
+    assert b.execute_script("return document.getElementById('submit-button').disabled;")
+    field = b.find_element("css selector", '[data-field="epochs"]')
+    assert "invalid" in field.get_attribute("class")
+    assert b.find_element("id", "e-batch_size").text == ""  # the others stay clean
+    screenshot(b, "submit")
