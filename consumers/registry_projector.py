@@ -56,7 +56,7 @@ class ProjectorService:
     def collectors(self) -> list[Collector]:
         """Prometheus: records folded by topic, lag, and jobs by state in the read model."""
         return [
-            ConsumerCollector("projector", self.projector),
+            ConsumerCollector({"projector": self.projector}),
             JobsByState(partial(jobs_by_status, self.projector.db_path)),
         ]
 

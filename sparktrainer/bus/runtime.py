@@ -264,7 +264,7 @@ class ConsumerRuntime:
 
     def collectors(self) -> list[Collector]:
         """What Prometheus reads of this runtime: records by topic and outcome, lag."""
-        return [ConsumerCollector(self.name, self)]
+        return [ConsumerCollector({self.name: self})]
 
     async def _publish(self, out: list[OutRecord]) -> None:
         """Send every output record and wait for acks; retry until the broker takes them."""

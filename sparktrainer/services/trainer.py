@@ -133,8 +133,7 @@ class TrainerService:
     def collectors(self) -> list[Collector]:
         """Prometheus: both runtimes' records and lag, the worker's counters, the histograms."""
         return [
-            ConsumerCollector("trainer", self.jobs),
-            ConsumerCollector("trainer-control", self.control),
+            ConsumerCollector({"trainer": self.jobs, "trainer-control": self.control}),
             WorkerCollector(self.worker),
             *self.observer.collectors(),
         ]

@@ -34,10 +34,14 @@ class Consuming(Protocol):
 
 
 class ConsumerCollector(Collector):
-    """``sparktrainer_records_total`` and ``sparktrainer_consumer_lag_records`` of a consumer."""
+    """``sparktrainer_records_total`` and ``sparktrainer_consumer_lag_records`` of consumers.
 
-    def __init__(self, consumer: str, source: Consuming) -> None:
-        self.consumer, self.source = consumer, source
+    One collector for all of a process's consumers (by name): a registry takes each metric
+    name from one collector only.
+    """
+
+    def __init__(self, sources: Mapping[str, Consuming]) -> None:
+        self.sources = dict(sources)
 
     def collect(self) -> Iterator[Metric]:
         records = CounterMetricFamily(
@@ -45,15 +49,17 @@ class ConsumerCollector(Collector):
             "Records a consumer read, by topic and what came of them",
             labels=["consumer", "topic", "outcome"],
         )
-        for (topic, outcome), n in sorted(dict(self.source.counts).items()):
-            records.add_metric([self.consumer, topic, outcome], n)
+        for consumer, source in self.sources.items():
+            for (topic, outcome), n in sorted(dict(source.counts).items()):
+                records.add_metric([consumer, topic, outcome], n)
         lag = GaugeMetricFamily(
             "sparktrainer_consumer_lag_records",
             "Records on a partition not yet handled (log end at the last fetch minus position)",
             labels=["consumer", "topic", "partition"],
         )
-        for (topic, partition), n in sorted(dict(self.source.lag()).items()):
-            lag.add_metric([self.consumer, topic, str(partition)], n)
+        for consumer, source in self.sources.items():
+            for (topic, partition), n in sorted(dict(source.lag()).items()):
+                lag.add_metric([consumer, topic, str(partition)], n)
         yield records
         yield lag
 

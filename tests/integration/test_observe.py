@@ -398,6 +398,7 @@ def _job_page(s: Scenario) -> None:
     assert {"loss/train", "loss/val"} <= set(series)
     assert "epochs" in b.find_element("id", "job-config").text
     assert "Checkpoints" in b.find_element("id", "job-checkpoints").text
+    assert "[object" not in b.find_element("tag name", "main").text  # values, not JS objects
     screenshot(b, "job")
 
 
@@ -427,6 +428,7 @@ def _models_pages(s: Scenario, root: str) -> None:
     b.get(s.url(f"#/models/{s.job_id}"))
     wait_for(b, "document.querySelector('#model-files td')", 30)
     assert "logs/events.out.tfevents." in b.find_element("id", "model-files").text
+    assert "[object" not in b.find_element("tag name", "main").text
     screenshot(b, "model")
 
 

@@ -18,7 +18,7 @@ function el(tag, attrs, ...children) {
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -129,6 +129,9 @@ function jobsView() {
 // ---- one job -----------------------------------------------------------------------------
 
 const CHART_COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
+const GROUP_ORDER = ["loss", "perplexity", "accuracy", "token_accuracy", "learning_rate", "samples_per_s", "gpu_memory_bytes"];
+const rank = (group) => (GROUP_ORDER.includes(group) ? GROUP_ORDER.indexOf(group) : GROUP_ORDER.length);
+const tick = (v) => (v === null ? "" : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(1) : Number(v.toPrecision(3)).toString());
 
 class Charts {
   // One uPlot chart per group of series (``loss/train`` and ``loss/val`` share ``loss``).
@@ -163,7 +166,8 @@ class Charts {
       return;
     }
     this.container.querySelector(".empty")?.remove();
-    for (const [group, names] of Object.entries(groups)) this.drawGroup(group, names);
+    const ordered = Object.keys(groups).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    for (const group of ordered) this.drawGroup(group, groups[group]);
   }
 
   drawGroup(group, names) {
@@ -178,17 +182,18 @@ class Charts {
     if (!entry) {
       const box = el("div", { class: "chart card", "data-group": group }, el("h3", {}, group));
       this.container.append(box);
-      const width = Math.max(360, box.clientWidth - 36);
+      const width = () => Math.max(320, box.clientWidth - 36);
       const plot = new uPlot({
-        width, height: 220,
+        width: width(), height: 220,
         scales: { x: { time: false } },
-        axes: [{ label: "step" }, { size: 60 }],
+        axes: [{ label: "step" }, { size: 64, values: (u, ticks) => ticks.map(tick) }],
         series: [{ label: "step" }, ...names.map((n, i) => ({
           label: n, stroke: CHART_COLORS[i % CHART_COLORS.length], width: 2,
           spanGaps: true, points: { show: this.series[n].steps.length < 40 },
         }))],
       }, data, box);
       entry = this.charts[group] = { plot, box, names };
+      new ResizeObserver(() => plot.setSize({ width: width(), height: 220 })).observe(box);
     } else {
       entry.plot.setData(data);
     }
