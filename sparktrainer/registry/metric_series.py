@@ -83,16 +83,21 @@ def _validated(conn: sqlite3.Connection, ev: JobValidated) -> None:
 def _started(conn: sqlite3.Connection, ev: JobStarted) -> None:
     """A new attempt: drop what its predecessor recorded after the step it resumes from."""
     job = _job(conn, ev.job_id)
-    if ev.attempt <= job["attempt"]:
-        return  # this attempt's start, again (redelivered or replayed)
+    if ev.attempt <= job["attempt"] or not _plausible(ev.attempt, ev.resumed_from_step or 0):
+        return  # this attempt's start, again (redelivered or replayed), or not a real one
     if ev.resumed_from_step is not None:
         _truncate(conn, job, "step > ?", ev.resumed_from_step)
-    elif ev.resumed_from_epoch is not None:  # a trainer that did not say the step
+    elif ev.resumed_from_epoch is not None and _plausible(ev.resumed_from_epoch):
         _truncate(conn, job, "epoch > ?", ev.resumed_from_epoch)
     else:
         _truncate(conn, job, "step >= ?", 0)
     job["attempt"] = ev.attempt
     _save_job(conn, job)
+
+
+def _plausible(*numbers: int) -> bool:
+    """Whether every number is one a real job could report (and SQLite can store)."""
+    return all(0 <= n <= MAX_STEP for n in numbers)
 
 
 def _truncate(conn: sqlite3.Connection, job: dict[str, Any], where: str, value: int) -> None:
@@ -117,7 +122,7 @@ def progress_fold(max_points: int) -> Any:
     """The fold of ``JobProgress`` keeping at most ``max_points`` points per series."""
 
     def fold(conn: sqlite3.Connection, ev: JobProgress) -> None:
-        if not 0 <= ev.step <= MAX_STEP or not 0 <= ev.epoch <= MAX_STEP:
+        if not _plausible(ev.step, ev.epoch, ev.attempt):
             return
         job = _job(conn, ev.job_id)
         if ev.attempt < job["attempt"]:

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from sparktrainer.contracts import topics as t
-from sparktrainer.contracts.events import JobProgress, JobStarted, JobValidated
+from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted, JobValidated
 from sparktrainer.registry import db
 from sparktrainer.registry.concerns import CONCERNS
 from sparktrainer.registry.fold import apply, folds_by_type
+from sparktrainer.registry.job_details import JOB_DETAILS, job_details
 from sparktrainer.registry.metric_series import (
     METRIC_SERIES,
     job_series,
@@ -185,9 +186,13 @@ def test_generation_jobs_show_token_accuracy_and_perplexity(conn) -> None:
     assert shown["token_accuracy/val"]["values"] == [0.3] and "accuracy/val" not in shown
 
 
-def test_absurd_steps_are_ignored(conn) -> None:
-    Log(conn).send(start(), report(2**62, 1.0), report(1, 1.0))
-    assert series(conn) == [(1, 1.0)]
+def test_absurd_numbers_are_ignored_not_fatal(conn) -> None:
+    log = Log(conn)
+    log.folds = folds_by_type([METRIC_SERIES, JOB_DETAILS])  # the jobs row is another concern's
+    log.send(start(), report(2**62, 1.0), report(1, 1.0), report(2, 0.9, attempt=2**70))
+    log.send(start(attempt=2**70, step=2**70), start(attempt=3, step=-5))
+    log.send(CheckpointSaved(job_id="j1", epoch=2**70, step=1, key="k", size_bytes=2**80))
+    assert series(conn) == [(1, 1.0)] and job_details(conn, "j1")["checkpoints"] == []
 
 
 def test_kept_steps_of_short_series_keep_everything() -> None:
