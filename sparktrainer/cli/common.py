@@ -80,6 +80,16 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise CliError(f"Kafka error: {type(e).__name__}: {e}", UNAVAILABLE) from e
 
 
+def safe_id(value: str) -> str:
+    """A job or model id that is safe in a key or a path; a CliError (exit 2) otherwise."""
+    from sparktrainer.contracts.jobspec import check_safe_id
+
+    try:
+        return check_safe_id(value)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+
+
 def print_json(obj: Any) -> None:
     """One JSON document on one line (NDJSON when called repeatedly)."""
     sys.stdout.write(json.dumps(obj, default=str) + "\n")

@@ -22,6 +22,7 @@ from sparktrainer.cli.common import (
     out,
     print_json,
     read_model,
+    safe_id,
 )
 from sparktrainer.registry.metric_series import job_series
 from sparktrainer.storage.layout import LOGS_DIR, MAX_LOG_FILES, checkpoint_prefix, model_prefix
@@ -90,13 +91,9 @@ def chart(title: str, series: dict[str, dict[str, list[Any]]], *, color: bool) -
 @command
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     """Download the job's event files (the model's, or a running job's checkpoint's); run TB."""
-    from sparktrainer.contracts.jobspec import check_safe_id
     from sparktrainer.storage.s3 import ObjectStore
 
-    try:
-        check_safe_id(args.job_id)
-    except ValueError as e:
-        raise CliError(str(e)) from e
+    safe_id(args.job_id)
     settings = load_settings()
     root = Path(args.dir) if args.dir else settings.home / "tensorboard"
     store = ObjectStore.from_settings(settings)

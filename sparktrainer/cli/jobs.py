@@ -33,6 +33,7 @@ from sparktrainer.cli.common import (
     read_json_file,
     read_model,
     run,
+    safe_id,
 )
 from sparktrainer.cli.follow import JobFollower, final_status
 from sparktrainer.cli.job_metrics import register_job_actions
@@ -197,12 +198,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 @command
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Publish a cancel request for a job."""
-    from sparktrainer.contracts.jobspec import check_safe_id
-
-    try:
-        check_safe_id(args.job_id)
-    except ValueError as e:
-        raise CliError(str(e)) from e
+    safe_id(args.job_id)
     event = CancelRequested(job_id=args.job_id, reason=args.reason, requested_by=SOURCE)
     run(_publish(load_settings(), encode(event, SOURCE)))
     if args.json:

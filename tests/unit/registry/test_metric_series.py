@@ -8,6 +8,7 @@ import sqlite3
 from typing import Any
 
 import pytest
+from test_registry_fold import started  # type: ignore[import-not-found]
 
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted, JobValidated
@@ -52,18 +53,8 @@ class Log:
 
 
 def start(attempt: int = 1, step: int | None = None, job: str = "j1") -> JobStarted:
-    return JobStarted(
-        job_id=job,
-        attempt=attempt,
-        name="n",
-        framework="pytorch",
-        config_kind="pytorch.mlp",
-        device="cpu",
-        worker="w",
-        total_epochs=3,
-        resumed_from_step=step,
-        resumed_from_epoch=None if step is None else 1,
-    )
+    resumed = {"resumed_from_step": step, "resumed_from_epoch": None if step is None else 1}
+    return started(job, attempt=attempt).model_copy(update=resumed)
 
 
 def report(step: int, loss: float, attempt: int = 1, phase: str = "step", **kw: Any):
