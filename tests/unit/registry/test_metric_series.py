@@ -8,6 +8,8 @@ import sqlite3
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_registry_fold import started  # type: ignore[import-not-found]
 
 from sparktrainer.contracts import topics as t
@@ -189,3 +191,53 @@ def test_absurd_numbers_are_ignored_not_fatal(conn) -> None:
 def test_kept_steps_of_short_series_keep_everything() -> None:
     assert kept_steps([(1, 1.0), (2, 0.5)]) == {1, 2}
     assert kept_steps([(s, float(s)) for s in range(10)]) >= {0, 9}
+
+
+_any_int = st.integers(min_value=-(2**70), max_value=2**70)
+_value = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False))
+_events = st.one_of(
+    st.builds(
+        JobProgress,
+        job_id=st.sampled_from(["j1", "j2"]),
+        attempt=_any_int,
+        epoch=_any_int,
+        total_epochs=_any_int,
+        step=_any_int,
+        total_steps=_any_int,
+        loss=_value,
+        accuracy=_value,
+        val_loss=_value,
+        learning_rate=_value,
+        phase=st.sampled_from(["step", "epoch"]),
+    ),
+    st.builds(
+        lambda a, s, e: start(1).model_copy(
+            update={"attempt": a, "resumed_from_step": s, "resumed_from_epoch": e}
+        ),
+        _any_int,
+        st.one_of(st.none(), _any_int),
+        st.one_of(st.none(), _any_int),
+    ),
+    st.builds(
+        CheckpointSaved,
+        job_id=st.just("j1"),
+        attempt=_any_int,
+        epoch=_any_int,
+        step=_any_int,
+        key=st.text(max_size=50),
+        size_bytes=_any_int,
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_events, max_size=30))
+def test_any_lifecycle_events_fold_without_error_and_stay_bounded(events) -> None:
+    conn = db.open_database(":memory:", CONCERNS)
+    log = Log(conn, max_points=8)
+    log.folds = folds_by_type([metric_series_concern(8), JOB_DETAILS])
+    log.send(*events)
+    for job in ("j1", "j2"):
+        found = job_series(conn, job)
+        for s in (found or {"series": {}})["series"].values():
+            assert len(s["steps"]) <= 8 and s["steps"] == sorted(set(s["steps"]))
