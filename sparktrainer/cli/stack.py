@@ -145,7 +145,7 @@ def _print_addresses(stack: EmbeddedStack) -> None:
         print(f"  {name:<24} pid {record.pid}  log {record.log}")
     running = stack.processes()
     for name, url in stack.metrics_urls().items():
-        if any(service.startswith(name) for service in running):
+        if any(name in service for service in running):
             print(f"  metrics {name:<16} {url}")
     if stack.dashboard_url and "api" in running:
         print(f"  Dashboard                {stack.dashboard_url}")
