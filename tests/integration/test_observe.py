@@ -423,7 +423,7 @@ def _models_pages(s: Scenario, root: str) -> None:
     assert path == [f"{root}-c", f"{root}-b", f"{root}-a"]
     screenshot(b, "models")
     b.get(s.url(f"#/models/{root}-b"))
-    wait_for(b, "document.querySelector('#model-files td')", 30)
+    wait_for(b, _files_of(f"models/{root}-b/"), 30)
     lineage = b.find_element("id", "model-lineage").text
     assert (
         lineage.index(f"model {root}-a")
@@ -432,10 +432,15 @@ def _models_pages(s: Scenario, root: str) -> None:
     )
     assert "model.pth" in b.find_element("id", "model-files").text
     b.get(s.url(f"#/models/{s.job_id}"))
-    wait_for(b, "document.querySelector('#model-files td')", 30)
+    wait_for(b, _files_of(f"models/{s.job_id}/"), 30)  # not the page before's
     assert "logs/events.out.tfevents." in b.find_element("id", "model-files").text
     assert "[object" not in b.find_element("tag name", "main").text
     screenshot(b, "model")
+
+
+def _files_of(prefix: str) -> str:
+    files = "document.getElementById('model-files')"
+    return f"{files} && {files}.textContent.includes({json.dumps(prefix)})"
 
 
 def _submit_page(s: Scenario) -> None:
