@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # Starts of one job when its worker dies (OOM-kill, segfault); each resumes from a checkpoint.
     job_max_attempts: int = Field(default=3, ge=1)
     progress_every_s: float = 1.0
+    # Pretrained torchvision weights an operator provides: manifest.json of {model: {file,
+    # sha256}} beside the files (training/pytorch/pretrained.py); else torchvision's cache.
+    pretrained_weights_dir: Path | None = None
 
     # HTTP API (the dashboard at /, Prometheus metrics at /metrics)
     api_host: str = "127.0.0.1"

@@ -73,8 +73,10 @@ class DataSpec(Strict):
     """Where training data comes from.
 
     ``source``: ``synthetic`` (default, seeded, shaped for the model), ``digits`` (scikit-learn's
-    bundled 8x8 digits, offline), or an ``s3://bucket/key`` URI of an ``.npz`` (X, y), a CSV with
-    a label column, a JSONL/CSV text file, or an image folder prefix with class sub-folders.
+    bundled 8x8 digits, offline: 64 features, 1,797 samples; a model of k < 10 classes trains
+    on the digits 0..k-1; ``num_samples`` does not apply), or an ``s3://bucket/key`` URI of an
+    ``.npz`` (X, y), a CSV with a label column, a JSONL/CSV text file, or an image folder
+    prefix with class sub-folders.
     """
 
     source: str = "synthetic"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from sparktrainer.contracts.jobspec import (
     TrainingOptions,
 )
 from sparktrainer.errors import TrainingError
+from sparktrainer.training.pytorch import pretrained
 
 Params = dict[str, Any]
 
@@ -250,14 +252,24 @@ def for_config(config: TrainingOptions) -> Architecture:
     raise TrainingError(f"no architecture builds config kind '{config.kind}'")
 
 
-def pretrained_state_dict(model_name: str) -> tuple[dict[str, torch.Tensor], int]:
-    """ImageNet weights through torchvision's weights API (honours $TORCH_HOME and local files).
+def pretrained_state_dict(
+    model_name: str, weights_dir: Path | None = None
+) -> tuple[dict[str, torch.Tensor], int]:
+    """ImageNet weights: from ``weights_dir``'s manifest when it lists the model (sha256
+    checked), else through torchvision's weights API (honours $TORCH_HOME and local files).
 
     Returns the state dict and its number of classes; fails early with what to do.
     """
     import torch.hub
     import torchvision
 
+    if weights_dir is not None:
+        local = pretrained.local_state_dict(weights_dir, model_name)
+        if local is not None:
+            head = local.get(f"{TORCHVISION_HEADS[model_name]}.weight")
+            if head is None:
+                raise TrainingError(f"pretrained weights for {model_name} have no head weight")
+            return local, int(head.shape[0])
     weights = torchvision.models.get_model_weights(model_name).DEFAULT
     filename = weights.url.rsplit("/", 1)[-1]
     try:
@@ -267,6 +279,7 @@ def pretrained_state_dict(model_name: str) -> tuple[dict[str, torch.Tensor], int
         raise TrainingError(
             f"cannot get pretrained weights for torchvision {model_name} "
             f"({type(e).__name__}: {str(e)[:200]}): set pretrained false, or place the "
-            f"weights file at {where} ($TORCH_HOME/hub/checkpoints/{filename})"
+            f"weights file at {where} ($TORCH_HOME/hub/checkpoints/{filename}), or list it "
+            f"in {pretrained.MANIFEST} of SPARKTRAINER_PRETRAINED_WEIGHTS_DIR with its sha256"
         ) from e
     return state, len(weights.meta["categories"])

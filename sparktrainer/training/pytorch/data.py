@@ -49,7 +49,7 @@ def load_data(
     if spec.source == "synthetic":
         raw = synthetic(spec.num_samples, input_shape, num_classes, spec.seed)
     elif spec.source == "digits":
-        raw = _digits()
+        raw = digits(num_classes)
     else:
         raw = _from_s3(spec, input_shape, store)
     x = fit_to_shape(raw.x.float(), input_shape, raw.what)
@@ -74,13 +74,16 @@ def synthetic(n: int, shape: Shape, num_classes: int, seed: int) -> _Raw:
     return _Raw(x, y, "synthetic")
 
 
-def _digits() -> _Raw:
+def digits(num_classes: int = 10) -> _Raw:
+    """scikit-learn's 1,797 bundled 8x8 digits; a model of k < 10 classes gets digits 0..k-1."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = torch.from_numpy(bunch.data.astype(np.float32) / 16.0)
-    y = torch.from_numpy(bunch.target.astype(np.int64))
-    return _Raw(x, y, "digits (8x8 images, 64 features)")
+    keep = bunch.target < num_classes
+    x = torch.from_numpy(bunch.data[keep].astype(np.float32) / 16.0)
+    y = torch.from_numpy(bunch.target[keep].astype(np.int64))
+    subset = f", digits 0-{num_classes - 1}" if num_classes < 10 else ""
+    return _Raw(x, y, f"digits (8x8 images, 64 features{subset})")
 
 
 def fit_to_shape(x: torch.Tensor, shape: Shape, what: str) -> torch.Tensor:

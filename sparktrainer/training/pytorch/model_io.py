@@ -87,23 +87,28 @@ class ResolvedModel:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_model(config: TrainingOptions, store: ObjectStore, workdir: Path) -> ResolvedModel:
-    """Build the starting model (fails early on missing parents or pretrained weights)."""
+def resolve_model(
+    config: TrainingOptions, store: ObjectStore, workdir: Path, weights_dir: Path | None = None
+) -> ResolvedModel:
+    """Build the starting model (fails early on missing parents or pretrained weights).
+
+    ``weights_dir``: the operator's folder of pretrained weights (``pretrained.py``).
+    """
     if isinstance(config, RegisteredPyTorchConfig):
         resolved = _from_parent(config, store, workdir)
     else:
         arch = architectures.for_config(config)
         spec = ModelSpec(arch.name, arch.params_from_config(config))
         pretrained = isinstance(config, TorchvisionConfig) and config.pretrained
-        model = _pretrained(spec) if pretrained else spec.build()
+        model = _pretrained(spec, weights_dir) if pretrained else spec.build()
         resolved = ResolvedModel(spec, model, notes={"pretrained": pretrained})
     if getattr(config, "freeze_layers", False):
         resolved.spec.arch.freeze(resolved.model, resolved.spec.params)
     return resolved
 
 
-def _pretrained(spec: ModelSpec) -> nn.Module:
-    state, classes = architectures.pretrained_state_dict(spec.params["model_name"])
+def _pretrained(spec: ModelSpec, weights_dir: Path | None) -> nn.Module:
+    state, classes = architectures.pretrained_state_dict(spec.params["model_name"], weights_dir)
     model = ModelSpec(spec.builder, {**spec.params, "num_classes": classes}).build()
     model.load_state_dict(state)
     if classes != spec.params["num_classes"]:

@@ -47,7 +47,8 @@ class PyTorchRecipe:
         ctx, config = self.ctx, self.config
         ctx.check_stop()
         seed_everything(config.seed)  # the model's initial weights are part of the run
-        resolved = self.resolved = resolve_model(config, ctx.store, ctx.workdir)
+        weights_dir = ctx.settings.pretrained_weights_dir
+        resolved = self.resolved = resolve_model(config, ctx.store, ctx.workdir, weights_dir)
         arch, params = resolved.spec.arch, resolved.spec.params
         data = load_data(config.data, arch.input_shape(params), arch.num_classes(params), ctx.store)
         resume = recipe_steps.load_resume(ctx)

@@ -33,6 +33,13 @@ def test_digits_serves_the_mlp_and_conv_nets() -> None:
     assert torch.equal(images.x_train[:, 0], images.x_train[:, 2])  # replicated channels
 
 
+def test_digits_for_fewer_classes_are_the_first_digits() -> None:
+    five = load_data(DataSpec(source="digits", validation_split=0.2), (64,), 5)
+    labels = torch.cat([five.y_train, five.y_val])
+    assert set(labels.tolist()) == {0, 1, 2, 3, 4}
+    assert 850 < len(labels) < 950  # about half of the 1,797 digits
+
+
 def test_digits_with_a_wrong_input_size_says_what_to_set() -> None:
     with pytest.raises(
         TrainingError, match=r"64 features.*input_size is 100: set input_size to 64"
@@ -40,15 +47,18 @@ def test_digits_with_a_wrong_input_size_says_what_to_set() -> None:
         load_data(DataSpec(source="digits"), (100,), 10)
 
 
-def test_too_few_outputs_for_the_labels_is_an_error() -> None:
-    with pytest.raises(TrainingError, match=r"labels 0\.\.9 but the model has 5 outputs"):
-        load_data(DataSpec(source="digits"), (64,), 5)
-
-
 @pytest.fixture
 def prefix(job_id) -> str:
     """A key prefix of this test's own in the shared bucket."""
     return f"data/{job_id('data')}/"
+
+
+def test_too_few_outputs_for_the_labels_is_an_error(s3, prefix) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, X=np.random.rand(20, 4).astype(np.float32), y=np.arange(20) % 10)
+    s3.put_bytes(prefix + "ten.npz", buf.getvalue())
+    with pytest.raises(TrainingError, match=r"labels 0\.\.9 but the model has 5 outputs"):
+        load_data(DataSpec(source=f"s3://{s3.bucket}/{prefix}ten.npz"), (4,), 5, s3)
 
 
 def test_npz_and_csv_from_the_store(s3, prefix) -> None:

@@ -174,6 +174,40 @@ def test_pretrained_weights_placed_in_torch_home_are_used(
     assert stored(job_id("pre-ok"), "metadata.json")["pretrained"] is True
 
 
+def weights_folder(folder: Path, state: dict, sha256: str | None = None) -> Path:
+    """An operator's pretrained folder: resnet18.pth and a manifest naming its sha256."""
+    from sparktrainer.training.pytorch.pretrained import MANIFEST, file_sha256
+
+    folder.mkdir()
+    torch.save(state, folder / "resnet18.pth")
+    digest = sha256 or file_sha256(folder / "resnet18.pth")
+    (folder / MANIFEST).write_text(
+        f'{{"resnet18": {{"file": "resnet18.pth", "sha256": "{digest}"}}}}'
+    )
+    return folder
+
+
+def test_pretrained_weights_from_the_operators_folder_are_checked_and_used(
+    make_ctx, stored, job_id, tmp_path, monkeypatch
+) -> None:
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    imagenet = torchvision.models.resnet18(num_classes=1000).state_dict()
+    folder = weights_folder(tmp_path / "weights", imagenet)
+    config = {**RESNET18, **SMALL_DATA, "pretrained": True, "freeze_layers": True}
+    ctx = make_ctx(job_id("dir"), "pytorch.torchvision", config, pretrained_weights_dir=folder)
+    run_recipe_job(ctx)
+    assert_only_head_changed(
+        imagenet, stored(job_id("dir"), "model.pth")["model_state_dict"], "fc."
+    )
+
+    tampered = weights_folder(tmp_path / "tampered", imagenet, sha256="0" * 64)
+    ctx = make_ctx(job_id("bad"), "pytorch.torchvision", config, pretrained_weights_dir=tampered)
+    with pytest.raises(TrainingError, match=r"sha256 .* the manifest says 0000"):
+        run_recipe_job(ctx)
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(make_ctx, stored, job_id) -> None:
     config = {
         "input_size": 8,
