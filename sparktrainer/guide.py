@@ -10,20 +10,44 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "MODEL_CREATION_GUIDE.md"
 _BLOCK = re.compile(r"```json\n(.*?)```", re.S)
+_HEADING = re.compile(r"^#+ +(.+?) *$", re.M)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One JSON block of the guide, named by the heading above it ("(2)" for a second one)."""
+
+    key: str
+    body: dict[str, Any]
+
+
+def keyed_examples(path: Path = GUIDE) -> list[Example]:
+    """Every JSON block of the guide in order, each with its key (a leading 'POST ...' line
+    stripped)."""
+    text = path.read_text()
+    headings = [(m.start(), m.group(1)) for m in _HEADING.finditer(text)]
+    out: list[Example] = []
+    seen: list[str] = []  # the heading of each block so far
+    for block in _BLOCK.finditer(text):
+        heading = next((h for at, h in reversed(headings) if at < block.start()), "(top)")
+        lines = [ln for ln in block.group(1).splitlines() if not ln.startswith(("POST ", "GET "))]
+        nth = seen.count(heading) + 1
+        seen.append(heading)
+        out.append(
+            Example(heading if nth == 1 else f"{heading} ({nth})", json.loads("\n".join(lines)))
+        )
+    return out
 
 
 def examples(path: Path = GUIDE) -> list[dict[str, Any]]:
     """Every JSON block of the guide, with a leading 'POST /api/jobs' line stripped."""
-    out = []
-    for block in _BLOCK.findall(path.read_text()):
-        lines = [ln for ln in block.splitlines() if not ln.startswith(("POST ", "GET "))]
-        out.append(json.loads("\n".join(lines)))
-    return out
+    return [e.body for e in keyed_examples(path)]
 
 
 def complete_jobs(path: Path = GUIDE) -> list[dict[str, Any]]:

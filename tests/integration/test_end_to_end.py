@@ -13,7 +13,6 @@ import uuid
 import pytest
 import torch
 
-from consumers.validator import build_runtime
 from sparktrainer.bus.kafka import send
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import (
@@ -23,56 +22,25 @@ from sparktrainer.contracts.events import (
     JobCompleted,
     JobFailed,
     JobProgress,
-    JobRejected,
     JobStarted,
     ModelRegistered,
 )
-from sparktrainer.contracts.topics import (
-    JOBS_CONTROL,
-    JOBS_LIFECYCLE,
-    JOBS_REJECTED,
-    JOBS_SUBMITTED,
-    JOBS_VALIDATED,
-    MODELS_REGISTERED,
-)
-from sparktrainer.registry.models import get_model, lineage, list_models
-from sparktrainer.registry.runner import Projector
-from sparktrainer.services.trainer import TrainerService
-from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.contracts.topics import JOBS_SUBMITTED
+from sparktrainer.registry.models import lineage, list_models
 from tests import guide
-from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
+from tests.integration.services_kit import ANSWERS as ALL
+from tests.integration.services_kit import ended, run_to_end, running_services, wait_listed
+from tests.integration.tap import Tap, produce
 
 pytestmark = pytest.mark.integration
-ALL = (JOBS_LIFECYCLE, JOBS_REJECTED, MODELS_REGISTERED)
 
 
 @pytest.fixture(scope="module")
 async def services(stack, tmp_path_factory):
     """A validator, a trainer and a projector, as `sparktrainer up` runs them."""
-    await start_group_at_end(stack, "e2e-validator", JOBS_SUBMITTED)
-    await start_group_at_end(stack, "e2e-trainer", JOBS_VALIDATED)
-    await start_group_at_end(stack, "e2e-trainer-control", JOBS_CONTROL)
-    validator = build_runtime(stack, ObjectStore.from_settings(stack), group_id="e2e-validator")
-    trainer = TrainerService(stack, group_id="e2e-trainer", control_group_id="e2e-trainer-control")
-    projector = Projector(stack, tmp_path_factory.mktemp("registry") / "registry.sqlite3")
-    await projector.start()
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(validator.run()),
-        asyncio.create_task(trainer.run()),
-        asyncio.create_task(projector.run(stop)),
-    ]
-    await validator.wait_positioned()
-    await trainer.wait_positioned(300)
-    producer = producer_for(stack)
-    await producer.start()
-    yield producer, projector, trainer
-    await producer.stop()
-    validator.stop()
-    trainer.stop()
-    stop.set()
-    await asyncio.gather(*tasks)
-    await projector.close()
+    db = tmp_path_factory.mktemp("registry") / "registry.sqlite3"
+    async with running_services(stack, "e2e", db) as running:
+        yield running
 
 
 def small(job: dict, **config) -> dict:
@@ -83,34 +51,10 @@ def small(job: dict, **config) -> dict:
     return job
 
 
-def ended(job_id: str):
-    return lambda e: (
-        getattr(e, "job_id", None) == job_id
-        and isinstance(e, JobCompleted | JobFailed | JobCancelled | JobRejected)
-    )
-
-
-async def run_to_end(stack, producer, job: dict, timeout_s: float = 240.0):
-    async with Tap(stack, *ALL) as tap:
-        await produce(producer, JOBS_SUBMITTED, job)
-        [end] = await tap.wait_for(ended(job["job_id"]), 1, timeout_s)
-        events = [e for e in tap.events if getattr(e, "job_id", None) == job["job_id"]]
-    return end, events
-
-
-async def wait_listed(projector, model_id: str, timeout_s: float = 30.0) -> dict:
-    for _ in range(int(timeout_s / 0.2)):
-        model = get_model(projector.conn, model_id)
-        if model is not None:
-            return model
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"model {model_id} never listed")
-
-
 async def test_complete_workflow_train_finetune_finetune(stack, store, services) -> None:
-    producer, projector, _ = services
+    projector = services.projector
     train = small(guide.by_name("Initial Model Training"))
-    end, events = await run_to_end(stack, producer, train)
+    end, events = await run_to_end(services, train)
     assert isinstance(end, JobCompleted), end
     progress = [e for e in events if isinstance(e, JobProgress)]
     assert progress and progress[-1].epoch == 2 and progress[-1].eta_s is not None
@@ -128,7 +72,7 @@ async def test_complete_workflow_train_finetune_finetune(stack, store, services)
     for step in ("Fine-tuning on New Task", "Further Fine-tuning"):
         child = small(guide.by_name(step), epochs=1)
         child["config"]["model_id"] = chain[-1]
-        end, _ = await run_to_end(stack, producer, child)
+        end, _ = await run_to_end(services, child)
         assert isinstance(end, JobCompleted), end
         meta = store.get_json(f"models/{child['job_id']}/metadata.json")
         assert meta["base_model_id"] == chain[-1]
@@ -141,7 +85,7 @@ async def test_complete_workflow_train_finetune_finetune(stack, store, services)
 
 
 async def test_cancel_stops_the_job_and_a_late_cancel_is_answered(stack, store, services) -> None:
-    producer, _, _ = services
+    producer = services.producer
     job = small(
         guide.by_name("Initial Model Training"),
         epochs=500,
@@ -172,24 +116,23 @@ async def test_cancel_stops_the_job_and_a_late_cancel_is_answered(stack, store, 
 
 
 async def test_a_failing_job_then_a_good_one(stack, store, services) -> None:
-    producer, _, _ = services
     bad = small(
         guide.by_name("Initial Model Training"),
         data={"source": f"s3://{stack.s3_bucket}/no/such/data.npz"},
     )
-    end, _ = await run_to_end(stack, producer, bad)
+    end, _ = await run_to_end(services, bad)
     assert isinstance(end, JobFailed)
     assert "no/such/data.npz" in end.reason and "Traceback" not in end.reason
     good = small(guide.by_name("Initial Model Training"))
-    end, events = await run_to_end(stack, producer, good)
+    end, events = await run_to_end(services, good)
     assert isinstance(end, JobCompleted)
     assert sum(isinstance(e, JobStarted) for e in events) == 1
 
 
 async def test_redelivered_validated_job_is_not_trained_twice(stack, store, services) -> None:
-    producer, projector, _ = services
+    producer, projector = services.producer, services.projector
     job = small(guide.by_name("Initial Model Training"), epochs=1)
-    end, _ = await run_to_end(stack, producer, job)
+    end, _ = await run_to_end(services, job)
     assert isinstance(end, JobCompleted)
     before = list_models(projector.conn).total
     async with Tap(stack, *ALL) as tap:
@@ -213,7 +156,7 @@ async def test_a_dead_worker_is_retried_from_its_checkpoint(stack, services) -> 
     import os
     import signal
 
-    producer, _, trainer = services
+    producer, trainer = services.producer, services.trainer
     job = small(guide.by_name("Initial Model Training"), epochs=6, data={"num_samples": 1024})
     async with Tap(stack, *ALL) as tap:
         await produce(producer, JOBS_SUBMITTED, job)

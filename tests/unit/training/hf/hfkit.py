@@ -35,18 +35,25 @@ def save_tiny_bert(folder: Path, *, dropout: float = 0.1) -> Path:
     return folder
 
 
+def _word_tokenizer(folder: Path, vocab: list[str], **specials: str) -> None:
+    """A word-level fast tokenizer of ``vocab`` saved to ``folder`` ("<unk>" for unknowns)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", **specials).save_pretrained(
+        folder
+    )
+
+
 def save_tiny_gpt2(folder: Path) -> Path:
     """A 2-layer, 32-wide GPT-2 and a word-level tokenizer with an eos token and no pad."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     vocab = [EOS, "<unk>", *SYNTHETIC_WORDS]
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token=EOS, bos_token=EOS, unk_token="<unk>"
-    ).save_pretrained(folder)
+    _word_tokenizer(folder, vocab, eos_token=EOS, bos_token=EOS)
     config = GPT2Config(
         vocab_size=len(vocab),
         n_embd=32,
@@ -58,6 +65,30 @@ def save_tiny_gpt2(folder: Path) -> Path:
     )
     torch.manual_seed(0)
     GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_llama(folder: Path) -> Path:
+    """A 2-layer, 32-wide Llama (q_proj/k_proj/v_proj/o_proj attention) built from a config."""
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    vocab = ["<s>", "</s>", "<pad>", "<unk>", *SYNTHETIC_WORDS]
+    _word_tokenizer(folder, vocab, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+    )
+    torch.manual_seed(0)
+    LlamaModel(config).save_pretrained(folder)
     return folder
 
 
