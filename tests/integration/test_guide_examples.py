@@ -37,6 +37,7 @@ from sparktrainer.storage.s3 import ObjectStore
 from tests.integration import guide_kit as kit
 from tests.integration.services_kit import Services, run_to_end, running_services, wait_listed
 from tests.unit.training.hf.hfkit import save_tiny_bert, save_tiny_llama
+from tests.weights import assert_only_head_trained
 
 pytestmark = pytest.mark.integration
 
@@ -103,9 +104,7 @@ OUTCOMES: dict[str, Outcome] = {
     "LoRA Fine-tuning (HuggingFace)": Outcome(
         (Run("rejected", not_found("abc123")), Run("registered", parent=TINY_LLAMA))
     ),
-    "Mixed Precision Training": Outcome(
-        (Run("registered"),), base="1. Train a Model from Scratch"
-    ),
+    "Mixed Precision Training": Outcome((Run("registered"),), base="1. Train a Model from Scratch"),
     # A CPU trainer has no NCCL: the job fails at once, clearly, and is not retried.
     "Distributed Training": Outcome(
         (Run("failed", "distributed backend nccl needs CUDA GPUs: use backend auto or gloo"),),
@@ -177,8 +176,13 @@ async def guide_run(stack, tmp_path_factory) -> Any:
 
 async def register_tiny_llama(guide: Guide, folder: Path) -> str:
     """The LoRA example's parent: a Llama-style model from a config, registered by a job."""
-    job = {"type": "finetune", "framework": "huggingface", "job_id": new_id("llama"),
-           "config": {"model_source": "local", "model_path": str(folder), **kit.SHRINK}}  # fmt: skip
+    config = {"model_source": "local", "model_path": str(folder), **kit.SHRINK}
+    job = {
+        "type": "finetune",
+        "framework": "huggingface",
+        "job_id": new_id("llama"),
+        "config": config,
+    }
     end, _ = await run_to_end(guide.services, job)
     assert isinstance(end, JobCompleted), end
     return job["job_id"]
@@ -262,7 +266,7 @@ def _chain(guide: Guide, job: dict[str, Any], events: list[Any]) -> None:
 
 def _torchvision(guide: Guide, job: dict[str, Any], events: list[Any]) -> None:
     after = kit.stored_weights(guide.store, job["job_id"])
-    kit.assert_only_head_trained(guide.placed["resnet50"], after, "fc.")
+    assert_only_head_trained(guide.placed["resnet50"], after, "fc.")
     assert after["fc.weight"].shape == (10, 2048)
     assert guide.store.get_json(model_key(job["job_id"], "metadata.json"))["pretrained"] is True
 
