@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rich.console import Console
 from rich.markup import escape
 
-from sparktrainer.cli.stack import stack_settings
 from sparktrainer.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,6 +62,8 @@ def command(func: Callable[[Any], int]) -> Callable[[Any], int]:
 
 def load_settings() -> Settings:
     """Settings from the environment, with addresses of a running embedded stack filled in."""
+    from sparktrainer.cli.stack import stack_settings  # the embedded stack's code: when needed
+
     return stack_settings()
 
 

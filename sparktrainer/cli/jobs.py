@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from rich.markup import escape
-from rich.table import Table
 
 from sparktrainer.cli.common import (
     NEGATIVE,
@@ -35,14 +34,14 @@ from sparktrainer.cli.common import (
     run,
     safe_id,
 )
-from sparktrainer.cli.follow import JobFollower, final_status
 from sparktrainer.cli.job_metrics import register_job_actions
-from sparktrainer.cli.progress import JobView
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.events import CancelRequested, JobSubmitted
 from sparktrainer.contracts.trace import TraceContext, traced
-from sparktrainer.registry.jobs import get_job, list_jobs
 from sparktrainer.settings import Settings
+
+if TYPE_CHECKING:  # the follower, views and read model load only for the commands using them
+    from sparktrainer.cli.follow import JobFollower
 
 SOURCE = "sparktrainer/cli"
 STATUS_STYLE = {
@@ -133,6 +132,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return OK
 
     async def submit_and_follow() -> int:
+        from sparktrainer.cli.follow import JobFollower
+
         async with JobFollower(settings, job.job_id or "") as follower:
             await follower.skip_history()  # this submission's events only
             await _publish(settings, record)
@@ -150,6 +151,9 @@ def _submitted(job_id: str, as_json: bool) -> None:
 
 
 async def _follow(follower: JobFollower, args: argparse.Namespace) -> int:
+    from sparktrainer.cli.follow import final_status
+    from sparktrainer.cli.progress import JobView
+
     view = JobView(follower.job_id, as_json=args.json)
     status: str | None = None
     with view:
@@ -170,6 +174,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def follow() -> int:
+        from sparktrainer.cli.follow import JobFollower
+
         async with JobFollower(settings, args.job_id) as follower:
             return await _follow(follower, args)
 
@@ -212,6 +218,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     """Jobs from the read model, most recently updated first."""
     registry = read_model(load_settings(), args)
+    from rich.table import Table
+
+    from sparktrainer.registry.jobs import list_jobs
+
     page = registry.read(list_jobs, status=args.status, limit=args.limit, offset=args.offset)
     if args.json:
         print_json(page.as_dict("jobs"))
@@ -238,6 +248,8 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 @command
 def cmd_job_show(args: argparse.Namespace) -> int:
     """One job from the read model; exit 2 when unknown."""
+    from sparktrainer.registry.jobs import get_job
+
     job = read_model(load_settings(), args).read(get_job, args.job_id)
     if job is None:
         raise CliError(f"No job '{args.job_id}' in the registry read model")

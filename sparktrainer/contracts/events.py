@@ -39,7 +39,8 @@ def derived_job_id(topic: str, partition: int, offset: int) -> str:
 class Event(BaseModel):
     """Base of all events we own: strict (no NaN or infinity), with a type and a home topic."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Validators are built on first use: a CLI command pays only for the events it touches.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
     ce_type: ClassVar[str]
     topic: ClassVar[str]

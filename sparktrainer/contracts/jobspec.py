@@ -66,7 +66,7 @@ Fraction = Annotated[StrictFloat | StrictInt, AfterValidator(_finite), Field(ge=
 class Strict(BaseModel):
     """Base for spec parts: unknown keys are errors, values are not coerced across types."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use
 
 
 class DataSpec(Strict):
