@@ -1,8 +1,8 @@
 # ruff: noqa: E402 - imports follow the sys.path set-up that lets this run as a script
-"""Validator throughput vs a raw aiokafka passthrough, and submit->answer latency at a paced rate.
+"""Validator throughput vs a raw aiokafka passthrough relay, rounds alternating.
 
     python bench/validator_bench.py                      # starts its own embedded stack
-    python bench/validator_bench.py --records 5000 --rounds 3 --rate 1000 --seconds 5
+    python bench/validator_bench.py --records 5000 --rounds 3
 
 Throughput: a backlog of N mixed submissions (half valid jobs, half bad input) sits on
 sparktrainer.jobs.submitted; each round a fresh consumer group works through it, once with the
@@ -12,23 +12,15 @@ same partition count (getmany, send, wait for acks, commit). Both run in this pr
 alternate, and each is timed from its partition assignment to its N-th acknowledged output.
 The figure is the ratio of the medians (goal >= 0.8).
 
-Latency: a validator *process* (``python -m consumers.validator``) answers submissions sent at
-a paced rate; each submission's latency runs from just before ``producer.send`` to the moment
-its answer (matched by the source coordinates it carries) is fetched back here. p50/p99 over
-all of them (goal p99 < 25 ms). The baseline is a raw relay *process* (``--relay``: the same
-loop as above) at the same rate; the last hop (answer produced -> fetched here) is reported
-apart. Latency runs first, on short answer topics (see ``run``).
+Latency rounds are in ``validator_latency.py`` (their relay process is ``--relay`` here).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -39,15 +31,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from benchkit import ROOT, bench_stack, emit, mixed_records, percentile, stack_env
+from benchkit import bench_stack, emit, mixed_records
 
 from consumers.validator import build_runtime
 from sparktrainer.bus.kafka import ensure_topics, make_consumer, make_producer
 from sparktrainer.bus.reader import LogReader, log_end_offsets
 from sparktrainer.contracts.topics import (
-    JOBS_REJECTED,
     JOBS_SUBMITTED,
-    JOBS_VALIDATED,
 )
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
@@ -218,155 +208,6 @@ async def throughput(settings: Settings, records: int, rounds: int) -> dict[str,
 # -- latency ---------------------------------------------------------------------------
 
 
-async def start_service(
-    settings: Settings, argv: list[str], ready: bytes
-) -> subprocess.Popen[bytes]:
-    """A child process on this stack; returns once it prints its ``ready`` line on stderr."""
-    proc = subprocess.Popen(  # noqa: ASYNC220 - starting is instant; reading is offloaded
-        [sys.executable, *argv],
-        cwd=str(ROOT),
-        env={**os.environ, **stack_env(settings), "SPARKTRAINER_LOG_LEVEL": "WARNING"},
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
-    assert proc.stderr is not None
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await asyncio.wait_for(loop.run_in_executor(None, proc.stderr.readline), 120)
-        if not line:
-            raise RuntimeError(f"{argv} exited early with {proc.wait()}")
-        if line.startswith(ready):
-            loop.run_in_executor(None, proc.stderr.read)  # keep the pipe drained
-            return proc
-
-
-def validator_source(record: Any) -> tuple[int, int] | None:
-    """The submission an answer is for (its ``source`` coordinates)."""
-    source = json.loads(record.value).get("source")
-    if source and source["topic"] == JOBS_SUBMITTED:
-        return source["partition"], source["offset"]
-    return None
-
-
-def relay_source(record: Any) -> tuple[int, int] | None:
-    """The submission a relayed copy is of (the relay keys copies by coordinates)."""
-    partition, offset = record.key.split(b":")
-    return int(partition), int(offset)
-
-
-class AnswerTap:
-    """A group-less consumer of the answer topics from their ends, stamping each answer."""
-
-    def __init__(self, settings: Settings, topics: tuple[str, ...], source_of: Any) -> None:
-        self.settings, self.topics, self.source_of = settings, topics, source_of
-        # Short long-polls: tansu answers a fetch at its max wait, not when data arrives.
-        self.reader = LogReader(settings, fetch_max_wait_ms=10)
-        self.seen: dict[tuple[int, int], float] = {}
-        self.last_hop_ms: list[float] = []  # answer's CreateTime -> fetched here
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> AnswerTap:
-        await self.reader.start()
-        await self.reader.assign_at_end(await self.reader.partitions(self.topics))
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def _run(self) -> None:
-        while True:
-            records = await self.reader.read(timeout_ms=100)
-            now, wall_ms = CLOCK(), time.time() * 1000
-            for r in records:
-                coords = self.source_of(r)
-                if coords is not None and coords not in self.seen:
-                    self.seen[coords] = now
-                    self.last_hop_ms.append(wall_ms - (r.timestamp_ms or 0))
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.reader.stop()
-
-
-async def paced(
-    settings: Settings, tap: AnswerTap, rate_per_s: int, seconds: float, seed: int
-) -> dict[str, Any]:
-    """Send mixed submissions at ``rate_per_s``; latency from send to the answer's arrival."""
-    producer = make_producer(settings)
-    await producer.start()
-    sent: dict[tuple[int, int], float] = {}
-
-    def acked(stamp: float) -> Any:
-        return lambda f: sent.__setitem__((f.result().partition, f.result().offset), stamp)
-
-    try:
-        warm = mixed_records(200, seed=seed + 1)  # the service's first answers warm its paths
-        await asyncio.gather(*[await producer.send(JOBS_SUBMITTED, v) for v in warm])
-        await asyncio.sleep(2.0)
-        records = mixed_records(int(rate_per_s * seconds), seed=seed)
-        futures = []
-        t_start = CLOCK()
-        for i, value in enumerate(records):
-            if (lag := t_start + i / rate_per_s - CLOCK()) > 0:
-                await asyncio.sleep(lag)
-            future = await producer.send(JOBS_SUBMITTED, value)
-            future.add_done_callback(acked(CLOCK()))
-            futures.append(future)
-        await asyncio.gather(*futures)
-        send_s = CLOCK() - t_start
-        deadline = CLOCK() + 60
-        while any(c not in tap.seen for c in sent) and CLOCK() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-    finally:
-        await producer.stop()
-    lat_ms = [(tap.seen[c] - t) * 1000 for c, t in sent.items() if c in tap.seen]
-    last_hop = tap.last_hop_ms[-len(lat_ms) :]  # the warm-up's answers came first
-    return {
-        "sent": len(sent),
-        "achieved_rate_per_s": round(len(sent) / send_s),
-        "answered": len(lat_ms),
-        "p50_ms": round(percentile(lat_ms, 0.50), 1),
-        "p90_ms": round(percentile(lat_ms, 0.90), 1),
-        "p99_ms": round(percentile(lat_ms, 0.99), 1),
-        "max_ms": round(max(lat_ms), 1),
-        # Of which: the answer's own trip from its producer to this tap (the last hop)
-        "last_hop_p50_ms": round(percentile(last_hop, 0.50), 1),
-        "last_hop_p99_ms": round(percentile(last_hop, 0.99), 1),
-    }
-
-
-async def service_latency(
-    settings: Settings, kind: str, rate_per_s: int, seconds: float
-) -> dict[str, Any]:
-    """Latency through a validator process, or through a raw relay process (the baseline)."""
-    await ensure_topics(settings, (PASSTHROUGH,))
-    group = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
-    submitted = await topic_partitions(settings, JOBS_SUBMITTED)
-    await commit_group(settings, group, await log_end_offsets(settings, submitted))
-    topics: tuple[str, ...]
-    if kind == "validator":
-        argv, ready = ["-m", "consumers.validator", "--group-id", group], b"READY validator"
-        topics, source_of = (JOBS_VALIDATED, JOBS_REJECTED), validator_source
-    else:
-        argv, ready = [str(HERE / "validator_bench.py"), "--relay", group], b"READY relay"
-        topics, source_of = (PASSTHROUGH,), relay_source
-    proc = await start_service(settings, argv, ready)
-    try:
-        async with AnswerTap(settings, topics, source_of) as tap:
-            return await paced(settings, tap, rate_per_s, seconds, seed=11)
-    finally:
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 30)
-
-
-async def latency(settings: Settings, rate_per_s: int, seconds: float) -> dict[str, Any]:
-    """Validator and raw relay latency at the same paced rate, one after the other."""
-    raw = await service_latency(settings, "relay", rate_per_s, seconds)
-    validator = await service_latency(settings, "validator", rate_per_s, seconds)
-    return {"rate_per_s": rate_per_s, "seconds": seconds, "raw_relay": raw,
-            "validator": validator, "goal_p99_ms": 25}  # fmt: skip
-
-
 def relay_main(group: str) -> None:
     """``--relay GROUP``: the raw relay as a process, until SIGTERM (for the latency baseline)."""
     settings = Settings()
@@ -385,14 +226,8 @@ def relay_main(group: str) -> None:
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """Both measurements on one stack: latency first, while the answer topics are short.
-
-    On tansu's S3 storage a fetch slows down as a topic piles up small batches: after the
-    throughput rounds (tens of thousands of answers) the tap's last hop alone took seconds.
-    """
-    out: dict[str, Any] = {"latency": await latency(settings, args.rate, args.seconds)}
-    out["throughput"] = await throughput(settings, args.records, args.rounds)
-    return out
+    """The throughput rounds (the latency rounds are ``validator_latency.py``, run first)."""
+    return {"throughput": await throughput(settings, args.records, args.rounds)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -400,8 +235,6 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=5000, help="backlog size per round")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--rate", type=int, default=1000, help="submissions/s for the latency run")
-    p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--from-env", action="store_true", help="use SPARKTRAINER_* servers, no stack")
     p.add_argument("--relay", metavar="GROUP", help=argparse.SUPPRESS)  # the baseline process
     return p
