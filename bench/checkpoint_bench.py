@@ -152,8 +152,11 @@ def uploads(settings: Settings, file_mb: int, count: int, rounds: int) -> dict[s
 # -- training with and without checkpoints -----------------------------------------------
 
 
-def training_round(settings: Settings, args: argparse.Namespace, checkpoints: bool) -> float:
-    """samples/s of the recipe from its first step's progress event to its last epoch's."""
+def training_round(
+    settings: Settings, args: argparse.Namespace, checkpoints: bool
+) -> tuple[float, float]:
+    """samples/s (wall, CPU) of the recipe from its first step's progress event to its last
+    epoch's: the wall clock shows an upload that blocks, the CPU clock resists other load."""
     from sparktrainer.training.loop.training_loop import TrainingLoop
     from sparktrainer.training.recipes import run_recipe_job
 
@@ -163,12 +166,12 @@ def training_round(settings: Settings, args: argparse.Namespace, checkpoints: bo
         "data": {"num_samples": args.samples, "validation_split": 0.1},
     }
     job = bench_job("pytorch.mlp", config, "ckpt-on" if checkpoints else "ckpt-off")
-    marks: list[float] = []
+    marks: list[tuple[float, float]] = []
     saved: list[Any] = []
 
     def emit_event(event: Any) -> None:
         if isinstance(event, JobProgress):
-            marks.append(TRAIN_CLOCK())
+            marks.append((time.perf_counter(), TRAIN_CLOCK()))
         else:
             saved.append(event)
 
@@ -192,10 +195,10 @@ def training_round(settings: Settings, args: argparse.Namespace, checkpoints: bo
             run_recipe_job(ctx)
     store.delete_prefix(f"models/{job.job_id}/")
     n_train = round(args.samples * 0.9)
-    elapsed = marks[-1] - marks[0]
+    wall, cpu = (marks[-1][i] - marks[0][i] for i in (0, 1))
     if checkpoints:
-        PAUSES.append((statistics.mean(pauses), elapsed / args.epochs))
-    return (args.epochs * n_train - 64) / elapsed
+        PAUSES.append((statistics.mean(pauses), cpu / args.epochs))
+    return (args.epochs * n_train - 64) / wall, (args.epochs * n_train - 64) / cpu
 
 
 PAUSES: list[tuple[float, float]] = []  # (mean checkpoint pause, mean epoch) per round, s
@@ -215,16 +218,22 @@ def training(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "model": "mlp 784-512-256-128-10 (the guide's Initial Model Training)",
         "samples": args.samples,
         "epochs": args.epochs,
-        "without_checkpoints_samples_per_s": [round(v) for v in off],
-        "with_checkpoints_samples_per_s": [round(v) for v in on],
-        "ratio": round(statistics.median(on) / statistics.median(off), 4),
-        "best_of_ratio": round(max(on) / max(off), 4),
+        "without_checkpoints_samples_per_s": [round(v[1]) for v in off],
+        "with_checkpoints_samples_per_s": [round(v[1]) for v in on],
+        "without_checkpoints_wall_samples_per_s": [round(v[0]) for v in off],
+        "with_checkpoints_wall_samples_per_s": [round(v[0]) for v in on],
+        "ratio": round(_median(on, 1) / _median(off, 1), 4),
+        "wall_ratio": round(_median(on, 0) / _median(off, 0), 4),
         # What the loop waits for per epoch (serialize + hand off; the upload runs beside it)
         "checkpoint_pause_ms": round(1000 * statistics.median(p for p, _ in PAUSES), 1),
         "epoch_s": round(statistics.median(e for _, e in PAUSES), 3),
         "clock": "process_time, 1 torch thread" if args.cpu_time else "wall",
         "goal": 0.97,
     }
+
+
+def _median(rounds: list[tuple[float, float]], clock: int) -> float:
+    return statistics.median(r[clock] for r in rounds)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -32,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from benchkit import ROOT, bench_stack, stack_env
+from rows import ROWS, Row, e2e_rows
 
 RESULTS = HERE / "results"
 
@@ -48,9 +48,17 @@ class Bench:
 
 
 BENCHES = [
+    # Latency first, while the answer topics are short (tansu's fetches slow as they grow).
+    Bench("validator_latency", "validator_latency.py",
+          ["--from-env", "--rate", "1000", "--seconds", "2", "--rounds", "2"],
+          ["--from-env", "--rate", "1000", "--seconds", "4", "--rounds", "2"], True),
     Bench("validator", "validator_bench.py",
-          ["--from-env", "--records", "5000", "--rounds", "3", "--seconds", "4"],
-          ["--from-env", "--records", "10000", "--rounds", "3", "--seconds", "5"], True),
+          ["--from-env", "--records", "5000", "--rounds", "3"],
+          ["--from-env", "--records", "10000", "--rounds", "3"], True),
+    Bench("e2e", "e2e_latency.py", ["--from-env", "--jobs", "15", "--burst", "10"],
+          ["--from-env", "--jobs", "50", "--burst", "10"], True),
+    Bench("peer_ray", "peer_ray.py", ["--from-env", "--jobs", "3", "--burst", "10"],
+          ["--from-env", "--jobs", "10", "--burst", "10"], True),
     Bench("checkpoint", "checkpoint_bench.py",
           ["--from-env", "--cpu-time", "--file-mb", "16", "--files", "4", "--samples", "40000",
            "--epochs", "2", "--rounds", "3"],
@@ -103,133 +111,6 @@ def last_json(text: str) -> dict[str, Any] | None:
     return None
 
 
-# -- rows --------------------------------------------------------------------------------
-
-Row = tuple[str, str, str, str, str, str]  # name, measured, baseline, ratio/pct, goal, met?
-
-
-def _met(ok: bool) -> str:
-    return "yes" if ok else "**no**"
-
-
-def _ratio_row(name: str, measured: str, baseline: str, ratio: float, goal: float) -> Row:
-    return name, measured, baseline, f"{ratio:.3f}", f">= {goal}", _met(ratio >= goal)
-
-
-def validator_rows(r: dict[str, Any]) -> list[Row]:
-    """Throughput vs raw relay; latency p50/p99 vs raw relay."""
-    t, lat = r["throughput"], r["latency"]
-    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    v, raw = lat["validator"], lat["raw_relay"]
-    return [
-        _ratio_row(
-            f"validator throughput ({t['records']:,} mixed records, in-process runtime)",
-            f"{median(t['validator_records_per_s']):,} rec/s",
-            f"raw aiokafka relay {median(t['raw_records_per_s']):,} rec/s",
-            t["ratio"],
-            t["goal"],
-        ),
-        (
-            f"submit -> answer latency at {lat['rate_per_s']:,}/s for {lat['seconds']:g} s "
-            "(validator process)",
-            f"p50 {v['p50_ms']:g} ms, p99 {v['p99_ms']:g} ms ({v['answered']:,}/{v['sent']:,})",
-            f"raw relay process p50 {raw['p50_ms']:g} ms, p99 {raw['p99_ms']:g} ms",
-            f"p99 {v['p99_ms']:g} ms",
-            f"p99 < {lat['goal_p99_ms']} ms",
-            _met(v["p99_ms"] < lat["goal_p99_ms"] and v["answered"] == v["sent"]),
-        ),
-    ]
-
-
-def checkpoint_rows(r: dict[str, Any]) -> list[Row]:
-    """Upload paths vs raw minio; training with vs without per-epoch checkpoints."""
-    u, t = r["upload"], r["training"]
-    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    size = f"{u['files']} x {u['file_mb']} MB"
-    raw = f"minio fput_object {median(u['raw_fput_object_mb_per_s']):g} MB/s"
-    n_train = round(t["samples"] * 0.9)
-    return [
-        _ratio_row(f"checkpoint upload, ObjectStore.put_file ({size})",
-                   f"{median(u['put_file_mb_per_s']):g} MB/s", raw, u["put_file_ratio"],
-                   u["goal"]),
-        _ratio_row(f"checkpoint upload, JobContext.checkpoints.save ({size})",
-                   f"{median(u['save_checkpoint_mb_per_s']):g} MB/s", raw,
-                   u["save_checkpoint_ratio"], u["goal"]),
-        _ratio_row(f"training with a checkpoint every epoch vs none (guide MLP, {n_train:,} "
-                   f"samples/epoch, {t['checkpoint_pause_ms']:g} ms pause/epoch, CPU time)",
-                   f"{median(t['with_checkpoints_samples_per_s']):,} samples/s",
-                   f"no checkpoints {median(t['without_checkpoints_samples_per_s']):,} "
-                   "samples/s", t["ratio"], t["goal"]),
-    ]  # fmt: skip
-
-
-def train_rows(r: dict[str, Any]) -> list[Row]:
-    """bench/train_throughput.py: recipe vs bare loop."""
-    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    return [
-        _ratio_row(
-            f"PyTorch recipe vs bare loop ({r['model']} {'x'.join(map(str, r['shape']))}, "
-            f"{r['device']}, {r['clock']})",
-            f"{median(r['recipe_samples_per_s']):,} samples/s",
-            f"bare loop {median(r['bare_samples_per_s']):,} samples/s",
-            r["ratio"],
-            r["goal"],
-        )
-    ]
-
-
-def hf_rows(r: dict[str, Any]) -> list[Row]:
-    """bench/hf_throughput.py: HF recipe vs bare transformers loop."""
-    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    return [
-        _ratio_row(
-            f"Hugging Face recipe vs bare loop ({r['model']} BERT, {r['device']}, {r['clock']})",
-            f"{median(r['recipe_samples_per_s']):,} samples/s",
-            f"bare loop {median(r['bare_samples_per_s']):,} samples/s",
-            r["ratio"],
-            r["goal"],
-        )
-    ]
-
-
-def start_rows(r: dict[str, Any]) -> list[Row]:
-    """bench/start_latency.py: warm worker's first step vs a fresh torch import."""
-    step, fresh = r["median_first_step_s"], r["median_fresh_import_s"]
-    return [
-        (
-            "job handed to the warm worker -> first training step",
-            f"{step * 1000:.1f} ms",
-            f"fresh `import torch, torchvision` {fresh:.2f} s",
-            f"{r['speedup']:g}x faster",
-            f"< {r['goal_s'] * 1000:g} ms",
-            _met(step < r["goal_s"]),
-        )
-    ]
-
-
-def registry_rows(r: dict[str, Any]) -> list[Row]:
-    """bench/registry_bench.py: rebuild rate vs raw read; GET /api/models latency."""
-    page = r["get_models"]["page 1 (limit 50)"]
-    return [
-        (
-            f"registry rebuild from the log ({r['models']:,} models)",
-            f"{r['projector_rebuild_events_per_s']:,} events/s",
-            f"raw aiokafka read {r['raw_read_events_per_s']:,} events/s",
-            f"{r['rebuild_over_raw_ratio']:.3f}",
-            "none set",
-            "-",
-        ),
-        (
-            f"GET /api/models page 1 ({r['models']:,} models, in-process ASGI)",
-            f"p50 {page['p50_ms']:g} ms",
-            "-",
-            f"p99 {page['p99_ms']:g} ms",
-            "none set",
-            "-",
-        ),
-    ]
-
-
 # Why a goal is missed, where the cause is known (printed under the table only when missed).
 KNOWN_CAUSES: dict[str, str] = {
     "validator throughput": (
@@ -245,16 +126,6 @@ KNOWN_CAUSES: dict[str, str] = {
         "(six partitions), so its produce round trips are longer still"
     ),
 }
-
-ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "validator": validator_rows,
-    "checkpoint": checkpoint_rows,
-    "train_throughput": train_rows,
-    "hf_throughput": hf_rows,
-    "start_latency": start_rows,
-    "registry": registry_rows,
-}
-
 
 # -- the report --------------------------------------------------------------------------
 
@@ -285,14 +156,19 @@ def render(rows: list[Row], errors: dict[str, str], info: dict[str, Any], comman
     lines = [
         f"Measured {info['date']} with `{command}` in {info['total_s']:.0f} s on "
         f"{m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, torch {m['torch']}, "
-        f"no GPU used; load average {info['load_before']} before, {info['load_after']} after.",
+        f"no GPU used; 1-minute load average {info['load_before']} before, "
+        f"{info['load_after']} after, per benchmark: "
+        + ", ".join(f"{k} {v}" for k, v in info["load_per_bench"].items())
+        + ".",
+        *([f"Note: {info['note']}"] if info.get("note") else []),
         "",
-        "| benchmark | measured | baseline (same run) | ratio or percentile | goal | met? |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| benchmark | measured | baseline (same run) | ratio or percentile | goal | met? "
+        "| how both sides do the same work |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     for name, error in errors.items():
-        lines.append(f"| {name} | failed: {error} | | | | **no** |")
+        lines.append(f"| {name} | failed: {error} | | | | **no** | |")
     missed = [row for row in rows if row[5] != "yes" and row[5] != "-"]
     if missed:
         lines.append("")
@@ -314,12 +190,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (3-5 minutes)")
     parser.add_argument("--only", nargs="*", help="run only these (names: " +
                         ", ".join(b.name for b in BENCHES) + ")")  # fmt: skip
+    parser.add_argument("--name", help="also keep this run as bench/results/NAME.md/.json")
+    parser.add_argument("--note", help="a line for the header (e.g. what else ran meanwhile)")
     args = parser.parse_args()
     command = "python bench/run_all.py" + (" --quick" if args.quick else "")
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started, load_before = time.monotonic(), load_average()
     results: dict[str, Any] = {}
+    load_per_bench: dict[str, str] = {}
     base_env = {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
     for name in [n for n in list(base_env) if n.startswith("SPARKTRAINER_") and "LOG" not in n]:
         del base_env[name]  # only what this run sets reaches the benchmarks
@@ -329,19 +208,11 @@ def main() -> None:
             if args.only and bench.name not in args.only:
                 continue
             print(f"running {bench.name} ...", file=sys.stderr, flush=True)
+            load_per_bench[bench.name] = load_average()
             results[bench.name] = run_bench(bench, args.quick, stack if bench.on_stack else
                                             base_env, logs)  # fmt: skip
             print(f"  {bench.name}: {results[bench.name]['wall_s']} s", file=sys.stderr)
-    rows: list[Row] = []
-    errors: dict[str, str] = {}
-    for name, result in results.items():
-        if "error" in result:
-            errors[name] = result["error"]
-            continue
-        try:
-            rows += ROWS[name](result)
-        except (KeyError, TypeError, ValueError) as e:
-            errors[name] = f"unexpected result shape ({type(e).__name__}: {e})"
+    rows, errors = table_rows(results)
     info = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "total_s": time.monotonic() - started,
@@ -349,11 +220,34 @@ def main() -> None:
         "load_before": load_before,
         "load_after": load_average(),
         "quick": args.quick,
+        "load_per_bench": load_per_bench,
+        "note": args.note,
     }
-    table = render(rows, errors, info, command)
-    (RESULTS / "latest.md").write_text(table)
-    (RESULTS / "latest.json").write_text(json.dumps({"info": info, "results": results}, indent=2))
+    table = render(rows, errors, info, command + (f" --name {args.name}" if args.name else ""))
+    for stem in ["latest", *([args.name] if args.name else [])]:
+        (RESULTS / f"{stem}.md").write_text(table)
+        (RESULTS / f"{stem}.json").write_text(json.dumps({"info": info, "results": results},
+                                                         indent=2))  # fmt: skip
     print(table)
+
+
+def table_rows(results: dict[str, Any]) -> tuple[list[Row], dict[str, str]]:
+    """Every benchmark's rows (the Ray peer's beside the end-to-end row), and the failures."""
+    rows: list[Row] = []
+    errors: dict[str, str] = {}
+    ray = results.get("peer_ray")
+    for name, result in results.items():
+        if "error" in result:
+            errors[name] = result["error"]
+            continue
+        try:
+            if name == "e2e":
+                rows += e2e_rows(result, ray if ray and "error" not in ray else None)
+            elif name != "peer_ray":
+                rows += ROWS[name](result)
+        except (KeyError, TypeError, ValueError) as e:
+            errors[name] = f"unexpected result shape ({type(e).__name__}: {e})"
+    return rows, errors
 
 
 if __name__ == "__main__":
