@@ -71,11 +71,11 @@ class RayHead:
 
     def submit(self, stamp: Path, job: dict[str, Any]) -> subprocess.Popen[bytes]:
         """``ray job submit --no-wait`` of the job's entrypoint, as its own process."""
-        entry = f"{sys.executable} {HERE / 'peer_ray.py'} --entry {stamp} '{json.dumps(job)}'"
+        entry = [sys.executable, str(HERE / "peer_ray.py"), "--entry", str(stamp), json.dumps(job)]
         address = f"--address=http://127.0.0.1:{self.dashboard}"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         return subprocess.Popen([str(self.ray), "job", "submit", "--no-wait", address, "--",
-                                 entry], env=self.env, **quiet)  # type: ignore[call-overload]  # fmt: skip
+                                 *entry], env=self.env, **quiet)  # type: ignore[call-overload]  # fmt: skip
 
     def __exit__(self, *exc: object) -> None:
         subprocess.run([str(self.ray), "stop", "--force"], env=self.env, capture_output=True,
@@ -103,21 +103,28 @@ def entry(stamp: Path, job: dict[str, Any]) -> None:
         if isinstance(event, JobProgress):
             stamps.setdefault("first_step", time.time())
 
-    with tempfile.TemporaryDirectory(prefix="ray-job-") as tmp:
-        run_recipe_job(JobContext(job=validated, store=store, settings=settings,
-                                  workdir=Path(tmp), emit=on_event))  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory(prefix="ray-job-") as tmp:
+            run_recipe_job(JobContext(job=validated, store=store, settings=settings,
+                                      workdir=Path(tmp), emit=on_event))  # fmt: skip
+    except Exception as e:
+        stamp.write_text(json.dumps({"error": f"{type(e).__name__}: {e}"[:500]}))
+        raise
     stamps["stored"] = time.time()
     stamp.write_text(json.dumps(stamps))
 
 
-def wait_stamps(paths: list[Path], timeout_s: float = 600.0) -> list[dict[str, float]]:
+def wait_stamps(paths: list[Path], timeout_s: float = 300.0) -> list[dict[str, float]]:
     deadline = time.monotonic() + timeout_s
     while not all(p.exists() for p in paths):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{sum(not p.exists() for p in paths)} Ray jobs never ended")
         time.sleep(0.02)
     time.sleep(0.05)  # the writer closes its file
-    return [json.loads(p.read_text()) for p in paths]
+    found = [json.loads(p.read_text()) for p in paths]
+    if failed := [f["error"] for f in found if "error" in f]:
+        raise RuntimeError(f"{len(failed)} Ray jobs failed: {failed[0]}")
+    return found
 
 
 def measure(head: RayHead, folder: Path, jobs: int, count: int) -> dict[str, Any]:

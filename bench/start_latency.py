@@ -34,7 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchkit import ROOT, emit, stack_env
+from benchkit import ROOT, bench_stack, emit, stack_env
 
 from sparktrainer.contracts.events import JobProgress, JobValidated
 from sparktrainer.contracts.jobspec import DataSpec, MLPConfig
@@ -205,19 +205,9 @@ def main() -> None:
     if args.one_job:
         one_job()
         return
-    stack = None
-    if args.s3_from_env:
-        settings = Settings(progress_every_s=0.0)
-    else:
-        from sparktrainer.embedded import EmbeddedStack
-
-        stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="latency-")), services=())
-        settings = stack.start(with_services=False).model_copy(update={"progress_every_s": 0.0})
-    try:
+    with bench_stack("latency-", from_env=args.s3_from_env) as stack:
+        settings = stack.model_copy(update={"progress_every_s": 0.0})
         emit(summary(asyncio.run(measure(settings, args.rounds)), args.rounds))
-    finally:
-        if stack is not None:
-            stack.stop()
 
 
 if __name__ == "__main__":
