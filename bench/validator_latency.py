@@ -148,16 +148,20 @@ async def paced(
     return {
         "sent": len(sent),
         "achieved_rate_per_s": round(len(sent) / send_s),
-        "answered": len(lat_ms),
-        "p50_ms": round(percentile(lat_ms, 0.50), 1),
-        "p90_ms": round(percentile(lat_ms, 0.90), 1),
-        "p99_ms": round(percentile(lat_ms, 0.99), 1),
-        "max_ms": round(max(lat_ms), 1),
-        # Of which: the answer's own trip from its producer to this tap (the last hop)
-        "last_hop_p50_ms": round(percentile(last_hop, 0.50), 1),
-        "last_hop_p99_ms": round(percentile(last_hop, 0.99), 1),
+        **percentiles(lat_ms, last_hop),
         "latencies_ms": lat_ms,
         "last_hops_ms": last_hop,
+    }
+
+
+def percentiles(lat_ms: list[float], last_hop_ms: list[float]) -> dict[str, Any]:
+    """p50/p90/p99/max of the latencies, and p50/p99 of their last hop (the answer's own trip
+    from its producer to this tap)."""
+    return {
+        "answered": len(lat_ms),
+        **{f"p{q}_ms": round(percentile(lat_ms, q / 100), 1) for q in (50, 90, 99)},
+        "max_ms": round(max(lat_ms), 1),
+        **{f"last_hop_p{q}_ms": round(percentile(last_hop_ms, q / 100), 1) for q in (50, 99)},
     }
 
 
@@ -203,17 +207,7 @@ def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One side's rounds as one set of submissions: percentiles over all of them."""
     lat = [v for r in rounds for v in r.pop("latencies_ms")]
     hop = [v for r in rounds for v in r.pop("last_hops_ms")]
-    return {
-        "sent": sum(r["sent"] for r in rounds),
-        "answered": len(lat),
-        "p50_ms": round(percentile(lat, 0.50), 1),
-        "p90_ms": round(percentile(lat, 0.90), 1),
-        "p99_ms": round(percentile(lat, 0.99), 1),
-        "max_ms": round(max(lat), 1),
-        "last_hop_p50_ms": round(percentile(hop, 0.50), 1),
-        "last_hop_p99_ms": round(percentile(hop, 0.99), 1),
-        "per_round": rounds,
-    }
+    return {"sent": sum(r["sent"] for r in rounds), **percentiles(lat, hop), "per_round": rounds}
 
 
 def main() -> None:
