@@ -135,7 +135,8 @@ def bare_round(args: argparse.Namespace, model_path: Path, epochs: int) -> tuple
     encoded = text.encode_texts(tokenizer, data.train_texts, data.train_labels, config.max_length)
     precision = resolve_precision(config.precision, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=1e-4, fused=True)
+    # torch's AdamW defaults to weight_decay 0.01; the job (and so the recipe) asks for 0.0.
+    opt = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=float(config.weight_decay), fused=True)
     assert opt.defaults == build_optimizer(trainable, config).defaults, "as the recipe"
     start, steps = stamp(), 0
     for epoch in range(epochs):
