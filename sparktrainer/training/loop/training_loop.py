@@ -111,7 +111,8 @@ class TrainingLoop:
         every = self.plan.checkpoint_every_steps
         if every and self.step % every == 0 and self.batch_in_epoch < len(self.batch_step):
             self._checkpoint()
-        if self.where.rank == 0 and self.clock.due():
+        epoch_end = self.batch_in_epoch == len(self.batch_step)  # every curve reaches it
+        if self.where.rank == 0 and (epoch_end or self.clock.due()):
             loss, accuracy = meter.means()
             check_finite(loss, "training loss", f"epoch {epoch + 1}, step {self.step}")
             self.hooks.progress(epoch=epoch + 1, loss=loss, accuracy=accuracy, **self._position())

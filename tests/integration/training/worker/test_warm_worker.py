@@ -43,8 +43,10 @@ async def test_worker_trains_registers_and_reports_in_order(
     assert [c.epoch for c in seen.of(CheckpointSaved)] == [1, 2]
     steps = [p.step for p in seen.of(JobProgress)]
     assert steps == sorted(steps) and steps[-1] == seen.of(JobProgress)[-1].total_steps
-    files = sorted(k.rsplit("/", 1)[1] for k in store.list(model_prefix(job_id)))
+    keys = [k.removeprefix(model_prefix(job_id)) for k in store.list(model_prefix(job_id))]
+    files = sorted(k for k in keys if not k.startswith("logs/"))
     assert files == ["best_model.pth", "config.json", "env.json", "metadata.json", "model.pth"]
+    assert any(k.startswith("logs/events.out.tfevents.") for k in keys)  # TensorBoard's
     store.get_file(model_prefix(job_id) + "model.pth", tmp_path / "model.pth")
     assert "model_state_dict" in safe_load(tmp_path / "model.pth", "model.pth")
     assert not list(store.list(checkpoint_prefix(job_id)))

@@ -92,15 +92,20 @@ def test_resnet18_learns_digits_from_scratch(make_ctx, job_id) -> None:
     )
 
 
-def test_progress_is_rate_limited_plus_once_per_epoch(make_ctx, job_id) -> None:
+def test_progress_is_rate_limited_plus_each_epochs_last_step_and_end(make_ctx, job_id) -> None:
     config = {**DIGITS_MLP, "epochs": 2}
     ctx = make_ctx(job_id("mlp-quiet"), "pytorch.mlp", config, progress_every_s=3600.0)
     run_recipe_job(ctx)
-    assert [(p.epoch, p.val_loss is not None) for p in of(ctx, JobProgress)] == [
-        (1, False),
-        (1, True),
-        (2, True),
+    reports = of(ctx, JobProgress)
+    assert [(p.epoch, p.phase) for p in reports] == [
+        (1, "step"),  # the first report is always due
+        (1, "step"),  # the epoch's last step: every training curve reaches it
+        (1, "epoch"),
+        (2, "step"),
+        (2, "epoch"),
     ]
+    per_epoch = reports[2].total_steps // 2
+    assert [p.step for p in reports] == [1, per_epoch, per_epoch, 2 * per_epoch, 2 * per_epoch]
 
 
 def test_a_registered_model_is_not_trained_twice(make_ctx, job_id) -> None:
