@@ -333,7 +333,8 @@ def test_every_services_metrics_move_during_the_job(scenario) -> None:
     assert total(after["projector"], "sparktrainer_jobs", state="completed") >= 1
     assert total(during["trainer"], "sparktrainer_checkpoint_upload_bytes_total") > 0
     assert total(during["trainer"], "sparktrainer_job_start_delay_seconds_count") == 1
-    assert total(during["trainer"], "sparktrainer_step_seconds_count") > 10
+    reported = [e for e in scenario.mine(JobProgress) if e.attempt == 1 and e.phase == "step"]
+    assert 0 < total(during["trainer"], "sparktrainer_step_seconds_count") <= len(reported)
     assert total(during["trainer"], "sparktrainer_checkpoint_upload_seconds_count") >= 2
     # The trainer started again after the kill: its counters began anew and moved again.
     assert total(after["trainer"], "sparktrainer_trainer_jobs_total", status="completed") == 1
@@ -398,7 +399,10 @@ def _job_page(s: Scenario) -> None:
     points = wait_for(
         b, "Number(document.querySelector('[data-group=\"loss\"]')?.dataset.points)", 30
     )
-    assert points > 50  # loss/train, loss/train_epoch and loss/val together
+    found = s.get(f"api/jobs/{s.job_id}/metrics")["series"]
+    loss = [name for name in found if name.startswith("loss/")]
+    # loss/train, loss/train_epoch and loss/val together: every point the API serves
+    assert points == sum(len(found[name]["steps"]) for name in loss) > 12
     assert b.execute_script(CANVAS_INK) > 500  # the lines are drawn on the canvas
     series = b.execute_script("return window.sparkCharts.loss.names;")
     assert {"loss/train", "loss/val"} <= set(series)
