@@ -24,8 +24,11 @@ lint: venv
 	$(BIN)/mypy $(LINTED)
 
 # The integration tests start the embedded stack (SeaweedFS + tansu) themselves, once.
+# pytest's exit 5 ("no tests collected") is a failure too.
 test: venv lint
-	$(BIN)/pytest -q
+	@status=0; $(BIN)/pytest -q $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$status
 
 demo: venv
 	$(BIN)/python -m sparktrainer.demo $(DEMO_ARGS)
