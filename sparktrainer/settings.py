@@ -35,6 +35,14 @@ class Limits(BaseSettings):
     world_size: int = 8  # DDP processes one job may ask for
     seed: int = 2**32 - 1
     dataset_samples: int = 10_000_000
+    # What a job asks of its trainer (resources) and what a sweep asks for
+    gpus: int = 8  # GPUs of one node one job may ask for
+    gpu_memory_gib: float = 1024.0  # memory one of those GPUs must have
+    sweep_trials: int = 1000  # trials of one sweep (also bounds a trial's number)
+    sweep_concurrency: int = 64  # trials of one sweep running at once
+    sweep_parameters: int = 16  # parameters of a sweep's space
+    sweep_choices: int = 64  # values of one parameter (a choice, an int range with a step)
+    sweep_grid_points: int = 100_000  # points of a grid space
     # What a job is estimated to cost (contracts/estimates.py)
     model_parameters: int = 2_000_000_000
     job_memory_bytes: int = 32 * 2**30  # weights, gradients, optimizer, activations, data
@@ -102,6 +110,15 @@ class Settings(BaseSettings):
     # Pretrained torchvision weights an operator provides: manifest.json of {model: {file,
     # sha256}} beside the files (training/pytorch/pretrained.py); else torchvision's cache.
     pretrained_weights_dir: Path | None = None
+
+    # Scheduling (docs/ARCHITECTURE.md, "Scheduling"). The classes a trainer serves: a comma
+    # list (e.g. "gpu,cpu"); unset, from its devices (plus cpu unless it takes no CPU jobs).
+    trainer_classes: str | None = None
+    trainer_takes_cpu_jobs: bool = True
+    # A waiting job rises one priority level per this many seconds waited (0: never).
+    schedule_aging_s: float = Field(default=300.0, ge=0)
+    schedule_priorities: bool = True  # false: oldest first, whatever the priority
+    trainer_heartbeat_s: float = Field(default=10.0, gt=0)
 
     # HTTP API (the dashboard at /, Prometheus metrics at /metrics)
     api_host: str = "127.0.0.1"

@@ -62,7 +62,7 @@ def encode(event: BaseModel, source: str, event_id: str | None = None) -> OutRec
         attributes["subject"] = subject
     value = event.model_dump_json(exclude_none=False).encode()
     message = ce_kafka.to_binary(CloudEvent(attributes, value), _FORMAT, lambda _: None)
-    topic: str = type(event).topic  # type: ignore[attr-defined]
+    topic = event.home_topic() if isinstance(event, Event) else JobSubmitted.topic
     return OutRecord(topic, subject.encode(), value, list(message.headers.items()))
 
 

@@ -2,68 +2,36 @@
 
 Each event is a pydantic model with a CloudEvents type (``ce_type``) and the topic it lives
 on. Models we produce forbid unknown keys; only the public door (jobs.submitted) forgives.
+The shared base is ``event_base.py``; sweep and trainer events are ``schedule_events.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparktrainer.contracts import topics
-from sparktrainer.contracts.jobspec import Framework, JobRequest, JobType
+from sparktrainer.contracts.event_base import (
+    Event,
+    RecordSource,
+    derived_job_id,
+    deterministic_id,
+    now,
+)
+from sparktrainer.contracts.jobspec import Framework, JobRequest, JobType, NonNegInt, SafeId
 from sparktrainer.contracts.kinds import KINDS, JobConfig
+from sparktrainer.contracts.schedule_events import SWEEP_EVENTS, TrainerHeartbeat
+from sparktrainer.contracts.scheduling import (
+    CLASS_NAMES,
+    DEFAULT_CLASS,
+    DEFAULT_PRIORITY,
+    Priority,
+    Resources,
+)
 
-_NAMESPACE = uuid.UUID("6f1c7a52-6b1e-4d5e-9a59-7d0c1c2b5e11")
-
-
-def now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def deterministic_id(*parts: object) -> str:
-    """A stable UUID from parts, so a retried event carries the same id."""
-    return str(uuid.uuid5(_NAMESPACE, "/".join(str(p) for p in parts)))
-
-
-def derived_job_id(topic: str, partition: int, offset: int) -> str:
-    """The job id for a submission that named none: stable across redeliveries."""
-    digest = hashlib.sha256(f"{topic}/{partition}/{offset}".encode()).hexdigest()
-    return f"job-{digest[:20]}"
-
-
-class Event(BaseModel):
-    """Base of all events we own: strict (no NaN or infinity), with a type and a home topic."""
-
-    # Validators are built on first use: a CLI command pays only for the events it touches.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
-
-    ce_type: ClassVar[str]
-    topic: ClassVar[str]
-
-    def subject(self) -> str:
-        """The CloudEvents subject and Kafka key: the job (or model) this event is about."""
-        return str(getattr(self, "job_id"))  # noqa: B009 - every event names its job
-
-    def event_id(self) -> str:
-        """A deterministic event id; subclasses add what makes a retry the same event."""
-        return deterministic_id(self.ce_type, self.subject())
-
-
-class RecordSource(BaseModel):
-    """Where a record came from on Kafka: enough to find it again."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None = None
-    timestamp_ms: int | None = None
+__all__ = ["Event", "RecordSource", "derived_job_id", "deterministic_id", "now"]
 
 
 class JobSubmitted(JobRequest):
@@ -93,6 +61,21 @@ class JobValidated(Event):
     warnings: list[str] = Field(default_factory=list)
     source: RecordSource | None = None
     validated_at: datetime = Field(default_factory=now)
+    priority: Priority = DEFAULT_PRIORITY
+    resources: Resources = Resources()
+    resource_class: str = Field(
+        default=DEFAULT_CLASS, description="contracts/scheduling.py: which trainers can run it"
+    )
+    sweep_id: SafeId | None = None
+    trial: NonNegInt | None = None
+
+    def home_topic(self) -> str:
+        """The topic of the job's resource class and priority."""
+        return topics.validated_topic(self.resource_class, self.priority)
+
+    @classmethod
+    def topics(cls) -> tuple[str, ...]:
+        return topics.VALIDATED_TOPICS
 
     @model_validator(mode="before")
     @classmethod
@@ -113,6 +96,11 @@ class JobValidated(Event):
         kind = KINDS.get(self.config_kind)
         if kind is None or type(self.config) is not kind.config or kind.framework != self.framework:
             raise ValueError(f"config does not match config_kind '{self.config_kind[:60]}'")
+        if self.resource_class not in CLASS_NAMES:
+            raise ValueError(
+                f"unknown resource_class {self.resource_class[:60]!r}: "
+                f"one of {', '.join(CLASS_NAMES)}"
+            )
         return self
 
 
@@ -325,6 +313,8 @@ OWNED_EVENTS: tuple[type[Event], ...] = (
     *LIFECYCLE_EVENTS,
     CancelRequested,
     ModelRegistered,
+    *SWEEP_EVENTS,
+    TrainerHeartbeat,
 )
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     JobSubmitted.ce_type: JobSubmitted,

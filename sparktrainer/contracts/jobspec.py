@@ -22,11 +22,15 @@ from pydantic import (
     model_validator,
 )
 
+from sparktrainer.contracts.scheduling import DEFAULT_PRIORITY, Priority, Resources
+
 Framework = Literal["pytorch", "huggingface"]  # what this deployment's trainers run
-JobType = Literal["train", "finetune"]
+JobType = Literal["train", "finetune"]  # what a trainer runs
+SWEEP_TYPE = "sweep"  # a search over jobs (contracts/sweeps.py), run by the sweep controller
 FRAMEWORKS_KNOWN = ("pytorch", "tensorflow", "huggingface")  # the guide's list
 FRAMEWORKS_RUN: tuple[str, ...] = get_args(Framework)
-JOB_TYPES: tuple[str, ...] = get_args(JobType)
+TRAINING_TYPES: tuple[str, ...] = get_args(JobType)
+JOB_TYPES: tuple[str, ...] = (*TRAINING_TYPES, SWEEP_TYPE)
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -275,3 +279,9 @@ class JobRequest(BaseModel):
     license: str | None = Field(default=None, max_length=128)
     domain: str | None = Field(default=None, max_length=128)
     submitted_by: str | None = Field(default=None, max_length=256)
+    # Scheduling (contracts/scheduling.py): which topic the job waits on, and in what order.
+    priority: Priority = DEFAULT_PRIORITY
+    resources: Resources = Resources()
+    # Lineage of a sweep's trial (set by the sweep controller)
+    sweep_id: SafeId | None = None
+    trial: NonNegInt | None = None

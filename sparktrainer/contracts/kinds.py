@@ -22,6 +22,7 @@ from sparktrainer.contracts.jobspec import (
     Framework,
     HubModelConfig,
     HuggingFaceConfig,
+    JobRequest,
     LocalModelConfig,
     MLPConfig,
     RegisteredHFConfig,
@@ -119,6 +120,17 @@ def common_asks(c: TrainingOptions) -> list[Ask]:
         asks.append(("config.max_runtime_s", c.max_runtime_s, "job_runtime_s"))
     if c.distributed.world_size is not None:
         asks.append(("config.distributed.world_size", c.distributed.world_size, "world_size"))
+    return asks
+
+
+def request_asks(req: JobRequest) -> list[Ask]:
+    """The sizes a job asks for outside its config: its resources, and its trial number."""
+    asks: list[Ask] = [
+        ("resources.gpus", req.resources.gpus, "gpus"),
+        ("resources.min_gpu_memory_gib", req.resources.min_gpu_memory_gib, "gpu_memory_gib"),
+    ]
+    if req.trial is not None:
+        asks.append(("trial", req.trial, "sweep_trials"))
     return asks
 
 

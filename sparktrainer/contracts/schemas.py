@@ -10,7 +10,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from sparktrainer import __version__
 from sparktrainer.contracts import topics
-from sparktrainer.contracts.events import OWNED_EVENTS, JobSubmitted
+from sparktrainer.contracts.events import OWNED_EVENTS, Event, JobSubmitted
 from sparktrainer.contracts.kinds import JobConfig
 
 EVENTS: tuple[type[BaseModel], ...] = (JobSubmitted, *OWNED_EVENTS)
@@ -20,6 +20,11 @@ def _name(cls: type[BaseModel]) -> str:
     return cls.ce_type.removeprefix("io.sparktrainer.")  # type: ignore[attr-defined, no-any-return]
 
 
+def topics_of(cls: type[BaseModel]) -> tuple[str, ...]:
+    """Every topic events of this class are sent to (a validated job: its route's)."""
+    return cls.topics() if issubclass(cls, Event) else (cls.topic,)  # type: ignore[attr-defined]
+
+
 def event_schema(cls: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema of one event's data, with its CloudEvents type and topic."""
     schema = cls.model_json_schema(mode="serialization")
@@ -27,6 +32,8 @@ def event_schema(cls: type[BaseModel]) -> dict[str, Any]:
     schema["$id"] = f"https://sparktrainer.io/schemas/{_name(cls)}.json"
     schema["x-cloudevents-type"] = cls.ce_type  # type: ignore[attr-defined]
     schema["x-kafka-topic"] = cls.topic  # type: ignore[attr-defined]
+    if len(topics_of(cls)) > 1:
+        schema["x-kafka-topics"] = list(topics_of(cls))
     return schema
 
 
@@ -38,7 +45,7 @@ def asyncapi() -> dict[str, Any]:
     for topic in topics.ALL_TOPICS:
         channel_id = topic.removeprefix("sparktrainer.").replace(".", "-")
         refs = {}
-        for cls in (c for c in EVENTS if c.topic == topic):  # type: ignore[attr-defined]
+        for cls in (c for c in EVENTS if topic in topics_of(c)):
             msg_id = _name(cls).replace(".", "-")
             messages[msg_id] = _message(cls)
             refs[msg_id] = {"$ref": f"#/components/messages/{msg_id}"}

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+from sparktrainer.contracts.scheduling import (
+    BY_NAME,
+    CLASSES,
+    DEFAULT_CLASS,
+    DEFAULT_PRIORITY,
+    PRIORITIES,
+)
+
 JOBS_SUBMITTED = "sparktrainer.jobs.submitted"
-JOBS_VALIDATED = "sparktrainer.jobs.validated"
+JOBS_VALIDATED = "sparktrainer.jobs.validated"  # the (cpu, normal) route: every old job's topic
 JOBS_REJECTED = "sparktrainer.jobs.rejected"
 JOBS_LIFECYCLE = "sparktrainer.jobs.lifecycle"
 JOBS_CONTROL = "sparktrainer.jobs.control"
 MODELS_REGISTERED = "sparktrainer.models.registered"
+SWEEPS = "sparktrainer.sweeps"
+TRAINERS = "sparktrainer.trainers"
+
+
+def validated_topic(resource_class: str, priority: str) -> str:
+    """The topic of validated jobs of one resource class and priority (contracts/scheduling.py)."""
+    if (resource_class, priority) == (DEFAULT_CLASS, DEFAULT_PRIORITY):
+        return JOBS_VALIDATED
+    return f"{JOBS_VALIDATED}.{resource_class}.{priority}"
+
+
+# topic -> (resource class, priority), highest priority first within each class
+ROUTES: dict[str, tuple[str, str]] = {
+    validated_topic(c.name, p): (c.name, p) for c in CLASSES for p in reversed(PRIORITIES)
+}
+VALIDATED_TOPICS: tuple[str, ...] = tuple(ROUTES)
+
+
+def class_topics(*classes: str) -> tuple[str, ...]:
+    """Every priority topic of these resource classes (what a trainer serving them reads)."""
+    return tuple(t for t, (c, _) in ROUTES.items() if c in classes)
+
 
 ALL_TOPICS: tuple[str, ...] = (
     JOBS_SUBMITTED,
@@ -16,13 +46,22 @@ ALL_TOPICS: tuple[str, ...] = (
     JOBS_LIFECYCLE,
     JOBS_CONTROL,
     MODELS_REGISTERED,
+    *(t for t in VALIDATED_TOPICS if t != JOBS_VALIDATED),
+    SWEEPS,
+    TRAINERS,
 )
 
 DESCRIPTIONS: dict[str, str] = {
     JOBS_SUBMITTED: "The public door: job submissions from any producer (bare JSON accepted).",
-    JOBS_VALIDATED: "Jobs that passed validation, with their normalized config.",
     JOBS_REJECTED: "Submissions that failed validation, with every error at once.",
     JOBS_LIFECYCLE: "Started, progress, checkpoint-saved, completed, failed, cancelled.",
-    JOBS_CONTROL: "Control requests for running jobs (cancel).",
+    JOBS_CONTROL: "Control requests for running jobs and sweeps (cancel).",
     MODELS_REGISTERED: "A model whose files are all uploaded; key = model id.",
+    SWEEPS: "Validated sweeps and the sweep controller's decisions (trials planned, stopped).",
+    TRAINERS: "Trainer heartbeats: the classes each trainer serves and the job it runs.",
+    **{
+        t: f"Validated jobs of resource class '{c}' ({BY_NAME[c].description}), priority {p}, "
+        "with their normalized config."
+        for t, (c, p) in ROUTES.items()
+    },
 }

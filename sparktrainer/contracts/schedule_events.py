@@ -1,0 +1,138 @@
+"""Scheduling events: sweeps (the validator's and the sweep controller's) and trainer heartbeats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from sparktrainer.contracts import topics
+from sparktrainer.contracts.event_base import Event, RecordSource, deterministic_id, now
+from sparktrainer.contracts.jobspec import Framework
+from sparktrainer.contracts.scheduling import DEFAULT_PRIORITY, Priority, Resources
+from sparktrainer.contracts.sweeps import SweepConfig
+
+# -- sweeps (topic sparktrainer.sweeps, key = sweep id) -------------------------------------
+
+
+class SweepEvent(Event):
+    """Base of the events on sparktrainer.sweeps: keyed by the sweep, so one partition holds it."""
+
+    topic: ClassVar[str] = topics.SWEEPS
+
+    sweep_id: str
+
+    def subject(self) -> str:
+        return self.sweep_id
+
+
+class SweepValidated(SweepEvent):
+    """A sweep that passed validation: the search, normalized, for the sweep controller."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.sweep.validated.v1"
+
+    name: str
+    framework: Framework
+    config: SweepConfig
+    trials: int = Field(description="How many trials it runs (max_trials, or the grid's size)")
+    priority: Priority = DEFAULT_PRIORITY
+    resources: Resources = Resources()
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    submitted_by: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    source: RecordSource | None = None
+    validated_at: datetime = Field(default_factory=now)
+
+
+class TrialPlanned(SweepEvent):
+    """The controller chose trial ``trial``'s parameters; written before the trial is submitted."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.sweep.trial-planned.v1"
+
+    trial: int
+    job_id: str
+    params: dict[str, Any]
+    planned_at: datetime = Field(default_factory=now)
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.sweep_id, self.trial)
+
+
+class TrialSubmitted(SweepEvent):
+    """The broker took the trial's job submission (a restart does not submit it again)."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.sweep.trial-submitted.v1"
+
+    trial: int
+    job_id: str
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.sweep_id, self.trial)
+
+
+class TrialStopped(SweepEvent):
+    """Early stopping chose to stop a losing trial; its cancel request follows."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.sweep.trial-stopped.v1"
+
+    trial: int
+    job_id: str
+    rule: str
+    epoch: int
+    reason: str
+    at: datetime = Field(default_factory=now)
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.sweep_id, self.trial)
+
+
+class SweepEnded(SweepEvent):
+    """Every trial has ended: the best one, and the model registered as the sweep's result."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.sweep.ended.v1"
+
+    status: Literal["completed", "failed", "cancelled"]
+    best_trial: int | None = None
+    best_job_id: str | None = None
+    model_id: str | None = None
+    value: float | None = None
+    reason: str | None = None
+    at: datetime = Field(default_factory=now)
+
+
+# -- trainers (topic sparktrainer.trainers, key = trainer id) ------------------------------
+
+
+class TrainerHeartbeat(Event):
+    """A trainer is alive: the classes it serves, its devices, the job it runs."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.trainer.heartbeat.v1"
+    topic: ClassVar[str] = topics.TRAINERS
+
+    trainer_id: str
+    group: str
+    classes: list[str]
+    gpus: int = 0
+    gpu_memory_gib: float = 0.0  # the smallest GPU's
+    devices: list[str] = Field(default_factory=list)
+    running_job_id: str | None = None
+    every_s: float
+    stopping: bool = False
+    at: datetime = Field(default_factory=now)
+
+    def subject(self) -> str:
+        return self.trainer_id
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.trainer_id, self.at.isoformat())
+
+
+SWEEP_EVENTS: tuple[type[SweepEvent], ...] = (
+    SweepValidated,
+    TrialPlanned,
+    TrialSubmitted,
+    TrialStopped,
+    SweepEnded,
+)
