@@ -11,7 +11,7 @@ from typing import Any
 
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.validation.checks import validate_job
+from sparktrainer.validation.sweeps import validate_submission
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Verdict:
 
 async def check(body: Any, store: ObjectStore | None, settings: Settings) -> Verdict:
     """Run the validator's checks on a body (object-store lookups run off the event loop)."""
-    result = await asyncio.to_thread(validate_job, body, store, settings.limits)
+    result = await asyncio.to_thread(validate_submission, body, store, settings.limits)
     return Verdict(bool(result.valid), list(result.errors), list(result.warnings))
 
 

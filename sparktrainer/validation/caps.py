@@ -11,7 +11,9 @@ from collections import deque
 from typing import Any
 
 from sparktrainer.contracts.estimates import ResourceEstimate
-from sparktrainer.contracts.kinds import JobKind
+from sparktrainer.contracts.jobspec import JobRequest
+from sparktrainer.contracts.kinds import JobKind, request_asks
+from sparktrainer.contracts.sweeps import SweepConfig, sweep_asks
 from sparktrainer.settings import Limits
 
 ENV_PREFIX = "SPARKTRAINER_MAX_"
@@ -52,6 +54,24 @@ def over(field: str, value: float, cap: str, limits: Limits) -> str | None:
 def check_asks(kind: JobKind, config: Any, limits: Limits) -> list[str]:
     """Every size the config asks for beyond its cap."""
     return [m for field, v, cap in kind.all_asks(config) if (m := over(field, v, cap, limits))]
+
+
+def check_request(req: JobRequest, limits: Limits) -> list[str]:
+    """The resources (and trial number) a job asks for beyond their caps."""
+    return [m for field, v, cap in request_asks(req) if (m := over(field, v, cap, limits))]
+
+
+def check_sweep(config: SweepConfig, limits: Limits) -> list[str]:
+    """Every size a sweep asks for beyond its cap (its grid's points included)."""
+    errors = [m for field, v, cap in sweep_asks(config) if (m := over(field, v, cap, limits))]
+    if config.sampler == "grid":
+        cap = limits.sweep_grid_points
+        if config.grid_size(cap) > cap:
+            errors.append(
+                f"config.space has more than this deployment's limit of {cap} grid points "
+                f"({setting('sweep_grid_points')})"
+            )
+    return errors
 
 
 def check_estimate(estimate: ResourceEstimate, config: Any, limits: Limits) -> list[str]:

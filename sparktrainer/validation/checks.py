@@ -20,11 +20,14 @@ from sparktrainer.contracts.jobspec import (
     FRAMEWORKS_KNOWN,
     FRAMEWORKS_RUN,
     JOB_TYPES,
+    SWEEP_TYPE,
     HuggingFaceConfig,
     JobRequest,
     TrainingOptions,
 )
 from sparktrainer.contracts.kinds import Architecture, JobKind, Parent
+from sparktrainer.contracts.scheduling import no_class_message, route
+from sparktrainer.contracts.sweeps import SweepConfig
 from sparktrainer.settings import Limits
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation import caps, messages
@@ -41,11 +44,15 @@ class ValidationResult:
     kind: JobKind | None = None
     config: TrainingOptions | None = None
     estimate: ResourceEstimate | None = None
+    resource_class: str | None = None  # where it waits (contracts/scheduling.py)
+    sweep: SweepConfig | None = None  # a sweep's search, normalized (validation/sweeps.py)
+    trials: int = 0  # how many trials that sweep runs
 
     @property
     def valid(self) -> bool:
         """True when there is no error."""
-        return not self.errors and self.config is not None and self.request is not None
+        parsed = self.config is not None or self.sweep is not None
+        return not self.errors and parsed and self.request is not None
 
 
 def validate_job(
@@ -64,6 +71,8 @@ def validate_job(
         result.request = JobRequest.model_validate(body)
     except ValidationError as e:
         result.errors.extend(messages.from_pydantic(e))
+    if result.request is not None:
+        _check_route(result.request, limits, result)
     framework, job_type = body.get("framework"), body.get("type")
     _check_framework(framework, result)
     _check_type(job_type, result)
@@ -112,6 +121,19 @@ def _check_kind(
     result.warnings.extend(_warnings(config))
 
 
+def _check_route(req: JobRequest, limits: Limits, result: ValidationResult) -> None:
+    """Resource caps, the resource class the job waits in, and its sweep lineage."""
+    errors = caps.check_request(req, limits)
+    result.errors.extend(errors)
+    resource_class = route(req.resources)
+    if resource_class is None:
+        result.errors.append(no_class_message(req.resources))
+    elif not errors:
+        result.resource_class = resource_class.name
+    if (req.trial is None) != (req.sweep_id is None):
+        result.errors.append("sweep_id and trial go together: a sweep's trial sets both")
+
+
 def _architecture(config: TrainingOptions, parent: Parent | None) -> Architecture | None:
     """What the estimate and LoRA checks can know of the model before it loads."""
     if parent is not None:
@@ -155,7 +177,11 @@ def _check_framework(framework: Any, result: ValidationResult) -> None:
 
 
 def _check_type(job_type: Any, result: ValidationResult) -> None:
-    if job_type is not None and job_type not in JOB_TYPES:
+    if job_type == SWEEP_TYPE:  # validation/sweeps.py checks sweeps; here it is nested in one
+        result.errors.append(
+            "type 'sweep' cannot run here: a sweep's base is a train or finetune job"
+        )
+    elif job_type is not None and job_type not in JOB_TYPES:
         result.errors.append(messages.bad_job_type(job_type))
 
 

@@ -12,16 +12,21 @@ import re
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, encode, unwrap
 from sparktrainer.contracts.events import JobRejected, JobValidated
 from sparktrainer.contracts.records import Received, derived_id, job_id_for, key_job_id
+from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.settings import Limits
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.validation.checks import ValidationResult, validate_job
+from sparktrainer.validation.checks import ValidationResult
+from sparktrainer.validation.sweeps import validate_submission
 
 SOURCE = "sparktrainer/validator"
 _EXCERPT_BYTES = 200
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
-def decide(rec: Received, store: ObjectStore | None, limits: Limits) -> JobValidated | JobRejected:
+Verdict = JobValidated | JobRejected | SweepValidated
+
+
+def decide(rec: Received, store: ObjectStore | None, limits: Limits) -> Verdict:
     """The verdict on one record: validated with its normalized config, or rejected."""
     size = len(rec.value or b"")
     if size > limits.submission_bytes:
@@ -37,15 +42,37 @@ def decide(rec: Received, store: ObjectStore | None, limits: Limits) -> JobValid
     except EnvelopeError as e:
         return rejected(rec, [f"Submission could not be read: {e}"])
     job_id, warnings = job_id_for(rec, body)
-    result = validate_job(body, store, limits)
+    result = validate_submission(body, store, limits)
     result.warnings[:0] = warnings
     if not result.valid:
         return rejected(rec, result.errors, result, job_id=job_id)
+    if result.sweep is not None:
+        return _sweep(rec, job_id, result)
     return _validated(rec, job_id, result)
+
+
+def _sweep(rec: Received, job_id: str, result: ValidationResult) -> SweepValidated:
+    assert result.request is not None and result.sweep is not None
+    req = result.request
+    return SweepValidated(
+        sweep_id=job_id,
+        name=req.name or f"sweep-{job_id[:12]}",
+        framework=req.framework,  # type: ignore[arg-type]  # checked against FRAMEWORKS_RUN
+        config=result.sweep,
+        trials=result.trials,
+        priority=req.priority,
+        resources=req.resources,
+        description=req.description,
+        tags=req.tags,
+        submitted_by=req.submitted_by,
+        warnings=result.warnings,
+        source=rec.source(),
+    )
 
 
 def _validated(rec: Received, job_id: str, result: ValidationResult) -> JobValidated:
     assert result.request is not None and result.config is not None and result.kind is not None
+    assert result.resource_class is not None
     req, cfg = result.request, result.config
     return JobValidated(
         job_id=job_id,
@@ -61,6 +88,11 @@ def _validated(rec: Received, job_id: str, result: ValidationResult) -> JobValid
         submitted_by=req.submitted_by,
         warnings=result.warnings,
         source=rec.source(),
+        priority=req.priority,
+        resources=req.resources,
+        resource_class=result.resource_class,
+        sweep_id=req.sweep_id,
+        trial=req.trial,
     )
 
 

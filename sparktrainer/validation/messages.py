@@ -20,6 +20,11 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def shown(value: Any) -> str:
+    """A value as JSON, shortened: how messages quote what was given."""
+    return _show(value)
+
+
 def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
     parts = [prefix] if prefix else []
     for item in loc:
