@@ -15,7 +15,7 @@ however long the job runs. A freed slot wakes the loop at once; commits run besi
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from sparktrainer.bus.kafka import make_consumer, make_producer, send
 from sparktrainer.bus.offsets import PartitionOffsets
+from sparktrainer.bus.waiting import FifoWaiting, WaitingRecords, tp_of
 from sparktrainer.contracts.envelope import OutRecord
 from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Settings
@@ -93,6 +94,7 @@ class ConsumerRuntime:
         keep_work_on_revoke: bool = False,
         producer: AIOKafkaProducer | None = None,
         consumer_options: dict[str, Any] | None = None,
+        waiting: WaitingRecords | None = None,
     ) -> None:
         self.settings = settings
         self.name = name
@@ -117,7 +119,8 @@ class ConsumerRuntime:
         self._consumer: AIOKafkaConsumer | None = None
         self.offsets = PartitionOffsets()
         self._tasks: dict[asyncio.Task[None], Received] = {}
-        self._pending: deque[Received] = deque()
+        # Fetched, not started: which starts next and what to pause (bus/waiting.py).
+        self.waiting: WaitingRecords = waiting if waiting is not None else FifoWaiting()
         self._taken = 0
         self._window = max(concurrency, 16)
         self._commit_task: asyncio.Task[None] | None = None
@@ -171,7 +174,7 @@ class ConsumerRuntime:
         while not self._stopping.is_set():
             self._dispatch()
             poll_ms = 100
-            if (self._flow_control(consumer) or self._pending) and self._tasks:
+            if (self._flow_control(consumer) or len(self.waiting)) and self._tasks:
                 # Work waits for a slot: wake when one frees up, not after a blind poll timeout
                 # (that wait alone capped a busy validator at ``concurrency`` records per 0.1 s).
                 await asyncio.wait(self._tasks, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
@@ -181,7 +184,7 @@ class ConsumerRuntime:
                 for r in records:
                     if not self.offsets.accept(tp, r.offset):
                         continue  # refetched after a rebalance gave the partition back
-                    self._pending.append(received_from(r))
+                    self.waiting.add(received_from(r))
                     self.stats.records_in += 1
             self._dispatch()
             self._commit_soon()
@@ -191,25 +194,25 @@ class ConsumerRuntime:
 
     def _flow_control(self, consumer: AIOKafkaConsumer) -> bool:
         """Pause fetching while busy (True when paused); polling goes on, so the group keeps us."""
-        assigned = consumer.assignment()
-        # Up to ``concurrency`` records wait behind the busy slots, so a slot that frees up is
-        # refilled at once instead of after a fetch round trip.
-        saturated = len(self._pending) >= self.concurrency
+        assigned = set(consumer.assignment())
         out_of_quota = self.max_records is not None and self._taken >= self.max_records
-        if saturated or out_of_quota:
-            consumer.pause(*assigned)
-            return True
-        consumer.resume(*assigned)
-        return False
+        paused = assigned if out_of_quota else self.waiting.to_pause(assigned, self.concurrency)
+        if paused:
+            consumer.pause(*paused)
+        if assigned - paused:
+            consumer.resume(*(assigned - paused))
+        return bool(paused)
 
     def _dispatch(self) -> None:
-        while self._pending and len(self._tasks) < self.concurrency:
+        while len(self._tasks) < self.concurrency:
             if self._stopping.is_set():
                 return
             if self.max_records is not None and self._taken >= self.max_records:
-                self._pending.clear()
+                self.waiting.clear()
                 return
-            rec = self._pending.popleft()
+            rec = self.waiting.take()
+            if rec is None:
+                return
             if not self.offsets.start(tp_of(rec), rec.offset):  # revoked while pending
                 continue
             self._taken += 1
@@ -316,7 +319,7 @@ class ConsumerRuntime:
         shows whether the partition really moved: the eager protocol revokes everything on
         every join, and a sticky assignor usually hands the same partitions back.
         """
-        self._pending = deque(r for r in self._pending if tp_of(r) not in revoked)
+        self.waiting.drop(revoked)
         tasks = [t for t, r in self._tasks.items() if tp_of(r) in revoked]
         if tasks and not self.keep_work_on_revoke:
             await self._cancel(tasks, self.revoke_grace_s)
@@ -331,6 +334,7 @@ class ConsumerRuntime:
             log.info("work_moved_elsewhere", records=len(moved))
             await self._cancel(moved, self.revoke_grace_s)
         self.offsets.forget(self.offsets.tracked() - assigned)
+        self.waiting.assigned(assigned)
 
     @staticmethod
     async def _cancel(tasks: list[asyncio.Task[None]], grace_s: float) -> None:
@@ -355,8 +359,3 @@ def received_from(r: ConsumerRecord) -> Received:
         headers=tuple(r.headers or ()),
         timestamp_ms=r.timestamp,
     )
-
-
-def tp_of(rec: Received) -> TopicPartition:
-    """The aiokafka topic-partition a record came from."""
-    return TopicPartition(rec.topic, rec.partition)

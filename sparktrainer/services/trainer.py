@@ -20,8 +20,11 @@ from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
 from sparktrainer.contracts.records import Received
-from sparktrainer.contracts.topics import JOBS_CONTROL, JOBS_VALIDATED
+from sparktrainer.contracts.topics import JOBS_CONTROL, class_topics
 from sparktrainer.contracts.trace import job_trace, traced
+from sparktrainer.scheduling.picker import PriorityWaiting
+from sparktrainer.scheduling.presence import Presence, trainer_id
+from sparktrainer.scheduling.serving import served_classes, unserved
 from sparktrainer.services.trainer_metrics import TrainerObserver, WorkerCollector
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
@@ -62,6 +65,8 @@ class TrainerService:
         self.worker = WarmWorker(settings)
         self.cancels = CancelBook(worker=self.worker)
         self.observer = TrainerObserver()
+        self.classes: tuple[str, ...] = ()  # the resource classes served: known once started
+        self.presence_id = trainer_id()  # what its heartbeats on sparktrainer.trainers name it
         self.producer = make_producer(settings)
         self.jobs = self._job_runtime(group_id, consumer_options)
         self.control = ConsumerRuntime(
@@ -84,7 +89,7 @@ class TrainerService:
             self.settings,
             name="trainer",
             group_id=group_id,
-            topics=(JOBS_VALIDATED,),
+            topics=(),  # the served classes' topics, once the worker reports its devices
             handler=self.handle_job,
             on_failure=self.job_failed,
             concurrency=1,
@@ -93,6 +98,9 @@ class TrainerService:
             revoke_grace_s=1.0,
             keep_work_on_revoke=True,
             producer=self.producer,
+            waiting=PriorityWaiting(
+                self.settings.schedule_aging_s, priorities=self.settings.schedule_priorities
+            ),
             consumer_options={
                 # Sticky: a trainer joining does not move a running job's partition.
                 "partition_assignment_strategy": (StickyPartitionAssignor,),
@@ -110,6 +118,8 @@ class TrainerService:
         except EnvelopeError as e:
             log.error("undecodable_validated_event", error=str(e), offset=rec.offset)
             return []  # not a job we can name; logged with its coordinates
+        if misrouted := unserved(job, rec.topic, self.classes):
+            return [traced(encode(misrouted, SOURCE), job_trace(rec.headers, job.job_id))]
         with span("train job", job_trace(rec.headers, job.job_id), job_id=job.job_id) as trace:
 
             async def forward(record: OutRecord) -> None:
@@ -174,7 +184,10 @@ class TrainerService:
     async def run(self) -> int:
         """Start the worker and the loops; stop when the job loop stops."""
         await self.worker.start()
+        self.classes = served_classes(self.settings, [m for _, m in self.worker.gpus])
+        self.jobs.topics = class_topics(*self.classes)
         await self.producer.start()
+        presence = asyncio.create_task(self._presence().run())
         listener = asyncio.create_task(self.listen_cancels())
         control = asyncio.create_task(self.control.run())
         jobs = asyncio.create_task(self.jobs.run())
@@ -190,10 +203,23 @@ class TrainerService:
         finally:
             self.control.stop()
             listener.cancel()
-            await asyncio.gather(control, listener, return_exceptions=True)
+            presence.cancel()
+            await asyncio.gather(control, listener, presence, return_exceptions=True)
             await self.producer.stop()
             await self.worker.stop()
         return 0
+
+    def _presence(self) -> Presence:
+        """Heartbeats: the classes served, the GPUs, the running job."""
+        return Presence(
+            group=self.jobs.group_id,
+            classes=self.classes,
+            gpus=self.worker.gpus,
+            running=lambda: self.cancels.running,
+            send=lambda r: send(self.producer, r),
+            every_s=self.settings.trainer_heartbeat_s,
+            trainer_id=self.presence_id,
+        )
 
     async def wait_positioned(self, timeout_s: float) -> None:
         """Wait until the job runtime has its partitions and positions (or has stopped)."""

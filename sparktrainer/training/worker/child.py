@@ -41,7 +41,8 @@ def child_main(settings: Settings, commands: Connection, events: Connection) -> 
 
     started = time.monotonic()
     warm_imports()
-    send(("ready", {"pid": os.getpid(), "import_s": time.monotonic() - started}))
+    ready = {"pid": os.getpid(), "import_s": time.monotonic() - started, "gpus": visible_gpus()}
+    send(("ready", ready))
     jobs: queue.Queue[tuple[int, str, int, StopFlag] | None] = queue.Queue()
     threading.Thread(
         target=_control, args=(commands, jobs, send), name="worker-control", daemon=True
@@ -66,6 +67,16 @@ def warm_imports() -> None:
         pass
 
     torch.nn.functional.cross_entropy(torch.zeros(2, 2, requires_grad=True), torch.zeros(2).long())
+
+
+def visible_gpus() -> list[tuple[str, int]]:
+    """(name, memory bytes) of each CUDA device this process sees (what the trainer serves)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    props = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
+    return [(p.name, int(p.total_memory)) for p in props]
 
 
 def _control(commands: Connection, jobs: queue.Queue[Any], send: Any) -> None:

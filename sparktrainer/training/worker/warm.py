@@ -56,6 +56,7 @@ class WarmWorker:
         self._running: tuple[int, str] | None = None
         self._cancel_reason: str | None = None
         self.import_s: float | None = None
+        self.gpus: list[tuple[str, int]] = []  # (name, memory bytes) of each GPU the child sees
         self.jobs_completed = self.jobs_failed = self.jobs_cancelled = self.restarts = 0
 
     @property
@@ -104,6 +105,7 @@ class WarmWorker:
             await asyncio.to_thread(process.join, 5)
             raise WorkerError(f"training worker failed to start (exit code {process.exitcode})")
         self.import_s = first[1]["import_s"]
+        self.gpus = [(str(name), int(memory)) for name, memory in first[1].get("gpus", [])]
         self._child = _Child(process, cmd_write, inbox)
         log.info("worker_ready", pid=process.pid, import_s=round(self.import_s, 2))
 

@@ -1,0 +1,92 @@
+"""The trainer's waiting jobs, and the pick rule: highest (aged) priority first.
+
+Records are kept per partition, oldest first; a partition is paused while any of its records
+wait here, and every other partition keeps being fetched, so a job of higher priority that
+arrives while a job trains is known before the slot frees. When it frees, the heads of the
+partitions compete by ``contracts.scheduling.Waiting.order`` (level after aging, class, age).
+The rule is written down in docs/ARCHITECTURE.md ("Scheduling").
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from aiokafka import TopicPartition
+
+from sparktrainer.bus.waiting import tp_of
+from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.scheduling import Waiting
+from sparktrainer.contracts.topics import ROUTES
+
+SETTLE_S = 0.5  # after an assignment: one fetch round, so every partition's head is seen
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds (record timestamps are wall clock too)."""
+    return time.time_ns() // 1_000_000
+
+
+class PriorityWaiting:
+    """Waiting records by partition; :meth:`take` returns the best head by the pick rule.
+
+    :param aging_s: a waiting job rises one level per this many seconds (0: never).
+    :param priorities: False: oldest first, whatever the priority (for comparison).
+    :param settle_s: after an assignment, how long to wait for every partition's head.
+    :param clock: wall-clock milliseconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        aging_s: float,
+        *,
+        priorities: bool = True,
+        settle_s: float = SETTLE_S,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.aging_s = aging_s
+        self.priorities = priorities
+        self.settle_s = settle_s
+        self.clock = clock
+        self._queues: dict[TopicPartition, deque[Received]] = {}
+        self._settled_at = 0
+
+    def __repr__(self) -> str:
+        heads = {f"{tp.topic}/{tp.partition}": len(q) for tp, q in self._queues.items() if q}
+        return f"PriorityWaiting(aging_s={self.aging_s}, waiting={heads})"
+
+    def add(self, rec: Received) -> None:
+        self._queues.setdefault(tp_of(rec), deque()).append(rec)
+
+    def waiting(self, rec: Received) -> Waiting:
+        """What the pick rule knows of a record: its topic's route, and its timestamp."""
+        resource_class, priority = ROUTES.get(rec.topic, ("", "low"))
+        since = rec.timestamp_ms if rec.timestamp_ms is not None else self.clock()
+        return Waiting(priority, resource_class, since, (rec.topic, rec.partition, rec.offset))
+
+    def take(self) -> Received | None:
+        if self.clock() < self._settled_at:
+            return None
+        heads = [q[0] for q in self._queues.values() if q]
+        if not heads:
+            return None
+        now = self.clock()
+        best = min(heads, key=lambda r: self.waiting(r).order(now, self.aging_s, self.priorities))
+        return self._queues[tp_of(best)].popleft()
+
+    def drop(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            self._queues.pop(tp, None)
+
+    def clear(self) -> None:
+        self._queues.clear()
+
+    def assigned(self, tps: set[TopicPartition]) -> None:
+        self._settled_at = self.clock() + int(self.settle_s * 1000)
+
+    def to_pause(self, assigned: set[TopicPartition], concurrency: int) -> set[TopicPartition]:
+        return {tp for tp in assigned if self._queues.get(tp)}
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues.values())
