@@ -17,7 +17,16 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sparktrainer.api.routes import dashboard, health, job_metrics, jobs, metrics, models
+from sparktrainer.api.routes import (
+    dashboard,
+    health,
+    job_metrics,
+    jobs,
+    metrics,
+    models,
+    queue,
+    sweeps,
+)
 from sparktrainer.api.state import ApiError, ApiState
 from sparktrainer.settings import Settings
 
@@ -28,6 +37,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     job_metrics.router,
     metrics.router,
+    queue.router,
+    sweeps.router,
     dashboard.router,
 )
 

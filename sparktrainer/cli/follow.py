@@ -24,9 +24,11 @@ from sparktrainer.contracts.events import (
     JobFailed,
     JobRejected,
 )
+from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.settings import Settings
 
-FOLLOWED_TOPICS = (t.JOBS_VALIDATED, t.JOBS_REJECTED, t.JOBS_LIFECYCLE)
+# Every topic a job's (or a sweep's) story is on: its route's is one of the validated topics.
+FOLLOWED_TOPICS = (*t.VALIDATED_TOPICS, t.JOBS_REJECTED, t.JOBS_LIFECYCLE, t.SWEEPS)
 FINAL = (JobRejected, JobCompleted, JobFailed, JobCancelled)
 
 
@@ -39,6 +41,13 @@ def final_status(event: Any) -> str | None:
     if isinstance(event, JobCompleted | JobFailed | JobCancelled):
         return event.status
     return None
+
+
+def subject_of(event: Any) -> str | None:
+    """The job an event tells about (a sweep's events name it by its sweep id)."""
+    if isinstance(event, SweepValidated):
+        return event.sweep_id
+    return getattr(event, "job_id", None)
 
 
 class JobFollower:
@@ -83,7 +92,7 @@ class JobFollower:
                     event = decode(record.value, record.headers)
                 except EnvelopeError:
                     continue
-                if getattr(event, "job_id", None) != self.job_id:
+                if subject_of(event) != self.job_id:
                     continue
                 yield event
                 if final_status(event) is not None:

@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "sparktrainer.cli.replay",  # replay
     "sparktrainer.cli.schemas",  # schemas
     "sparktrainer.cli.serve",  # run a consumer or the API in this process
+    "sparktrainer.cli.queue",  # queue
+    "sparktrainer.cli.sweeps",  # sweeps list/show
 )
 # Which module registers each top-level command (a unit test keeps this true); a command
 # not listed here still works: every module is imported to find it.

@@ -17,6 +17,7 @@ from sparktrainer.contracts.events import (
     JobStarted,
     JobValidated,
 )
+from sparktrainer.contracts.schedule_events import SweepValidated
 
 VERDICT_STYLE = {"completed": "green", "rejected": "red", "failed": "red", "cancelled": "yellow"}
 
@@ -68,7 +69,7 @@ class JobView:
             return
         if self.plain:
             err.print(f"{short_type(event.ce_type)} {escape(_summary(event))}", highlight=False)
-        if isinstance(event, JobValidated):
+        if isinstance(event, JobValidated | SweepValidated):
             self.progress.update(self.task, description="validated")
             for warning in event.warnings:
                 self.progress.console.print(

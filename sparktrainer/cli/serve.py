@@ -14,6 +14,7 @@ CONSUMERS = {
     "validator": "consumers.validator",
     "trainer": "consumers.trainer",
     "projector": "consumers.registry_projector",
+    "sweep-controller": "consumers.sweep_controller",
 }
 
 

@@ -12,8 +12,10 @@ from sparktrainer.registry.job_details import JOB_DETAILS
 from sparktrainer.registry.jobs import JOBS
 from sparktrainer.registry.metric_series import METRIC_SERIES
 from sparktrainer.registry.models import MODELS
+from sparktrainer.registry.queue import QUEUE
+from sparktrainer.registry.sweeps import SWEEPS
 
-CONCERNS: tuple[Concern, ...] = (MODELS, JOBS, METRIC_SERIES, JOB_DETAILS)
+CONCERNS: tuple[Concern, ...] = (MODELS, JOBS, METRIC_SERIES, JOB_DETAILS, QUEUE, SWEEPS)
 
 # Every topic some concern reads, in a stable order.
 PROJECTED_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(t for c in CONCERNS for t in c.topics))

@@ -24,7 +24,9 @@ from sparktrainer.contracts.events import (
     JobStarted,
     JobValidated,
 )
+from sparktrainer.contracts.jobspec import SWEEP_TYPE
 from sparktrainer.contracts.records import Received, job_id_for
+from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.registry.rows import Row, iso
 
 STATUS_RANK = {
@@ -130,14 +132,31 @@ def fold_submission(row: Row | None, ev: Submission) -> Row | None:
     return new if new != row else None
 
 
+def _accepted(
+    row: Row | None, job_id: str, at: str, warnings: list[str], **fields: Any
+) -> Row | None:
+    """A positive verdict: clears the errors of an earlier rejection, fills what was unknown."""
+    new = dict(row) if row else _new_job(job_id, at)
+    if _move(new, "validated", at) or row is None:
+        new["status"], new["errors"], new["warnings"] = "validated", [], list(warnings)
+    _fill(new, **fields)
+    return _touched(new, row, at)
+
+
 def fold_validated(row: Row | None, ev: JobValidated) -> Row | None:
     """Validated: name, type and warnings; clears the errors of an earlier rejection."""
-    at = iso(ev.validated_at)
-    new = dict(row) if row else _new_job(ev.job_id, at)
-    if _move(new, "validated", at) or row is None:
-        new["status"], new["errors"], new["warnings"] = "validated", [], list(ev.warnings)
-    _fill(new, name=ev.name, type=ev.type, framework=ev.framework, config_kind=ev.config_kind)
-    return _touched(new, row, at)
+    return _accepted(
+        row, ev.job_id, iso(ev.validated_at), ev.warnings,
+        name=ev.name, type=ev.type, framework=ev.framework, config_kind=ev.config_kind,
+    )  # fmt: skip
+
+
+def fold_sweep_validated(row: Row | None, ev: SweepValidated) -> Row | None:
+    """A validated sweep is a job too: its controller's lifecycle events move it on."""
+    return _accepted(
+        row, ev.sweep_id, iso(ev.validated_at), ev.warnings,
+        name=ev.name, type=SWEEP_TYPE, framework=ev.framework, config_kind=SWEEP_TYPE,
+    )  # fmt: skip
 
 
 def fold_rejected(row: Row | None, ev: JobRejected) -> Row | None:
@@ -228,6 +247,7 @@ def _touched(new: Row, row: Row | None, at: str) -> Row | None:
 JOB_FOLDS: dict[type, Callable[[Row | None, Any], Row | None]] = {
     Submission: fold_submission,
     JobValidated: fold_validated,
+    SweepValidated: fold_sweep_validated,
     JobRejected: fold_rejected,
     JobStarted: fold_started,
     JobProgress: fold_progress,

@@ -13,6 +13,7 @@ from typing import Any
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.registry.concern import Concern
 from sparktrainer.registry.job_folds import JOB_FOLDS, Submission, submission_of
 from sparktrainer.registry.rows import Page, Row, bounded, decoded
@@ -63,7 +64,8 @@ def _save(conn: sqlite3.Connection, row: Row) -> None:
 
 def _fold(conn: sqlite3.Connection, event: Any) -> None:
     """Load the job's row, fold the event into it (pure), save it if it changed."""
-    new = JOB_FOLDS[type(event)](_load(conn, event.job_id), event)
+    job_id = event.sweep_id if isinstance(event, SweepValidated) else event.job_id
+    new = JOB_FOLDS[type(event)](_load(conn, job_id), event)
     if new is not None:
         _save(conn, new)
 
@@ -82,9 +84,9 @@ def _submission(rec: Received, limits: Limits) -> Submission | None:
 
 JOBS = Concern(
     name="jobs",
-    version=1,
+    version=2,
     ddl=DDL,
-    topics=(t.JOBS_SUBMITTED, t.JOBS_VALIDATED, t.JOBS_REJECTED, t.JOBS_LIFECYCLE),
+    topics=(t.JOBS_SUBMITTED, *t.VALIDATED_TOPICS, t.JOBS_REJECTED, t.JOBS_LIFECYCLE, t.SWEEPS),
     folds={**{kind: _fold for kind in JOB_FOLDS}, ModelRegistered: _link_model},
     raw_topics={t.JOBS_SUBMITTED: _submission},
 )

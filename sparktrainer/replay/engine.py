@@ -198,8 +198,8 @@ async def rejected_sources(settings: Settings, source: str) -> frozenset[tuple[i
                 continue
             if event.source is not None and event.source.topic == source:
                 picked[event.job_id] = (event.source.partition, event.source.offset)
-    if picked:
-        async with Reader(settings, ReplaySpec(source=t.JOBS_VALIDATED)) as reader:
+    for topic in (*t.VALIDATED_TOPICS, t.SWEEPS) if picked else ():
+        async with Reader(settings, ReplaySpec(source=topic)) as reader:
             async for record in reader.records():
                 if record.key:
                     picked.pop(record.key.decode("utf-8", "replace"), None)

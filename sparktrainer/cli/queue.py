@@ -1,0 +1,62 @@
+"""``sparktrainer queue``: what waits where, in the order trainers take it, and what runs.
+
+sparktrainer queue [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from sparktrainer.cli.common import (
+    OK,
+    add_db_options,
+    command,
+    load_settings,
+    out,
+    print_json,
+    read_model,
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``queue``."""
+    p = subparsers.add_parser("queue", help="waiting jobs per resource class, running jobs")
+    p.add_argument("--json", action="store_true", help="the view as JSON (as GET /api/queue)")
+    add_db_options(p)
+    p.set_defaults(func=cmd_queue)
+
+
+@command
+def cmd_queue(args: argparse.Namespace) -> int:
+    """Per class: the waiting jobs by position, its trainers or why none serves it; then running."""
+    from sparktrainer.registry.queue import queue_view
+
+    settings = load_settings()
+    view = read_model(settings, args).read(
+        queue_view, settings.schedule_aging_s, priorities=settings.schedule_priorities
+    )
+    if args.json:
+        print_json(view)
+        return OK
+    table = Table("class", "pos", "job id", "name", "priority", "now", "waited", "served by")
+    for c in view["classes"]:
+        served = ", ".join(c["trainers"]) or f"[yellow]{escape(c['reason'] or '')}[/]"
+        if not c["waiting"]:
+            table.add_row(c["class"], "", "", "", "", "", "", served)
+        for w in c["waiting"]:
+            table.add_row(c["class"], str(w["position"]), escape(w["job_id"]),
+                          escape(w["name"] or ""), w["priority"], w["effective_priority"],
+                          f"{w['waited_s']:.0f} s", served)  # fmt: skip
+    out.print(table)
+    running = Table("running", "name", "class", "priority", "trainer", "device", "epoch")
+    for r in view["running"]:
+        epoch = f"{r['epoch']}/{r['total_epochs']}" if r["epoch"] is not None else ""
+        running.add_row(escape(r["job_id"]), escape(r["name"] or ""), r["resource_class"] or "",
+                        r["priority"] or "", escape(r["trainer"] or r["worker"] or ""),
+                        escape(r["device"] or ""), epoch)  # fmt: skip
+    out.print(running)
+    return OK

@@ -1,0 +1,216 @@
+"""The queue concern: where each validated job waits, which trainers are alive, the queue view.
+
+Folds the route of every validated job (its class, priority and topic) and the trainers'
+heartbeats; the job's status comes from the jobs concern. :func:`queue_view` orders each
+class's waiting jobs by the trainers' own pick rule (``contracts/scheduling.py``), so a
+position is the order a trainer of that class takes them in.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from sparktrainer.contracts import topics as t
+from sparktrainer.contracts.events import JobValidated
+from sparktrainer.contracts.schedule_events import TrainerHeartbeat
+from sparktrainer.contracts.scheduling import CLASSES, PRIORITIES, Waiting, effective_level
+from sparktrainer.registry.concern import Concern
+from sparktrainer.registry.rows import Row, iso
+
+DDL = """
+CREATE TABLE IF NOT EXISTS queue (
+    job_id TEXT PRIMARY KEY,
+    resource_class TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    sweep_id TEXT,
+    validated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trainers (
+    trainer_id TEXT PRIMARY KEY,
+    grp TEXT NOT NULL,
+    classes TEXT NOT NULL,
+    gpus INTEGER NOT NULL,
+    gpu_memory_gib REAL NOT NULL,
+    devices TEXT NOT NULL,
+    running_job_id TEXT,
+    every_s REAL NOT NULL,
+    stopping INTEGER NOT NULL,
+    seen_at TEXT NOT NULL
+);
+"""
+MISSED_BEATS = 3  # a trainer silent for this many heartbeat intervals is gone
+MAX_INTERVAL_S = 300.0  # a heartbeat claiming a longer interval is held to this one
+
+
+def _route(conn: sqlite3.Connection, ev: JobValidated) -> None:
+    """The job waits on its route's topic; a later verdict (a re-drive) replaces the route."""
+    conn.execute(
+        "INSERT INTO queue (job_id, resource_class, priority, topic, sweep_id, validated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+        "resource_class = excluded.resource_class, priority = excluded.priority, "
+        "topic = excluded.topic, sweep_id = excluded.sweep_id, "
+        "validated_at = excluded.validated_at WHERE excluded.validated_at >= validated_at",
+        (
+            ev.job_id,
+            ev.resource_class,
+            ev.priority,
+            ev.home_topic(),
+            ev.sweep_id,
+            iso(ev.validated_at),
+        ),
+    )
+
+
+def _heartbeat(conn: sqlite3.Connection, ev: TrainerHeartbeat) -> None:
+    """The trainer's latest heartbeat (an older one, redelivered, changes nothing)."""
+    conn.execute(
+        "INSERT INTO trainers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trainer_id) "
+        "DO UPDATE SET grp = excluded.grp, classes = excluded.classes, gpus = excluded.gpus, "
+        "gpu_memory_gib = excluded.gpu_memory_gib, devices = excluded.devices, "
+        "running_job_id = excluded.running_job_id, every_s = excluded.every_s, "
+        "stopping = excluded.stopping, seen_at = excluded.seen_at "
+        "WHERE excluded.seen_at >= seen_at",
+        (
+            ev.trainer_id,
+            ev.group,
+            json.dumps(ev.classes),
+            ev.gpus,
+            ev.gpu_memory_gib,
+            json.dumps(ev.devices),
+            ev.running_job_id,
+            ev.every_s,
+            int(ev.stopping),
+            iso(ev.at),
+        ),
+    )
+
+
+QUEUE = Concern(
+    name="queue",
+    version=1,
+    ddl=DDL,
+    topics=(*t.VALIDATED_TOPICS, t.TRAINERS),
+    folds={JobValidated: _route, TrainerHeartbeat: _heartbeat},
+)
+
+
+# --- queries -------------------------------------------------------------------------------
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def live_trainers(conn: sqlite3.Connection, now: datetime) -> list[Row]:
+    """Trainers heard from within MISSED_BEATS intervals that have not said they stop."""
+    live = []
+    for r in conn.execute("SELECT * FROM trainers ORDER BY trainer_id").fetchall():
+        silent_s = (now - datetime.fromisoformat(r["seen_at"])).total_seconds()
+        if not r["stopping"] and silent_s <= MISSED_BEATS * min(r["every_s"], MAX_INTERVAL_S):
+            live.append(
+                {
+                    **dict(r),
+                    "classes": json.loads(r["classes"]),
+                    "devices": json.loads(r["devices"]),
+                    "silent_s": round(silent_s, 1),
+                }
+            )
+    return live
+
+
+def _waiting(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT q.*, j.name FROM queue q JOIN jobs j USING (job_id) WHERE j.status = 'validated'"
+    ).fetchall()
+
+
+def _class_view(
+    name: str,
+    rows: list[sqlite3.Row],
+    trainers: list[Row],
+    now_ms: int,
+    aging_s: float,
+    priorities: bool,
+) -> dict[str, Any]:
+    """One class: its waiting jobs in pick order, its trainers, why it waits if none serves."""
+    serving = [tr["trainer_id"] for tr in trainers if name in tr["classes"]]
+    mine = [r for r in rows if r["resource_class"] == name]
+    order = {
+        r["job_id"]: Waiting(r["priority"], name, _ms(r["validated_at"]), (r["topic"], 0, 0)).order(
+            now_ms, aging_s, priorities
+        )
+        for r in mine
+    }
+    waiting = []
+    for position, r in enumerate(sorted(mine, key=lambda r: order[r["job_id"]]), start=1):
+        waited_s = max(0, now_ms - _ms(r["validated_at"])) / 1000
+        level = effective_level(r["priority"], waited_s, aging_s, priorities)
+        waiting.append(
+            {
+                "position": position,
+                "job_id": r["job_id"],
+                "name": r["name"],
+                "priority": r["priority"],
+                "effective_priority": PRIORITIES[level],
+                "waited_s": round(waited_s, 1),
+                "topic": r["topic"],
+                "sweep_id": r["sweep_id"],
+            }
+        )
+    reason = None
+    if not serving:
+        seen = "; ".join(f"{tr['trainer_id']} serves {', '.join(tr['classes'])}" for tr in trainers)
+        reason = (
+            f"no live trainer serves class '{name}' (none has sent a heartbeat on "
+            f"{t.TRAINERS} lately){': live trainers: ' + seen if seen else ''}"
+        )
+    return {"class": name, "trainers": serving, "waiting": waiting, "reason": reason}
+
+
+def _running(conn: sqlite3.Connection, trainers: list[Row]) -> list[Row]:
+    by_job = {tr["running_job_id"]: tr["trainer_id"] for tr in trainers if tr["running_job_id"]}
+    rows = conn.execute(
+        "SELECT j.job_id, j.name, j.device, j.worker, j.progress, j.status_at, "
+        "q.resource_class, q.priority FROM jobs j LEFT JOIN queue q USING (job_id) "
+        "WHERE j.status = 'running' ORDER BY j.status_at"
+    ).fetchall()
+    out = []
+    for r in rows:
+        progress = json.loads(r["progress"]) if r["progress"] else {}
+        out.append(
+            {
+                "job_id": r["job_id"],
+                "name": r["name"],
+                "resource_class": r["resource_class"],
+                "priority": r["priority"],
+                "trainer": by_job.get(r["job_id"]),
+                "worker": r["worker"],
+                "device": r["device"],
+                "since": r["status_at"],
+                "epoch": progress.get("epoch"),
+                "total_epochs": progress.get("total_epochs"),
+            }
+        )
+    return out
+
+
+def queue_view(
+    conn: sqlite3.Connection, aging_s: float, priorities: bool = True, now: datetime | None = None
+) -> dict[str, Any]:
+    """Waiting jobs per class in pick order, running jobs with their trainer, the trainers."""
+    now = now or datetime.now(UTC)
+    trainers = live_trainers(conn, now)
+    rows = _waiting(conn)
+    now_ms = int(now.timestamp() * 1000)
+    classes = [_class_view(c.name, rows, trainers, now_ms, aging_s, priorities) for c in CLASSES]
+    return {
+        "as_of": iso(now),
+        "aging_s": aging_s,
+        "classes": classes,
+        "running": _running(conn, trainers),
+        "trainers": trainers,
+    }
