@@ -46,6 +46,7 @@ DEFAULT_SERVICES: tuple[ServiceSpec, ...] = (
         ("-m", "consumers.registry_projector"),
         ports=(("projector_metrics", "SPARKTRAINER_PROJECTOR_METRICS_PORT"),),
     ),
+    ServiceSpec("sweep_controller", ("-m", "consumers.sweep_controller")),
     # The HTTP API: the dashboard at /, its metrics at /metrics; it reads the projector's file.
     ServiceSpec(
         "api",

@@ -17,6 +17,7 @@ import certifi
 import structlog
 import urllib3
 from minio import Minio
+from minio.commonconfig import CopySource
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError
 
@@ -167,6 +168,13 @@ class ObjectStore:
     def get_file(self, key: str, path: Path) -> None:
         """Download an object to a local file."""
         self._retry(f"get {key}", lambda: self.client.fget_object(self.bucket, key, str(path)))
+
+    def copy(self, source: str, key: str) -> None:
+        """Copy an object inside the bucket (server-side; one object up to 5 GiB)."""
+        self._retry(
+            f"copy {source} -> {key}",
+            lambda: self.client.copy_object(self.bucket, key, CopySource(self.bucket, source)),
+        )
 
     def exists(self, key: str) -> bool:
         """Whether an object exists."""
