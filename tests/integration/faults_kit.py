@@ -42,6 +42,7 @@ from sparktrainer.contracts.topics import (
     JOBS_SUBMITTED,
     JOBS_VALIDATED,
     MODELS_REGISTERED,
+    VALIDATED_TOPICS,
 )
 from sparktrainer.embedded import EmbeddedStack, embedded_available
 from sparktrainer.embedded.processes import http_answers, pick_ports, spawn
@@ -297,7 +298,7 @@ class Services:
     async def __aenter__(self) -> Services:
         groups = {n: f"{self.prefix}-{n}" for n in ("validator", "trainer", "control")}
         await start_group_at_end(self.settings, groups["validator"], JOBS_SUBMITTED)
-        await start_group_at_end(self.settings, groups["trainer"], JOBS_VALIDATED)
+        await start_group_at_end(self.settings, groups["trainer"], *VALIDATED_TOPICS)
         await start_group_at_end(self.settings, groups["control"], JOBS_CONTROL)
         jobs_settings = self.trainer_settings or self.settings
         self.validator = build_runtime(

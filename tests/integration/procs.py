@@ -11,12 +11,13 @@ import sys
 
 
 async def start_consumer(
-    module: str, group_id: str, env: dict[str, str] | None = None
+    module: str, group_id: str | None, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """``python -m consumers.NAME --group-id G`` in its own process group, once it says READY."""
+    """``python -m consumers.NAME [--group-id G]`` in its own process group, once it says READY."""
     ready = f"READY {module.rsplit('.', 1)[-1]}".encode()
+    group = ["--group-id", group_id] if group_id is not None else []
     proc = subprocess.Popen(  # noqa: ASYNC220 - starting is instant; reading is offloaded
-        [sys.executable, "-m", module, "--group-id", group_id],
+        [sys.executable, "-m", module, *group],
         env=env if env is not None else {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING"},
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

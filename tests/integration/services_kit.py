@@ -22,8 +22,8 @@ from sparktrainer.contracts.topics import (
     JOBS_LIFECYCLE,
     JOBS_REJECTED,
     JOBS_SUBMITTED,
-    JOBS_VALIDATED,
     MODELS_REGISTERED,
+    VALIDATED_TOPICS,
 )
 from sparktrainer.registry.models import get_model
 from sparktrainer.registry.runner import Projector
@@ -50,7 +50,7 @@ async def running_services(settings: Settings, prefix: str, db: Path) -> AsyncIt
     """Validator, trainer and projector as `sparktrainer up` runs them (groups ``prefix-*``)."""
     groups = {name: f"{prefix}-{name}" for name in ("validator", "trainer", "control")}
     await start_group_at_end(settings, groups["validator"], JOBS_SUBMITTED)
-    await start_group_at_end(settings, groups["trainer"], JOBS_VALIDATED)
+    await start_group_at_end(settings, groups["trainer"], *VALIDATED_TOPICS)
     await start_group_at_end(settings, groups["control"], JOBS_CONTROL)
     store = ObjectStore.from_settings(settings)
     validator = build_runtime(settings, store, group_id=groups["validator"])

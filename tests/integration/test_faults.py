@@ -42,8 +42,8 @@ from sparktrainer.contracts.topics import (
     JOBS_CONTROL,
     JOBS_LIFECYCLE,
     JOBS_SUBMITTED,
-    JOBS_VALIDATED,
     MODELS_REGISTERED,
+    VALIDATED_TOPICS,
 )
 from sparktrainer.embedded import EmbeddedStack, embedded_available
 from sparktrainer.registry import runner as projector_runner
@@ -341,7 +341,7 @@ async def test_trainer_killed_three_times_ends_once_from_its_checkpoints(
 ) -> None:
     """SIGKILL the trainer's process group at random points of a job, three times over."""
     group = unique("killed-trainer")
-    await start_group_at_end(settings, group, JOBS_VALIDATED)
+    await start_group_at_end(settings, group, *VALIDATED_TOPICS)
     await start_group_at_end(settings, f"{group}-control", JOBS_CONTROL)
     env = {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING"}
     # ~0.35 s an epoch on an idle core: each attempt is killed 0-3 epochs (plus a moment) after

@@ -33,6 +33,7 @@ from sparktrainer.contracts.topics import (
     JOBS_REJECTED,
     JOBS_SUBMITTED,
     JOBS_VALIDATED,
+    VALIDATED_TOPICS,
 )
 from sparktrainer.settings import Settings
 from sparktrainer.validation.checks import validate_job
@@ -245,7 +246,7 @@ def levels_off(label: str, series: list[int]) -> None:
 
 async def test_trainer_process_runs_50_jobs_and_its_memory_levels_off(settings, unique) -> None:
     group = unique("load-trainer")
-    await start_group_at_end(settings, group, JOBS_VALIDATED)
+    await start_group_at_end(settings, group, *VALIDATED_TOPICS)
     await start_group_at_end(settings, f"{group}-control", JOBS_CONTROL)
     proc = await start_consumer("consumers.trainer", group)
     producer = producer_for(settings)

@@ -23,8 +23,8 @@ from sparktrainer.contracts.events import (
 from sparktrainer.contracts.topics import (
     JOBS_CONTROL,
     JOBS_LIFECYCLE,
-    JOBS_VALIDATED,
     MODELS_REGISTERED,
+    VALIDATED_TOPICS,
 )
 from sparktrainer.validation.checks import validate_job
 from tests.integration.procs import kill_group, start_consumer
@@ -63,7 +63,7 @@ def validated_job(epochs: int) -> JobValidated:
 
 async def test_killed_trainer_job_resumes_from_its_checkpoint(settings) -> None:
     env = {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING"}
-    await start_group_at_end(settings, GROUP, JOBS_VALIDATED)
+    await start_group_at_end(settings, GROUP, *VALIDATED_TOPICS)
     await start_group_at_end(settings, f"{GROUP}-control", JOBS_CONTROL)
     job = validated_job(epochs=6)
     first = await start_consumer("consumers.trainer", GROUP, env)

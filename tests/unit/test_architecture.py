@@ -24,10 +24,11 @@ ABOVE_CONTRACTS = ("sparktrainer.bus", "sparktrainer.storage", "sparktrainer.val
                    "sparktrainer.training", "sparktrainer.registry", "sparktrainer.services",
                    "sparktrainer.api", "sparktrainer.cli", "sparktrainer.replay",
                    "sparktrainer.embedded", "sparktrainer.verdict", "sparktrainer.demo",
-                   "consumers")  # fmt: skip
+                   "sparktrainer.scheduling", "sparktrainer.sweeps", "consumers")  # fmt: skip
 TRAINING_AND_UP = ("sparktrainer.training", "sparktrainer.validation", "sparktrainer.registry",
                    "sparktrainer.services", "sparktrainer.api", "sparktrainer.cli",
-                   "sparktrainer.replay", "sparktrainer.verdict", "consumers")  # fmt: skip
+                   "sparktrainer.replay", "sparktrainer.verdict", "sparktrainer.scheduling",
+                   "sparktrainer.sweeps", "consumers")  # fmt: skip
 TORCH = ("torch", "torchvision", "transformers", "peft", "safetensors")
 KAFKA_HTTP_CLI = ("aiokafka", "fastapi", "starlette", "uvicorn", "httpx", "rich", "argparse")
 FORBIDDEN: dict[str, tuple[str, ...]] = {
@@ -76,6 +77,28 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "sparktrainer.storage",
         *TORCH,
         *KAFKA_HTTP_CLI,
+    ),
+    # The trainer's picker, presence and served classes: contracts and the bus only.
+    "sparktrainer.scheduling": (
+        *TORCH,
+        "sparktrainer.storage",
+        "sparktrainer.training",
+        "sparktrainer.validation",
+        "sparktrainer.registry",
+        "sparktrainer.services",
+        "sparktrainer.api",
+        "sparktrainer.cli",
+        "sparktrainer.sweeps",
+    ),
+    # The sweep controller: no torch, no training; it reads the log and the caps.
+    "sparktrainer.sweeps": (
+        *TORCH,
+        "sparktrainer.training",
+        "sparktrainer.registry",
+        "sparktrainer.services",
+        "sparktrainer.api",
+        "sparktrainer.cli",
+        "sparktrainer.scheduling",
     ),
 }
 

@@ -22,5 +22,5 @@ def test_asyncapi_names_every_topic_and_event() -> None:
     doc = json.loads(render()["asyncapi.json"])
     assert doc["asyncapi"] == "3.0.0"
     addresses = {c["address"] for c in doc["channels"].values()}
-    assert "sparktrainer.jobs.submitted" in addresses and len(addresses) == 6
-    assert len(doc["components"]["messages"]) == 11
+    assert "sparktrainer.jobs.submitted" in addresses and len(addresses) == 19
+    assert len(doc["components"]["messages"]) == 17

@@ -94,7 +94,7 @@ def test_all_errors_reported_at_once() -> None:
     }
     errors = validate_job(job, store=None).errors
     assert 'Invalid framework "caffe": must be one of pytorch, tensorflow, huggingface' in errors
-    assert 'Invalid job type "retrain": must be one of train, finetune' in errors
+    assert 'Invalid job type "retrain": must be one of train, finetune, sweep' in errors
     assert len(errors) == 2  # no framework: the config cannot be typed yet
 
 

@@ -102,7 +102,9 @@ def test_projected_topics_are_the_concerns_topics() -> None:
     assert set(PROJECTED_TOPICS) == {
         t.MODELS_REGISTERED,
         t.JOBS_SUBMITTED,
-        t.JOBS_VALIDATED,
+        *t.VALIDATED_TOPICS,  # JOBS_VALIDATED among them: the (cpu, normal) route
         t.JOBS_REJECTED,
         t.JOBS_LIFECYCLE,
+        t.SWEEPS,
+        t.TRAINERS,
     }

@@ -1,0 +1,157 @@
+"""Priorities, aging and resource classes on the real broker: trainers take what they serve,
+highest (aged) priority first, and a job no trainer serves waits visibly until one starts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sparktrainer.contracts.events import JobCompleted, JobFailed, JobStarted
+from sparktrainer.contracts.topics import (
+    JOBS_LIFECYCLE,
+    JOBS_SUBMITTED,
+    TRAINERS,
+    validated_topic,
+)
+from sparktrainer.registry.queue import queue_view
+from tests.integration.schedule_kit import (
+    digits_job,
+    door_and_read_model,
+    fresh_group,
+    start_trainer,
+    started_order,
+    stop_trainer,
+)
+from tests.integration.tap import Tap, produce, producer_for
+
+pytestmark = pytest.mark.integration
+ENDED = (JobCompleted, JobFailed)
+
+
+@pytest.fixture(scope="module")
+async def pools(stack, tmp_path_factory):
+    """A gpu trainer (no aging to speak of) and a gpu-large one aging every 4 s."""
+    async with door_and_read_model(stack, tmp_path_factory.mktemp("q") / "r.db") as projector:
+        gpu = await start_trainer(stack, "gpu")
+        large = await start_trainer(stack, "gpu-large", schedule_aging_s=4.0)
+        producer = producer_for(stack)
+        await producer.start()
+        try:
+            yield producer, projector, gpu[0], large[0]
+        finally:
+            await producer.stop()
+            await asyncio.gather(stop_trainer(*gpu), stop_trainer(*large))
+
+
+def ended(job_ids: set[str]):
+    return lambda e: isinstance(e, ENDED) and e.job_id in job_ids
+
+
+def started(job_id: str):
+    return lambda e: isinstance(e, JobStarted) and e.job_id == job_id
+
+
+async def test_a_high_priority_job_behind_low_ones_starts_next(stack, pools) -> None:
+    producer, _, _, _ = pools
+    blocker = digits_job("blocker", epochs=40)
+    lows = [digits_job("low", priority="low") for _ in range(4)]
+    high = digits_job("high", priority="high")
+    ids = {j["job_id"] for j in (blocker, *lows, high)}
+    async with Tap(stack, JOBS_LIFECYCLE) as tap:
+        await produce(producer, JOBS_SUBMITTED, blocker)
+        await tap.wait_for(started(blocker["job_id"]), 1, 120)
+        for job in lows:
+            await produce(producer, JOBS_SUBMITTED, job)
+        await produce(producer, validated_topic("gpu", "high"), b"\x00 not an event")  # survived
+        await produce(producer, JOBS_SUBMITTED, high)
+        await tap.wait_for(ended(ids), len(ids), 240)
+        order = started_order(tap.events, ids)
+    assert order[:2] == [blocker["job_id"], high["job_id"]], order
+    assert set(order[2:]) == {j["job_id"] for j in lows}
+    assert all(isinstance(e, JobCompleted) for e in tap.events if ended(ids)(e))
+
+
+async def test_a_low_job_still_runs_under_a_steady_stream_of_high_ones(stack, pools) -> None:
+    """Highs arrive faster than the trainer takes them, until well after the low one started."""
+    producer, _, _, _ = pools
+    blocker = digits_job("blocker", memory_gib=40)
+    low = digits_job("low", priority="low", memory_gib=40)
+    highs: list[dict] = []
+    async with Tap(stack, JOBS_LIFECYCLE) as tap:
+        await produce(producer, JOBS_SUBMITTED, blocker)
+        await tap.wait_for(started(blocker["job_id"]), 1, 120)
+        await produce(producer, JOBS_SUBMITTED, low)
+        after_low_started = 0
+        while after_low_started < 3 and len(highs) < 80:  # a steady stream, bounded
+            highs.append(digits_job(f"high{len(highs)}", priority="high", memory_gib=40))
+            await produce(producer, JOBS_SUBMITTED, highs[-1])
+            await asyncio.sleep(0.25)
+            after_low_started += any(started(low["job_id"])(e) for e in tap.events)
+        ids = {j["job_id"] for j in (blocker, low, *highs)}
+        await tap.wait_for(ended(ids), len(ids), 300)
+        order = started_order(tap.events, ids)
+    assert after_low_started == 3, f"the low job never ran under {len(highs)} high ones"
+    position = order.index(low["job_id"])
+    assert order[1] != low["job_id"], order  # fresh, the low job yields to the high ones...
+    waiting_then = [j["job_id"] for j in highs[: len(highs) - 3]]
+    assert set(order[position + 1 :]) & set(waiting_then), order  # ...it aged past waiting ones
+
+
+async def test_a_job_no_trainer_serves_waits_visibly_and_runs_when_one_starts(stack, pools) -> None:
+    producer, projector, _, _ = pools
+    job = digits_job("wide", gpus=2)
+    async with Tap(stack, JOBS_LIFECYCLE, TRAINERS) as tap:
+        trainer = None
+        group = await fresh_group(stack, "multi-gpu")  # before the job: it must see the job
+        try:
+            await produce(producer, JOBS_SUBMITTED, job)
+            view = await _until_waiting(projector, job["job_id"], stack.schedule_aging_s)
+            multi = next(c for c in view["classes"] if c["class"] == "multi-gpu")
+            assert multi["waiting"][0]["job_id"] == job["job_id"]
+            assert "no live trainer serves class 'multi-gpu'" in multi["reason"]
+            assert "gpu-large" in multi["reason"]  # the live trainers it does know of
+            trainer = await start_trainer(stack, "multi-gpu", group)
+            [end] = await tap.wait_for(ended({job["job_id"]}), 1, 240)
+            assert isinstance(end, JobCompleted), end
+        finally:
+            if trainer is not None:
+                await stop_trainer(*trainer)
+
+
+async def _until_waiting(projector, job_id: str, aging_s: float, timeout_s: float = 60) -> dict:
+    for _ in range(int(timeout_s / 0.2)):
+        view = projector_view(projector, aging_s)
+        if any(w["job_id"] == job_id for c in view["classes"] for w in c["waiting"]):
+            return view
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{job_id} never showed as waiting")
+
+
+def projector_view(projector, aging_s: float) -> dict:
+    return queue_view(projector.conn, aging_s)
+
+
+async def test_two_trainers_of_different_classes_each_take_only_their_own(stack, pools) -> None:
+    producer, projector, gpu, large = pools
+    small = [digits_job("g") for _ in range(3)]
+    big = [digits_job("G", memory_gib=24) for _ in range(3)]
+    ids = {j["job_id"] for j in (*small, *big)}
+    async with Tap(stack, JOBS_LIFECYCLE) as tap:
+        for job in (*small, *big):
+            await produce(producer, JOBS_SUBMITTED, job)
+        await tap.wait_for(ended(ids), len(ids), 240)
+        starts = {e.job_id: e.worker for e in tap.events if isinstance(e, JobStarted)}
+    assert {starts[j["job_id"]] for j in small} == {_worker(gpu)}
+    assert {starts[j["job_id"]] for j in big} == {_worker(large)}
+    view = projector_view(projector, stack.schedule_aging_s)
+    serving = {c["class"]: set(c["trainers"]) for c in view["classes"]}
+    assert {gpu.presence_id, large.presence_id} <= serving["gpu"] | serving["gpu-large"]
+    assert gpu.presence_id in serving["gpu"] and gpu.presence_id not in serving["gpu-large"]
+    assert large.presence_id in serving["gpu-large"] and large.presence_id not in serving["gpu"]
+
+
+def _worker(trainer) -> str:
+    import socket
+
+    return f"{socket.gethostname()}/{trainer.worker.pid}"
