@@ -97,6 +97,21 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def printed_as_json(args: Any, obj: Any) -> bool:
+    """With --json, print ``obj`` as one JSON line (True); else nothing (False)."""
+    if getattr(args, "json", False):
+        print_json(obj)
+        return True
+    return False
+
+
+def known(found: T | None, what: str, ident: str) -> T:
+    """``found``, or exit 2 for an id the read model does not know."""
+    if found is None:
+        raise CliError(f"No {what} '{ident}' in the registry read model")
+    return found
+
+
 def print_fields(record: dict[str, Any], names: Iterable[str] | None = None) -> None:
     """``name: value`` lines for the record's non-empty fields (all, or ``names`` in order)."""
     for name in names if names is not None else record:

@@ -11,22 +11,15 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from sparktrainer.cli.common import (
-    OK,
-    add_db_options,
-    command,
-    load_settings,
-    out,
-    print_json,
-    read_model,
-)
+from sparktrainer.cli import common
+from sparktrainer.cli.common import OK, command, load_settings, out
 
 
 def register(subparsers: Any) -> None:
     """Add ``queue``."""
     p = subparsers.add_parser("queue", help="waiting jobs per resource class, running jobs")
     p.add_argument("--json", action="store_true", help="the view as JSON (as GET /api/queue)")
-    add_db_options(p)
+    common.add_db_options(p)
     p.set_defaults(func=cmd_queue)
 
 
@@ -36,11 +29,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
     from sparktrainer.registry.queue import queue_view
 
     settings = load_settings()
-    view = read_model(settings, args).read(
+    view = common.read_model(settings, args).read(
         queue_view, settings.schedule_aging_s, priorities=settings.schedule_priorities
     )
-    if args.json:
-        print_json(view)
+    if common.printed_as_json(args, view):
         return OK
     table = Table("class", "pos", "job id", "name", "priority", "now", "waited", "served by")
     for c in view["classes"]:

@@ -13,17 +13,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from sparktrainer.cli.common import (
-    OK,
-    CliError,
-    add_db_options,
-    command,
-    load_settings,
-    out,
-    print_fields,
-    print_json,
-    read_model,
-)
+from sparktrainer.cli import common
+from sparktrainer.cli.common import OK, command, load_settings, out
 
 TRIAL_STYLE = {"completed": "green", "running": "cyan", "stopped": "yellow", "failed": "red"}
 
@@ -36,12 +27,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--json", action="store_true")
-    add_db_options(p)
+    common.add_db_options(p)
     p.set_defaults(func=cmd_sweeps_list)
     p = sub.add_parser("show", help="one sweep: its trials as a table with their metric")
     p.add_argument("sweep_id")
     p.add_argument("--json", action="store_true")
-    add_db_options(p)
+    common.add_db_options(p)
     p.set_defaults(func=cmd_sweep_show)
 
 
@@ -50,9 +41,9 @@ def cmd_sweeps_list(args: argparse.Namespace) -> int:
     """Sweeps, newest first."""
     from sparktrainer.registry.sweeps import list_sweeps
 
-    page = read_model(load_settings(), args).read(list_sweeps, limit=args.limit, offset=args.offset)
-    if args.json:
-        print_json(page.as_dict("sweeps"))
+    registry = common.read_model(load_settings(), args)
+    page = registry.read(list_sweeps, limit=args.limit, offset=args.offset)
+    if common.printed_as_json(args, page.as_dict("sweeps")):
         return OK
     table = Table("sweep id", "name", "status", "sampler", "metric", "trials", "best")
     for s in page.items:
@@ -69,13 +60,11 @@ def cmd_sweep_show(args: argparse.Namespace) -> int:
     """One sweep and its trials; exit 2 when unknown."""
     from sparktrainer.registry.sweeps import best_first, get_sweep
 
-    sweep = read_model(load_settings(), args).read(get_sweep, args.sweep_id)
-    if sweep is None:
-        raise CliError(f"No sweep '{args.sweep_id}' in the registry read model")
-    if args.json:
-        print_json(sweep)
+    found = common.read_model(load_settings(), args).read(get_sweep, args.sweep_id)
+    sweep = common.known(found, "sweep", args.sweep_id)
+    if common.printed_as_json(args, sweep):
         return OK
-    print_fields(sweep, ["sweep_id", "name", "status", "sampler", "metric", "direction",
+    common.print_fields(sweep, ["sweep_id", "name", "status", "sampler", "metric", "direction",
                          "trials", "max_concurrent", "early_stopping", "ended"])  # fmt: skip
     best = {tr["trial"] for tr in best_first(sweep)[:1]}
     metric = sweep["metric"]

@@ -13,24 +13,15 @@ import math
 import re
 from typing import Annotated, Any, Literal, TypeGuard
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    field_validator,
-    model_validator,
-)
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sparktrainer.contracts.jobspec import NonNegInt, PosInt
 
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,3}")
 SWEEP_ID_CHARS = 120  # trial ids are "{sweep_id}-t{n:03d}": 128 characters at most
-Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
-Value = Scalar | list[StrictInt]  # a list of ints: e.g. hidden_layers
+Scalar = pydantic.StrictBool | pydantic.StrictInt | pydantic.StrictFloat | pydantic.StrictStr
+Value = Scalar | list[pydantic.StrictInt]  # a list of ints: e.g. hidden_layers
 Metric = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
 Direction = Literal["minimize", "maximize"]
 # Which way is better for each metric when the sweep does not say.
@@ -65,8 +56,8 @@ class Range(_Strict):
     """A number between ``low`` and ``high``: uniform, log-uniform, or an integer (``step``)."""
 
     type: Literal["uniform", "loguniform", "int"]
-    low: StrictFloat | StrictInt
-    high: StrictFloat | StrictInt
+    low: pydantic.StrictFloat | pydantic.StrictInt
+    high: pydantic.StrictFloat | pydantic.StrictInt
     step: PosInt | None = None  # int only: the grid walks low, low + step, ... up to high
 
     @model_validator(mode="after")
@@ -112,7 +103,7 @@ class EarlyStopping(_Strict):
     rule: Literal["none", "median", "asha"] = "none"
     min_epochs: PosInt = 1
     min_trials: PosInt = 2
-    reduction_factor: Annotated[StrictInt, Field(ge=2)] = 3
+    reduction_factor: Annotated[pydantic.StrictInt, Field(ge=2)] = 3
 
 
 class SweepConfig(_Strict):

@@ -10,23 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparktrainer.contracts.events import (
-    CancelRequested,
-    JobCancelled,
-    JobCompleted,
-    JobFailed,
-    JobProgress,
-    JobRejected,
-    JobStarted,
-    ModelRegistered,
-)
-from sparktrainer.contracts.schedule_events import (
-    SweepEnded,
-    SweepValidated,
-    TrialPlanned,
-    TrialStopped,
-    TrialSubmitted,
-)
+from sparktrainer.contracts import events
+from sparktrainer.contracts import schedule_events as sched
 from sparktrainer.contracts.sweeps import finite, trial_id
 
 ENDED = ("completed", "failed", "cancelled", "rejected")
@@ -47,7 +32,7 @@ class Trial:
     metrics: dict[str, float] = field(default_factory=dict)  # the completed job's
     reported: dict[int, float] = field(default_factory=dict)  # the metric per epoch, latest
     closed: int = 0  # epochs up to this one are finished
-    registered: ModelRegistered | None = None
+    registered: events.ModelRegistered | None = None
     checked: int = 0  # early stopping looked at epochs up to this one (a memo, not state)
 
     @property
@@ -64,7 +49,7 @@ class Trial:
 class Sweep:
     """An open sweep: the validated search and its trials by number."""
 
-    spec: SweepValidated
+    spec: sched.SweepValidated
     trials: dict[int, Trial] = field(default_factory=dict)
     started: bool = False
     cancel: str | None = None  # why a cancel was asked
@@ -103,9 +88,12 @@ class SweepBook:
 
     def fold(self, event: Any) -> str | None:
         """Fold one event; the id of the open sweep it changed (None: nothing changed)."""
-        if isinstance(event, SweepValidated | TrialPlanned | TrialSubmitted | TrialStopped):
+        if isinstance(
+            event,
+            sched.SweepValidated | sched.TrialPlanned | sched.TrialSubmitted | sched.TrialStopped,
+        ):
             return self._sweep_event(event)
-        if isinstance(event, SweepEnded):
+        if isinstance(event, sched.SweepEnded):
             return self._end(event.sweep_id)
         job_id = getattr(event, "job_id", None) or getattr(event, "model_id", None)
         if not isinstance(job_id, str):
@@ -118,7 +106,7 @@ class SweepBook:
         return None
 
     def _sweep_event(self, ev: Any) -> str | None:
-        if isinstance(ev, SweepValidated):
+        if isinstance(ev, sched.SweepValidated):
             if ev.sweep_id in self.sweeps or ev.sweep_id in self.ended:
                 return None
             self.sweeps[ev.sweep_id] = Sweep(ev)
@@ -126,18 +114,18 @@ class SweepBook:
         sweep = self.sweeps.get(ev.sweep_id)
         if sweep is None:
             return None
-        if isinstance(ev, TrialPlanned):
+        if isinstance(ev, sched.TrialPlanned):
             return self._planned(sweep, ev)
         trial = sweep.trials.get(ev.trial)
         if trial is None or trial.job_id != ev.job_id:
             return None
-        if isinstance(ev, TrialSubmitted):
+        if isinstance(ev, sched.TrialSubmitted):
             trial.submitted = True
         elif trial.stopped is None:
             trial.stopped = ev.reason
         return sweep.sweep_id
 
-    def _planned(self, sweep: Sweep, ev: TrialPlanned) -> str | None:
+    def _planned(self, sweep: Sweep, ev: sched.TrialPlanned) -> str | None:
         """The first plan of trial n stands; a plan that breaks the id rule is not one."""
         valid = 1 <= ev.trial <= sweep.spec.trials and ev.job_id == trial_id(ev.sweep_id, ev.trial)
         if not valid or ev.trial in sweep.trials:
@@ -148,15 +136,15 @@ class SweepBook:
         return sweep.sweep_id
 
     def _about_sweep(self, sweep: Sweep, ev: Any) -> str | None:
-        if isinstance(ev, JobStarted) and not sweep.started:
+        if isinstance(ev, events.JobStarted) and not sweep.started:
             sweep.started = True
             return sweep.sweep_id
-        if isinstance(ev, CancelRequested) and sweep.cancel is None:
+        if isinstance(ev, events.CancelRequested) and sweep.cancel is None:
             sweep.cancel = ev.reason
             return sweep.sweep_id
-        if isinstance(ev, JobCompleted | JobFailed | JobCancelled) and not getattr(
-            ev, "already_ended", None
-        ):
+        if isinstance(
+            ev, events.JobCompleted | events.JobFailed | events.JobCancelled
+        ) and not getattr(ev, "already_ended", None):
             return self._end(sweep.sweep_id)
         return None
 
@@ -171,29 +159,31 @@ class SweepBook:
 
 def _trial_event(trial: Trial, ev: Any) -> bool:
     """Fold a trial job's event into the trial; whether it changed anything."""
-    if isinstance(ev, CancelRequested):
+    if isinstance(ev, events.CancelRequested):
         changed, trial.cancel_sent = not trial.cancel_sent, True
         return changed
-    if isinstance(ev, ModelRegistered):
+    if isinstance(ev, events.ModelRegistered):
         changed, trial.registered = trial.registered is None, trial.registered or ev
         return changed
-    if trial.ended or (isinstance(ev, JobCancelled) and ev.already_ended):
+    if trial.ended or (isinstance(ev, events.JobCancelled) and ev.already_ended):
         return False
-    if isinstance(ev, JobStarted):
+    if isinstance(ev, events.JobStarted):
         trial.status = "running"
-    elif isinstance(ev, JobProgress):
+    elif isinstance(ev, events.JobProgress):
         _progress(trial, ev)
-    elif isinstance(ev, JobCompleted):
+    elif isinstance(ev, events.JobCompleted):
         trial.status, trial.metrics = "completed", dict(ev.metrics)
         trial.closed = max(trial.reported, default=0)
-    elif isinstance(ev, JobFailed | JobCancelled | JobRejected):
-        trial.status = {JobFailed: "failed", JobCancelled: "cancelled"}.get(type(ev), "rejected")
+    elif isinstance(ev, events.JobFailed | events.JobCancelled | events.JobRejected):
+        trial.status = {events.JobFailed: "failed", events.JobCancelled: "cancelled"}.get(
+            type(ev), "rejected"
+        )
     else:
         return False
     return True
 
 
-def _progress(trial: Trial, ev: JobProgress) -> None:
+def _progress(trial: Trial, ev: events.JobProgress) -> None:
     """The metric of the epoch in progress; an epoch is finished once the next one reports
     (or its end-of-epoch event, the one with validation numbers, came)."""
     trial.status = "running"

@@ -17,23 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sparktrainer.contracts.events import (
-    CancelRequested,
-    JobCancelled,
-    JobCompleted,
-    JobFailed,
-    JobProgress,
-    JobStarted,
-    JobSubmitted,
-    ModelRegistered,
-)
+from sparktrainer.contracts import events
+from sparktrainer.contracts import schedule_events as sched
 from sparktrainer.contracts.jobspec import SWEEP_TYPE
-from sparktrainer.contracts.schedule_events import (
-    SweepEnded,
-    TrialPlanned,
-    TrialStopped,
-    TrialSubmitted,
-)
 from sparktrainer.contracts.sweeps import trial_id, trial_job
 from sparktrainer.settings import Limits
 from sparktrainer.sweeps.book import Sweep, Trial
@@ -70,7 +56,7 @@ def _start(sweep: Sweep, _: Limits) -> list[Action] | None:
         return None
     spec = sweep.spec
     return [
-        JobStarted(job_id=spec.sweep_id, name=spec.name, framework=spec.framework,
+        events.JobStarted(job_id=spec.sweep_id, name=spec.name, framework=spec.framework,
                    config_kind=SWEEP_TYPE, device="sweep-controller", worker=CONTROLLER,
                    total_epochs=spec.trials)
     ]  # fmt: skip
@@ -91,13 +77,13 @@ def _cancel(sweep: Sweep, _: Limits) -> list[Action] | None:
     unsent = [t for t in sweep.active() if not t.cancel_sent]
     if unsent:
         reason = f"sweep {sweep.sweep_id} was cancelled: {sweep.cancel}"[:1024]
-        return [CancelRequested(job_id=t.job_id, reason=reason, requested_by=SOURCE)
+        return [events.CancelRequested(job_id=t.job_id, reason=reason, requested_by=SOURCE)
                 for t in unsent]  # fmt: skip
     if sweep.active():
         return []  # their ends are on the way
     return [
-        SweepEnded(sweep_id=sweep.sweep_id, status="cancelled", reason=sweep.cancel),
-        JobCancelled(job_id=sweep.sweep_id, reason=sweep.cancel),
+        sched.SweepEnded(sweep_id=sweep.sweep_id, status="cancelled", reason=sweep.cancel),
+        events.JobCancelled(job_id=sweep.sweep_id, reason=sweep.cancel),
     ]
 
 
@@ -109,8 +95,8 @@ def _submit(sweep: Sweep, _: Limits) -> list[Action] | None:
     spec = sweep.spec
     job = trial_job(spec.sweep_id, spec.name, spec.config.base, trial.n, trial.params)
     return [
-        JobSubmitted.model_validate(job),
-        TrialSubmitted(sweep_id=spec.sweep_id, trial=trial.n, job_id=trial.job_id),
+        events.JobSubmitted.model_validate(job),
+        sched.TrialSubmitted(sweep_id=spec.sweep_id, trial=trial.n, job_id=trial.job_id),
     ]
 
 
@@ -131,9 +117,9 @@ def _early_stop(sweep: Sweep, _: Limits) -> list[Action] | None:
             reason = stop_reason(mine, others, epoch, config.early_stopping, minimize, max_epochs)
             if reason is not None:
                 return [
-                    TrialStopped(sweep_id=sweep.sweep_id, trial=trial.n, job_id=trial.job_id,
+                    sched.TrialStopped(sweep_id=sweep.sweep_id, trial=trial.n, job_id=trial.job_id,
                                  rule=config.early_stopping.rule, epoch=epoch, reason=reason),
-                    CancelRequested(job_id=trial.job_id, reason=f"early stopping: {reason}",
+                    events.CancelRequested(job_id=trial.job_id, reason=f"early stopping: {reason}",
                                     requested_by=SOURCE),
                 ]  # fmt: skip
     return None
@@ -152,7 +138,7 @@ def _plan(sweep: Sweep, _: Limits) -> list[Action] | None:
         return None
     n = next(i for i in range(1, spec.trials + 1) if i not in sweep.trials)
     params = suggest(spec.config, n, history(sweep))
-    return [TrialPlanned(sweep_id=spec.sweep_id, trial=n, job_id=trial_id(spec.sweep_id, n),
+    return [sched.TrialPlanned(sweep_id=spec.sweep_id, trial=n, job_id=trial_id(spec.sweep_id, n),
                          params=params)]  # fmt: skip
 
 
@@ -188,7 +174,7 @@ def _progress(sweep: Sweep, _: Limits) -> list[Action] | None:
     total = sweep.spec.trials
     fields: dict[str, Any] = {"job_id": sweep.sweep_id, "epoch": ended, "step": ended}
     fields.update(total_epochs=total, total_steps=total, **metric)
-    return [JobProgress.model_validate(fields)]
+    return [events.JobProgress.model_validate(fields)]
 
 
 def _finish(sweep: Sweep, _: Limits) -> list[Action] | None:
@@ -209,8 +195,8 @@ def _counts(sweep: Sweep) -> str:
 
 def _failed(sweep: Sweep, reason: str) -> list[Action]:
     return [
-        SweepEnded(sweep_id=sweep.sweep_id, status="failed", reason=reason[:1000]),
-        JobFailed(job_id=sweep.sweep_id, reason=reason[:1000], error_type="SweepFailed"),
+        sched.SweepEnded(sweep_id=sweep.sweep_id, status="failed", reason=reason[:1000]),
+        events.JobFailed(job_id=sweep.sweep_id, reason=reason[:1000], error_type="SweepFailed"),
     ]
 
 
@@ -219,7 +205,7 @@ def result(sweep: Sweep, winner: Trial, prefix: str) -> list[BaseModel]:
     reg, spec, value = winner.registered, sweep.spec, sweep.value(winner)
     assert reg is not None and value is not None
     metric = spec.config.metric
-    model = ModelRegistered(
+    model = events.ModelRegistered(
         **reg.model_dump(exclude={"model_id", "job_id", "name", "storage_prefix", "tags",
                                   "description", "created_at"}),
         model_id=spec.sweep_id, job_id=spec.sweep_id, name=spec.name, storage_prefix=prefix,
@@ -230,7 +216,7 @@ def result(sweep: Sweep, winner: Trial, prefix: str) -> list[BaseModel]:
     metrics: dict[str, Any] = {metric: value, "best_trial": float(winner.n)}
     return [
         model,
-        SweepEnded(sweep_id=spec.sweep_id, status="completed", best_trial=winner.n,
+        sched.SweepEnded(sweep_id=spec.sweep_id, status="completed", best_trial=winner.n,
                    best_job_id=winner.job_id, model_id=spec.sweep_id, value=value),
-        JobCompleted(job_id=spec.sweep_id, model_id=spec.sweep_id, metrics=metrics),
+        events.JobCompleted(job_id=spec.sweep_id, model_id=spec.sweep_id, metrics=metrics),
     ]  # fmt: skip

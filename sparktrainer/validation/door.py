@@ -8,6 +8,7 @@ with a rejected event that says why and where the record came from.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, encode, unwrap
 from sparktrainer.contracts.events import JobRejected, JobValidated
@@ -60,14 +61,23 @@ def _sweep(rec: Received, job_id: str, result: ValidationResult) -> SweepValidat
         framework=req.framework,  # type: ignore[arg-type]  # checked against FRAMEWORKS_RUN
         config=result.sweep,
         trials=result.trials,
-        priority=req.priority,
-        resources=req.resources,
-        description=req.description,
-        tags=req.tags,
-        submitted_by=req.submitted_by,
-        warnings=result.warnings,
-        source=rec.source(),
+        **_told(rec, result),
     )
+
+
+def _told(rec: Received, result: ValidationResult) -> dict[str, Any]:
+    """What a validated job and a validated sweep both carry over from the request."""
+    assert result.request is not None
+    req = result.request
+    return {
+        "priority": req.priority,
+        "resources": req.resources,
+        "description": req.description,
+        "tags": req.tags,
+        "submitted_by": req.submitted_by,
+        "warnings": result.warnings,
+        "source": rec.source(),
+    }
 
 
 def _validated(rec: Received, job_id: str, result: ValidationResult) -> JobValidated:
@@ -81,18 +91,12 @@ def _validated(rec: Received, job_id: str, result: ValidationResult) -> JobValid
         framework=result.kind.framework,
         config_kind=result.kind.name,
         config=cfg,
-        description=req.description,
-        tags=req.tags,
         license=req.license,
         domain=req.domain,
-        submitted_by=req.submitted_by,
-        warnings=result.warnings,
-        source=rec.source(),
-        priority=req.priority,
-        resources=req.resources,
         resource_class=result.resource_class,
         sweep_id=req.sweep_id,
         trial=req.trial,
+        **_told(rec, result),
     )
 
 
