@@ -7,8 +7,10 @@ Always run (needs PyYAML; the settings check needs the package's dependencies):
   - docker-compose.yml, interpolated with .env.example: each SparkTrainer service's
     environment is accepted by ``sparktrainer.settings.Settings``; kafka-init creates exactly
     ``contracts.topics.ALL_TOPICS``; the services run the modules that exist;
-  - k8s/: the KEDA triggers name the consumers' real groups and topics, maxReplicaCount is
-    at most SPARKTRAINER_TOPIC_PARTITIONS, the ConfigMap settings load in ``Settings``.
+  - k8s/: the KEDA triggers name the consumers' real groups and topics, one trainer pool
+    (ScaledJob) per resource class reading exactly its class's topics and asking its GPUs,
+    maxReplicaCount at most SPARKTRAINER_TOPIC_PARTITIONS, one sweep controller, the ConfigMap
+    settings load in ``Settings``.
 Run when the tool is there (reported as skipped otherwise):
   - ``docker compose config --quiet`` (``--compose`` picks the command);
   - ``kubectl kustomize infra/k8s`` and ``kubernetes-validate --strict`` on its output;
@@ -122,8 +124,21 @@ def check_compose(compose_cmd: list[str] | None) -> None:
     script = services["kafka-init"]["command"][0]
     check_commands(services)
     loop = re.search(r"for topic in ([^;]+);", script)
-    created = {f"sparktrainer.{t}" for t in loop.group(1).split()} if loop else set()
+    words = loop.group(1).split() if loop else []
+    created = {f"sparktrainer.{t}" for t in words if t != "\\"}  # line continuations
     check(created == set(ALL_TOPICS), "compose kafka-init creates exactly ALL_TOPICS")
+    cpu_pool = services["trainer-cpu"]
+    check(
+        "profiles" not in cpu_pool
+        and cpu_pool["environment"].get("SPARKTRAINER_TRAINER_CLASSES") == "cpu",
+        "compose trainer-cpu: the CPU pool always runs, on class cpu",
+    )
+    gpu_pool = services["trainer"]
+    devices = gpu_pool["deploy"]["resources"]["reservations"]["devices"]
+    check(
+        gpu_pool.get("profiles") == ["gpu"] and devices[0]["capabilities"] == ["gpu"],
+        "compose trainer: the GPU pool (profile gpu) reserves a GPU",
+    )
 
     if compose_cmd is None:
         skip("docker compose config", "no compose command found")
@@ -156,6 +171,7 @@ REQUIRED_FLAGS = {
     ("python", "-m", "consumers.validator"): [],
     ("python", "-m", "consumers.trainer"): ["--once"],
     ("python", "-m", "consumers.registry_projector"): ["--db", "--rebuild"],
+    ("python", "-m", "consumers.sweep_controller"): [],
     ("sparktrainer", "serve", "api"): ["--with-projector"],
 }
 
@@ -195,9 +211,8 @@ def k8s_docs() -> list[dict[str, Any]]:
 
 
 def check_k8s(keda_crds: Path | None) -> None:
-    from consumers.trainer import GROUP as TRAINER_GROUP
     from consumers.validator import GROUP as VALIDATOR_GROUP
-    from sparktrainer.contracts.topics import JOBS_SUBMITTED, JOBS_VALIDATED
+    from sparktrainer.contracts.topics import JOBS_SUBMITTED
 
     docs = k8s_docs()
     by_kind: dict[str, list[dict[str, Any]]] = {}
@@ -206,32 +221,10 @@ def check_k8s(keda_crds: Path | None) -> None:
     config = by_kind["ConfigMap"][0]["data"]
     partitions = int(config["SPARKTRAINER_TOPIC_PARTITIONS"])
     settings_accept(config, "k8s ConfigMap sparktrainer-config")
-    expected = {
-        "ScaledObject": (VALIDATOR_GROUP, JOBS_SUBMITTED),
-        "ScaledJob": (TRAINER_GROUP, JOBS_VALIDATED),
-    }
-    for kind, (group, topic) in expected.items():
-        (obj,) = by_kind[kind]
-        meta = obj["spec"]["triggers"][0]["metadata"]
-        name = obj["metadata"]["name"]
-        check(
-            (meta["consumerGroup"], meta["topic"]) == (group, topic),
-            f"k8s {kind} {name}: trigger on group {group}, topic {topic}",
-        )
-        check(
-            obj["spec"]["maxReplicaCount"] <= partitions,
-            f"k8s {kind} {name}: maxReplicaCount <= {partitions} partitions",
-        )
-        check(
-            meta.get("offsetResetPolicy") == "earliest",
-            f"k8s {kind} {name}: offsetResetPolicy earliest (as our consumers)",
-        )
-    (job,) = by_kind["ScaledJob"]
-    deadline = job["spec"]["jobTargetRef"]["activeDeadlineSeconds"]
-    check(
-        deadline > float(config["SPARKTRAINER_MAX_JOB_RUNTIME_S"]),
-        "k8s ScaledJob: activeDeadlineSeconds above SPARKTRAINER_MAX_JOB_RUNTIME_S",
-    )
+    (scaled,) = by_kind["ScaledObject"]
+    check_trigger(scaled, [(VALIDATOR_GROUP, JOBS_SUBMITTED)], partitions)
+    check_trainer_pools(by_kind["ScaledJob"], partitions, config)
+    check_sweep_controller(by_kind["Deployment"])
 
     rendered = None
     if shutil.which("kubectl"):
@@ -290,6 +283,82 @@ def check_k8s(keda_crds: Path | None) -> None:
             + "".join(
                 f"\n      {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in problems
             ),
+        )
+
+
+def check_trigger(obj: dict[str, Any], expected: list[tuple[str, str]], partitions: int) -> None:
+    """A KEDA object's kafka triggers: exactly these (group, topic) pairs, earliest resets."""
+    triggers = [t["metadata"] for t in obj["spec"]["triggers"]]
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    found = sorted((m["consumerGroup"], m["topic"]) for m in triggers)
+    check(found == sorted(expected), f"k8s {kind} {name}: triggers on {sorted(expected)}")
+    check(
+        obj["spec"]["maxReplicaCount"] <= partitions,
+        f"k8s {kind} {name}: maxReplicaCount <= {partitions} partitions",
+    )
+    check(
+        all(m.get("offsetResetPolicy") == "earliest" for m in triggers),
+        f"k8s {kind} {name}: offsetResetPolicy earliest (as our consumers)",
+    )
+
+
+def _container(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = (
+        obj["spec"]["jobTargetRef"]["template"]["spec"]
+        if obj["kind"] == "ScaledJob"
+        else (obj["spec"]["template"]["spec"])
+    )
+    return spec["containers"][0]
+
+
+def check_trainer_pools(
+    pools: list[dict[str, Any]], partitions: int, config: dict[str, Any]
+) -> None:
+    """One ScaledJob per resource class; each reads exactly its class's topics in the group."""
+    from consumers.trainer import GROUP as TRAINER_GROUP
+    from sparktrainer.contracts.scheduling import BY_NAME, CLASS_NAMES
+    from sparktrainer.contracts.topics import class_topics
+
+    served: list[str] = []
+    for pool in pools:
+        name, container = pool["metadata"]["name"], _container(pool)
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        classes = tuple(
+            c.strip() for c in str(env.get("SPARKTRAINER_TRAINER_CLASSES", "")).split(",")
+        )
+        known = all(c in BY_NAME for c in classes)
+        check(known, f"k8s ScaledJob {name}: serves known classes {classes}")
+        if not known:
+            continue
+        served += classes
+        check_trigger(pool, [(TRAINER_GROUP, t) for t in class_topics(*classes)], partitions)
+        if len(pool["spec"]["triggers"]) > 1:
+            calc = pool["spec"]["scalingStrategy"].get("multipleScalersCalculation")
+            check(calc == "sum", f"k8s ScaledJob {name}: the triggers' lags are summed")
+        gpus = max(BY_NAME[c].gpus for c in classes)
+        asked = container["resources"].get("limits", {}).get("nvidia.com/gpu", 0)
+        check(int(asked) == gpus, f"k8s ScaledJob {name}: asks {gpus} GPU(s) for {classes}")
+        check("--once" in container["args"], f"k8s ScaledJob {name}: runs the trainer --once")
+        deadline = pool["spec"]["jobTargetRef"]["activeDeadlineSeconds"]
+        check(
+            deadline > float(config["SPARKTRAINER_MAX_JOB_RUNTIME_S"]),
+            f"k8s ScaledJob {name}: activeDeadlineSeconds above SPARKTRAINER_MAX_JOB_RUNTIME_S",
+        )
+    check(
+        sorted(served) == sorted(CLASS_NAMES),
+        f"k8s: every resource class has exactly one trainer pool (served: {sorted(served)})",
+    )
+
+
+def check_sweep_controller(deployments: list[dict[str, Any]]) -> None:
+    """One replica, Recreate: it rebuilds its state from the log and must not run twice."""
+    found = [d for d in deployments if "consumers.sweep_controller" in _container(d)["args"]]
+    check(len(found) == 1, "k8s: one Deployment runs consumers.sweep_controller")
+    for d in found:
+        spec = d["spec"]
+        check(
+            spec.get("replicas") == 1 and spec["strategy"]["type"] == "Recreate",
+            "k8s sweep controller: 1 replica, strategy Recreate",
         )
 
 
