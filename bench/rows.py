@@ -173,6 +173,20 @@ def e2e_rows(r: dict[str, Any], ray: dict[str, Any] | None) -> list[Row]:
     return rows
 
 
+def priority_rows(r: dict[str, Any]) -> list[Row]:
+    """bench/priority_bench.py: a high job's wait for its first step, priorities on vs off."""
+    n = r["queued_low_jobs"]
+    return [
+        (f"high-priority job behind {n} queued low ones: submission -> first step",
+         f"{r['priorities_on_wall_s']:.2f} s wall, {r['priorities_on_cpu_s']:.2f} s CPU",
+         f"priorities off {r['priorities_off_wall_s']:.2f} s wall, "
+         f"{r['priorities_off_cpu_s']:.2f} s CPU",
+         f"{r['wall_ratio_off_over_on']:g}x sooner (CPU {r['cpu_ratio_off_over_on']:g}x)",
+         "none set", "-",
+         "the same tiny MLP jobs, stack and trainer; off: every job on one topic, in order"),
+    ]  # fmt: skip
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "validator_latency": latency_rows,
     "validator": validator_rows,
@@ -181,4 +195,5 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "hf_throughput": hf_rows,
     "start_latency": start_rows,
     "registry": registry_rows,
+    "priority": priority_rows,
 }

@@ -76,6 +76,9 @@ BENCHES = [
     # Its own in-memory tansu: the read-path numbers should not pay for S3-backed storage.
     Bench("registry", "registry_bench.py", ["--models", "2000", "--requests", "300"],
           ["--models", "10000", "--requests", "2000"], False),
+    # Its own stack: a fresh validator and trainer group read their topics from the start.
+    Bench("priority", "priority_bench.py", ["--queued", "10", "--rounds", "1"],
+          ["--queued", "20", "--rounds", "2"], False),
 ]  # fmt: skip
 
 
