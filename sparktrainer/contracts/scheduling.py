@@ -84,9 +84,14 @@ def no_class_message(needs: Resources) -> str:
     )
 
 
+# The memory a driver reports is a few percent under the card's nominal size (an "A100 40GB"
+# reports 39.4 GiB): detection allows this much.
+REPORTED_MEMORY_SLACK = 0.05
+
+
 def classes_for_devices(gpu_memory_bytes: list[int], takes_cpu_jobs: bool) -> tuple[str, ...]:
     """The classes a trainer with these GPUs serves (cpu too when it takes CPU work or has none)."""
-    smallest = min(gpu_memory_bytes, default=0) / GIB
+    smallest = min(gpu_memory_bytes, default=0) / GIB * (1 + REPORTED_MEMORY_SLACK)
     served = [c.name for c in CLASSES if c.served_by(len(gpu_memory_bytes), smallest)]
     if takes_cpu_jobs or not gpu_memory_bytes:
         served.insert(0, DEFAULT_CLASS)

@@ -1,9 +1,11 @@
 """The trainer service: validated jobs, one at a time per device, trained in a warm worker.
 
-Three loops share one producer: the job runtime (group ``sparktrainer-trainer``, one job at a
-time, partitions paused while it trains), a cancel listener that sees every cancel request
-(a group-less ``LogReader`` from the start of jobs.control), and a cancel responder (group
-``sparktrainer-trainer-control``) that answers cancels for jobs that had already ended.
+Four loops share one producer: the job runtime (group ``sparktrainer-trainer``, on the validated
+topics of the resource classes it serves, one job at a time, the highest aged priority first:
+``scheduling/picker.py``), a cancel listener that sees every cancel request (a group-less
+``LogReader`` from the start of jobs.control), a cancel responder (group
+``sparktrainer-trainer-control``) that answers cancels for jobs that had already ended, and
+heartbeats on sparktrainer.trainers (``scheduling/presence.py``).
 """
 
 from __future__ import annotations

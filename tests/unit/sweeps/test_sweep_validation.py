@@ -73,3 +73,14 @@ def test_a_bad_base_a_bad_corner_a_continuous_grid_and_a_nested_sweep_are_refuse
     assert any("cannot run here" in e for e in validate_submission(nested, None).errors)
     path = validate_submission(sweep(space={"../x": {"type": "choice", "values": [1]}}), None)
     assert any("not a config path" in e for e in path.errors)
+
+
+def test_the_readme_sweep_is_a_valid_sweep() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    blocks = [json.loads(b.split("```", 1)[0]) for b in readme.split("```json\n")[1:]]
+    [example] = [b for b in blocks if b.get("type") == "sweep"]
+    result = validate_submission(example, None)
+    assert result.valid, result.errors
+    assert result.sweep is not None and result.sweep.sampler == "tpe" and result.trials == 12
