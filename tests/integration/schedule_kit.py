@@ -37,8 +37,10 @@ def digits_job(prefix: str, *, priority: str = "normal", gpus: int = 1, memory_g
 
 
 def started_order(events: list[Any], job_ids: set[str]) -> list[str]:
-    """The jobs among ``job_ids`` in the order they started (first attempts)."""
-    return [e.job_id for e in events if isinstance(e, JobStarted) and e.job_id in job_ids]
+    """The jobs among ``job_ids`` in the order they started, by the trainer's clock (a tap reads
+    partitions in batches, so the order it saw them in is not the order they happened in)."""
+    starts = [e for e in events if isinstance(e, JobStarted) and e.job_id in job_ids]
+    return [e.job_id for e in sorted(starts, key=lambda e: e.at)]
 
 
 async def fresh_group(settings: Settings, classes: str) -> str:
