@@ -35,6 +35,9 @@ import yaml
 INFRA = Path(__file__).resolve().parent
 ROOT = INFRA.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(INFRA))
+
+import pools  # noqa: E402  (infra/pools.py, beside this file)
 
 failures: list[str] = []
 
@@ -43,6 +46,12 @@ def check(ok: bool, what: str) -> None:
     print(("ok    " if ok else "FAIL  ") + what)
     if not ok:
         failures.append(what)
+
+
+def record(results: list[tuple[bool, str]]) -> None:
+    """Each (ok, what) of a check module, as ``check`` reports it."""
+    for ok, what in results:
+        check(ok, what)
 
 
 def skip(what: str, why: str) -> None:
@@ -127,18 +136,7 @@ def check_compose(compose_cmd: list[str] | None) -> None:
     words = loop.group(1).split() if loop else []
     created = {f"sparktrainer.{t}" for t in words if t != "\\"}  # line continuations
     check(created == set(ALL_TOPICS), "compose kafka-init creates exactly ALL_TOPICS")
-    cpu_pool = services["trainer-cpu"]
-    check(
-        "profiles" not in cpu_pool
-        and cpu_pool["environment"].get("SPARKTRAINER_TRAINER_CLASSES") == "cpu",
-        "compose trainer-cpu: the CPU pool always runs, on class cpu",
-    )
-    gpu_pool = services["trainer"]
-    devices = gpu_pool["deploy"]["resources"]["reservations"]["devices"]
-    check(
-        gpu_pool.get("profiles") == ["gpu"] and devices[0]["capabilities"] == ["gpu"],
-        "compose trainer: the GPU pool (profile gpu) reserves a GPU",
-    )
+    record(pools.compose_pools(services))
 
     if compose_cmd is None:
         skip("docker compose config", "no compose command found")
@@ -222,9 +220,10 @@ def check_k8s(keda_crds: Path | None) -> None:
     partitions = int(config["SPARKTRAINER_TOPIC_PARTITIONS"])
     settings_accept(config, "k8s ConfigMap sparktrainer-config")
     (scaled,) = by_kind["ScaledObject"]
-    check_trigger(scaled, [(VALIDATOR_GROUP, JOBS_SUBMITTED)], partitions)
-    check_trainer_pools(by_kind["ScaledJob"], partitions, config)
-    check_sweep_controller(by_kind["Deployment"])
+    record(pools.trigger(scaled, [(VALIDATOR_GROUP, JOBS_SUBMITTED)], partitions))
+    runtime_s = float(config["SPARKTRAINER_MAX_JOB_RUNTIME_S"])
+    record(pools.trainer_pools(by_kind["ScaledJob"], partitions, runtime_s))
+    record(pools.sweep_controller(by_kind["Deployment"]))
 
     rendered = None
     if shutil.which("kubectl"):
@@ -283,82 +282,6 @@ def check_k8s(keda_crds: Path | None) -> None:
             + "".join(
                 f"\n      {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in problems
             ),
-        )
-
-
-def check_trigger(obj: dict[str, Any], expected: list[tuple[str, str]], partitions: int) -> None:
-    """A KEDA object's kafka triggers: exactly these (group, topic) pairs, earliest resets."""
-    triggers = [t["metadata"] for t in obj["spec"]["triggers"]]
-    kind, name = obj["kind"], obj["metadata"]["name"]
-    found = sorted((m["consumerGroup"], m["topic"]) for m in triggers)
-    check(found == sorted(expected), f"k8s {kind} {name}: triggers on {sorted(expected)}")
-    check(
-        obj["spec"]["maxReplicaCount"] <= partitions,
-        f"k8s {kind} {name}: maxReplicaCount <= {partitions} partitions",
-    )
-    check(
-        all(m.get("offsetResetPolicy") == "earliest" for m in triggers),
-        f"k8s {kind} {name}: offsetResetPolicy earliest (as our consumers)",
-    )
-
-
-def _container(obj: dict[str, Any]) -> dict[str, Any]:
-    spec = (
-        obj["spec"]["jobTargetRef"]["template"]["spec"]
-        if obj["kind"] == "ScaledJob"
-        else (obj["spec"]["template"]["spec"])
-    )
-    return spec["containers"][0]
-
-
-def check_trainer_pools(
-    pools: list[dict[str, Any]], partitions: int, config: dict[str, Any]
-) -> None:
-    """One ScaledJob per resource class; each reads exactly its class's topics in the group."""
-    from consumers.trainer import GROUP as TRAINER_GROUP
-    from sparktrainer.contracts.scheduling import BY_NAME, CLASS_NAMES
-    from sparktrainer.contracts.topics import class_topics
-
-    served: list[str] = []
-    for pool in pools:
-        name, container = pool["metadata"]["name"], _container(pool)
-        env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        classes = tuple(
-            c.strip() for c in str(env.get("SPARKTRAINER_TRAINER_CLASSES", "")).split(",")
-        )
-        known = all(c in BY_NAME for c in classes)
-        check(known, f"k8s ScaledJob {name}: serves known classes {classes}")
-        if not known:
-            continue
-        served += classes
-        check_trigger(pool, [(TRAINER_GROUP, t) for t in class_topics(*classes)], partitions)
-        if len(pool["spec"]["triggers"]) > 1:
-            calc = pool["spec"]["scalingStrategy"].get("multipleScalersCalculation")
-            check(calc == "sum", f"k8s ScaledJob {name}: the triggers' lags are summed")
-        gpus = max(BY_NAME[c].gpus for c in classes)
-        asked = container["resources"].get("limits", {}).get("nvidia.com/gpu", 0)
-        check(int(asked) == gpus, f"k8s ScaledJob {name}: asks {gpus} GPU(s) for {classes}")
-        check("--once" in container["args"], f"k8s ScaledJob {name}: runs the trainer --once")
-        deadline = pool["spec"]["jobTargetRef"]["activeDeadlineSeconds"]
-        check(
-            deadline > float(config["SPARKTRAINER_MAX_JOB_RUNTIME_S"]),
-            f"k8s ScaledJob {name}: activeDeadlineSeconds above SPARKTRAINER_MAX_JOB_RUNTIME_S",
-        )
-    check(
-        sorted(served) == sorted(CLASS_NAMES),
-        f"k8s: every resource class has exactly one trainer pool (served: {sorted(served)})",
-    )
-
-
-def check_sweep_controller(deployments: list[dict[str, Any]]) -> None:
-    """One replica, Recreate: it rebuilds its state from the log and must not run twice."""
-    found = [d for d in deployments if "consumers.sweep_controller" in _container(d)["args"]]
-    check(len(found) == 1, "k8s: one Deployment runs consumers.sweep_controller")
-    for d in found:
-        spec = d["spec"]
-        check(
-            spec.get("replicas") == 1 and spec["strategy"]["type"] == "Recreate",
-            "k8s sweep controller: 1 replica, strategy Recreate",
         )
 
 

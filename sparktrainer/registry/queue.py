@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,39 +129,35 @@ def _waiting(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     ).fetchall()
 
 
-def _class_view(
-    name: str,
-    rows: list[sqlite3.Row],
-    trainers: list[Row],
-    now_ms: int,
-    aging_s: float,
-    priorities: bool,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Clock:
+    """What ordering a queue needs: now, and the trainers' aging settings."""
+
+    now_ms: int
+    aging_s: float
+    priorities: bool
+
+    def order(self, r: sqlite3.Row) -> tuple[int, int, int, tuple[str, int, int]]:
+        """The trainers' pick order of a waiting job (contracts/scheduling.py)."""
+        waiting = Waiting(
+            r["priority"], r["resource_class"], _ms(r["validated_at"]), (r["topic"], 0, 0)
+        )
+        return waiting.order(self.now_ms, self.aging_s, self.priorities)
+
+    def entry(self, position: int, r: sqlite3.Row) -> Row:
+        """A waiting job as the queue view lists it."""
+        waited_s = max(0, self.now_ms - _ms(r["validated_at"])) / 1000
+        level = effective_level(r["priority"], waited_s, self.aging_s, self.priorities)
+        return {"position": position, "job_id": r["job_id"], "name": r["name"],
+                "priority": r["priority"], "effective_priority": PRIORITIES[level],
+                "waited_s": round(waited_s, 1), "topic": r["topic"],
+                "sweep_id": r["sweep_id"]}  # fmt: skip
+
+
+def _class_view(name: str, rows: list[sqlite3.Row], trainers: list[Row], clock: Clock) -> Row:
     """One class: its waiting jobs in pick order, its trainers, why it waits if none serves."""
     serving = [tr["trainer_id"] for tr in trainers if name in tr["classes"]]
-    mine = [r for r in rows if r["resource_class"] == name]
-    order = {
-        r["job_id"]: Waiting(r["priority"], name, _ms(r["validated_at"]), (r["topic"], 0, 0)).order(
-            now_ms, aging_s, priorities
-        )
-        for r in mine
-    }
-    waiting = []
-    for position, r in enumerate(sorted(mine, key=lambda r: order[r["job_id"]]), start=1):
-        waited_s = max(0, now_ms - _ms(r["validated_at"])) / 1000
-        level = effective_level(r["priority"], waited_s, aging_s, priorities)
-        waiting.append(
-            {
-                "position": position,
-                "job_id": r["job_id"],
-                "name": r["name"],
-                "priority": r["priority"],
-                "effective_priority": PRIORITIES[level],
-                "waited_s": round(waited_s, 1),
-                "topic": r["topic"],
-                "sweep_id": r["sweep_id"],
-            }
-        )
+    mine = sorted((r for r in rows if r["resource_class"] == name), key=clock.order)
     reason = None
     if not serving:
         seen = "; ".join(f"{tr['trainer_id']} serves {', '.join(tr['classes'])}" for tr in trainers)
@@ -168,6 +165,7 @@ def _class_view(
             f"no live trainer serves class '{name}' (none has sent a heartbeat on "
             f"{t.TRAINERS} lately){': live trainers: ' + seen if seen else ''}"
         )
+    waiting = [clock.entry(n, r) for n, r in enumerate(mine, start=1)]
     return {"class": name, "trainers": serving, "waiting": waiting, "reason": reason}
 
 
@@ -205,8 +203,8 @@ def queue_view(
     now = now or datetime.now(UTC)
     trainers = live_trainers(conn, now)
     rows = _waiting(conn)
-    now_ms = int(now.timestamp() * 1000)
-    classes = [_class_view(c.name, rows, trainers, now_ms, aging_s, priorities) for c in CLASSES]
+    clock = Clock(int(now.timestamp() * 1000), aging_s, priorities)
+    classes = [_class_view(c.name, rows, trainers, clock) for c in CLASSES]
     return {
         "as_of": iso(now),
         "aging_s": aging_s,
