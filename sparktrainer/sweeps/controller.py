@@ -9,11 +9,13 @@ every open sweep and follows the five topics. One replica at a time (see docs/AR
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from sparktrainer.bus.kafka import make_producer, send
@@ -21,6 +23,7 @@ from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.envelope import EnvelopeError, decode, encode
 from sparktrainer.contracts.records import Received
+from sparktrainer.errors import StorageError
 from sparktrainer.settings import Settings
 from sparktrainer.storage.layout import METADATA, model_key, model_prefix
 from sparktrainer.storage.s3 import ObjectStore
@@ -30,6 +33,7 @@ from sparktrainer.sweeps.decide import SOURCE, Register, next_actions, result
 log = structlog.get_logger(__name__)
 FOLLOWED = (t.JOBS_LIFECYCLE, t.JOBS_REJECTED, t.JOBS_CONTROL, t.MODELS_REGISTERED)
 MAX_STEPS = 10_000  # decisions for one sweep in one go: each sends at least one event
+RETRY_S = 5.0
 
 
 @dataclass
@@ -53,6 +57,7 @@ class SweepController:
         self.producer = make_producer(settings)
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._retry: dict[str, float] = {}  # sweep id -> when to drive it again (monotonic)
 
     def __repr__(self) -> str:
         return f"SweepController({self.book}, {self.stats})"
@@ -72,13 +77,15 @@ class SweepController:
             async with LogReader(self.settings) as reader:
                 positions = await self._catch_up(reader)
                 for sweep_id in list(self.book.sweeps):
-                    await self.drive(sweep_id)
+                    await self.drive_safely(sweep_id)
                 reader.assign(positions)
                 self.ready.set()
                 log.info("consumer_ready", consumer="sweep_controller", open=len(self.book.sweeps))
                 while not self._stopping.is_set():
-                    for sweep_id in self._fold(await reader.read(timeout_ms=300)):
-                        await self.drive(sweep_id)
+                    touched = self._fold(await reader.read(timeout_ms=300))
+                    due = [s for s, at in self._retry.items() if at <= time.monotonic()]
+                    for sweep_id in dict.fromkeys([*touched, *due]):
+                        await self.drive_safely(sweep_id)
         finally:
             await self.producer.stop()
         return 0
@@ -111,6 +118,17 @@ class SweepController:
                 self.stats.folded += 1
                 touched[sweep_id] = None
         return list(touched)
+
+    async def drive_safely(self, sweep_id: str) -> None:
+        """Drive a sweep; S3 or Kafka down past their retries: try it again in a while."""
+        try:
+            await self.drive(sweep_id)
+        except (StorageError, KafkaError) as e:
+            log.warning("sweep_retry", sweep_id=sweep_id, error=f"{type(e).__name__}: {e}"[:300],
+                        in_s=RETRY_S)  # fmt: skip
+            self._retry[sweep_id] = time.monotonic() + RETRY_S
+            return
+        self._retry.pop(sweep_id, None)
 
     async def drive(self, sweep_id: str) -> None:
         """Act on one sweep until it waits for the log (or ends)."""
