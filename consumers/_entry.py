@@ -3,8 +3,9 @@
 Arguments, settings, logging, topics; then the service is started, and once it is positioned
 (partitions assigned, positions known) ``READY name`` goes to stderr (the embedded stack waits
 for that line). SIGTERM and SIGINT stop it gracefully. With its metrics port set
-(``SPARKTRAINER_{VALIDATOR,TRAINER,PROJECTOR}_METRICS_PORT``) the service's Prometheus metrics
-are served there; with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set its spans are exported.
+(``SPARKTRAINER_{VALIDATOR,TRAINER,PROJECTOR,SWEEP_CONTROLLER}_METRICS_PORT``) the service's
+Prometheus metrics are served there; with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set its spans are
+exported.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ METRICS_PORTS = {
     "validator": "validator_metrics_port",
     "trainer": "trainer_metrics_port",
     "registry-projector": "projector_metrics_port",
+    "sweep_controller": "sweep_controller_metrics_port",
 }
 
 

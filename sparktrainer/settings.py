@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     validator_metrics_port: int = Field(default=0, ge=0, le=65535)
     trainer_metrics_port: int = Field(default=0, ge=0, le=65535)
     projector_metrics_port: int = Field(default=0, ge=0, le=65535)
+    sweep_controller_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     log_level: str = "INFO"
     limits: Limits = Field(default_factory=Limits)

@@ -46,7 +46,11 @@ DEFAULT_SERVICES: tuple[ServiceSpec, ...] = (
         ("-m", "consumers.registry_projector"),
         ports=(("projector_metrics", "SPARKTRAINER_PROJECTOR_METRICS_PORT"),),
     ),
-    ServiceSpec("sweep_controller", ("-m", "consumers.sweep_controller")),
+    ServiceSpec(
+        "sweep_controller",
+        ("-m", "consumers.sweep_controller"),
+        ports=(("sweep_controller_metrics", "SPARKTRAINER_SWEEP_CONTROLLER_METRICS_PORT"),),
+    ),
     # The HTTP API: the dashboard at /, its metrics at /metrics; it reads the projector's file.
     ServiceSpec(
         "api",

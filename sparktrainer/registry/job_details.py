@@ -71,7 +71,7 @@ JOB_DETAILS = Concern(
     name="job_details",
     version=1,
     ddl=DDL,
-    topics=(t.JOBS_VALIDATED, t.JOBS_LIFECYCLE),
+    topics=(*t.VALIDATED_TOPICS, t.JOBS_LIFECYCLE),
     folds={JobValidated: _spec, CheckpointSaved: _checkpoint},
 )
 

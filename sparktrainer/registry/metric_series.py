@@ -210,7 +210,7 @@ def metric_series_concern(max_points: int = DEFAULT_POINTS_PER_SERIES) -> Concer
         name="metric_series",
         version=1,
         ddl=DDL,
-        topics=(t.JOBS_VALIDATED, t.JOBS_LIFECYCLE),
+        topics=(*t.VALIDATED_TOPICS, t.JOBS_LIFECYCLE),
         folds={
             JobValidated: _validated,
             JobStarted: _started,

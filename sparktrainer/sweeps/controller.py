@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pydantic import BaseModel
 
 from sparktrainer.bus.kafka import make_producer, send
@@ -29,6 +33,7 @@ from sparktrainer.storage.layout import METADATA, model_key, model_prefix
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.sweeps.book import Sweep, SweepBook, Trial
 from sparktrainer.sweeps.decide import SOURCE, Register, next_actions, result
+from sparktrainer.telemetry.prometheus import ConsumerCollector, TopicCounts
 
 log = structlog.get_logger(__name__)
 FOLLOWED = (t.JOBS_LIFECYCLE, t.JOBS_REJECTED, t.JOBS_CONTROL, t.MODELS_REGISTERED)
@@ -54,6 +59,9 @@ class SweepController:
         self.store = store or ObjectStore.from_settings(settings)
         self.book = SweepBook()
         self.stats = ControllerStats()
+        self.counts: TopicCounts = Counter()  # records by (topic, folded | skipped | unreadable)
+        self._next: dict[TopicPartition, int] = {}  # next offset to read, per partition
+        self._reader: LogReader | None = None
         self.producer = make_producer(settings)
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -75,6 +83,7 @@ class SweepController:
         await self.producer.start()
         try:
             async with LogReader(self.settings) as reader:
+                self._reader = reader
                 positions = await self._catch_up(reader)
                 for sweep_id in list(self.book.sweeps):
                     await self.drive_safely(sweep_id)
@@ -107,17 +116,32 @@ class SweepController:
         touched: dict[str, None] = {}
         for r in records:
             self.stats.records += 1
+            self._next[TopicPartition(r.topic, r.partition)] = r.offset + 1
             if r.topic != t.SWEEPS and not self.book.knows(r.key):
+                self.counts[(r.topic, "skipped")] += 1
                 continue
             try:
                 event = decode(r.value, r.headers)
             except EnvelopeError:
                 self.stats.unreadable += 1
+                self.counts[(r.topic, "unreadable")] += 1
                 continue
+            self.counts[(r.topic, "folded")] += 1
             if (sweep_id := self.book.fold(event)) is not None:
                 self.stats.folded += 1
                 touched[sweep_id] = None
         return list(touched)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records not read yet per partition: log end at the last fetch - next to read."""
+        reader = self._reader
+        ends = {tp: reader.highwater(tp) for tp in list(self._next)} if reader else {}
+        return {(tp.topic, tp.partition): max(0, end - self._next[tp])
+                for tp, end in ends.items() if end is not None}  # fmt: skip
+
+    def collectors(self) -> list[Collector]:
+        """Prometheus: records by topic and what came of them, lag, open sweeps."""
+        return [ConsumerCollector({"sweep-controller": self}), OpenSweeps(self.book)]
 
     async def drive_safely(self, sweep_id: str) -> None:
         """Drive a sweep; S3 or Kafka down past their retries: try it again in a while."""
@@ -157,6 +181,18 @@ class SweepController:
         await asyncio.to_thread(copy_model, self.store, winner, events[0])
         log.info("sweep_best_registered", sweep_id=sweep.sweep_id, trial=winner.n)
         return events
+
+
+class OpenSweeps(Collector):
+    """``sparktrainer_sweeps_open``: sweeps the controller is running, counted at scrape time."""
+
+    def __init__(self, book: SweepBook) -> None:
+        self.book = book
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily("sparktrainer_sweeps_open", "Sweeps not ended yet")
+        gauge.add_metric([], len(self.book.sweeps))
+        yield gauge
 
 
 def copy_model(store: ObjectStore, winner: Trial, model: Any) -> None:

@@ -20,7 +20,7 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def shown(value: Any) -> str:
+def quoted(value: Any) -> str:
     """A value as JSON, shortened: how messages quote what was given."""
     return _show(value)
 

@@ -89,6 +89,6 @@ def _check_trials(
         for value in param.corners()[: limits.sweep_choices]:
             trial = validate_job(with_params(config.base, {name: value}), None, limits)
             for error in trial.errors:
-                message = f"config.space.{name} = {messages.shown(value)}: {error}"
+                message = f"config.space.{name} = {messages.quoted(value)}: {error}"
                 if message not in result.errors:
                     result.errors.append(message)

@@ -36,6 +36,7 @@ from sparktrainer.contracts.topics import (
     JOBS_SUBMITTED,
     JOBS_VALIDATED,
     MODELS_REGISTERED,
+    VALIDATED_TOPICS,
 )
 from sparktrainer.contracts.trace import TraceContext, trace_of
 from sparktrainer.embedded import DEFAULT_SERVICES, EmbeddedStack
@@ -135,7 +136,7 @@ def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, 
 async def scenario(stack, tmp_path_factory):
     group = unique("observe")
     await start_group_at_end(stack, f"{group}-validator", JOBS_SUBMITTED)
-    await start_group_at_end(stack, f"{group}-trainer", JOBS_VALIDATED)
+    await start_group_at_end(stack, f"{group}-trainer", *VALIDATED_TOPICS)
     await start_group_at_end(stack, f"{group}-trainer-control", JOBS_CONTROL)
     home = tmp_path_factory.mktemp("observe-home")
     with otlp_receiver() as otlp, pytest.MonkeyPatch.context() as mp:
