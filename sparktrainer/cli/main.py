@@ -37,6 +37,8 @@ COMMANDS = {
     "replay": "sparktrainer.cli.replay",
     "schemas": "sparktrainer.cli.schemas",
     "serve": "sparktrainer.cli.serve",
+    "queue": "sparktrainer.cli.queue",
+    "sweeps": "sparktrainer.cli.sweeps",
 }
 
 
