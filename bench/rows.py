@@ -183,7 +183,8 @@ def priority_rows(r: dict[str, Any]) -> list[Row]:
          f"{r['priorities_off_cpu_s']:.2f} s CPU",
          f"{r['wall_ratio_off_over_on']:g}x sooner (CPU {r['cpu_ratio_off_over_on']:g}x)",
          "none set", "-",
-         "the same tiny MLP jobs, stack and trainer; off: every job on one topic, in order"),
+         "the same tiny MLP jobs, stack and trainer; off: oldest waiting job first, whatever "
+         "its priority (SCHEDULE_PRIORITIES=false)"),
     ]  # fmt: skip
 
 
