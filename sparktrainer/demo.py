@@ -25,7 +25,9 @@ from sparktrainer import guide
 from sparktrainer.embedded import EmbeddedStack
 from sparktrainer.settings import Settings
 
-# The guide's workflow with its epochs; the demo's own changes are in DIGITS.
+# The guide's workflow with its epochs; the demo's own changes are in DIGITS. The first model
+# is registered under a name; the first fine-tune names its parent as that name's latest.
+NAME = "guide-initial-model"
 WORKFLOW: tuple[tuple[str, int], ...] = (
     ("Initial Model Training", 5),
     ("Fine-tuning on New Task", 3),
@@ -87,14 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     parent: str | None = None
     for name, epochs in WORKFLOW:
         job = demo_job(name, 1 if args.quick else epochs, parent)
+        if parent is None:
+            job["register_as"] = NAME
         path = folder / f"{job['job_id']}.json"
         path.write_text(json.dumps(job, indent=2))
         sparktrainer("submit", str(path), "--wait")
         model = json.loads(sparktrainer("models", "show", job["job_id"], "--json", capture=True))
         print(f"  -> {accuracy_meaning(model)}", flush=True)
         if parent is None:
-            sparktrainer("models", "list")
-        parent = job["job_id"]
+            sparktrainer("models", "names", NAME)
+        parent = f"{NAME}@latest" if parent is None else job["job_id"]
     assert parent is not None
     sparktrainer("models", "lineage", parent)
     sparktrainer("models", "list")

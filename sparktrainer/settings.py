@@ -53,6 +53,8 @@ class Limits(BaseSettings):
     list_items: int = 1024
     object_keys: int = 256
     nesting_depth: int = 10
+    # The model registry
+    model_name_chars: int = 64  # a job's register_as
 
 
 class Settings(BaseSettings):
@@ -119,6 +121,16 @@ class Settings(BaseSettings):
     schedule_aging_s: float = Field(default=300.0, ge=0)
     schedule_priorities: bool = True  # false: oldest first, whatever the priority
     trainer_heartbeat_s: float = Field(default=10.0, gt=0)
+
+    # The model registry
+    # A deleted model's files stay this long (jobs validated before the delete still train
+    # from them); then a trainer's janitor removes them. Every trainer sweeps this often.
+    model_delete_grace_s: float = Field(default=24 * 3600.0, ge=0)
+    janitor_interval_s: float = Field(default=60.0, gt=0)
+    # The validator catches its registry view up with the log before resolving a fine-tune's
+    # parent; a catch-up that began at most this long before the job is good enough.
+    validator_registry_staleness_s: float = Field(default=0.0, ge=0)
+    validator_registry_timeout_s: float = Field(default=30.0, gt=0)
 
     # HTTP API (the dashboard at /, Prometheus metrics at /metrics)
     api_host: str = "127.0.0.1"

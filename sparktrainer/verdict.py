@@ -9,6 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation.sweeps import validate_submission
@@ -27,9 +28,14 @@ class Verdict:
         return {"valid": self.valid, "errors": self.errors, "warnings": self.warnings}
 
 
-async def check(body: Any, store: ObjectStore | None, settings: Settings) -> Verdict:
-    """Run the validator's checks on a body (object-store lookups run off the event loop)."""
-    result = await asyncio.to_thread(validate_submission, body, store, settings.limits)
+async def check(
+    body: Any,
+    store: ObjectStore | None,
+    settings: Settings,
+    directory: ModelDirectory | None = None,
+) -> Verdict:
+    """Run the validator's checks on a body (store and registry lookups off the event loop)."""
+    result = await asyncio.to_thread(validate_submission, body, store, settings.limits, directory)
     return Verdict(bool(result.valid), list(result.errors), list(result.warnings))
 
 

@@ -23,8 +23,10 @@ from sparktrainer.api.routes import (
     job_metrics,
     jobs,
     metrics,
+    model_files,
     models,
     queue,
+    registered_models,
     sweeps,
 )
 from sparktrainer.api.state import ApiError, ApiState
@@ -35,6 +37,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     jobs.router,
     models.router,
+    model_files.router,
+    registered_models.router,
     job_metrics.router,
     metrics.router,
     queue.router,

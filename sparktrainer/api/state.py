@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,8 +20,10 @@ from fastapi import FastAPI, Request
 
 from sparktrainer.api.metrics import ApiMetrics
 from sparktrainer.bus.kafka import make_producer, send
-from sparktrainer.contracts.envelope import OutRecord
+from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.errors import ConfigurationError
+from sparktrainer.registry.changes import ChangeRefused, resolved
+from sparktrainer.registry.models import get_model
 from sparktrainer.registry.runner import Projector
 from sparktrainer.registry.store import RegistryStore
 from sparktrainer.settings import Settings
@@ -137,6 +139,37 @@ def existing(found: T | None, kind: str, ident: str) -> T:
             "a job submitted a moment ago may not be there yet)",
         )
     return found
+
+
+def model_of(request: Request, ref: str) -> dict[str, Any]:
+    """The model a reference (ID, NAME:VERSION, NAME@ALIAS) names in the read model, or 4xx."""
+    state = state_of(request)
+    try:
+        found = state.registry.read(resolved, ref)
+    except ChangeRefused as e:
+        raise ApiError(e.status, str(e)) from e
+    return existing(state.registry.read(get_model, found.model_id), "model", ref)
+
+
+def change_fields(body: dict[str, Any]) -> tuple[str, str | None]:
+    """``by`` (who asks, as claimed; default the API) and ``reason`` of a registry change."""
+    by, reason = body.get("by", SOURCE), body.get("reason")
+    if not isinstance(by, str) or not 0 < len(by) <= 256:
+        raise ApiError(422, "'by' must be a string of 1 to 256 characters")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
+        raise ApiError(422, "'reason' must be a string of at most 1024 characters")
+    return by, reason
+
+
+async def publish_change(request: Request, plan: Callable[..., Any], *args: Any) -> Any:
+    """Plan a registry change on the read model (4xx when refused), publish its event."""
+    state = state_of(request)
+    try:
+        event = state.registry.read(plan, *args)
+    except ChangeRefused as e:
+        raise ApiError(e.status, str(e)) from e
+    await state.publish(encode(event, SOURCE))
+    return event
 
 
 def require_token(request: Request) -> None:

@@ -22,6 +22,7 @@ from rich.markup import escape
 from sparktrainer.settings import Settings
 
 if TYPE_CHECKING:
+    from sparktrainer.contracts.envelope import OutRecord
     from sparktrainer.registry.store import RegistryStore
 
 T = TypeVar("T")
@@ -89,6 +90,18 @@ def safe_id(value: str) -> str:
         return check_safe_id(value)
     except ValueError as e:
         raise CliError(str(e)) from e
+
+
+async def publish(settings: Settings, record: OutRecord) -> None:
+    """Send one event with a producer of its own and wait for the broker's ack."""
+    from sparktrainer.bus.kafka import make_producer, send
+
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await send(producer, record)
+    finally:
+        await producer.stop()
 
 
 def print_json(obj: Any) -> None:

@@ -29,13 +29,14 @@ from sparktrainer.cli.common import (
     out,
     print_fields,
     print_json,
+    publish,
     read_json_file,
     read_model,
     run,
     safe_id,
 )
 from sparktrainer.cli.job_metrics import register_job_actions
-from sparktrainer.contracts.envelope import OutRecord, encode
+from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import CancelRequested, JobSubmitted
 from sparktrainer.contracts.trace import TraceContext, traced
 from sparktrainer.settings import Settings
@@ -67,6 +68,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("validate", help="the validator's verdict on a job file")
     p.add_argument("file", help="job JSON file, or - for stdin")
     p.add_argument("--json", action="store_true")
+    add_db_options(p)
     p.set_defaults(func=cmd_validate)
 
     jobs = subparsers.add_parser("jobs", help="list, show, watch or cancel jobs")
@@ -109,17 +111,6 @@ def _job_from(path: str) -> JobSubmitted:
     return job if job.job_id else job.model_copy(update={"job_id": str(uuid.uuid4())})
 
 
-async def _publish(settings: Settings, record: OutRecord) -> None:
-    from sparktrainer.bus.kafka import make_producer, send
-
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await send(producer, record)
-    finally:
-        await producer.stop()
-
-
 @command
 def cmd_submit(args: argparse.Namespace) -> int:
     """Publish a job; with --wait, follow it and exit with its verdict."""
@@ -127,7 +118,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = load_settings()
     record = traced(encode(job, SOURCE), TraceContext.new())  # the job's trace starts here
     if not args.wait:
-        run(_publish(settings, record))
+        run(publish(settings, record))
         _submitted(job.job_id or "", args.json)
         return OK
 
@@ -136,7 +127,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
         async with JobFollower(settings, job.job_id or "") as follower:
             await follower.skip_history()  # this submission's events only
-            await _publish(settings, record)
+            await publish(settings, record)
             _submitted(job.job_id or "", args.json)
             return await _follow(follower, args)
 
@@ -189,7 +180,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     body = read_json_file(args.file)
     settings = load_settings()
-    verdict = run(check(body, store_for(settings), settings))
+    verdict = run(check(body, store_for(settings), settings, _directory(body, settings, args)))
     if args.json:
         print_json(verdict.as_dict())
     else:
@@ -201,12 +192,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return OK if verdict.valid else NEGATIVE
 
 
+def _directory(body: Any, settings: Settings, args: argparse.Namespace) -> Any:
+    """For a fine-tune, the registry read model (caught up) resolves its parent reference."""
+    from sparktrainer.registry.directory import ReadModelDirectory
+
+    config = body.get("config") if isinstance(body, dict) else None
+    if not (isinstance(config, dict) and isinstance(config.get("model_id"), str)):
+        return None
+    return ReadModelDirectory(read_model(settings, args).conn)
+
+
 @command
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Publish a cancel request for a job."""
     safe_id(args.job_id)
     event = CancelRequested(job_id=args.job_id, reason=args.reason, requested_by=SOURCE)
-    run(_publish(load_settings(), encode(event, SOURCE)))
+    run(publish(load_settings(), encode(event, SOURCE)))
     if args.json:
         print_json({"job_id": args.job_id, "cancel_requested": True})
     else:

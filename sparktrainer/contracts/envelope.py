@@ -17,7 +17,8 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ValidationError
 
-from sparktrainer.contracts.events import EVENT_TYPES, Event, JobSubmitted, deterministic_id, now
+from sparktrainer.contracts.catalog import EVENT_CLASSES
+from sparktrainer.contracts.events import Event, JobSubmitted, deterministic_id, now
 
 JSON = "application/json"
 STRUCTURED = "application/cloudevents+json"
@@ -46,8 +47,9 @@ def encode(event: BaseModel, source: str, event_id: str | None = None) -> OutRec
     """Binary-mode CloudEvent: attributes as ``ce_*`` headers, data as the JSON value."""
     if isinstance(event, Event):
         subject, ce_id = event.subject(), event_id or event.event_id()
+        key = event.partition_key()
     elif isinstance(event, JobSubmitted):
-        subject = event.job_id or ""
+        subject = key = event.job_id or ""
         ce_id = event_id or deterministic_id(JobSubmitted.ce_type, subject or now().isoformat())
     else:  # pragma: no cover - programming error
         raise TypeError(f"not an event: {type(event).__name__}")
@@ -63,7 +65,7 @@ def encode(event: BaseModel, source: str, event_id: str | None = None) -> OutRec
     value = event.model_dump_json(exclude_none=False).encode()
     message = ce_kafka.to_binary(CloudEvent(attributes, value), _FORMAT, lambda _: None)
     topic = event.home_topic() if isinstance(event, Event) else JobSubmitted.topic
-    return OutRecord(topic, subject.encode(), value, list(message.headers.items()))
+    return OutRecord(topic, key.encode(), value, list(message.headers.items()))
 
 
 def header_map(headers: Any) -> dict[str, str]:
@@ -144,7 +146,7 @@ def _looks_structured(data: Any) -> bool:
 def decode(value: bytes | None, headers: Any, expected: type[BaseModel] | None = None) -> Any:
     """Decode one of our own events; ``expected`` pins the class when headers lack a type."""
     attrs, data = unwrap(value, headers)
-    cls = EVENT_TYPES.get(attrs.get("type", ""), expected)
+    cls = EVENT_CLASSES.get(attrs.get("type", ""), expected)
     if cls is None:
         raise EnvelopeError(f"unknown CloudEvents type {attrs.get('type', '')[:120]!r}")
     if expected is not None and not issubclass(cls, expected):

@@ -45,6 +45,10 @@ class Event(BaseModel):
         """A deterministic event id; subclasses add what makes a retry the same event."""
         return deterministic_id(self.ce_type, self.subject())
 
+    def partition_key(self) -> str:
+        """The Kafka key: what must stay in order lands in one partition (the subject here)."""
+        return self.subject()
+
     def home_topic(self) -> str:
         """The topic this event is sent to (a validated job's depends on its route)."""
         return self.topic

@@ -20,7 +20,15 @@ from sparktrainer.contracts.event_base import (
     deterministic_id,
     now,
 )
-from sparktrainer.contracts.jobspec import Framework, JobRequest, JobType, NonNegInt, SafeId
+from sparktrainer.contracts.jobspec import (
+    Framework,
+    JobRequest,
+    JobType,
+    ModelName,
+    NonNegInt,
+    SafeId,
+    check_safe_id,
+)
 from sparktrainer.contracts.kinds import KINDS, JobConfig
 from sparktrainer.contracts.schedule_events import SWEEP_EVENTS, TrainerHeartbeat
 from sparktrainer.contracts.scheduling import (
@@ -39,6 +47,18 @@ class JobSubmitted(JobRequest):
 
     ce_type: ClassVar[str] = "io.sparktrainer.job.submitted.v1"
     topic: ClassVar[str] = topics.JOBS_SUBMITTED
+
+
+class ParentRef(BaseModel):
+    """The model a fine-tune named (``ID``, ``NAME:VERSION`` or ``NAME@ALIAS``) and what it was."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str = Field(max_length=256)
+    model_id: SafeId
+    name: ModelName | None = None
+    version: int | None = None
+    alias: str | None = Field(default=None, max_length=64)
 
 
 class JobValidated(Event):
@@ -61,6 +81,10 @@ class JobValidated(Event):
     warnings: list[str] = Field(default_factory=list)
     source: RecordSource | None = None
     validated_at: datetime = Field(default_factory=now)
+    register_as: ModelName | None = None
+    parent_ref: ParentRef | None = Field(
+        default=None, description="The reference a fine-tune named, and what it resolved to"
+    )
     priority: Priority = DEFAULT_PRIORITY
     resources: Resources = Resources()
     resource_class: str = Field(
@@ -101,6 +125,9 @@ class JobValidated(Event):
                 f"unknown resource_class {self.resource_class[:60]!r}: "
                 f"one of {', '.join(CLASS_NAMES)}"
             )
+        parent = kind.parent_id(self.config)
+        if parent is not None:  # the validator resolved any reference to the concrete id
+            check_safe_id(parent)
         return self
 
 
@@ -291,12 +318,19 @@ class ModelRegistered(Event):
     license: str | None = None
     domain: str | None = None
     description: str | None = None
+    register_as: ModelName | None = Field(
+        default=None, description="The name this model is the next version of (key: the name)"
+    )
 
     def subject(self) -> str:
         return self.model_id
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.model_id)
+
+    def partition_key(self) -> str:
+        """Every version of a name in one partition, in order: versions are numbered by it."""
+        return self.register_as or self.model_id
 
 
 LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (

@@ -45,6 +45,55 @@ def check_safe_id(value: str) -> str:
     return value
 
 
+_ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_VERSION_RE = re.compile(r"[1-9][0-9]{0,8}")
+RESERVED_ALIASES = ("latest",)  # the highest version of a name that is not deleted
+
+
+def check_model_name(value: str) -> str:
+    """A registered model name follows the id rule (it is a Kafka key and a path segment)."""
+    try:
+        return check_safe_id(value)
+    except ValueError as e:
+        raise ValueError(str(e).replace("valid id", "valid model name", 1)) from None
+
+
+def check_alias(value: str, *, settable: bool = False) -> str:
+    """An alias: a letter, then letters, digits, '_' or '-' (64 at most); not like a version."""
+    if not _ALIAS_RE.fullmatch(value) or re.fullmatch(r"[vV][0-9]+", value):
+        raise ValueError(
+            f"'{value[:80]}' is not a valid alias: use 1-64 letters, digits, '_' or '-', "
+            "starting with a letter, and not 'v' + digits"
+        )
+    if settable and value in RESERVED_ALIASES:
+        raise ValueError(f"alias '{value}' is reserved: it always means the highest version")
+    return value
+
+
+def split_ref(value: str) -> tuple[str, int | None, str | None]:
+    """``ID``, ``NAME:VERSION`` or ``NAME@ALIAS`` as (id or name, version, alias)."""
+    if "@" in value:
+        name, _, alias = value.partition("@")
+        return check_model_name(name), None, check_alias(alias)
+    if ":" in value:
+        name, _, version = value.partition(":")
+        if not _VERSION_RE.fullmatch(version):
+            raise ValueError(
+                f"'{value[:80]}': the version after ':' must be a number from 1 to 999999999"
+            )
+        return check_model_name(name), int(version), None
+    return check_safe_id(value), None, None
+
+
+def check_model_ref(value: str) -> str:
+    """A model reference: ``ID``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
+    try:
+        split_ref(value)
+    except ValueError as e:
+        raise ValueError(f"{e} (a model is named by ID, NAME:VERSION or NAME@ALIAS)") from None
+    return value
+
+
 def check_relative_key(value: str) -> str:
     """A path inside a prefix: relative, no '..' segments, no backslashes or NULs."""
     parts = value.replace("\\", "/").split("/")
@@ -60,6 +109,8 @@ def _finite(value: float) -> float:
 
 
 SafeId = Annotated[str, AfterValidator(check_safe_id)]
+ModelName = Annotated[str, AfterValidator(check_model_name)]
+ModelRefText = Annotated[str, AfterValidator(check_model_ref)]
 PosInt = Annotated[StrictInt, Field(gt=0)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 Number = Annotated[StrictFloat | StrictInt, AfterValidator(_finite)]
@@ -199,7 +250,7 @@ class RegisteredPyTorchConfig(TrainingOptions):
     """Fine-tune a model from the registry; its architecture comes from its stored config."""
 
     model_source: Literal["model_id"] = "model_id"
-    model_id: SafeId
+    model_id: ModelRefText  # the validator resolves it to the concrete id
     num_classes: PosInt | None = None
     freeze_layers: StrictBool = False
     learning_rate: PosNumber = 0.0001
@@ -213,7 +264,7 @@ class HuggingFaceConfig(TrainingOptions):
     model_source: Literal["huggingface", "local", "model_id"] = "huggingface"
     model_name: str | None = Field(default=None, max_length=256)
     model_path: str | None = Field(default=None, max_length=1024)
-    model_id: SafeId | None = None
+    model_id: ModelRefText | None = None
     task_type: Literal["classification", "generation"] = "classification"
     num_classes: PosInt = 2
     max_length: PosInt = 128
@@ -285,3 +336,6 @@ class JobRequest(BaseModel):
     # Lineage of a sweep's trial (set by the sweep controller)
     sweep_id: SafeId | None = None
     trial: NonNegInt | None = None
+    register_as: ModelName | None = Field(
+        default=None, description="Register the model as the next version of this name"
+    )

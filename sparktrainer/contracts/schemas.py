@@ -10,10 +10,11 @@ from pydantic import BaseModel, TypeAdapter
 
 from sparktrainer import __version__
 from sparktrainer.contracts import topics
-from sparktrainer.contracts.events import OWNED_EVENTS, Event, JobSubmitted
+from sparktrainer.contracts.catalog import CONTRACT_EVENTS
+from sparktrainer.contracts.event_base import Event
 from sparktrainer.contracts.kinds import JobConfig
 
-EVENTS: tuple[type[BaseModel], ...] = (JobSubmitted, *OWNED_EVENTS)
+EVENTS: tuple[type[BaseModel], ...] = CONTRACT_EVENTS
 
 
 def _name(cls: type[BaseModel]) -> str:
@@ -91,8 +92,16 @@ def _message(cls: type[BaseModel]) -> dict[str, Any]:
             },
         },
         "payload": {"$ref": f"{_name(cls)}.json"},
-        "bindings": {"kafka": {"key": {"type": "string", "description": "job id (model id)"}}},
+        "bindings": {"kafka": {"key": {"type": "string", "description": _key(cls)}}},
     }
+
+
+def _key(cls: type[BaseModel]) -> str:
+    if cls.topic == topics.MODELS_REGISTERED:  # type: ignore[attr-defined]
+        return "registered name when the model has one, else model id"
+    if cls.topic == topics.MODELS_CHANGES:  # type: ignore[attr-defined]
+        return "model name (aliases) or model id (retirement)"
+    return "job id"
 
 
 def config_schema() -> dict[str, Any]:

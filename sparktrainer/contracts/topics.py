@@ -16,6 +16,7 @@ JOBS_REJECTED = "sparktrainer.jobs.rejected"
 JOBS_LIFECYCLE = "sparktrainer.jobs.lifecycle"
 JOBS_CONTROL = "sparktrainer.jobs.control"
 MODELS_REGISTERED = "sparktrainer.models.registered"
+MODELS_CHANGES = "sparktrainer.models.changes"
 SWEEPS = "sparktrainer.sweeps"
 TRAINERS = "sparktrainer.trainers"
 
@@ -46,6 +47,7 @@ ALL_TOPICS: tuple[str, ...] = (
     JOBS_LIFECYCLE,
     JOBS_CONTROL,
     MODELS_REGISTERED,
+    MODELS_CHANGES,
     *(t for t in VALIDATED_TOPICS if t != JOBS_VALIDATED),
     SWEEPS,
     TRAINERS,
@@ -56,7 +58,10 @@ DESCRIPTIONS: dict[str, str] = {
     JOBS_REJECTED: "Submissions that failed validation, with every error at once.",
     JOBS_LIFECYCLE: "Started, progress, checkpoint-saved, completed, failed, cancelled.",
     JOBS_CONTROL: "Control requests for running jobs and sweeps (cancel).",
-    MODELS_REGISTERED: "A model whose files are all uploaded; key = model id.",
+    MODELS_REGISTERED: "A model whose files are all uploaded; key = its registered name, if it "
+    "has one (every version of a name in one partition), else the model id.",
+    MODELS_CHANGES: "Registry changes: alias set/removed (key = model name), archived, deleted, "
+    "purged (key = model id).",
     SWEEPS: "Validated sweeps and the sweep controller's decisions (trials planned, stopped).",
     TRAINERS: "Trainer heartbeats: the classes each trainer serves and the job it runs.",
     **{

@@ -9,7 +9,10 @@ from typing import Any
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.registry.concern import Concern
+from sparktrainer.registry.names import names_of
+from sparktrainer.registry.retirement import retirements_of
 from sparktrainer.registry.rows import Page, Row, bounded, decoded, iso
+from sparktrainer.registry.search import ModelQuery, model_page
 
 MAX_LINEAGE_DEPTH = 64
 DDL = """
@@ -29,11 +32,17 @@ CREATE TABLE IF NOT EXISTS models (
     domain TEXT,
     created_at TEXT NOT NULL,
     description TEXT,
-    storage_prefix TEXT NOT NULL
+    storage_prefix TEXT NOT NULL,
+    registered_name TEXT,  -- names.py: the name this model is a version of (first by name)
+    version INTEGER,
+    status TEXT NOT NULL DEFAULT 'live'  -- retirement.py: live, archived or deleted
 );
 CREATE INDEX IF NOT EXISTS models_by_created ON models (created_at DESC, model_id);
-CREATE INDEX IF NOT EXISTS models_by_framework ON models (framework, created_at DESC);
-CREATE INDEX IF NOT EXISTS models_by_base ON models (base_model_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS models_by_status ON models (status, created_at DESC, model_id);
+CREATE INDEX IF NOT EXISTS models_by_framework ON models (framework, status, created_at DESC);
+CREATE INDEX IF NOT EXISTS models_by_base ON models (base_model_id, status, created_at DESC);
+CREATE INDEX IF NOT EXISTS models_status_by_id ON models (model_id, status);  -- tag/name joins
+CREATE INDEX IF NOT EXISTS models_by_name ON models (registered_name, version);
 CREATE TABLE IF NOT EXISTS model_tags (
     model_id TEXT NOT NULL,
     tag TEXT NOT NULL,
@@ -83,59 +92,40 @@ def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
 
 MODELS = Concern(
     name="models",
-    version=1,
+    version=2,
     ddl=DDL,
     topics=(t.MODELS_REGISTERED,),
     folds={ModelRegistered: _register},
 )
 
 
-def list_models(
-    conn: sqlite3.Connection,
-    framework: str | None = None,
-    base_model_id: str | None = None,
-    tag: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> Page:
-    """Registered models, newest first, filtered by framework, parent model and tag.
+def list_models(conn: sqlite3.Connection, query: ModelQuery | None = None, **filters: Any) -> Page:
+    """Registered models matching a query (default: live ones, newest first).
 
-    The page is chosen on ids and sort keys only (from an index), then its rows are read:
-    sorting whole rows, JSON columns and all, costs more than the query itself.
+    ``filters`` are :class:`ModelQuery` fields (``framework=``, ``tag=``, ``limit=`` ...).
     """
-    limit, offset = bounded(limit, offset)
-    where: list[str] = []
-    params: list[Any] = []
-    if tag is None:
-        source, order = "models m", "m.created_at DESC, m.model_id"
-    else:  # drive from model_tags, which carries created_at for this very order
-        source = "model_tags s JOIN models m USING (model_id)"
-        order = "s.created_at DESC, s.model_id"
-        where, params = ["s.tag = ?"], [tag]
-    for column, value in (("framework", framework), ("base_model_id", base_model_id)):
-        if value is not None:
-            where.append(f"m.{column} = ?")
-            params.append(value)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    total = conn.execute(f"SELECT count(*) FROM {source} {clause}", params).fetchone()[0]
-    page_ids = f"SELECT m.model_id FROM {source} {clause} ORDER BY {order} LIMIT ? OFFSET ?"
-    rows = conn.execute(
-        f"SELECT * FROM models WHERE model_id IN ({page_ids}) ORDER BY created_at DESC, model_id",
-        [*params, limit, offset],
-    ).fetchall()
-    items = [_with_size(decoded(r, MODEL_JSON)) for r in rows]
+    query = query or ModelQuery(**filters)
+    rows, total = model_page(conn, query)
+    items = _described(conn, [decoded(r, MODEL_JSON) for r in rows])
+    limit, offset = bounded(query.limit, query.offset)
     return Page(items=items, total=total, limit=limit, offset=offset)
 
 
-def _with_size(model: Row) -> Row:
-    model["size_bytes"] = sum(int(a.get("size_bytes", 0)) for a in model["artifacts"])
-    return model
+def _described(conn: sqlite3.Connection, models: list[Row]) -> list[Row]:
+    """Size, names (versions and aliases) and retirement of each model, read once per page."""
+    named = names_of(conn, [m["model_id"] for m in models if m["registered_name"]])
+    retired = retirements_of(conn, [m["model_id"] for m in models if m["status"] != "live"])
+    for model in models:
+        model["size_bytes"] = sum(int(a.get("size_bytes", 0)) for a in model["artifacts"])
+        model.update(named.get(model["model_id"], {"versions": [], "aliases": []}))
+        model["retired"] = retired.get(model["model_id"])
+    return models
 
 
 def get_model(conn: sqlite3.Connection, model_id: str) -> Row | None:
-    """One model with its files (path, size, sha256), metrics and metadata; None if unknown."""
+    """One model with its files (path, size, sha256), metrics, metadata, names, retirement."""
     row = conn.execute("SELECT * FROM models WHERE model_id = ?", (model_id,)).fetchone()
-    return _with_size(decoded(row, MODEL_JSON)) if row else None
+    return _described(conn, [decoded(row, MODEL_JSON)])[0] if row else None
 
 
 def lineage(conn: sqlite3.Connection, model_id: str) -> Row | None:

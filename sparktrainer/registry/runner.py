@@ -160,6 +160,8 @@ class Projector:
             return Folded(r.topic, r.partition, r.offset, raw(r, self.settings.limits))
         try:
             event = decode(r.value, r.headers)
+            if getattr(type(event), "topic", r.topic) != r.topic:  # each event on its own topic
+                raise EnvelopeError(f"{type(event).__name__} does not belong on {r.topic}")
         except EnvelopeError as e:
             self.stats.unreadable += 1
             self.counts[(r.topic, "unreadable")] += 1

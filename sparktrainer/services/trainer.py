@@ -5,7 +5,8 @@ topics of the resource classes it serves, one job at a time, the highest aged pr
 ``scheduling/picker.py``), a cancel listener that sees every cancel request (a group-less
 ``LogReader`` from the start of jobs.control), a cancel responder (group
 ``sparktrainer-trainer-control``) that answers cancels for jobs that had already ended, and
-heartbeats on sparktrainer.trainers (``scheduling/presence.py``).
+heartbeats on sparktrainer.trainers (``scheduling/presence.py``); beside them the janitor
+(``services/janitor.py``) removes deleted models' files after their grace.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sparktrainer.contracts.trace import job_trace, traced
 from sparktrainer.scheduling.picker import PriorityWaiting
 from sparktrainer.scheduling.presence import Presence, trainer_id
 from sparktrainer.scheduling.serving import served_classes, unserved
+from sparktrainer.services.janitor import Janitor
 from sparktrainer.services.trainer_metrics import TrainerObserver, WorkerCollector
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
@@ -81,6 +83,7 @@ class TrainerService:
             producer=self.producer,
             consumer_options=consumer_options,
         )
+        self.janitor = Janitor(settings, self.store, self.producer)
         self.ready = asyncio.Event()
 
     def _job_runtime(
@@ -191,6 +194,7 @@ class TrainerService:
         await self.producer.start()
         presence = asyncio.create_task(self._presence().run())
         listener = asyncio.create_task(self.listen_cancels())
+        janitor = asyncio.create_task(self.janitor.run())
         control = asyncio.create_task(self.control.run())
         jobs = asyncio.create_task(self.jobs.run())
         try:
@@ -206,7 +210,8 @@ class TrainerService:
             self.control.stop()
             listener.cancel()
             presence.cancel()
-            await asyncio.gather(control, listener, presence, return_exceptions=True)
+            janitor.cancel()
+            await asyncio.gather(control, listener, presence, janitor, return_exceptions=True)
             await self.producer.stop()
             await self.worker.stop()
         return 0

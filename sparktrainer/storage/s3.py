@@ -176,6 +176,29 @@ class ObjectStore:
             lambda: self.client.copy_object(self.bucket, key, CopySource(self.bucket, source)),
         )
 
+    def size(self, key: str) -> int:
+        """An object's size in bytes; ObjectNotFound when it is missing."""
+        stat = self._retry(f"stat {key}", lambda: self.client.stat_object(self.bucket, key))
+        return int(stat.size or 0)
+
+    def stream(
+        self, key: str, offset: int = 0, length: int | None = None, chunk_bytes: int = 1 << 20
+    ) -> Iterator[bytes]:
+        """An object's bytes from ``offset`` (``length`` of them, or to the end), in chunks.
+
+        Opening is retried; a failure in the middle of the transfer ends the stream (the
+        caller sees a short read and can resume with a range).
+        """
+        resp = self._retry(
+            f"get {key}",
+            lambda: self.client.get_object(self.bucket, key, offset=offset, length=length or 0),
+        )
+        try:
+            yield from resp.stream(chunk_bytes)
+        finally:
+            resp.close()
+            resp.release_conn()
+
     def exists(self, key: str) -> bool:
         """Whether an object exists."""
         try:
@@ -209,9 +232,13 @@ class ObjectStore:
             count += 1
         return count
 
+    def delete(self, key: str) -> None:
+        """Delete one object (a missing one is not an error)."""
+        self._retry(f"delete {key}", partial(self.client.remove_object, self.bucket, key))
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under a prefix; returns how many."""
         keys = list(self.list(prefix))
         for key in keys:
-            self._retry(f"delete {key}", partial(self.client.remove_object, self.bucket, key))
+            self.delete(key)
         return len(keys)

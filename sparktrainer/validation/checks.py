@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from sparktrainer.contracts import kinds
 from sparktrainer.contracts.estimates import ResourceEstimate
+from sparktrainer.contracts.events import ParentRef
 from sparktrainer.contracts.hf_modules import check_lora_targets, model_type_for
 from sparktrainer.contracts.jobspec import (
     FRAMEWORKS_KNOWN,
@@ -26,12 +27,13 @@ from sparktrainer.contracts.jobspec import (
     TrainingOptions,
 )
 from sparktrainer.contracts.kinds import Architecture, JobKind, Parent
+from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.contracts.scheduling import no_class_message, route
 from sparktrainer.contracts.sweeps import SweepConfig
 from sparktrainer.settings import Limits
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation import caps, messages
-from sparktrainer.validation.registered import check_parent, local_architecture
+from sparktrainer.validation.registered import check_parent, local_architecture, resolve_parent
 
 
 @dataclass
@@ -47,6 +49,7 @@ class ValidationResult:
     resource_class: str | None = None  # where it waits (contracts/scheduling.py)
     sweep: SweepConfig | None = None  # a sweep's search, normalized (validation/sweeps.py)
     trials: int = 0  # how many trials that sweep runs
+    parent_ref: ParentRef | None = None
 
     @property
     def valid(self) -> bool:
@@ -56,9 +59,16 @@ class ValidationResult:
 
 
 def validate_job(
-    body: Any, store: ObjectStore | None, limits: Limits | None = None
+    body: Any,
+    store: ObjectStore | None,
+    limits: Limits | None = None,
+    directory: ModelDirectory | None = None,
 ) -> ValidationResult:
-    """Run every check on a job body (a dict as the guide writes it); report all errors."""
+    """Run every check on a job body (a dict as the guide writes it); report all errors.
+
+    ``directory`` resolves a fine-tune's registered parent (NAME:VERSION, NAME@ALIAS, and
+    whether it was deleted); without one only plain model ids can be fine-tuned.
+    """
     limits = limits or Limits()
     result = ValidationResult()
     if not isinstance(body, dict):
@@ -73,6 +83,7 @@ def validate_job(
         result.errors.extend(messages.from_pydantic(e))
     if result.request is not None:
         _check_route(result.request, limits, result)
+    result.errors.extend(_request_caps(result.request, limits))
     framework, job_type = body.get("framework"), body.get("type")
     _check_framework(framework, result)
     _check_type(job_type, result)
@@ -86,8 +97,15 @@ def validate_job(
         result.errors.extend(messages.from_pydantic(e, prefix="config"))
         return result
     result.kind = kind
-    _check_kind(kind, result.config, store, limits, result)
+    _check_kind(kind, result.config, store, limits, result, directory)
     return result
+
+
+def _request_caps(request: JobRequest | None, limits: Limits) -> list[str]:
+    """What the job asks for outside its config: the length of the name it registers as."""
+    name = request.register_as if request else None
+    over = name and caps.over("register_as (characters)", len(name), "model_name_chars", limits)
+    return [over] if over else []
 
 
 def _check_kind(
@@ -96,11 +114,19 @@ def _check_kind(
     store: ObjectStore | None,
     limits: Limits,
     result: ValidationResult,
+    directory: ModelDirectory | None = None,
 ) -> None:
     """Caps, the registered parent, the estimate and the kind's own checks."""
     result.errors.extend(caps.check_asks(kind, config, limits))
     if result.errors:
         return  # a job that asks beyond a cap is not estimated (nor its parent fetched)
+    resolved = resolve_parent(kind, config, directory)
+    result.errors.extend(resolved.errors)
+    result.warnings.extend(resolved.warnings)
+    if resolved.errors:
+        return
+    config = result.config = resolved.config
+    result.parent_ref = resolved.parent_ref
     parent: Parent | None = None
     if store is not None:
         parent, problems = check_parent(kind, config, store)

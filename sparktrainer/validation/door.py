@@ -13,6 +13,7 @@ from typing import Any
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, encode, unwrap
 from sparktrainer.contracts.events import JobRejected, JobValidated
 from sparktrainer.contracts.records import Received, derived_id, job_id_for, key_job_id
+from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.settings import Limits
 from sparktrainer.storage.s3 import ObjectStore
@@ -27,7 +28,12 @@ _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 Verdict = JobValidated | JobRejected | SweepValidated
 
 
-def decide(rec: Received, store: ObjectStore | None, limits: Limits) -> Verdict:
+def decide(
+    rec: Received,
+    store: ObjectStore | None,
+    limits: Limits,
+    directory: ModelDirectory | None = None,
+) -> Verdict:
     """The verdict on one record: validated with its normalized config, or rejected."""
     size = len(rec.value or b"")
     if size > limits.submission_bytes:
@@ -43,7 +49,7 @@ def decide(rec: Received, store: ObjectStore | None, limits: Limits) -> Verdict:
     except EnvelopeError as e:
         return rejected(rec, [f"Submission could not be read: {e}"])
     job_id, warnings = job_id_for(rec, body)
-    result = validate_submission(body, store, limits)
+    result = validate_submission(body, store, limits, directory)
     result.warnings[:0] = warnings
     if not result.valid:
         return rejected(rec, result.errors, result, job_id=job_id)
@@ -96,6 +102,8 @@ def _validated(rec: Received, job_id: str, result: ValidationResult) -> JobValid
         resource_class=result.resource_class,
         sweep_id=req.sweep_id,
         trial=req.trial,
+        register_as=req.register_as,
+        parent_ref=result.parent_ref,
         **_told(rec, result),
     )
 
@@ -120,6 +128,11 @@ def rejected(
     )
 
 
-def answer(rec: Received, store: ObjectStore | None, limits: Limits) -> list[OutRecord]:
+def answer(
+    rec: Received,
+    store: ObjectStore | None,
+    limits: Limits,
+    directory: ModelDirectory | None = None,
+) -> list[OutRecord]:
     """The one output record for an input record."""
-    return [encode(decide(rec, store, limits), SOURCE)]
+    return [encode(decide(rec, store, limits, directory), SOURCE)]

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sparktrainer.contracts.jobspec import FRAMEWORKS_RUN, SWEEP_TYPE, JobRequest
+from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.contracts.sweeps import SWEEP_ID_CHARS, SweepConfig, with_params
 from sparktrainer.settings import Limits
 from sparktrainer.storage.s3 import ObjectStore
@@ -21,17 +22,23 @@ from sparktrainer.validation.checks import ValidationResult, validate_job
 
 
 def validate_submission(
-    body: Any, store: ObjectStore | None, limits: Limits | None = None
+    body: Any,
+    store: ObjectStore | None,
+    limits: Limits | None = None,
+    directory: ModelDirectory | None = None,
 ) -> ValidationResult:
-    """Every check of a submission: a sweep's, or a job's."""
+    """Every check of a submission: a sweep's, or a job's (``directory``: see validate_job)."""
     limits = limits or Limits()
     if isinstance(body, dict) and body.get("type") == SWEEP_TYPE:
-        return validate_sweep(body, store, limits)
-    return validate_job(body, store, limits)
+        return validate_sweep(body, store, limits, directory)
+    return validate_job(body, store, limits, directory)
 
 
 def validate_sweep(
-    body: dict[str, Any], store: ObjectStore | None, limits: Limits
+    body: dict[str, Any],
+    store: ObjectStore | None,
+    limits: Limits,
+    directory: ModelDirectory | None = None,
 ) -> ValidationResult:
     """A sweep's checks; the result's ``sweep`` is the normalized search (base filled in)."""
     result = ValidationResult()
@@ -55,7 +62,7 @@ def validate_sweep(
     if result.errors or result.request is None:
         return result
     config = config.model_copy(update={"base": _base(config.base, result.request)})
-    _check_trials(config, store, limits, result)
+    _check_trials(config, store, limits, result, directory)
     result.sweep, result.trials = config, config.trials(limits.sweep_grid_points)
     if result.trials < config.max_trials:
         result.warnings.append(
@@ -76,18 +83,26 @@ def _base(base: dict[str, Any], sweep: JobRequest) -> dict[str, Any]:
 
 
 def _check_trials(
-    config: SweepConfig, store: ObjectStore | None, limits: Limits, result: ValidationResult
+    config: SweepConfig,
+    store: ObjectStore | None,
+    limits: Limits,
+    result: ValidationResult,
+    directory: ModelDirectory | None = None,
 ) -> None:
     """The base job, then the base with each end of each parameter set (no store lookups)."""
-    base = validate_job(config.base, store, limits)
+    base = validate_job(config.base, store, limits, directory)
     result.errors.extend(f"config.base: {e}" for e in base.errors)
     result.warnings.extend(f"config.base: {w}" for w in base.warnings)
     result.resource_class = base.resource_class
     if base.errors:
         return
+    concrete = config.base  # the corners are checked against the parent the base resolved to
+    if base.parent_ref is not None and isinstance(config.base.get("config"), dict):
+        parent = {**config.base["config"], "model_id": base.parent_ref.model_id}
+        concrete = {**config.base, "config": parent}
     for name, param in config.space.items():
         for value in param.corners()[: limits.sweep_choices]:
-            trial = validate_job(with_params(config.base, {name: value}), None, limits)
+            trial = validate_job(with_params(concrete, {name: value}), None, limits)
             for error in trial.errors:
                 message = f"config.space.{name} = {messages.quoted(value)}: {error}"
                 if message not in result.errors:

@@ -37,10 +37,13 @@ def model(model_id: str, base: str | None = None, tags: list[str] | None = None,
         name=f"model {model_id}",
         framework="pytorch",
         architecture={"architecture": "custom", "input_size": 4, "output_size": 2},
-        artifacts=[
-            Artifact(path="model.pth", size_bytes=1234, sha256="a" * 64),
-            Artifact(path="config.json", size_bytes=56, sha256="b" * 64),
-        ],
+        artifacts=kw.pop(
+            "artifacts",
+            [
+                Artifact(path="model.pth", size_bytes=1234, sha256="a" * 64),
+                Artifact(path="config.json", size_bytes=56, sha256="b" * 64),
+            ],
+        ),
         storage_prefix=f"models/{model_id}/",
         base_model_id=base,
         lineage=kw.pop("lineage", [base] if base else []),

@@ -256,7 +256,14 @@ def test_openapi_lists_every_endpoint(stack, tmp_path: Path) -> None:
         "/api/jobs/{job_id}",
         "/api/jobs/{job_id}/cancel",
         "/api/models",
-        "/api/models/{model_id}",
-        "/api/models/{model_id}/lineage",
+        "/api/models/{ref}",
+        "/api/models/{ref}/lineage",
+        "/api/models/{ref}/archive",
+        "/api/models/{ref}/files",
+        "/api/models/{ref}/files/{path}",
+        "/api/registered-models",
+        "/api/registered-models/{name}",
+        "/api/registered-models/{name}/aliases/{alias}",
+        "/api/registered-models/{name}/aliases/{alias}/history",
     }
     assert json.dumps(paths)  # serializable

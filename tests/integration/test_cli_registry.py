@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -285,3 +286,52 @@ async def test_projector_process_catches_up_and_stops_on_sigterm(stack, env, tmp
     assert get_model(conn, second) is not None
     proc.terminate()
     assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def _uploaded_model(settings, model_id: str, name: str, files: dict[str, bytes], **kw: Any):
+    """A model whose files really are in S3 (with their sha256 in its registration)."""
+    from sparktrainer.contracts.events import Artifact
+    from sparktrainer.storage.s3 import ObjectStore
+
+    s3 = ObjectStore.from_settings(settings)
+    for path, data in files.items():
+        s3.put_bytes(f"models/{model_id}/{path}", data)
+    s3.put_json(f"models/{model_id}/metadata.json", {"model_id": model_id})
+    sha = kw.pop("sha", {})
+    digest = {p: sha.get(p, hashlib.sha256(d).hexdigest()) for p, d in files.items()}
+    artifacts = [Artifact(path=p, size_bytes=len(d), sha256=digest[p]) for p, d in files.items()]
+    await publish(settings, model(model_id, register_as=name, artifacts=artifacts, **kw))
+
+
+async def test_models_alias_list_history_and_download(stack, env, tmp_path) -> None:
+    name = unique("cli-name")
+    ids = [unique("v1"), unique("v2")]
+    files = {"model.pth": b"weights" * 1000, "sub/config.json": b'{"builder": "mlp"}'}
+    for model_id in ids:
+        await _uploaded_model(stack, model_id, name, files)
+    rc, out, err = await cli(env, "models", "alias", f"{name}@champion", "1", "--by", "alice")
+    assert rc == 0, err
+    rc, out, err = await cli(env, "models", "alias", f"{name}@champion", "2", "--json")
+    assert rc == 0 and lines(out)[0]["version"] == 2, err
+    rc, out, err = await cli(env, "models", "history", f"{name}@champion", "--json")
+    moves = lines(out)[0]["history"]
+    assert [(m["previous_version"], m["version"]) for m in moves] == [(None, 1), (1, 2)]
+    assert moves[0]["by"] == "alice"
+    rc, out, _ = await cli(env, "models", "list", "--name", name, "--alias", "champion", "--json")
+    assert [m["model_id"] for m in lines(out)[0]["models"]] == [ids[1]]
+    rc, out, err = await cli(env, "models", "download", f"{name}@champion", str(tmp_path / "d"))
+    assert rc == 0, err
+    for path, data in files.items():
+        assert (tmp_path / "d" / path).read_bytes() == data
+    rc, _, err = await cli(env, "models", "alias", f"{name}@latest", "1")
+    assert rc == 2 and "reserved" in err
+
+
+async def test_download_refuses_files_whose_sha256_does_not_match(stack, env, tmp_path) -> None:
+    model_id = unique("tampered")
+    files = {"model.pth": b"real weights", "config.json": b"{}"}
+    await _uploaded_model(stack, model_id, unique("t"), files, sha={"model.pth": "0" * 64})
+    rc, out, err = await cli(env, "models", "download", model_id, str(tmp_path / "t"), "--json")
+    assert rc == 1 and "did not match" in err
+    assert lines(out)[0]["sha256_mismatch"] == ["model.pth"]
+    assert not (tmp_path / "t" / "model.pth").exists() and (tmp_path / "t" / "config.json").exists()

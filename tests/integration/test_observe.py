@@ -30,6 +30,7 @@ from sparktrainer.contracts.events import (
     JobStarted,
     ModelRegistered,
 )
+from sparktrainer.contracts.model_events import ModelAliasSet
 from sparktrainer.contracts.topics import (
     JOBS_CONTROL,
     JOBS_LIFECYCLE,
@@ -385,9 +386,11 @@ async def test_the_dashboard_follows_a_job_draws_its_curves_lineage_and_checks_a
     assert s.seen["first_status"] in ("submitted", "validated", "running")
     assert s.seen["last_status"] == "completed" and s.seen["same_document"]
     root = unique("lineage")
-    chain = [model(f"{root}-a"), model(f"{root}-b", base=f"{root}-a"),
+    # a and b are versions 1 and 2 of the name root, and root@champion points at 2.
+    chain = [model(f"{root}-a", register_as=root),
+             model(f"{root}-b", base=f"{root}-a", register_as=root),
              model(f"{root}-c", base=f"{root}-b", lineage=[f"{root}-b", f"{root}-a"])]  # fmt: skip
-    await publish(stack, *chain)
+    await publish(stack, *chain, ModelAliasSet(name=root, alias="champion", version=2, by="ci"))
     await asyncio.to_thread(_job_page, s)
     await asyncio.to_thread(_models_pages, s, root)
     await asyncio.to_thread(_submit_page, s)
@@ -426,9 +429,16 @@ def _models_pages(s: Scenario, root: str) -> None:
         grandchild,
     )
     assert path == [f"{root}-c", f"{root}-b", f"{root}-a"]
+    row = f"document.querySelector('#models-table tr[data-model-id=\"{root}-b\"]')"
+    wait_for(b, f"{row}?.textContent.includes('{root}@champion')", 30)
+    assert f"{root}:2" in b.execute_script(f"return {row}.textContent;")
+    first = b.find_element("css selector", f'#models-table tr[data-model-id="{root}-a"]').text
+    assert f"{root}:1" in first and "champion" not in first
     screenshot(b, "models")
     b.get(s.url(f"#/models/{root}-b"))
     wait_for(b, _files_of(f"models/{root}-b/"), 30)
+    facts = b.find_element("css selector", "main .card dl.facts").text
+    assert f"{root}:2" in facts and f"{root}@champion" in facts
     lineage = b.find_element("id", "model-lineage").text
     assert (
         lineage.index(f"model {root}-a")

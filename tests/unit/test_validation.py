@@ -41,6 +41,7 @@ def test_every_complete_guide_example_is_well_formed(job: dict) -> None:
         assert result.errors == [
             f"config.model_id: '{job['config']['model_id']}' is not a valid id: use 1-128 "
             "letters, digits, '.', '_' or '-', starting with a letter or digit, and no '..' "
+            "(a model is named by ID, NAME:VERSION or NAME@ALIAS) "
             f'(got "{job["config"]["model_id"]}")'
         ]
         return

@@ -22,6 +22,7 @@ from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested, JobSubmitted
 from sparktrainer.contracts.jobspec import check_safe_id
 from sparktrainer.contracts.trace import TraceContext, traced
+from sparktrainer.registry.directory import ReadModelDirectory
 from sparktrainer.registry.job_details import job_details
 from sparktrainer.registry.jobs import get_job, list_jobs
 from sparktrainer.telemetry.tracing import span
@@ -61,7 +62,8 @@ async def validate(request: Request) -> dict[str, Any]:
     """The validator's verdict on a job, without submitting it."""
     body = await json_object(request)
     state = state_of(request)
-    verdict = await check(body, state.object_store(), state.settings)
+    directory = ReadModelDirectory(state.registry.conn)  # the read model as it stands
+    verdict = await check(body, state.object_store(), state.settings, directory)
     return verdict.as_dict()
 
 

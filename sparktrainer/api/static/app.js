@@ -294,6 +294,21 @@ function tree(roots, childrenOf, currentId) {
   return el("ul", { class: "tree" }, roots.map((m) => branch(m, 0)));
 }
 
+// A registered model's NAME:VERSION; a model without a name has none.
+function versionOf(m) {
+  return m.registered_name && m.version != null ? `${m.registered_name}:${m.version}` : "";
+}
+
+// "deleted by ALICE, WHEN": the tombstone (or the archive), in words.
+function retiredText(m) {
+  const r = m.retired || {};
+  const gone = m.status === "deleted";
+  const by = gone ? r.deleted_by : r.archived_by;
+  const at = gone ? r.deleted_at : r.archived_at;
+  const purged = r.files_removed_at ? `files removed ${when(r.files_removed_at)}` : "";
+  return [m.status, by ? `by ${by}` : "", at ? when(at) : "", purged].filter(Boolean).join(", ");
+}
+
 function modelsView() {
   const body = el("div", { class: "card", id: "models-tree" }, "loading...");
   const table = el("div", { class: "card" });
@@ -314,13 +329,13 @@ function modelsView() {
     }
     const roots = models.filter((m) => !m.base_model_id || !byId.has(m.base_model_id)).reverse();
     body.replaceChildren(el("h2", {}, "Lineage"), models.length ? tree(roots, (m) => kids.get(m.model_id) || []) : el("div", { class: "empty" }, "No models registered yet."));
-    const named = models.some((m) => m.version !== undefined || m.aliases !== undefined);
+    const named = models.some((m) => m.registered_name);
     const heads = ["Model", ...(named ? ["Version", "Aliases"] : []), "Framework", "Task", "Size", "Created"];
     table.replaceChildren(el("h2", {}, "All models"), el("table", { id: "models-table" },
       el("thead", {}, el("tr", {}, heads.map((h) => el("th", {}, h)))),
       el("tbody", {}, models.map((m) => el("tr", { "data-model-id": m.model_id },
         el("td", {}, link(`#/models/${encodeURIComponent(m.model_id)}`, m.name || m.model_id), el("div", { class: "mono sub" }, m.model_id)),
-        ...(named ? [el("td", {}, m.version ?? ""), el("td", {}, (m.aliases || []).join(", "))] : []),
+        ...(named ? [el("td", { class: "mono" }, versionOf(m)), el("td", { class: "mono" }, (m.aliases || []).join(", "))] : []),
         el("td", {}, m.framework), el("td", {}, m.task), el("td", { class: "num" }, bytes(m.size_bytes)), el("td", {}, when(m.created_at)))))));
   });
 }
@@ -345,7 +360,8 @@ async function modelView(modelId) {
   $view.replaceChildren(
     el("div", { class: "card" }, el("h1", {}, m.name), el("div", { class: "sub mono" }, m.model_id),
       el("dl", { class: "facts" },
-        ...[["Framework", m.framework], ["Task", m.task], ["Version", m.version], ["Aliases", (m.aliases || []).join(", ")],
+        ...[["Framework", m.framework], ["Task", m.task], ["Version", versionOf(m)], ["Aliases", (m.aliases || []).join(", ")],
+          ["Status", m.status === "live" ? "" : retiredText(m)],
           ["Trained by", link(`#/jobs/${encodeURIComponent(m.job_id)}`, m.job_id)], ["Created", when(m.created_at)],
           ["Tags", (m.tags || []).join(", ")], ["License", m.license], ["Size", bytes(m.size_bytes)]]
           .filter(([, v]) => v !== undefined && v !== null && v !== "").map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]))),

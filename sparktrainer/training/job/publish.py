@@ -72,6 +72,7 @@ class ModelPublisher:
             license=job.license,
             domain=job.domain,
             description=job.description,
+            register_as=job.register_as,
         )
         self._upload_metadata(event, extra_metadata or {})
         return event

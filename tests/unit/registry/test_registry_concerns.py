@@ -101,6 +101,7 @@ def test_projected_topics_are_the_concerns_topics() -> None:
     assert set(PROJECTED_TOPICS) == {topic for c in CONCERNS for topic in c.topics}
     assert set(PROJECTED_TOPICS) == {
         t.MODELS_REGISTERED,
+        t.MODELS_CHANGES,
         t.JOBS_SUBMITTED,
         *t.VALIDATED_TOPICS,  # JOBS_VALIDATED among them: the (cpu, normal) route
         t.JOBS_REJECTED,

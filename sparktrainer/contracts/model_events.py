@@ -1,0 +1,99 @@
+"""The registry's own events, on ``sparktrainer.models.changes``: aliases and retirement.
+
+Alias moves are keyed by the model *name* (one name's moves are totally ordered), retirement
+by the model id. Published by the API and the CLI (the janitor publishes ``model.purged``);
+the projector folds them (``registry/names.py``, ``registry/retirement.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar
+
+from pydantic import AfterValidator, Field, StrictInt
+
+from sparktrainer.contracts import topics
+from sparktrainer.contracts.event_base import Event, deterministic_id, now
+from sparktrainer.contracts.jobspec import ModelName, SafeId, check_alias
+
+AliasName = Annotated[str, AfterValidator(lambda a: check_alias(a, settable=True))]
+Version = Annotated[StrictInt, Field(ge=1, le=999_999_999)]
+
+
+class ModelChange(Event):
+    """Base of the events on models.changes: who asked, when, and why."""
+
+    topic: ClassVar[str] = topics.MODELS_CHANGES
+
+    by: str | None = Field(default=None, max_length=256, description="Who asked (as claimed)")
+    at: datetime = Field(default_factory=now)
+    reason: str | None = Field(default=None, max_length=1024)
+
+
+class ModelAliasSet(ModelChange):
+    """``name@alias`` now points at ``version`` of ``name`` (a move when it pointed elsewhere)."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.model.alias-set.v1"
+
+    name: ModelName
+    alias: AliasName
+    version: Version
+
+    def subject(self) -> str:
+        return self.name
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.name, self.alias, self.version, self.at)
+
+
+class ModelAliasRemoved(ModelChange):
+    """``name@alias`` no longer points anywhere."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.model.alias-removed.v1"
+
+    name: ModelName
+    alias: AliasName
+
+    def subject(self) -> str:
+        return self.name
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.name, self.alias, self.at)
+
+
+class ModelRetirement(ModelChange):
+    """Base of the events that retire one model (key = its id)."""
+
+    model_id: SafeId
+
+    def subject(self) -> str:
+        return self.model_id
+
+
+class ModelArchived(ModelRetirement):
+    """The model leaves the default lists; it stays readable and usable as a parent."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.model.archived.v1"
+
+
+class ModelDeleted(ModelRetirement):
+    """The model is gone for good: no fine-tunes, no downloads; files removed after a grace."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.model.deleted.v1"
+
+
+class ModelPurged(ModelRetirement):
+    """The janitor removed a deleted model's files from the object store."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.model.purged.v1"
+
+    files_removed: Annotated[StrictInt, Field(ge=0)]
+
+
+MODEL_EVENTS: tuple[type[ModelChange], ...] = (
+    ModelAliasSet,
+    ModelAliasRemoved,
+    ModelArchived,
+    ModelDeleted,
+    ModelPurged,
+)

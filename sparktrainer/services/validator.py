@@ -1,0 +1,92 @@
+"""The validator's wiring: the consumer runtime over jobs.submitted, and its registry directory.
+
+Every record is answered exactly once (``validation.door``). Fine-tunes name their parent by
+id, NAME:VERSION or NAME@ALIAS; the ``RegistryDirectory`` (a read model of the registry topics
+of its own, caught up with the log before each lookup) resolves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from sparktrainer.bus.runtime import ConsumerRuntime
+from sparktrainer.contracts.envelope import OutRecord, encode
+from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.refs import ModelDirectory
+from sparktrainer.contracts.topics import JOBS_SUBMITTED
+from sparktrainer.contracts.trace import job_trace, traced
+from sparktrainer.registry.directory import RegistryDirectory
+from sparktrainer.settings import Settings
+from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.telemetry.prometheus import Collector
+from sparktrainer.telemetry.tracing import span
+from sparktrainer.validation import door
+
+GROUP = "sparktrainer-validator"
+
+
+def build_runtime(
+    settings: Settings,
+    store: ObjectStore | None,
+    group_id: str = GROUP,
+    directory: ModelDirectory | None = None,
+    **options: object,
+) -> ConsumerRuntime:
+    """The validator's runtime: many records at once, each answered exactly once."""
+
+    async def handle(rec: Received) -> list[OutRecord]:
+        started_ns = time.time_ns()
+        answers = await asyncio.to_thread(door.answer, rec, store, settings.limits, directory)
+        return [in_trace(rec, answer, started_ns) for answer in answers]
+
+    async def on_failure(rec: Received, error: BaseException) -> list[OutRecord]:
+        # The checks themselves never raise; this is the object store or Kafka staying down.
+        reason = f"Could not validate the job: {type(error).__name__}: {error}"[:400]
+        rejected = door.rejected(rec, [reason + " (a transient failure: resubmit the job)"])
+        return [in_trace(rec, encode(rejected, door.SOURCE), time.time_ns())]
+
+    return ConsumerRuntime(
+        settings,
+        name="validator",
+        group_id=group_id,
+        topics=(JOBS_SUBMITTED,),
+        handler=handle,
+        on_failure=on_failure,
+        concurrency=settings.validator_concurrency,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def in_trace(rec: Received, answer: OutRecord, started_ns: int) -> OutRecord:
+    """The answer in the submission's trace, with the validator's span as its parent."""
+    parent = job_trace(rec.headers, answer.key.decode(errors="replace"))
+    with span("validate job", parent, started_ns, topic=answer.topic) as trace:
+        return traced(answer, trace)
+
+
+class ValidatorService:
+    """The runtime, with the registry directory open around it."""
+
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        store = ObjectStore.from_settings(settings) if settings.s3_endpoint else None
+        self.directory = RegistryDirectory(settings)
+        self.runtime = build_runtime(settings, store, args.group_id, self.directory)
+
+    async def run(self) -> None:
+        """Open the directory, answer records until stopped, close it."""
+        async with self.directory:
+            await self.runtime.run()
+
+    async def wait_positioned(self, timeout_s: float) -> None:
+        """See ``ConsumerRuntime.wait_positioned``."""
+        await self.runtime.wait_positioned(timeout_s)
+
+    def stop(self) -> None:
+        """Finish the records in flight, then stop."""
+        self.runtime.stop()
+
+    def collectors(self) -> list[Collector]:
+        """What Prometheus reads of it: the runtime's records and lag."""
+        return self.runtime.collectors()

@@ -1,0 +1,64 @@
+"""The janitor's schedule (pure: deletions and purges in, models due out) and byte ranges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sparktrainer.api.routes.model_files import byte_range
+from sparktrainer.api.state import ApiError
+from sparktrainer.contracts.model_events import ModelDeleted, ModelPurged
+from sparktrainer.services.janitor import Janitor
+from sparktrainer.settings import Settings
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def janitor(grace_s: float) -> Janitor:
+    # fold() and due() read only the log's events and the clock: no store or producer needed.
+    return Janitor(Settings(model_delete_grace_s=grace_s), None, None)  # type: ignore[arg-type]
+
+
+def test_a_deleted_model_is_due_once_its_grace_has_passed() -> None:
+    j = janitor(3600)
+    j.fold(ModelDeleted(model_id="m1", at=T0))
+    j.fold(ModelDeleted(model_id="m2", at=T0 + timedelta(minutes=30)))
+    j.fold(ModelDeleted(model_id="m1", at=T0 + timedelta(hours=5)))  # a second delete: first wins
+    assert j.due(T0 + timedelta(minutes=59)) == []
+    assert j.due(T0 + timedelta(hours=1)) == ["m1"]
+    assert j.due(T0 + timedelta(hours=2)) == ["m1", "m2"]
+    j.fold(ModelPurged(model_id="m1", files_removed=3))
+    assert j.due(T0 + timedelta(hours=2)) == ["m2"]
+    assert j.stats.deletions_seen == 2
+
+
+def test_other_events_change_nothing() -> None:
+    j = janitor(0)
+    j.fold(object())
+    j.fold(ModelPurged(model_id="never-deleted", files_removed=0))
+    assert j.due(T0) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "span"),
+    [
+        (None, 100, None),
+        ("bytes=0-9", 100, (0, 9)),
+        ("bytes=90-", 100, (90, 99)),
+        ("bytes=-10", 100, (90, 99)),
+        ("bytes=-500", 100, (0, 99)),
+        ("bytes=50-5000", 100, (50, 99)),
+        ("bytes=0-1,5-6", 100, None),  # several ranges: the whole file
+        ("items=0-1", 100, None),  # not bytes: the whole file
+    ],
+)
+def test_byte_ranges(header: str | None, size: int, span: tuple[int, int] | None) -> None:
+    assert byte_range(header, size) == span
+
+
+@pytest.mark.parametrize("header", ["bytes=100-", "bytes=9-3", "bytes=-0"])
+def test_unsatisfiable_ranges_are_416(header: str) -> None:
+    with pytest.raises(ApiError) as e:
+        byte_range(header, 100)
+    assert e.value.status == 416 and e.value.headers == {"Content-Range": "bytes */100"}
