@@ -39,7 +39,7 @@ def name(request: Request, name: str) -> JSONResponse:
 
 
 @router.get("/{name}/aliases/{alias}/history")
-def history(request: Request, name: str, alias: str) -> JSONResponse:
+def alias_moves(request: Request, name: str, alias: str) -> JSONResponse:
     """Every move of one alias, oldest first: who, when, from which version to which."""
     moves = state_of(request).registry.read(alias_history, name, alias)
     if not moves:
