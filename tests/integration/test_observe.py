@@ -321,7 +321,8 @@ def test_tensorboard_reads_the_same_scalars_from_the_models_logs(scenario, tmp_p
 
 def test_every_services_metrics_move_during_the_job(scenario) -> None:
     before, during, after = (scenario.scrapes[k][0] for k in ("before", "during", "after"))
-    assert set(after) == {"validator", "trainer", "projector", "api"}
+    assert set(after) == {"validator", "trainer", "projector", "api", "sweep_controller"}
+    assert "sparktrainer_sweeps_open" in after["sweep_controller"]
     submitted = {"topic": JOBS_SUBMITTED}
     assert total(
         after["validator"], "sparktrainer_records_total", outcome="handled", **submitted
