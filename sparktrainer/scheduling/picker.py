@@ -51,6 +51,9 @@ class PriorityWaiting:
         self.clock = clock
         self._queues: dict[TopicPartition, deque[Received]] = {}
         self._settled_at = 0
+        # A partition whose last waiting record was just taken: its next records may still be
+        # on the way (a record skipped at once, unreadable, frees the slot before they come).
+        self._drained: dict[TopicPartition, tuple[int, Waiting]] = {}
 
     def __repr__(self) -> str:
         heads = {f"{tp.topic}/{tp.partition}": len(q) for tp, q in self._queues.items() if q}
@@ -73,14 +76,35 @@ class PriorityWaiting:
             return None
         now = self.clock()
         best = min(heads, key=lambda r: self.waiting(r).order(now, self.aging_s, self.priorities))
-        return self._queues[tp_of(best)].popleft()
+        if self._behind_a_drained_partition(best, now):
+            return None
+        tp = tp_of(best)
+        taken = self._queues[tp].popleft()
+        if not self._queues[tp]:
+            self._drained[tp] = (now, self.waiting(taken))
+        return taken
+
+    def _behind_a_drained_partition(self, best: Received, now: int) -> bool:
+        """Whether a partition drained less than ``settle_s`` ago may hold a better record."""
+        settle_ms = int(self.settle_s * 1000)
+        self._drained = {
+            tp: d
+            for tp, d in self._drained.items()
+            if now - d[0] < settle_ms and not self._queues.get(tp)
+        }
+        mine = self.waiting(best).order(now, self.aging_s, self.priorities)
+        return any(
+            w.order(now, self.aging_s, self.priorities) < mine for _, w in self._drained.values()
+        )
 
     def drop(self, tps: set[TopicPartition]) -> None:
         for tp in tps:
             self._queues.pop(tp, None)
+            self._drained.pop(tp, None)
 
     def clear(self) -> None:
         self._queues.clear()
+        self._drained.clear()
 
     def assigned(self, tps: set[TopicPartition]) -> None:
         self._settled_at = self.clock() + int(self.settle_s * 1000)

@@ -95,3 +95,26 @@ def test_after_an_assignment_it_settles_before_the_first_pick_and_drops_revoked(
     w.add(rec("gpu", "high", 2, NOW, partition=1))
     w.drop({TopicPartition(validated_topic("gpu", "high"), 1)})
     assert len(w) == 1 and order(w) == [1]
+
+
+def test_a_just_drained_better_partition_is_waited_for_before_a_worse_pick() -> None:
+    """A high record skipped at once (unreadable) frees the slot before the next high arrives."""
+    clock = Clock()
+    w = PriorityWaiting(60.0, settle_s=0.5, clock=clock)
+    w.add(rec("gpu", "high", 0, NOW, partition=1))
+    w.add(rec("gpu", "low", 5, NOW - 1000))
+    assert w.take().offset == 0  # type: ignore[union-attr]
+    assert w.take() is None  # the high partition's next record may be on the way
+    w.add(rec("gpu", "high", 1, NOW, partition=1))
+    assert w.take().offset == 1  # type: ignore[union-attr]
+    clock.ms += 500
+    assert w.take().offset == 5  # type: ignore[union-attr]  # nothing came: the low one goes
+
+
+def test_a_drained_partition_of_lower_priority_does_not_hold_a_better_pick() -> None:
+    clock = Clock()
+    w = PriorityWaiting(60.0, settle_s=0.5, clock=clock)
+    w.add(rec("gpu", "low", 0, NOW))
+    assert w.take().offset == 0  # type: ignore[union-attr]
+    w.add(rec("gpu", "high", 1, NOW, partition=1))
+    assert w.take().offset == 1  # type: ignore[union-attr]
