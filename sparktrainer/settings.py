@@ -19,42 +19,75 @@ class Limits(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPARKTRAINER_MAX_", extra="ignore")
 
     # What a job asks for, field by field
-    epochs: int = 1000
-    batch_size: int = 4096
-    learning_rate: float = 10.0
-    gradient_accumulation_steps: int = 1024
-    job_runtime_s: float = 7 * 24 * 3600.0
-    hidden_units: int = 65536  # MLP layer width, ResNet channels
-    layers: int = 64  # MLP hidden layers, ResNet blocks
-    num_classes: int = 100_000
-    input_size: int = 10_000_000  # features per sample (MLP input, C*H*W of an image)
-    image_side: int = 4096  # height or width of an input shape
-    image_channels: int = 64
-    sequence_length: int = 8192
-    lora_r: int = 512
-    world_size: int = 8  # DDP processes one job may ask for
-    seed: int = 2**32 - 1
-    dataset_samples: int = 10_000_000
+    epochs: int = Field(default=1000, description="Epochs of one job")
+    batch_size: int = Field(default=4096, description="Samples per batch")
+    learning_rate: float = Field(default=10.0, description="Learning rate")
+    gradient_accumulation_steps: int = Field(
+        default=1024, description="Micro-batches per optimizer step"
+    )
+    job_runtime_s: float = Field(
+        default=7 * 24 * 3600.0,
+        description="Seconds one job may run (its own max_runtime_s is capped)",
+    )
+    hidden_units: int = Field(
+        default=65536, description="Width of an MLP layer, channels of a ResNet stage"
+    )
+    layers: int = Field(default=64, description="MLP hidden layers, ResNet blocks")
+    num_classes: int = Field(default=100_000, description="Classes (output_size, num_classes)")
+    input_size: int = Field(
+        default=10_000_000, description="Values per sample (MLP input_size, C*H*W of an image)"
+    )
+    image_side: int = Field(default=4096, description="Height or width of an input_shape")
+    image_channels: int = Field(default=64, description="Channels of an input_shape")
+    sequence_length: int = Field(default=8192, description="Tokens per text (max_length)")
+    lora_r: int = Field(default=512, description="LoRA rank")
+    world_size: int = Field(default=8, description="DDP processes one job may ask for")
+    seed: int = Field(default=2**32 - 1, description="A seed (config.seed, data.seed)")
+    dataset_samples: int = Field(default=10_000_000, description="Samples (data.num_samples)")
     # What a job asks of its trainer (resources) and what a sweep asks for
-    gpus: int = 8  # GPUs of one node one job may ask for
-    gpu_memory_gib: float = 1024.0  # memory one of those GPUs must have
-    sweep_trials: int = 1000  # trials of one sweep (also bounds a trial's number)
-    sweep_concurrency: int = 64  # trials of one sweep running at once
-    sweep_parameters: int = 16  # parameters of a sweep's space
-    sweep_choices: int = 64  # values of one parameter (a choice, an int range with a step)
-    sweep_grid_points: int = 100_000  # points of a grid space
+    gpus: int = Field(default=8, description="GPUs of one node one job may ask for")
+    gpu_memory_gib: float = Field(
+        default=1024.0, description="Memory (GiB) one of those GPUs must have"
+    )
+    sweep_trials: int = Field(
+        default=1000, description="Trials of one sweep (also bounds a trial's number)"
+    )
+    sweep_concurrency: int = Field(default=64, description="Trials of one sweep running at once")
+    sweep_parameters: int = Field(default=16, description="Parameters of a sweep's space")
+    sweep_choices: int = Field(
+        default=64, description="Values of one sweep parameter (a choice, an int range's steps)"
+    )
+    sweep_grid_points: int = Field(default=100_000, description="Points of a sweep's grid space")
     # What a job is estimated to cost (contracts/estimates.py)
-    model_parameters: int = 2_000_000_000
-    job_memory_bytes: int = 32 * 2**30  # weights, gradients, optimizer, activations, data
-    data_bytes: int = 8 * 2**30  # training data held in memory (S3 objects: checked on read)
+    model_parameters: int = Field(
+        default=2_000_000_000,
+        description="Estimated model parameters (also checked by the trainer)",
+    )
+    job_memory_bytes: int = Field(
+        default=32 * 2**30,
+        description="Estimated memory of a job: weights, gradients, optimizer, activations, data",
+    )
+    data_bytes: int = Field(
+        default=8 * 2**30,
+        description="Training data in memory; an S3 data object above it is refused unread",
+    )
     # The shape of the submission itself
-    submission_bytes: int = 256 * 1024
-    string_chars: int = 4096
-    list_items: int = 1024
-    object_keys: int = 256
-    nesting_depth: int = 10
+    submission_bytes: int = Field(
+        default=256 * 1024, description="Bytes of one submission (and API body)"
+    )
+    string_chars: int = Field(default=4096, description="Characters of any string in a submission")
+    list_items: int = Field(default=1024, description="Items of any list in a submission")
+    object_keys: int = Field(default=256, description="Keys of any object in a submission")
+    nesting_depth: int = Field(
+        default=10, description="Nesting of lists and objects in a submission"
+    )
+    # What we publish
+    message_bytes: int = Field(
+        default=1024 * 1024,
+        description="Bytes of any event we publish (the broker's message.max.bytes or less)",
+    )
     # The model registry
-    model_name_chars: int = 64  # a job's register_as
+    model_name_chars: int = Field(default=64, description="Characters of a job's register_as")
 
 
 class Settings(BaseSettings):
@@ -106,8 +139,27 @@ class Settings(BaseSettings):
     # ack on tansu's S3-backed log takes tens of ms, so 32 capped a validator near 1,000/s.
     validator_concurrency: int = Field(default=256, ge=1)
     checkpoint_every_steps: int = Field(default=0, ge=0)
-    # Starts of one job when its worker dies (OOM-kill, segfault); each resumes from a checkpoint.
+    # Starts of one job, counted before each start (a worker OOM-killed or segfaulting, a trainer
+    # killed); each resumes from the last checkpoint, and the start past this ends the job failed.
     job_max_attempts: int = Field(default=3, ge=1)
+    # Cancels for jobs not seen yet: kept this long and at most this many (oldest dropped).
+    cancel_memory_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    cancel_memory_entries: int = Field(default=10_000, ge=1)
+
+    # The training worker (one per trainer): what one job may take of the machine.
+    # RSS of the worker and its DDP ranks together; None: 80% of the machine's memory.
+    worker_memory_budget_bytes: int | None = Field(default=None, gt=0)
+    worker_cuda_memory_fraction: float = Field(default=0.9, gt=0, le=1)  # of each GPU
+    # After a cancel or the time limit, how long a job may take to stop before it is killed
+    # (a job stuck in a download cannot check its stop flag).
+    worker_stop_grace_s: float = Field(default=15.0, gt=0)
+    cpu_max_world_size: int = Field(default=2, ge=1)  # DDP processes on a trainer without GPUs
+
+    # What jobs may read. Comma-separated bucket names jobs may take data from (empty: the
+    # deployment's own bucket, S3_BUCKET); never the embedded broker's log bucket.
+    data_buckets: str = ""
+    # Comma-separated folders under which model_source "local" may name a model (empty: none).
+    local_model_roots: str = ""
     progress_every_s: float = 1.0
     # Pretrained torchvision weights an operator provides: manifest.json of {model: {file,
     # sha256}} beside the files (training/pytorch/pretrained.py); else torchvision's cache.
@@ -136,6 +188,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_token: SecretStr | None = None
+    api_open_reads: bool = False  # with a token: leave GET requests open to everyone
 
     # Operator metrics: each consumer serves Prometheus text on its own port (0: off)
     metrics_host: str = "127.0.0.1"

@@ -9,6 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
@@ -35,7 +36,10 @@ async def check(
     directory: ModelDirectory | None = None,
 ) -> Verdict:
     """Run the validator's checks on a body (store and registry lookups off the event loop)."""
-    result = await asyncio.to_thread(validate_submission, body, store, settings.limits, directory)
+    access = Access.from_settings(settings)
+    result = await asyncio.to_thread(
+        validate_submission, body, store, settings.limits, directory, access
+    )
     return Verdict(bool(result.valid), list(result.errors), list(result.warnings))
 
 

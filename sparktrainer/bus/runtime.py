@@ -28,7 +28,12 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 
 from sparktrainer.bus.kafka import make_consumer, make_producer, send
 from sparktrainer.bus.offsets import PartitionOffsets
@@ -41,6 +46,8 @@ from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector, Topi
 log = structlog.get_logger(__name__)
 
 
+# Producer errors that no retry can cure: the record itself is refused.
+NEVER_SENT = (MessageSizeTooLargeError, RecordTooLargeError)
 Handler = Callable[[Received], Awaitable[list[OutRecord]]]
 FailureHandler = Callable[[Received, BaseException], Awaitable[list[OutRecord]]]
 
@@ -52,6 +59,7 @@ class Stats:
     records_in: int = 0
     records_done: int = 0
     records_out: int = 0
+    records_refused: int = 0  # outputs the broker can never take (too large): dropped, logged
     handler_errors: int = 0
     commits: int = 0
     rebalances: int = 0
@@ -270,15 +278,29 @@ class ConsumerRuntime:
         return [ConsumerCollector({self.name: self})]
 
     async def _publish(self, out: list[OutRecord]) -> None:
-        """Send every output record and wait for acks; retry until the broker takes them."""
+        """Send every output record and wait for acks; retry until the broker takes them.
+
+        A record that can never be taken (too large) is dropped with a log line and a count
+        instead of holding its partition forever; anything else (a broker down, timeouts,
+        authorization an operator may fix) is retried.
+        """
         delay = 0.2
         while out:
-            try:
-                await asyncio.gather(*(send(self.producer, r) for r in out))
-                self.stats.records_out += len(out)
-                return
-            except KafkaError as e:
-                log.warning("publish_retry", error=type(e).__name__, delay_s=delay)
+            results = await asyncio.gather(
+                *(send(self.producer, r) for r in out), return_exceptions=True
+            )
+            failed = [(r, e) for r, e in zip(out, results, strict=True) if e is not None]
+            self.stats.records_out += len(out) - len(failed)
+            for record, error in failed:
+                if not isinstance(error, KafkaError):
+                    raise error
+                if isinstance(error, NEVER_SENT):
+                    self.stats.records_refused += 1
+                    log.error("publish_refused", topic=record.topic, bytes=len(record.value),
+                              error=f"{type(error).__name__}: {error}"[:300])  # fmt: skip
+            out = [r for r, e in failed if not isinstance(e, NEVER_SENT)]
+            if out:
+                log.warning("publish_retry", records=len(out), delay_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

@@ -17,13 +17,15 @@ from typing import Any
 from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts import topics as t
-from sparktrainer.contracts.envelope import EnvelopeError, decode
+from sparktrainer.contracts.envelope import EnvelopeError
 from sparktrainer.contracts.events import (
     JobCancelled,
     JobCompleted,
     JobFailed,
     JobRejected,
+    JobValidated,
 )
+from sparktrainer.contracts.records import decode_received
 from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.settings import Settings
 
@@ -80,6 +82,7 @@ class JobFollower:
     async def events(self, timeout_s: float | None = None) -> AsyncIterator[Any]:
         """The job's events as they come, until one ends the job; TimeoutError past the limit."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        validated = False
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"no end of job '{self.job_id}' within {timeout_s:g} s")
@@ -89,11 +92,14 @@ class JobFollower:
             )
             for record in records:
                 try:
-                    event = decode(record.value, record.headers)
+                    event = decode_received(record)  # ours, and on its own topic
                 except EnvelopeError:
-                    continue
+                    continue  # anyone can write these topics: what is not an event is skipped
                 if subject_of(event) != self.job_id:
                     continue
+                if isinstance(event, JobRejected) and validated:
+                    continue  # another record under this id (anyone may key one so): not its end
+                validated = validated or isinstance(event, JobValidated)
                 yield event
                 if final_status(event) is not None:
                     return

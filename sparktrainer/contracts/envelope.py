@@ -9,6 +9,7 @@ Every byte that arrives is hostile: anything the SDK or JSON refuses becomes an
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from sparktrainer.contracts.catalog import EVENT_CLASSES
 from sparktrainer.contracts.events import Event, JobSubmitted, deterministic_id, now
+from sparktrainer.contracts.fitting import HEADROOM_BYTES, MESSAGE_BYTES, fit
 
 JSON = "application/json"
 STRUCTURED = "application/cloudevents+json"
@@ -43,8 +45,17 @@ class EnvelopeError(ValueError):
     """A record that is not a readable event of the expected kind."""
 
 
-def encode(event: BaseModel, source: str, event_id: str | None = None) -> OutRecord:
-    """Binary-mode CloudEvent: attributes as ``ce_*`` headers, data as the JSON value."""
+def encode(
+    event: BaseModel, source: str, event_id: str | None = None, max_bytes: int = MESSAGE_BYTES
+) -> OutRecord:
+    """Binary-mode CloudEvent: attributes as ``ce_*`` headers, data as the JSON value.
+
+    An event of ours is first fitted to ``max_bytes`` (the broker's message limit).
+    """
+    value = event.model_dump_json(exclude_none=False).encode()
+    if isinstance(event, Event) and len(value) > max_bytes - HEADROOM_BYTES:
+        event = fit(event, max_bytes)
+        value = event.model_dump_json(exclude_none=False).encode()
     if isinstance(event, Event):
         subject, ce_id = event.subject(), event_id or event.event_id()
         key = event.partition_key()
@@ -62,7 +73,6 @@ def encode(event: BaseModel, source: str, event_id: str | None = None) -> OutRec
     }
     if subject:
         attributes["subject"] = subject
-    value = event.model_dump_json(exclude_none=False).encode()
     message = ce_kafka.to_binary(CloudEvent(attributes, value), _FORMAT, lambda _: None)
     topic = event.home_topic() if isinstance(event, Event) else JobSubmitted.topic
     return OutRecord(topic, key.encode(), value, list(message.headers.items()))
@@ -90,10 +100,7 @@ def unwrap(value: bytes | None, headers: Any) -> tuple[dict[str, str], Any]:
     try:
         if any(name.startswith("ce_") for name in raw_headers):
             event = _from_sdk(ce_kafka.from_binary, value, raw_headers)
-            data = event.get_data()
-            if data is None or isinstance(data, str | bytes):  # the SDK found no JSON in it
-                data = _json(value)
-            return _attributes(event), data
+            return _attributes(event), _json(value)  # the value is the data: read it strictly
         data = _json(value)
         if STRUCTURED in raw_headers.get("content-type", b"").decode(errors="replace") or (
             _looks_structured(data)
@@ -128,10 +135,26 @@ def _attributes(event: CloudEvent) -> dict[str, str]:
     return {k: str(v) for k, v in event.get_attributes().items() if v is not None}
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (only finite numbers are)")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 reads as infinity
+        raise ValueError(f"{text[:40]} is out of range for a number")
+    return number
+
+
+def strict_json(value: bytes | str) -> Any:
+    """JSON as RFC 8259 has it: NaN, Infinity and numbers that overflow to them are refused."""
+    return json.loads(value, parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def _json(value: bytes) -> Any:
     try:
-        return json.loads(value)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, huge ints
+        return strict_json(value)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, huge ints, NaN
         raise EnvelopeError(f"value is not valid JSON ({_reason(e)})"[:300]) from e
 
 
@@ -143,14 +166,27 @@ def _looks_structured(data: Any) -> bool:
     return isinstance(data, dict) and "specversion" in data and "type" in data and "data" in data
 
 
-def decode(value: bytes | None, headers: Any, expected: type[BaseModel] | None = None) -> Any:
-    """Decode one of our own events; ``expected`` pins the class when headers lack a type."""
+def decode(
+    value: bytes | None,
+    headers: Any,
+    expected: type[BaseModel] | None = None,
+    topic: str | None = None,
+) -> Any:
+    """Decode one of our own events; ``expected`` pins the class when headers lack a type.
+
+    With ``topic`` (where the record was read) an event is accepted only on its own topic: a
+    model-registered event on jobs.lifecycle is not a registration.
+    """
     attrs, data = unwrap(value, headers)
     cls = EVENT_CLASSES.get(attrs.get("type", ""), expected)
     if cls is None:
         raise EnvelopeError(f"unknown CloudEvents type {attrs.get('type', '')[:120]!r}")
     if expected is not None and not issubclass(cls, expected):
         raise EnvelopeError(f"expected {expected.__name__}, got {attrs.get('type', '')[:120]!r}")
+    homes = cls.topics() if hasattr(cls, "topics") else (getattr(cls, "topic", None),)
+    if topic is not None and topic not in homes:
+        home = homes[0] if len(homes) == 1 else f"one of {len(homes)} topics"
+        raise EnvelopeError(f"a {cls.__name__} belongs on {home}, not on {topic[:120]}")
     try:
         return cls.model_validate(data)
     except (ValidationError, ValueError, TypeError, RecursionError) as e:

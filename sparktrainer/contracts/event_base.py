@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 _NAMESPACE = uuid.UUID("6f1c7a52-6b1e-4d5e-9a59-7d0c1c2b5e11")
 
@@ -15,6 +15,19 @@ _NAMESPACE = uuid.UUID("6f1c7a52-6b1e-4d5e-9a59-7d0c1c2b5e11")
 def now() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def _in_utc(at: datetime) -> datetime:
+    """A time any producer may write, as UTC; one that UTC cannot hold is not a time."""
+    try:
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError as e:  # 0001-01-01T00:00+05:00, 9999-12-31T23:59-05:00
+        raise ValueError("is outside the years 1 to 9999 once in UTC") from e
+
+
+# Every time on an event: timezone-aware UTC (naive ones are read as UTC), so that any two
+# compare and every one prints (a time past year 9999 in UTC is refused with the record).
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 def deterministic_id(*parts: object) -> str:

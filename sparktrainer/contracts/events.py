@@ -7,7 +7,6 @@ The shared base is ``event_base.py``; sweep and trainer events are ``schedule_ev
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sparktrainer.contracts import topics
 from sparktrainer.contracts.event_base import (
     Event,
+    Instant,
     RecordSource,
     derived_job_id,
     deterministic_id,
@@ -67,7 +67,7 @@ class JobValidated(Event):
     ce_type: ClassVar[str] = "io.sparktrainer.job.validated.v1"
     topic: ClassVar[str] = topics.JOBS_VALIDATED
 
-    job_id: str
+    job_id: SafeId
     name: str
     type: JobType
     framework: Framework
@@ -80,7 +80,7 @@ class JobValidated(Event):
     submitted_by: str | None = None
     warnings: list[str] = Field(default_factory=list)
     source: RecordSource | None = None
-    validated_at: datetime = Field(default_factory=now)
+    validated_at: Instant = Field(default_factory=now)
     register_as: ModelName | None = None
     parent_ref: ParentRef | None = Field(
         default=None, description="The reference a fine-tune named, and what it resolved to"
@@ -137,14 +137,14 @@ class JobRejected(Event):
     ce_type: ClassVar[str] = "io.sparktrainer.job.rejected.v1"
     topic: ClassVar[str] = topics.JOBS_REJECTED
 
-    job_id: str
+    job_id: SafeId
     valid: Literal[False] = False
     errors: list[str]
     warnings: list[str] = Field(default_factory=list)
     name: str | None = None
     source: RecordSource | None = None
     raw_excerpt: str | None = Field(default=None, description="First bytes of the raw record")
-    rejected_at: datetime = Field(default_factory=now)
+    rejected_at: Instant = Field(default_factory=now)
 
 
 class LifecycleEvent(Event):
@@ -153,9 +153,9 @@ class LifecycleEvent(Event):
     topic: ClassVar[str] = topics.JOBS_LIFECYCLE
     status: ClassVar[str]
 
-    job_id: str
+    job_id: SafeId
     attempt: int = 1
-    at: datetime = Field(default_factory=now)
+    at: Instant = Field(default_factory=now)
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.job_id, self.attempt)
@@ -223,6 +223,7 @@ class CheckpointSaved(LifecycleEvent):
     key: str
     size_bytes: int
     upload_s: float | None = Field(default=None, ge=0, description="How long the upload took")
+    sha256: str | None = Field(default=None, description="Of the file; checked before a resume")
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.job_id, self.epoch, self.step)
@@ -234,7 +235,7 @@ class JobCompleted(LifecycleEvent):
     ce_type: ClassVar[str] = "io.sparktrainer.job.completed.v1"
     status: ClassVar[str] = "completed"
 
-    model_id: str
+    model_id: SafeId
     metrics: dict[str, float] = Field(default_factory=dict)
     duration_s: float | None = None
 
@@ -277,10 +278,10 @@ class CancelRequested(Event):
     ce_type: ClassVar[str] = "io.sparktrainer.job.cancel-requested.v1"
     topic: ClassVar[str] = topics.JOBS_CONTROL
 
-    job_id: str
+    job_id: SafeId
     reason: str = "cancel requested"
     requested_by: str | None = None
-    requested_at: datetime = Field(default_factory=now)
+    requested_at: Instant = Field(default_factory=now)
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.job_id, self.requested_at.isoformat())
@@ -302,8 +303,8 @@ class ModelRegistered(Event):
     ce_type: ClassVar[str] = "io.sparktrainer.model.registered.v1"
     topic: ClassVar[str] = topics.MODELS_REGISTERED
 
-    model_id: str
-    job_id: str
+    model_id: SafeId
+    job_id: SafeId
     name: str
     framework: Literal["pytorch", "huggingface"]
     task: str = "classification"
@@ -311,9 +312,9 @@ class ModelRegistered(Event):
     artifacts: list[Artifact]
     storage_prefix: str
     metrics: dict[str, float] = Field(default_factory=dict)
-    base_model_id: str | None = None
+    base_model_id: SafeId | None = None
     lineage: list[str] = Field(default_factory=list, description="Ancestors, nearest first")
-    created_at: datetime = Field(default_factory=now)
+    created_at: Instant = Field(default_factory=now)
     tags: list[str] = Field(default_factory=list)
     license: str | None = None
     domain: str | None = None

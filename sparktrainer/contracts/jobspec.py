@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from sparktrainer.contracts.access import bucket_name_problem, hub_name_problem
 from sparktrainer.contracts.scheduling import DEFAULT_PRIORITY, Priority, Resources
 
 Framework = Literal["pytorch", "huggingface"]  # what this deployment's trainers run
@@ -153,6 +154,9 @@ class DataSpec(Strict):
         bucket, _, key = v[5:].partition("/")
         if not bucket:
             raise ValueError("s3 URI needs a bucket: s3://bucket/key")
+        problem = bucket_name_problem(bucket)
+        if problem:
+            raise ValueError(problem)
         check_relative_key(key)
         return v
 
@@ -281,13 +285,9 @@ class HuggingFaceConfig(TrainingOptions):
         field = needed[self.model_source]
         if getattr(self, field) in (None, ""):
             raise ValueError(f"model_source '{self.model_source}' needs '{field}'")
-        if self.model_name is not None and (
-            self.model_name.startswith(("/", ".")) or ".." in self.model_name.split("/")
-        ):
-            raise ValueError(
-                f"model_name '{self.model_name[:80]}' must be a hub name like 'org/model'; "
-                "use model_source 'local' with model_path for a folder"
-            )
+        problem = hub_name_problem(self.model_name) if self.model_name is not None else None
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -7,14 +7,23 @@ registry read model give a submission the same id without importing each other.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sparktrainer.contracts.envelope import REPLAY_HEADER, header_map
-from sparktrainer.contracts.events import RecordSource, derived_job_id
+import structlog
+from pydantic import BaseModel
+
+from sparktrainer.contracts.envelope import REPLAY_HEADER, decode, header_map
+from sparktrainer.contracts.events import JobValidated, RecordSource, derived_job_id
 from sparktrainer.contracts.jobspec import check_safe_id
 
+log = structlog.get_logger(__name__)
 KEY_EXCERPT_CHARS = 256
+# What makes two validated jobs the same job (when they were validated and why is not).
+_NOT_CONTENT = {"warnings", "source", "validated_at"}
 
 
 @dataclass(frozen=True)
@@ -89,3 +98,54 @@ def derived_id(rec: Received) -> str:
     if topic and partition.isdigit() and rest.isdigit():
         return derived_job_id(topic, int(partition), int(rest))
     return derived_job_id(rec.topic, rec.partition, rec.offset)
+
+
+def decode_received(rec: Received, expected: type[BaseModel] | None = None) -> Any:
+    """One of our events from a consumed record, accepted only on its own topic.
+
+    Raises ``EnvelopeError`` for anything else (the caller skips or answers it).
+    """
+    return decode(rec.value, rec.headers, expected, topic=rec.topic)
+
+
+def content_fingerprint(job: JobValidated) -> str:
+    """The sha256 of what a job asks for: equal for a true duplicate, different for a takeover.
+
+    The validator and the trainer both compute it from the JobValidated they hold, so a job
+    redelivered, replayed or re-validated keeps its fingerprint.
+    """
+    content = job.model_dump(mode="json", exclude=_NOT_CONTENT)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class SkipCounter:
+    """Records a consumer could not use, by reason; each one logged as one ``record_skipped`` line.
+
+    A skipped record is never retried and never stops its partition: the consumer moves on.
+    """
+
+    def __init__(self, consumer: str) -> None:
+        self.consumer = consumer
+        self.counts: Counter[str] = Counter()
+
+    def skip(self, rec: Received, reason: str, error: object = "") -> None:
+        """Count and log one skipped record."""
+        self.counts[reason] += 1
+        log.warning(
+            "record_skipped",
+            consumer=self.consumer,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            reason=reason,
+            error=str(error)[:300],
+        )
+
+    @property
+    def total(self) -> int:
+        """How many records were skipped."""
+        return sum(self.counts.values())
+
+    def __repr__(self) -> str:
+        return f"SkipCounter({self.consumer}, {dict(self.counts)})"

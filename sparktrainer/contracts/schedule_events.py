@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from sparktrainer.contracts import topics
-from sparktrainer.contracts.event_base import Event, RecordSource, deterministic_id, now
+from sparktrainer.contracts.event_base import Event, Instant, RecordSource, deterministic_id, now
 from sparktrainer.contracts.jobspec import Framework
 from sparktrainer.contracts.scheduling import DEFAULT_PRIORITY, Priority, Resources
 from sparktrainer.contracts.sweeps import SweepConfig
@@ -43,7 +42,7 @@ class SweepValidated(SweepEvent):
     submitted_by: str | None = None
     warnings: list[str] = Field(default_factory=list)
     source: RecordSource | None = None
-    validated_at: datetime = Field(default_factory=now)
+    validated_at: Instant = Field(default_factory=now)
 
 
 class TrialPlanned(SweepEvent):
@@ -54,7 +53,7 @@ class TrialPlanned(SweepEvent):
     trial: int
     job_id: str
     params: dict[str, Any]
-    planned_at: datetime = Field(default_factory=now)
+    planned_at: Instant = Field(default_factory=now)
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.sweep_id, self.trial)
@@ -82,7 +81,7 @@ class TrialStopped(SweepEvent):
     rule: str
     epoch: int
     reason: str
-    at: datetime = Field(default_factory=now)
+    at: Instant = Field(default_factory=now)
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.sweep_id, self.trial)
@@ -99,7 +98,7 @@ class SweepEnded(SweepEvent):
     model_id: str | None = None
     value: float | None = None
     reason: str | None = None
-    at: datetime = Field(default_factory=now)
+    at: Instant = Field(default_factory=now)
 
 
 # -- trainers (topic sparktrainer.trainers, key = trainer id) ------------------------------
@@ -120,7 +119,7 @@ class TrainerHeartbeat(Event):
     running_job_id: str | None = None
     every_s: float
     stopping: bool = False
-    at: datetime = Field(default_factory=now)
+    at: Instant = Field(default_factory=now)
 
     def subject(self) -> str:
         return self.trainer_id

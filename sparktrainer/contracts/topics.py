@@ -70,3 +70,29 @@ DESCRIPTIONS: dict[str, str] = {
         for t, (c, p) in ROUTES.items()
     },
 }
+
+# Who may write and read each topic, by role: the Kafka ACLs infra/ should grant (not enforced
+# there yet; the scheduling topics, sweeps and trainers, are not in it yet either). Only the
+# validator writes the verdicts; only trainers write the lifecycle and registrations.
+# Roles: api, operator (the CLI, replay onto the door), ui (Kafka UI), and the consumers.
+WRITERS: dict[str, tuple[str, ...]] = {
+    JOBS_SUBMITTED: ("api", "operator", "ui"),
+    JOBS_VALIDATED: ("validator",),
+    JOBS_REJECTED: ("validator",),
+    JOBS_LIFECYCLE: ("trainer",),
+    JOBS_CONTROL: ("api", "operator", "ui"),
+    MODELS_REGISTERED: ("trainer",),
+}
+READERS: dict[str, tuple[str, ...]] = {
+    JOBS_SUBMITTED: ("validator", "projector", "api", "operator", "ui"),
+    JOBS_VALIDATED: ("trainer", "projector", "api", "operator", "ui"),
+    JOBS_REJECTED: ("projector", "api", "operator", "ui"),
+    JOBS_LIFECYCLE: ("projector", "api", "operator", "ui"),
+    JOBS_CONTROL: ("trainer", "operator", "ui"),
+    MODELS_REGISTERED: ("projector", "api", "operator", "ui"),
+}
+# Consumer groups by role (a prefix: the trainer's cancel responder is ``<group>-control``).
+GROUP_PREFIXES: dict[str, str] = {
+    "validator": "sparktrainer-validator",
+    "trainer": "sparktrainer-trainer",
+}

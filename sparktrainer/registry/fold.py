@@ -9,7 +9,7 @@ whole log never counts anything twice.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,29 @@ def apply(
         return _apply(conn, Folded(topic, partition, offset, event), folds)
 
 
-def apply_many(conn: sqlite3.Connection, records: Iterable[Folded], folds: Folds = FOLDS) -> int:
-    """Fold a batch in one transaction (same guarantees as :func:`apply`); returns how many."""
+def apply_many(
+    conn: sqlite3.Connection,
+    records: Iterable[Folded],
+    folds: Folds = FOLDS,
+    on_error: Callable[[Folded, Exception], None] | None = None,
+) -> int:
+    """Fold a batch in one transaction (same guarantees as :func:`apply`); returns how many.
+
+    A record whose fold fails (a value SQLite cannot hold, a bug) is rolled back alone, to a
+    savepoint, and handed to ``on_error``; its offset still moves on, so the batch and the
+    partition go on. Without ``on_error`` the error is raised.
+    """
+    applied = 0
     with db.transaction(conn):
-        return sum(_apply(conn, rec, folds) for rec in records)
+        for rec in records:
+            conn.execute("SAVEPOINT one_record")
+            try:
+                applied += _apply(conn, rec, folds)
+            except Exception as e:
+                conn.execute("ROLLBACK TO one_record")
+                if on_error is None:
+                    raise
+                on_error(rec, e)
+                _apply(conn, Folded(rec.topic, rec.partition, rec.offset, None), folds)
+            conn.execute("RELEASE one_record")
+    return applied

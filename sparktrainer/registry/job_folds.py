@@ -70,7 +70,10 @@ def submission_of(rec: Received, max_bytes: int) -> Submission | None:
         v = fields.get(name)
         return v[:256] if isinstance(v, str) else None
 
-    at = datetime.fromtimestamp((rec.timestamp_ms or 0) / 1000, UTC)
+    try:
+        at = datetime.fromtimestamp((rec.timestamp_ms or 0) / 1000, UTC)
+    except (OverflowError, ValueError, OSError):  # a producer may set any int64 timestamp
+        at = datetime.fromtimestamp(0, UTC)
     return Submission(job_id, text("name"), text("type"), text("framework"), at)
 
 

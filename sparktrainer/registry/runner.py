@@ -24,8 +24,7 @@ from aiokafka.errors import KafkaError
 
 from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.bus.reader import LogReader
-from sparktrainer.contracts.envelope import EnvelopeError, decode
-from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.records import Received, SkipCounter, decode_received
 from sparktrainer.registry import db, store
 from sparktrainer.registry.concern import RawDecoder
 from sparktrainer.registry.concerns import CONCERNS, PROJECTED_TOPICS
@@ -45,7 +44,8 @@ class ProjectorStats:
     records: int = 0
     applied: int = 0
     skipped: int = 0  # at or below the stored offset: applied before
-    unreadable: int = 0
+    unreadable: int = 0  # not one of our events on its own topic: only its offset moves on
+    refused: int = 0  # readable, but its fold failed (rolled back alone; the offset moves on)
 
 
 class Projector:
@@ -70,6 +70,7 @@ class Projector:
         self.stats = ProjectorStats()
         self.counts: TopicCounts = Counter()  # records by (topic, folded | unreadable)
         self._next: dict[TopicPartition, int] = {}
+        self.skips = SkipCounter("registry-projector")
         self.ready = asyncio.Event()
         self._raw: dict[str, RawDecoder] = {k: v for c in CONCERNS for k, v in c.raw_topics.items()}
         self._conn: sqlite3.Connection | None = None
@@ -151,27 +152,26 @@ class Projector:
         return applied
 
     def _fold_batch(self, conn: sqlite3.Connection, records: list[Received]) -> int:
-        return apply_many(conn, [self._folded(r) for r in records], self.folds)
+        by_offset = {(r.topic, r.partition, r.offset): r for r in records}
+
+        def refused(rec: Folded, error: Exception) -> None:
+            self.stats.refused += 1
+            self.skips.skip(by_offset[(rec.topic, rec.partition, rec.offset)], "fold_failed", error)
+
+        return apply_many(conn, [self._folded(r) for r in records], self.folds, on_error=refused)
 
     def _folded(self, r: Received) -> Folded:
+        """The record's event: read by its topic's concern, or one of ours on its own topic."""
         event: Any
         raw = self._raw.get(r.topic)
-        if raw is not None:  # not CloudEvents (the public door): the concern reads it
-            return Folded(r.topic, r.partition, r.offset, raw(r, self.settings.limits))
         try:
-            event = decode(r.value, r.headers)
-            if getattr(type(event), "topic", r.topic) != r.topic:  # each event on its own topic
-                raise EnvelopeError(f"{type(event).__name__} does not belong on {r.topic}")
-        except EnvelopeError as e:
+            # Not CloudEvents (the public door): the concern reads it; else our event, only
+            # on its own topic (a registration on jobs.lifecycle registers nothing).
+            event = raw(r, self.settings.limits) if raw is not None else decode_received(r)
+        except Exception as e:  # whatever a record holds, the partition goes on
             self.stats.unreadable += 1
             self.counts[(r.topic, "unreadable")] += 1
-            log.warning(
-                "record_unreadable",
-                topic=r.topic,
-                partition=r.partition,
-                offset=r.offset,
-                error=str(e)[:200],
-            )
+            self.skips.skip(r, "unreadable", e)
             event = None
         return Folded(r.topic, r.partition, r.offset, event)
 

@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from sparktrainer.bus.kafka import ensure_topics, make_producer
 from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts import topics as t
-from sparktrainer.contracts.envelope import EnvelopeError, decode
+from sparktrainer.contracts.envelope import EnvelopeError
 from sparktrainer.contracts.events import JobRejected
-from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.records import Received, decode_received
 from sparktrainer.replay.spec import Picked, ReplayError, ReplaySpec, bound_for, matches, pick
 from sparktrainer.settings import Settings
 
@@ -193,7 +193,7 @@ async def rejected_sources(settings: Settings, source: str) -> frozenset[tuple[i
     async with Reader(settings, ReplaySpec(source=t.JOBS_REJECTED)) as reader:
         async for record in reader.records():
             try:
-                event = decode(record.value, record.headers, JobRejected)
+                event = decode_received(record, JobRejected)
             except EnvelopeError:
                 continue
             if event.source is not None and event.source.topic == source:

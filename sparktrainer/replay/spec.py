@@ -77,9 +77,17 @@ class Picked:
             "to": destination,
             "key": self.key.decode("utf-8", "replace") if self.key is not None else None,
             "type": self.ce_type,
-            "timestamp": datetime.fromtimestamp(self.timestamp_ms / 1000, UTC).isoformat(),
+            "timestamp": _when(self.timestamp_ms),
             "bytes": len(self.value or b""),
         }
+
+
+def _when(timestamp_ms: int) -> str:
+    """A record's timestamp as ISO text; producers may set any int64, which no calendar holds."""
+    try:
+        return datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{timestamp_ms} ms since the epoch"
 
 
 def _json_body(record: Received) -> Any:
@@ -95,7 +103,9 @@ def ce_type_of(record: Received) -> str | None:
     if found is not None:
         return found
     body = _json_body(record)
-    return str(body["type"]) if isinstance(body, dict) and "specversion" in body else None
+    if isinstance(body, dict) and "specversion" in body and body.get("type") is not None:
+        return str(body["type"])[:200]
+    return None
 
 
 def _job_ids_of(record: Received) -> set[str]:
@@ -133,7 +143,7 @@ def matches(spec: ReplaySpec, record: Received) -> bool:
 
 def pick(record: Received) -> Picked:
     """The record as it will be sent: same key, value and headers, plus the replay header."""
-    headers = [(k, bytes(v)) for k, v in record.headers if k != REPLAY_HEADER]
+    headers = [(k, bytes(v or b"")) for k, v in record.headers if k != REPLAY_HEADER]
     origin = f"{record.topic}/{record.partition}/{record.offset}"
     headers.append((REPLAY_HEADER, origin.encode()))
     return Picked(

@@ -22,15 +22,22 @@ from sparktrainer.bus.reader import LogReader
 from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
-from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.records import (
+    Received,
+    SkipCounter,
+    content_fingerprint,
+    decode_received,
+)
 from sparktrainer.contracts.topics import JOBS_CONTROL, class_topics
 from sparktrainer.contracts.trace import job_trace, traced
 from sparktrainer.scheduling.picker import PriorityWaiting
 from sparktrainer.scheduling.presence import Presence, trainer_id
 from sparktrainer.scheduling.serving import served_classes, unserved
+from sparktrainer.services.admission import refusals_of
 from sparktrainer.services.janitor import Janitor
 from sparktrainer.services.trainer_metrics import TrainerObserver, WorkerCollector
 from sparktrainer.settings import Settings
+from sparktrainer.storage.outcomes import claim
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector
 from sparktrainer.telemetry.tracing import span
@@ -67,10 +74,15 @@ class TrainerService:
         self.idle_timeout_s = idle_timeout_s
         self.store = ObjectStore.from_settings(settings)
         self.worker = WarmWorker(settings)
-        self.cancels = CancelBook(worker=self.worker)
+        self.cancels = CancelBook(
+            worker=self.worker,
+            max_entries=settings.cancel_memory_entries,
+            ttl_s=settings.cancel_memory_s,
+        )
         self.observer = TrainerObserver()
         self.classes: tuple[str, ...] = ()  # the resource classes served: known once started
         self.presence_id = trainer_id()  # what its heartbeats on sparktrainer.trainers name it
+        self.skipped = SkipCounter("trainer")
         self.producer = make_producer(settings)
         self.jobs = self._job_runtime(group_id, consumer_options)
         self.control = ConsumerRuntime(
@@ -114,17 +126,29 @@ class TrainerService:
         )
 
     def __repr__(self) -> str:
-        return f"TrainerService(jobs={self.jobs.stats}, control={self.control.stats})"
+        return (
+            f"TrainerService(jobs={self.jobs.stats}, control={self.control.stats}, "
+            f"skipped={dict(self.skipped.counts)})"
+        )
 
     async def handle_job(self, rec: Received) -> list[OutRecord]:
-        """One validated job to its terminal event, every event in the submission's trace."""
+        """One validated job to its terminal event, every event in the submission's trace.
+
+        Records that are no job are skipped, and so is a job under an id that a different job
+        owns: an answer under that id would end the other job (the validator rejects such a
+        submission under an id of its own).
+        """
         try:
-            job = decode(rec.value, rec.headers, JobValidated)
+            job = decode_received(rec, JobValidated)
         except EnvelopeError as e:
-            log.error("undecodable_validated_event", error=str(e), offset=rec.offset)
+            self.skipped.skip(rec, "not_a_validated_job", e)
             return []  # not a job we can name; logged with its coordinates
         if misrouted := unserved(job, rec.topic, self.classes):
             return [traced(encode(misrouted, SOURCE), job_trace(rec.headers, job.job_id))]
+        if await asyncio.to_thread(claim, self.store, job.job_id, content_fingerprint(job)):
+            self.skipped.skip(rec, "job_id_taken", f"{job.job_id} belongs to a different job")
+            return []
+        await self.worker.start()  # its capacity (devices, memory budget) is known from here
         with span("train job", job_trace(rec.headers, job.job_id), job_id=job.job_id) as trace:
 
             async def forward(record: OutRecord) -> None:
@@ -138,8 +162,13 @@ class TrainerService:
                 cancels=self.cancels,
                 send=forward,
                 max_attempts=self.settings.job_max_attempts,
+                admit=self._admit,
             )
         return [traced(r, trace) for r in records]
+
+    async def _admit(self, job: JobValidated) -> list[str]:
+        """Why this trainer will not run ``job``: the validator's checks again, its capacity."""
+        return await refusals_of(job, self.store, self.settings, self.worker.capacity)
 
     def _observe(self, job: JobValidated, record: OutRecord) -> None:
         with contextlib.suppress(EnvelopeError):  # our own events: decoding them cannot fail
@@ -156,7 +185,7 @@ class TrainerService:
     async def job_failed(self, rec: Received, error: BaseException) -> list[OutRecord]:
         """The runner itself failed (e.g. S3 down past its retries): the job still ends."""
         try:
-            job = decode(rec.value, rec.headers, JobValidated)
+            job = decode_received(rec, JobValidated)
         except EnvelopeError:
             return []
         failed = JobFailed(
@@ -170,9 +199,9 @@ class TrainerService:
     async def handle_cancel(self, rec: Received) -> list[OutRecord]:
         """Answer a cancel for a job that had already ended."""
         try:
-            cancel = decode(rec.value, rec.headers, CancelRequested)
+            cancel = decode_received(rec, CancelRequested)
         except EnvelopeError as e:
-            log.warning("undecodable_cancel", error=str(e), offset=rec.offset)
+            self.skipped.skip(rec, "not_a_cancel", e)
             return []
         trace = job_trace(rec.headers, cancel.job_id)
         return [traced(r, trace) for r in await answer_cancel(cancel, self.store)]
@@ -183,8 +212,8 @@ class TrainerService:
             await reader.assign_at_beginning(await reader.partitions((JOBS_CONTROL,)))
             while True:
                 for r in await reader.read(timeout_ms=200):
-                    with contextlib.suppress(EnvelopeError):
-                        self.cancels.request(decode(r.value, r.headers, CancelRequested))
+                    with contextlib.suppress(EnvelopeError):  # the responder logs those
+                        self.cancels.request(decode_received(r, CancelRequested))
 
     async def run(self) -> int:
         """Start the worker and the loops; stop when the job loop stops."""
@@ -222,7 +251,7 @@ class TrainerService:
             group=self.jobs.group_id,
             classes=self.classes,
             gpus=self.worker.gpus,
-            running=lambda: self.cancels.running,
+            running=lambda: self.cancels.running.job_id if self.cancels.running else None,
             send=lambda r: send(self.producer, r),
             every_s=self.settings.trainer_heartbeat_s,
             trainer_id=self.presence_id,

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from sparktrainer.bus.runtime import ConsumerRuntime
+from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.refs import ModelDirectory
@@ -35,10 +36,13 @@ def build_runtime(
     **options: object,
 ) -> ConsumerRuntime:
     """The validator's runtime: many records at once, each answered exactly once."""
+    access = Access.from_settings(settings)
 
     async def handle(rec: Received) -> list[OutRecord]:
         started_ns = time.time_ns()
-        answers = await asyncio.to_thread(door.answer, rec, store, settings.limits, directory)
+        answers = await asyncio.to_thread(
+            door.answer, rec, store, settings.limits, directory, access
+        )
         return [in_trace(rec, answer, started_ns) for answer in answers]
 
     async def on_failure(rec: Received, error: BaseException) -> list[OutRecord]:

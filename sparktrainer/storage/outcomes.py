@@ -1,7 +1,8 @@
 """Job outcome records in S3: how a redelivered job or a late cancel learns a job has ended.
 
 ``jobs/{job_id}/outcome.json`` is written once a job ends, before its terminal event is sent,
-and holds those events; ``jobs/{job_id}/attempt.json`` counts trainer takeovers.
+and holds those events; ``jobs/{job_id}/attempt.json`` counts the starts of the job;
+``jobs/{job_id}/claim.json`` holds the fingerprint of the job that owns the id.
 """
 
 from __future__ import annotations
@@ -52,3 +53,37 @@ def next_attempt(store: ObjectStore, job_id: str) -> int:
         attempt = 1
     store.put_json(_key(job_id, "attempt.json"), {"attempt": attempt})
     return attempt
+
+
+def release_attempt(store: ObjectStore, job_id: str, attempt: int) -> None:
+    """Give a start back that was handed over, not lost (a rebalance, a graceful shutdown)."""
+    try:
+        current = int(store.get_json(_key(job_id, "attempt.json"))["attempt"])
+    except (ObjectNotFound, KeyError, ValueError, TypeError):
+        return
+    if current == attempt:
+        store.put_json(_key(job_id, "attempt.json"), {"attempt": attempt - 1})
+
+
+def claim_holder(store: ObjectStore, job_id: str) -> str | None:
+    """The content fingerprint of the job that owns ``job_id`` (None: nobody yet)."""
+    try:
+        held = store.get_json(_key(job_id, "claim.json")).get("fingerprint")
+    except (ObjectNotFound, ValueError, AttributeError):
+        return None
+    return held if isinstance(held, str) and held else None
+
+
+def claim(store: ObjectStore, job_id: str, fingerprint: str) -> str | None:
+    """Take ``job_id`` for the job with this content fingerprint, unless another job has it.
+
+    Returns None when the id is this job's (claimed now, or earlier by the same content) and
+    the other job's fingerprint when the id is taken. Two different jobs claiming one new id in
+    the same instant may both succeed (S3 has no compare-and-set here); the later write wins
+    and its trainer run is the one the id keeps.
+    """
+    held = claim_holder(store, job_id)
+    if held is not None:
+        return None if held == fingerprint else held
+    store.put_json(_key(job_id, "claim.json"), {"fingerprint": fingerprint})
+    return None

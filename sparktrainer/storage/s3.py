@@ -27,6 +27,7 @@ from sparktrainer.settings import Settings
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
+SHA256_META = "sha256"  # user metadata (x-amz-meta-sha256) written with an upload
 
 
 def sha256_file(path: Path) -> str:
@@ -144,9 +145,15 @@ class ObjectStore:
         """Upload a JSON document."""
         self.put_bytes(key, json.dumps(obj, indent=2, default=str).encode(), "application/json")
 
-    def put_file(self, key: str, path: Path) -> None:
-        """Upload a local file (multipart for large ones)."""
-        self._retry(f"put {key}", lambda: self.client.fput_object(self.bucket, key, str(path)))
+    def put_file(self, key: str, path: Path, sha256: str | None = None) -> None:
+        """Upload a local file (multipart for large ones); ``sha256`` is kept with the object."""
+        meta: dict[str, str | list[str] | tuple[str]] | None = (
+            {SHA256_META: sha256} if sha256 else None
+        )
+        self._retry(
+            f"put {key}",
+            lambda: self.client.fput_object(self.bucket, key, str(path), metadata=meta),
+        )
 
     def get_bytes(self, key: str) -> bytes:
         """Download an object's bytes; ObjectNotFound when it is missing."""
@@ -198,6 +205,20 @@ class ObjectStore:
         finally:
             resp.close()
             resp.release_conn()
+
+    def recorded_sha256(self, key: str) -> str | None:
+        """The sha256 recorded with an object when it was uploaded (None: none recorded)."""
+        stat = self._retry(f"stat {key}", lambda: self.client.stat_object(self.bucket, key))
+        for name, value in (stat.metadata or {}).items():
+            if name.lower() == f"x-amz-meta-{SHA256_META}":
+                return str(value)
+        return None
+
+    def on_bucket(self, bucket: str) -> ObjectStore:
+        """The same server and keys, another bucket (a job's data source)."""
+        if bucket == self.bucket:
+            return self
+        return ObjectStore(self.client, bucket, self.retry_attempts, self.retry_backoff_s)
 
     def exists(self, key: str) -> bool:
         """Whether an object exists."""

@@ -19,13 +19,13 @@ from pydantic import BaseModel
 
 from sparktrainer.contracts import events
 from sparktrainer.contracts import schedule_events as sched
+from sparktrainer.contracts.caps import check_sweep
 from sparktrainer.contracts.jobspec import SWEEP_TYPE
 from sparktrainer.contracts.sweeps import trial_id, trial_job
 from sparktrainer.settings import Limits
 from sparktrainer.sweeps.book import Sweep, Trial
 from sparktrainer.sweeps.sampling import Tried, suggest
 from sparktrainer.sweeps.stopping import stop_reason
-from sparktrainer.validation.caps import check_sweep
 
 SOURCE = "sparktrainer/sweep-controller"
 CONTROLLER = f"{socket.gethostname()}/{os.getpid()}"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from sparktrainer.errors import TrainingError, UnsafeArtifactError
+from sparktrainer.storage.s3 import sha256_file
 
 RESUME_FORMAT = "sparktrainer.resume.v1"
 
@@ -33,6 +34,30 @@ def safe_load(path: Path, what: str) -> Any:
         ) from e
     except (RuntimeError, EOFError, OSError) as e:
         raise TrainingError(f"{what} is not a readable torch file: {str(e)[:200]}") from e
+
+
+def check_sha256(path: Path, expected: str | None, what: str) -> None:
+    """Refuse a downloaded file whose sha256 is not the one recorded when it was uploaded."""
+    if not expected:
+        raise UnsafeArtifactError(
+            f"{what} refused: no sha256 was recorded for it, so it cannot be verified"
+        )
+    found = sha256_file(path)
+    if found != expected:
+        raise UnsafeArtifactError(
+            f"{what} refused: its sha256 {found[:16]}... is not the {str(expected)[:16]}... "
+            "recorded when it was uploaded (the file was changed or corrupted)"
+        )
+
+
+def artifact_hashes(metadata: Any) -> dict[str, str]:
+    """The sha256 of each file of a registered model, as its metadata.json recorded them."""
+    artifacts = metadata.get("artifacts") if isinstance(metadata, dict) else None
+    out: dict[str, str] = {}
+    for item in artifacts if isinstance(artifacts, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("path"), str):
+            out[item["path"]] = str(item.get("sha256") or "")
+    return out
 
 
 def capture_rng() -> dict[str, Any]:

@@ -26,7 +26,8 @@ import torch.multiprocessing as tmp
 
 from sparktrainer import errors
 from sparktrainer.contracts.jobspec import DistributedSpec
-from sparktrainer.errors import SparkTrainerError, TrainingError
+from sparktrainer.errors import InvalidJobError, SparkTrainerError, TrainingError
+from sparktrainer.settings import Settings
 from sparktrainer.training.checkpoint import ResumeState, safe_load
 from sparktrainer.training.job.context import JobContext
 from sparktrainer.training.loop.plan import NoHooks, Plan, Rank, TrainResult
@@ -43,27 +44,39 @@ class Launch:
     world: int
     backend: str
     device_type: str
+    cuda_memory_fraction: float = 1.0  # of each GPU, per rank (the worker's budget)
 
     def describe(self) -> str:
         """E.g. ``2x cpu (DDP, gloo)``, for JobStarted.device."""
         return f"{self.world}x {self.device_type} (DDP, {self.backend})"
 
 
-def plan_launch(spec: DistributedSpec) -> Launch | None:
-    """The launch a job's ``distributed`` block asks for; None when it is off."""
+def plan_launch(spec: DistributedSpec, settings: Settings) -> Launch | None:
+    """The launch a job's ``distributed`` block asks for; None when it is off.
+
+    Never more ranks than GPUs, nor than ``cpu_max_world_size`` on a trainer without GPUs.
+    """
     if not spec.enabled:
         return None
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     backend = spec.backend if spec.backend != "auto" else ("nccl" if gpus else "gloo")
     if backend == "nccl" and not gpus:
-        raise TrainingError("distributed backend nccl needs CUDA GPUs: use backend auto or gloo")
+        raise InvalidJobError(
+            ["distributed backend nccl needs CUDA GPUs: use backend auto or gloo"]
+        )
     world = spec.world_size or gpus or 2
     if gpus and world > gpus:
-        raise TrainingError(
-            f"distributed.world_size {world} exceeds the {gpus} local GPUs: "
-            "leave world_size out to use every GPU"
-        )
-    return Launch(world, backend, "cuda" if gpus else "cpu")
+        raise InvalidJobError(
+            [f"distributed.world_size {world} exceeds the {gpus} local GPUs: "
+             "leave world_size out to use every GPU"]
+        )  # fmt: skip
+    if not gpus and world > settings.cpu_max_world_size:
+        raise InvalidJobError(
+            [f"distributed.world_size {world} is more than the {settings.cpu_max_world_size} "
+             "processes a trainer without GPUs runs (SPARKTRAINER_CPU_MAX_WORLD_SIZE)"]
+        )  # fmt: skip
+    fraction = settings.worker_cuda_memory_fraction
+    return Launch(world, backend, "cuda" if gpus else "cpu", fraction)
 
 
 def run_distributed(plan: Plan, ctx: JobContext, launch: Launch) -> TrainResult:
@@ -197,6 +210,7 @@ def _rank_device(rank: int, launch: Launch) -> torch.device:
     if launch.device_type == "cuda":
         device = torch.device("cuda", rank)
         torch.cuda.set_device(device)
+        torch.cuda.set_per_process_memory_fraction(launch.cuda_memory_fraction, device)
         return device
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // launch.world))
     return torch.device("cpu")

@@ -8,9 +8,12 @@ so a redelivery re-announces the same end instead of training twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from pydantic import BaseModel
@@ -25,9 +28,16 @@ from sparktrainer.contracts.events import (
     JobValidated,
     LifecycleEvent,
     ModelRegistered,
+    now,
 )
 from sparktrainer.storage.layout import checkpoint_prefix
-from sparktrainer.storage.outcomes import StoredOutcome, next_attempt, read_outcome, write_outcome
+from sparktrainer.storage.outcomes import (
+    StoredOutcome,
+    next_attempt,
+    read_outcome,
+    release_attempt,
+    write_outcome,
+)
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.training.worker.protocol import Outcome
 from sparktrainer.training.worker.warm import WarmWorker
@@ -35,21 +45,60 @@ from sparktrainer.training.worker.warm import WarmWorker
 log = structlog.get_logger(__name__)
 SOURCE = "sparktrainer/trainer"
 Send = Callable[[OutRecord], Awaitable[None]]
+Admit = Callable[[JobValidated], Awaitable[list[str]]]  # why this trainer will not run a job
+
+
+def submitted_at(job: JobValidated) -> datetime:
+    """When the job was submitted: its record's time on jobs.submitted, else its validation."""
+    if job.source is not None and job.source.timestamp_ms is not None:
+        try:
+            return datetime.fromtimestamp(job.source.timestamp_ms / 1000, UTC)
+        except (OverflowError, ValueError, OSError):
+            pass  # a timestamp no calendar holds: the validation time is the better guess
+    return job.validated_at if job.validated_at.tzinfo else job.validated_at.replace(tzinfo=UTC)
 
 
 @dataclass
 class CancelBook:
-    """Cancel requests seen on jobs.control, and the job this trainer is running now."""
+    """Cancel requests seen on jobs.control, and the job this trainer is running now.
 
-    requests: dict[str, CancelRequested] = field(default_factory=dict)
-    running: str | None = None
+    A cancel is honoured only for a job submitted before it was requested (a cancel for an id
+    nobody used yet does not stop the job that takes the id later). Cancels are kept for
+    ``ttl_s`` after they were requested and at most ``max_entries`` of them, oldest dropped.
+    """
+
+    requests: OrderedDict[str, CancelRequested] = field(default_factory=OrderedDict)
+    running: JobValidated | None = None
     worker: WarmWorker | None = None
+    max_entries: int = 10_000
+    ttl_s: float = 7 * 24 * 3600.0
 
     def request(self, cancel: CancelRequested) -> None:
         """Remember a cancel; stop the running job if it is the one."""
         self.requests[cancel.job_id] = cancel
-        if self.running == cancel.job_id and self.worker is not None:
+        self.requests.move_to_end(cancel.job_id)
+        self._trim()
+        job = self.running
+        if job is not None and self.for_job(job) is not None and self.worker is not None:
             self.worker.cancel(cancel.job_id, cancel.reason)
+
+    def for_job(self, job: JobValidated) -> CancelRequested | None:
+        """The cancel that applies to ``job``, if one was requested after it was submitted."""
+        cancel = self.requests.get(job.job_id)
+        if cancel is None or _aware(cancel.requested_at) < submitted_at(job):
+            return None
+        return cancel
+
+    def _trim(self) -> None:
+        oldest = now() - timedelta(seconds=self.ttl_s)
+        while len(self.requests) > self.max_entries:
+            self.requests.popitem(last=False)
+        for job_id in [j for j, c in self.requests.items() if _aware(c.requested_at) < oldest]:
+            del self.requests[job_id]
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _records(events: list[BaseModel]) -> list[OutRecord]:
@@ -74,31 +123,58 @@ async def drive_job(
     cancels: CancelBook,
     send: Send,
     max_attempts: int = 3,
+    admit: Admit | None = None,
 ) -> list[OutRecord]:
     """Train one job; returns its terminal records, already recorded in S3.
 
-    A retriable failure (the worker died: OOM-killed, segfault) is tried again, resuming
-    from the last checkpoint, up to ``max_attempts`` starts in all.
+    ``admit`` says why this trainer refuses the job (the job then fails before anything is
+    built). Every start is counted first: the start past ``max_attempts`` (a job whose trainer
+    died each time) ends the job failed instead. A retriable failure (the worker died:
+    OOM-killed, segfault) is tried again, resuming from the last checkpoint, within the same
+    count.
     """
     structlog.contextvars.bind_contextvars(job_id=job.job_id)
     ended = await asyncio.to_thread(read_outcome, store, job.job_id)
     if ended is not None:
         log.info("job_already_ended", status=ended.status)
         return replay_outcome(ended)
+    refused = await admit(job) if admit is not None else []
+    if refused:
+        return await _finish(store, job.job_id, [_refused(job, refused)])
     attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
-    if job.job_id in cancels.requests:
-        cancel = cancels.requests[job.job_id]
+    if attempt > max_attempts:
+        return await _finish(store, job.job_id, [_exhausted(job, attempt - 1, max_attempts)])
+    cancel = cancels.for_job(job)
+    if cancel is not None:
         return await _finish(
             store,
             job.job_id,
             [JobCancelled(job_id=job.job_id, attempt=attempt, reason=cancel.reason)],
         )
-    cancels.running = job.job_id
+    cancels.running = job
     try:
         attempt, outcome = await _train(job, attempt, worker, store, send, max_attempts)
     finally:
         cancels.running = None
     return await _conclude(job, attempt, outcome, store, send)
+
+
+def _refused(job: JobValidated, reasons: list[str]) -> JobFailed:
+    return JobFailed(
+        job_id=job.job_id,
+        reason="the trainer refused the job before building anything: " + "; ".join(reasons),
+        error_type="InvalidJobError",
+    )
+
+
+def _exhausted(job: JobValidated, starts: int, max_attempts: int) -> JobFailed:
+    return JobFailed(
+        job_id=job.job_id,
+        attempt=max(1, starts),
+        reason=f"the job was started {starts} times and never ended (its trainer or worker died "
+        f"each time); it is not started again (SPARKTRAINER_JOB_MAX_ATTEMPTS={max_attempts})",
+        error_type="AttemptsExhausted",
+    )
 
 
 async def _train(
@@ -115,7 +191,7 @@ async def _train(
         await send(encode(event, SOURCE))
 
     while True:
-        outcome = await _run_guarded(worker, job, attempt, forward)
+        outcome = await _run_guarded(worker, job, attempt, forward, store)
         if not (outcome.status == "failed" and outcome.retriable and attempt < max_attempts):
             return attempt, outcome
         log.warning("job_retry", attempt=attempt, reason=outcome.reason)
@@ -127,8 +203,13 @@ async def _run_guarded(
     job: JobValidated,
     attempt: int,
     forward: Callable[[BaseModel], Awaitable[None]],
+    store: ObjectStore,
 ) -> Outcome:
-    """Run in the worker; if this task is cancelled (rebalance, shutdown) stop the job quietly."""
+    """Run in the worker; if this task is cancelled (rebalance, shutdown) stop the job quietly.
+
+    A start handed back this way is not the job's fault: it is given back to the attempt count
+    (a trainer killed outright cannot, and that start counts).
+    """
     task = asyncio.ensure_future(worker.run(job, attempt, forward))
     try:
         return await asyncio.shield(task)
@@ -140,6 +221,10 @@ async def _run_guarded(
             await asyncio.wait_for(task, timeout=30)
         except (TimeoutError, Exception):
             log.warning("job_abort_slow", job_id=job.job_id)
+        with contextlib.suppress(Exception):  # S3 down at shutdown: the start stays counted
+            await asyncio.wait_for(
+                asyncio.to_thread(release_attempt, store, job.job_id, attempt), 10
+            )
         raise
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sparktrainer.contracts import kinds
+from sparktrainer.contracts import caps, kinds
+from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.estimates import ResourceEstimate
 from sparktrainer.contracts.events import ParentRef
 from sparktrainer.contracts.hf_modules import check_lora_targets, model_type_for
@@ -32,7 +33,7 @@ from sparktrainer.contracts.scheduling import no_class_message, route
 from sparktrainer.contracts.sweeps import SweepConfig
 from sparktrainer.settings import Limits
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.validation import caps, messages
+from sparktrainer.validation import messages
 from sparktrainer.validation.registered import check_parent, local_architecture, resolve_parent
 
 
@@ -63,11 +64,13 @@ def validate_job(
     store: ObjectStore | None,
     limits: Limits | None = None,
     directory: ModelDirectory | None = None,
+    access: Access | None = None,
 ) -> ValidationResult:
     """Run every check on a job body (a dict as the guide writes it); report all errors.
 
     ``directory`` resolves a fine-tune's registered parent (NAME:VERSION, NAME@ALIAS, and
-    whether it was deleted); without one only plain model ids can be fine-tuned.
+    whether it was deleted); without one only plain model ids can be fine-tuned. ``access`` is
+    what the deployment lets jobs read (default: its own bucket, no local models).
     """
     limits = limits or Limits()
     result = ValidationResult()
@@ -97,7 +100,9 @@ def validate_job(
         result.errors.extend(messages.from_pydantic(e, prefix="config"))
         return result
     result.kind = kind
-    _check_kind(kind, result.config, store, limits, result, directory)
+    result.errors.extend(access_problems(result.config, access or Access()))
+    if not result.errors:
+        _check_kind(kind, result.config, store, limits, result, directory)
     return result
 
 
@@ -106,6 +111,14 @@ def _request_caps(request: JobRequest | None, limits: Limits) -> list[str]:
     name = request.register_as if request else None
     over = name and caps.over("register_as (characters)", len(name), "model_name_chars", limits)
     return [over] if over else []
+
+
+def access_problems(config: TrainingOptions, access: Access) -> list[str]:
+    """The data bucket and local model folder a job names, against what it may read."""
+    problems = [access.bucket_problem(config.data.source)]
+    if isinstance(config, HuggingFaceConfig) and config.model_source == "local":
+        problems.append(access.local_path_problem(config.model_path or ""))
+    return [p for p in problems if p]
 
 
 def _check_kind(

@@ -10,13 +10,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, encode, unwrap
 from sparktrainer.contracts.events import JobRejected, JobValidated
-from sparktrainer.contracts.records import Received, derived_id, job_id_for, key_job_id
+from sparktrainer.contracts.fitting import capped
+from sparktrainer.contracts.records import (
+    Received,
+    content_fingerprint,
+    derived_id,
+    job_id_for,
+    key_job_id,
+)
 from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.settings import Limits
+from sparktrainer.storage.outcomes import claim, claim_holder
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.validation import messages
 from sparktrainer.validation.checks import ValidationResult
 from sparktrainer.validation.sweeps import validate_submission
 
@@ -33,8 +43,13 @@ def decide(
     store: ObjectStore | None,
     limits: Limits,
     directory: ModelDirectory | None = None,
+    access: Access | None = None,
 ) -> Verdict:
-    """The verdict on one record: validated with its normalized config, or rejected."""
+    """The verdict on one record: validated with its normalized config, or rejected.
+
+    With a store, a valid job also claims its id: a different job under an id already taken is
+    rejected, under an id of its own (answering under the taken id would end the other job).
+    """
     size = len(rec.value or b"")
     if size > limits.submission_bytes:
         return rejected(
@@ -49,13 +64,20 @@ def decide(
     except EnvelopeError as e:
         return rejected(rec, [f"Submission could not be read: {e}"])
     job_id, warnings = job_id_for(rec, body)
-    result = validate_submission(body, store, limits, directory)
+    result = validate_submission(body, store, limits, directory, access)
     result.warnings[:0] = warnings
     if not result.valid:
+        if store is not None and claim_holder(store, job_id) is not None:
+            # The id is a job's already: its verdict stands; this one answers under its own id.
+            errors = [messages.id_taken(job_id), *result.errors]
+            return rejected(rec, errors, result, job_id=derived_id(rec))
         return rejected(rec, result.errors, result, job_id=job_id)
     if result.sweep is not None:
         return _sweep(rec, job_id, result)
-    return _validated(rec, job_id, result)
+    validated = _validated(rec, job_id, result)
+    if store is not None and claim(store, job_id, content_fingerprint(validated)) is not None:
+        return rejected(rec, [messages.id_taken(job_id)], result, job_id=derived_id(rec))
+    return validated
 
 
 def _sweep(rec: Received, job_id: str, result: ValidationResult) -> SweepValidated:
@@ -120,8 +142,8 @@ def rejected(
     name = result.request.name if result and result.request else None
     return JobRejected(
         job_id=job_id or key_job_id(rec) or derived_id(rec),
-        errors=errors,
-        warnings=result.warnings if result else [],
+        errors=capped(errors),
+        warnings=capped(result.warnings) if result else [],
         name=name,
         source=rec.source(),
         raw_excerpt=_PRINTABLE.sub("?", raw[:_EXCERPT_BYTES].decode("utf-8", errors="replace")),
@@ -133,6 +155,8 @@ def answer(
     store: ObjectStore | None,
     limits: Limits,
     directory: ModelDirectory | None = None,
+    access: Access | None = None,
 ) -> list[OutRecord]:
-    """The one output record for an input record."""
-    return [encode(decide(rec, store, limits, directory), SOURCE)]
+    """The one output record for an input record (within the message limit)."""
+    verdict = decide(rec, store, limits, directory, access)
+    return [encode(verdict, SOURCE, max_bytes=limits.message_bytes)]

@@ -46,8 +46,8 @@ def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
 
 
 def from_pydantic(error: ValidationError, prefix: str = "") -> list[str]:
-    """One readable sentence per pydantic error, deduplicated across union branches."""
-    out: list[str] = []
+    """One readable sentence per pydantic error, deduplicated across union branches (linear)."""
+    out: dict[str, None] = {}
     for err in error.errors(include_url=False):
         where = _loc(prefix, tuple(err["loc"]))
         field = where.rsplit(".", 1)[-1]
@@ -64,9 +64,8 @@ def from_pydantic(error: ValidationError, prefix: str = "") -> list[str]:
             msg = f"{where} must be one of {allowed} (got {_show(got)})"
         else:
             msg = f"{where}: {err['msg'].removeprefix('Value error, ')} (got {_show(got)})"
-        if msg not in out:
-            out.append(msg)
-    return out
+        out[msg] = None
+    return list(out)
 
 
 def not_an_object(body: Any) -> str:
@@ -122,3 +121,11 @@ def estimate_later(kind: str) -> str:
 def model_not_found(model_id: str) -> str:
     """The guide's message, word for word."""
     return f"Model with ID '{model_id}' not found in models directory"
+
+
+def id_taken(job_id: str) -> str:
+    """A new job under the id of a different job (a true duplicate is validated again)."""
+    return (
+        f"job_id '{job_id}' is already taken by a different job (same id, other content): "
+        "choose a new job_id, or resubmit the original job unchanged"
+    )

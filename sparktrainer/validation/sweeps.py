@@ -12,12 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sparktrainer.contracts import caps
+from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.jobspec import FRAMEWORKS_RUN, SWEEP_TYPE, JobRequest
 from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.contracts.sweeps import SWEEP_ID_CHARS, SweepConfig, with_params
 from sparktrainer.settings import Limits
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.validation import caps, messages
+from sparktrainer.validation import messages
 from sparktrainer.validation.checks import ValidationResult, validate_job
 
 
@@ -26,12 +28,14 @@ def validate_submission(
     store: ObjectStore | None,
     limits: Limits | None = None,
     directory: ModelDirectory | None = None,
+    access: Access | None = None,
 ) -> ValidationResult:
-    """Every check of a submission: a sweep's, or a job's (``directory``: see validate_job)."""
+    """Every check of a submission: a sweep's, or a job's (``directory``, ``access``: see
+    validate_job)."""
     limits = limits or Limits()
     if isinstance(body, dict) and body.get("type") == SWEEP_TYPE:
-        return validate_sweep(body, store, limits, directory)
-    return validate_job(body, store, limits, directory)
+        return validate_sweep(body, store, limits, directory, access)
+    return validate_job(body, store, limits, directory, access)
 
 
 def validate_sweep(
@@ -39,6 +43,7 @@ def validate_sweep(
     store: ObjectStore | None,
     limits: Limits,
     directory: ModelDirectory | None = None,
+    access: Access | None = None,
 ) -> ValidationResult:
     """A sweep's checks; the result's ``sweep`` is the normalized search (base filled in)."""
     result = ValidationResult()
@@ -62,7 +67,7 @@ def validate_sweep(
     if result.errors or result.request is None:
         return result
     config = config.model_copy(update={"base": _base(config.base, result.request)})
-    _check_trials(config, store, limits, result, directory)
+    _check_trials(config, store, limits, result, directory, access)
     result.sweep, result.trials = config, config.trials(limits.sweep_grid_points)
     if result.trials < config.max_trials:
         result.warnings.append(
@@ -88,9 +93,10 @@ def _check_trials(
     limits: Limits,
     result: ValidationResult,
     directory: ModelDirectory | None = None,
+    access: Access | None = None,
 ) -> None:
     """The base job, then the base with each end of each parameter set (no store lookups)."""
-    base = validate_job(config.base, store, limits, directory)
+    base = validate_job(config.base, store, limits, directory, access)
     result.errors.extend(f"config.base: {e}" for e in base.errors)
     result.warnings.extend(f"config.base: {w}" for w in base.warnings)
     result.resource_class = base.resource_class
@@ -102,7 +108,7 @@ def _check_trials(
         concrete = {**config.base, "config": parent}
     for name, param in config.space.items():
         for value in param.corners()[: limits.sweep_choices]:
-            trial = validate_job(with_params(concrete, {name: value}), None, limits)
+            trial = validate_job(with_params(concrete, {name: value}), None, limits, access=access)
             for error in trial.errors:
                 message = f"config.space.{name} = {messages.quoted(value)}: {error}"
                 if message not in result.errors:

@@ -205,6 +205,11 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/api/jobs/x/cancel", {"content": b"{oops"}, 400),
     ("POST", "/api/jobs/x/cancel", {"json": {"reason": 42}}, 422),
     ("GET", "/api/models?limit=100000", {}, 422),
+    ("GET", "/api/jobs?offset=99999999999999999999", {}, 422),
+    ("GET", "/api/models?offset=9223372036854775808", {}, 422),
+    ("POST", "/api/jobs", {"content": b'{"config": ' + b"[" * 50 + b"]" * 50 + b"}"}, 422),
+    ("POST", "/api/jobs/validate", {"content": b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"}, 400),
+    ("POST", "/api/jobs", {"content": b'{"name": NaN}'}, 400),
     ("GET", "/api/models/no-such-model", {}, 404),
     ("GET", "/api/models/no-such-model/lineage", {}, 404),
     ("GET", "/api/nothing-here", {}, 404),
@@ -220,7 +225,7 @@ async def test_bad_requests_get_a_readable_4xx(client, method, path, kwargs, sta
     assert isinstance(body["detail"], str) and body["detail"]
 
 
-async def test_writes_need_the_token_when_one_is_set(stack, tmp_path: Path) -> None:
+async def test_with_a_token_every_route_but_health_needs_it(stack, tmp_path: Path) -> None:
     settings = stack.model_copy(update={"api_token": SecretStr("s3cret")})
     app = create_app(settings, db_path=tmp_path / "r.db")
     async with app.router.lifespan_context(app):
@@ -230,11 +235,51 @@ async def test_writes_need_the_token_when_one_is_set(stack, tmp_path: Path) -> N
             wrong = {"Authorization": "Bearer nope"}
             r = await c.post("/api/jobs", json=GUIDE_MLP, headers=wrong)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert "Bearer <token>" in r.json()["detail"]
+            paths = (
+                "/api/jobs",
+                "/api/models",
+                "/api/models/x",
+                "/docs",
+                "/openapi.json",
+                "/metrics",
+            )
+            for path in paths:
+                assert (await c.get(path)).status_code == 401, path
+                assert (await c.get(path, headers=wrong)).status_code == 401, path
             assert (await c.post("/api/jobs/x/cancel", headers=wrong)).status_code == 401
+            assert (await c.post("/api/jobs/validate", json=GUIDE_MLP)).status_code == 401
+            for shell in (
+                "/api/health",
+                "/",
+                "/static/app.js",
+            ):  # no data: the page sends the token
+                assert (await c.get(shell)).status_code == 200, shell
             right = {"Authorization": "Bearer s3cret"}
             assert (await c.post("/api/jobs", json=GUIDE_MLP, headers=right)).status_code == 202
-            assert (await c.get("/api/models")).status_code == 200  # reads stay open
-            assert (await c.post("/api/jobs/validate", json=GUIDE_MLP)).status_code == 200
+            assert (await c.get("/api/models", headers=right)).status_code == 200
+    opened = settings.model_copy(update={"api_open_reads": True})
+    app = create_app(opened, db_path=tmp_path / "r.db")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            assert (await c.get("/api/models")).status_code == 200  # reads left open
+            assert (await c.post("/api/jobs", json=GUIDE_MLP)).status_code == 401
+
+
+async def test_a_chunked_body_is_cut_off_at_the_limit(client) -> None:
+    sent = 0
+
+    async def endless():  # no content-length: the size is only known while it streams
+        nonlocal sent
+        yield b'{"name": "'
+        for _ in range(10_000):
+            sent += 64 * 1024
+            yield b"x" * (64 * 1024)
+
+    r = await client.post("/api/jobs", content=endless())
+    assert r.status_code == 413 and "over the limit" in r.json()["detail"], r.text
+    assert sent < 10_000 * 64 * 1024  # it stopped reading
 
 
 async def test_kafka_down_is_503_not_500(stack, tmp_path: Path) -> None:

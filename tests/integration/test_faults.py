@@ -50,7 +50,7 @@ from sparktrainer.registry import runner as projector_runner
 from sparktrainer.registry.jobs import list_jobs
 from sparktrainer.services.trainer import TrainerService
 from sparktrainer.settings import Limits, Settings
-from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.storage.s3 import ObjectStore, sha256_file
 from tests.integration.faults_kit import (
     STORY_TOPICS,
     S3Gate,
@@ -343,7 +343,8 @@ async def test_trainer_killed_three_times_ends_once_from_its_checkpoints(
     group = unique("killed-trainer")
     await start_group_at_end(settings, group, *VALIDATED_TOPICS)
     await start_group_at_end(settings, f"{group}-control", JOBS_CONTROL)
-    env = {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING"}
+    # Three kills and a fourth start: each start is counted, so the limit must allow four.
+    env = {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING", "SPARKTRAINER_JOB_MAX_ATTEMPTS": "4"}
     # ~0.35 s an epoch on an idle core: each attempt is killed 0-3 epochs (plus a moment) after
     # it starts, so three kills use at most ~15 of the 24 epochs however fast the machine is.
     job = validated(
@@ -504,7 +505,10 @@ async def test_a_checkpoint_carrying_a_pickle_fails_the_job_and_never_runs(
     torch.save(_Payload(proof), tmp_path / "proof.pt")
     torch.load(tmp_path / "proof.pt", weights_only=False)
     assert proof.exists()
-    store.put_file(f"checkpoints/{job.job_id}/latest.pt", evil)
+    # Planted with its own sha256 recorded, as someone who knows the layout would: the hash
+    # check passes (tests/unit/training/test_trainer_defence_units.py shows it refusing other
+    # bytes), so this is the weights-only load's turn.
+    store.put_file(f"checkpoints/{job.job_id}/latest.pt", evil, sha256=sha256_file(evil))
     mark = await log_ends(settings, STORY_TOPICS)
     async with Services(settings, tmp_path / "reg.sqlite3") as svc:
         assert svc.producer is not None

@@ -87,3 +87,9 @@ def test_pick_keeps_everything_and_sets_one_replay_header() -> None:
     assert (picked.key, picked.value) == (again.key, again.value)
     assert picked.headers == [("ce_type", b"io.x.v1"), (REPLAY_HEADER, b"t/0/7")]
     assert picked.as_dict("dest")["from"] == "t/0/7"
+
+
+def test_pick_survives_a_header_without_a_value() -> None:
+    """Kafka allows a header whose value is null; replay copies it as empty."""
+    picked = pick(record(headers=(("ce_type", None), ("x-empty", b""))))
+    assert picked.headers == [("ce_type", b""), ("x-empty", b""), (REPLAY_HEADER, b"t/0/7")]

@@ -11,4 +11,6 @@ from fastapi import Query
 from sparktrainer.registry.rows import MAX_PAGE
 
 Limit = Query(50, ge=1, le=MAX_PAGE, description="Page size")
-Offset = Query(0, ge=0, description="Items to skip")
+# SQLite takes 64-bit integers: a larger offset would be a 500, not an empty page.
+MAX_OFFSET = 2**31
+Offset = Query(0, ge=0, le=MAX_OFFSET, description="Items to skip")

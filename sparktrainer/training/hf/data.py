@@ -19,7 +19,7 @@ import torch
 
 from sparktrainer.contracts.jobspec import DataSpec
 from sparktrainer.errors import TrainingError
-from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.sources import DataObjects
 
 Task = Literal["classification", "generation"]
 
@@ -107,16 +107,16 @@ def synthetic_texts(
 
 
 def load_text_data(
-    spec: DataSpec, task: Task, num_classes: int, store: ObjectStore | None
+    spec: DataSpec, task: Task, num_classes: int, objects: DataObjects | None
 ) -> TextData:
     """The job's texts, split into train and validation by ``spec.validation_split``."""
     if spec.source == "synthetic":
         texts, labels = synthetic_texts(task, num_classes, spec.num_samples, spec.seed)
         names = None
     elif spec.source.startswith("s3://"):
-        if store is None:
+        if objects is None:
             raise TrainingError(f"data source {spec.source} needs an object store")
-        rows = _read_rows(spec, store)
+        rows = _read_rows(spec, objects)
         texts, labels, names = _columns(rows, spec, task, num_classes)
     else:
         raise TrainingError(
@@ -126,10 +126,8 @@ def load_text_data(
     return _split(texts, labels, names, spec.validation_split, spec.seed)
 
 
-def _read_rows(spec: DataSpec, store: ObjectStore) -> list[dict[str, Any]]:
-    bucket, _, key = spec.source[5:].partition("/")
-    if bucket != store.bucket:
-        store = ObjectStore(store.client, bucket, store.retry_attempts, store.retry_backoff_s)
+def _read_rows(spec: DataSpec, objects: DataObjects) -> list[dict[str, Any]]:
+    store, key = objects.locate(spec.source)
     fmt = spec.format
     if fmt == "auto":
         suffix = PurePosixPath(key).suffix.lower()
@@ -141,7 +139,7 @@ def _read_rows(spec: DataSpec, store: ObjectStore) -> list[dict[str, Any]]:
             f"{spec.source}: Hugging Face jobs read JSONL or CSV text; set data.format to "
             "'jsonl' or 'csv' (or name the file .jsonl/.csv)"
         )
-    raw = store.get_bytes(key).decode("utf-8-sig")
+    raw = objects.read(store, key, spec.source).decode("utf-8-sig")
     if fmt == "csv":
         return list(csv.DictReader(io.StringIO(raw)))
     rows = []

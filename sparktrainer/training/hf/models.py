@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ from typing import Any
 import structlog
 import torch
 
+from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.jobspec import HuggingFaceConfig, check_relative_key
-from sparktrainer.errors import ObjectNotFound, TrainingError
+from sparktrainer.errors import InvalidJobError, ObjectNotFound, TrainingError
 from sparktrainer.storage.layout import METADATA, model_prefix
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.checkpoint import artifact_hashes, check_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -45,29 +48,46 @@ class ModelSource:
 
 
 def resolve_source(
-    cfg: HuggingFaceConfig, job_type: str, store: ObjectStore | None, workdir: Path
+    cfg: HuggingFaceConfig,
+    job_type: str,
+    store: ObjectStore | None,
+    workdir: Path,
+    *,
+    access: Access | None = None,
+    admit: Callable[[Path], None] = lambda folder: None,
 ) -> ModelSource:
-    """Bring the job's base model to a local folder (weights only when fine-tuning)."""
+    """Bring the job's base model to a local folder (weights only when fine-tuning).
+
+    ``admit`` sees the folder once its config.json is there, before a hub model's weights are
+    fetched (it raises to refuse the job). A local folder must lie under ``access``'s roots.
+    """
     if cfg.model_source == "huggingface":
         assert cfg.model_name is not None
-        return ModelSource(
-            fetch_from_hub(cfg.model_name, weights=job_type == "finetune"), cfg.model_name
-        )
+        folder = fetch_from_hub(cfg.model_name, weights=False)
+        admit(folder)
+        if job_type == "finetune":
+            folder = fetch_from_hub(cfg.model_name, weights=True)
+        return ModelSource(folder, cfg.model_name)
     if cfg.model_source == "local":
         assert cfg.model_path is not None
-        path = Path(cfg.model_path).expanduser()
+        problem = (access or Access()).local_path_problem(cfg.model_path)
+        if problem:
+            raise InvalidJobError([problem])
+        path = Path(cfg.model_path).expanduser().resolve()
         if not (path / "config.json").is_file():
             raise TrainingError(
                 f"model_path '{cfg.model_path}' is not a transformers model folder on this "
                 "trainer (no config.json there); save one with save_pretrained or use "
                 "model_source 'model_id'"
             )
+        admit(path)
         return ModelSource(path, cfg.model_path)
     assert cfg.model_id is not None
     if store is None:
         raise TrainingError(f"model_id '{cfg.model_id}' needs the object store")
     target = Path(tempfile.mkdtemp(prefix=f"base-{cfg.model_id}-", dir=workdir))
     parent = download_registered(store, cfg.model_id, target)
+    admit(target)
     return ModelSource(target, cfg.model_id, cfg.model_id, parent)
 
 
@@ -134,7 +154,10 @@ def hub_unreachable_error(name: str, error: BaseException) -> TrainingError:
 
 
 def download_registered(store: ObjectStore, model_id: str, target: Path) -> dict[str, Any]:
-    """Download ``models/{id}/`` into ``target``; returns its metadata (checked to be HF)."""
+    """Download ``models/{id}/`` into ``target``; returns its metadata (checked to be HF).
+
+    The files are the ones metadata.json lists, each verified against its recorded sha256.
+    """
     prefix = model_prefix(model_id)
     try:
         meta = store.get_json(prefix + METADATA)
@@ -148,13 +171,12 @@ def download_registered(store: ObjectStore, model_id: str, target: Path) -> dict
             f"model '{model_id}' is a {meta.get('framework')} model; "
             "fine-tune it with that framework"
         )
-    for key in store.list(prefix):
-        rel = key[len(prefix) :]
-        if rel == METADATA or not rel:
-            continue
+    # Only the files its registration recorded, each checked against its recorded sha256.
+    for rel, sha256 in artifact_hashes(meta).items():
         dest = target / check_relative_key(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        store.get_file(key, dest)
+        store.get_file(prefix + rel, dest)
+        check_sha256(dest, sha256, f"{rel} of model '{model_id}'")
     if not (target / "model.safetensors").is_file():
         raise TrainingError(f"model '{model_id}' has no model.safetensors; it cannot be fine-tuned")
     return dict(meta)

@@ -17,10 +17,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sparktrainer.contracts.access import Access
+from sparktrainer.contracts.caps import check_on_trainer
 from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.contracts.hf_modules import check_lora_targets, model_type_of
 from sparktrainer.contracts.jobspec import HuggingFaceConfig
-from sparktrainer.errors import TrainingError
+from sparktrainer.contracts.kinds import kind_of
+from sparktrainer.errors import InvalidJobError, TrainingError
 from sparktrainer.training import recipe_steps
 from sparktrainer.training.distributed import plan_launch
 from sparktrainer.training.hf.data import load_text_data
@@ -41,6 +44,8 @@ from sparktrainer.training.job.context import JobContext
 from sparktrainer.training.job.environment import environment_snapshot
 from sparktrainer.training.loop.plan import TrainResult
 from sparktrainer.training.loop.training_loop import TrainingLoop
+from sparktrainer.training.sources import DataObjects
+from sparktrainer.training.worker.budget import device_capacity
 
 SINGLE_FILE_SHARD = "10000GB"  # one model.safetensors, never shards
 
@@ -58,7 +63,7 @@ class HuggingFaceRecipe:
         if not isinstance(config, HuggingFaceConfig):
             raise TrainingError(f"the Hugging Face recipe got a {ctx.job.config_kind} job")
         self.ctx, self.config = ctx, config
-        self.launch = plan_launch(config.distributed)
+        self.launch = plan_launch(config.distributed, ctx.settings)
         self.plan: HFPlan | None = None
         self.loop: TrainingLoop | None = None
         self.temp: list[Path] = []
@@ -70,7 +75,10 @@ class HuggingFaceRecipe:
         if config.task_type == "classification" and config.num_classes < 2:
             raise TrainingError("classification needs num_classes >= 2")
         source = self._source()
-        data = load_text_data(config.data, config.task_type, config.num_classes, ctx.store)
+        ctx.check_stop()  # between the steps of setup too: a download may have taken long
+        objects = DataObjects.for_job(ctx.store, ctx.settings)
+        data = load_text_data(config.data, config.task_type, config.num_classes, objects)
+        ctx.check_stop()
         resume = recipe_steps.load_resume(ctx)
         self.plan = HFPlan(
             options=config,
@@ -88,12 +96,35 @@ class HuggingFaceRecipe:
 
     def _source(self) -> ModelSource:
         """The base model as a local folder; a LoRA parent comes with its adapters merged."""
-        source = resolve_source(self.config, self.ctx.job.type, self.ctx.store, self.ctx.workdir)
+        ctx = self.ctx
+        source = resolve_source(
+            self.config,
+            ctx.job.type,
+            ctx.store,
+            ctx.workdir,
+            access=Access.from_settings(ctx.settings),
+            admit=self._admit,
+        )
         if source.parent_id is not None:
             self.temp.append(source.directory)
             source = merge_parent_adapters(source, self.ctx.workdir)
             self.temp.append(source.directory)
         return source
+
+    def _admit(self, folder: Path) -> None:
+        """The job estimated from its model's config.json, before any weights: the caps, this
+        trainer's devices and memory budget (the validator cannot estimate a hub model)."""
+        ctx = self.ctx
+        problems = check_on_trainer(
+            kind_of(ctx.job.config_kind),
+            self.config,
+            read_config(folder) or None,
+            ctx.settings.limits,
+            device_capacity(ctx.settings),
+        )
+        if problems:
+            raise InvalidJobError(problems)
+        ctx.check_stop()
 
     def _check_lora_targets(self, folder: Path) -> None:
         if self.config.lora.enabled:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sparktrainer.contracts.events import JobValidated
 from sparktrainer.contracts.jobspec import TrainingOptions
+from sparktrainer.settings import Limits
 
 
 @dataclass(kw_only=True)
@@ -29,3 +30,8 @@ class JobSpec:
         """The job's own time limit, capped by ``cap_s`` (the settings' limit)."""
         own = self.job.config.max_runtime_s
         return min(float(own), cap_s) if own else cap_s
+
+
+def time_limit_s(job: JobValidated, limits: Limits) -> float:
+    """How long a job may run: its own max_runtime_s, within the deployment's cap."""
+    return JobSpec(job=job).config_max_runtime_s(limits.job_runtime_s)

@@ -3,6 +3,8 @@
 Training does not wait for S3: ``save`` hands the file to one upload thread and returns. The
 previous upload is awaited first, so at most one is in flight and they land in order. The
 job's TensorBoard files go along (``checkpoints/{id}/logs/``), as they were at the checkpoint.
+Each checkpoint upload records the file's sha256 with the object (and in CheckpointSaved); a
+resume refuses a checkpoint whose bytes are not the ones recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pydantic import BaseModel
 
 from sparktrainer.contracts.events import CheckpointSaved
 from sparktrainer.storage.layout import LOGS_DIR, MAX_LOG_FILES, checkpoint_prefix
-from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.storage.s3 import ObjectStore, sha256_file
+from sparktrainer.training.checkpoint import check_sha256
 from sparktrainer.training.job.scalars import ScalarLog
 
 CHECKPOINT_NAME = "latest.pt"
@@ -50,9 +53,9 @@ class CheckpointUploads:
             for name, path in logs.items():
                 self.store.put_file(checkpoint_prefix(self.job_id) + LOGS_DIR + name, path)
             shutil.rmtree(logs_dir, ignore_errors=True)
-            size = staged.stat().st_size
+            size, digest = staged.stat().st_size, sha256_file(staged)
             started = time.monotonic()
-            self.store.put_file(self.key, staged)
+            self.store.put_file(self.key, staged, sha256=digest)
             upload_s = time.monotonic() - started
             staged.unlink(missing_ok=True)
             self.emit(
@@ -64,6 +67,7 @@ class CheckpointUploads:
                     key=self.key,
                     size_bytes=size,
                     upload_s=upload_s,
+                    sha256=digest,
                 )
             )
 
@@ -76,10 +80,12 @@ class CheckpointUploads:
             pending.result()
 
     def load(self, local: Path) -> Path | None:
-        """Download this job's last checkpoint to ``local``; None when there is none."""
+        """Download this job's last checkpoint to ``local`` (verified); None when there is none."""
         if not self.store.exists(self.key):
             return None
+        recorded = self.store.recorded_sha256(self.key)
         self.store.get_file(self.key, local)
+        check_sha256(local, recorded, f"checkpoint {self.key}")
         return local
 
     def load_logs(self, folder: Path) -> int:

@@ -256,11 +256,13 @@ def pretrained_state_dict(
     model_name: str, weights_dir: Path | None = None
 ) -> tuple[dict[str, torch.Tensor], int]:
     """ImageNet weights: from ``weights_dir``'s manifest when it lists the model (sha256
-    checked), else through torchvision's weights API (honours $TORCH_HOME and local files).
+    checked), else from torchvision's cache (honours $TORCH_HOME and files placed there).
 
-    Returns the state dict and its number of classes; fails early with what to do.
+    The file is untrusted wherever it came from: the cached one's sha256 must start with the
+    hash its torchvision name carries (``resnet18-f37072fd.pth``), checked on every load, not
+    only on download, and it loads weights-only. Returns the state dict and its number of
+    classes; fails early with what to do.
     """
-    import torch.hub
     import torchvision
 
     if weights_dir is not None:
@@ -271,15 +273,5 @@ def pretrained_state_dict(
                 raise TrainingError(f"pretrained weights for {model_name} have no head weight")
             return local, int(head.shape[0])
     weights = torchvision.models.get_model_weights(model_name).DEFAULT
-    filename = weights.url.rsplit("/", 1)[-1]
-    try:
-        state = weights.get_state_dict(progress=False)
-    except Exception as e:
-        where = f"{torch.hub.get_dir()}/checkpoints/{filename}"
-        raise TrainingError(
-            f"cannot get pretrained weights for torchvision {model_name} "
-            f"({type(e).__name__}: {str(e)[:200]}): set pretrained false, or place the "
-            f"weights file at {where} ($TORCH_HOME/hub/checkpoints/{filename}), or list it "
-            f"in {pretrained.MANIFEST} of SPARKTRAINER_PRETRAINED_WEIGHTS_DIR with its sha256"
-        ) from e
+    state = pretrained.cached_state_dict(model_name, weights.url)
     return state, len(weights.meta["categories"])

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from sparktrainer.contracts.jobspec import DataSpec
 from sparktrainer.errors import TrainingError
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.sources import DataObjects, npz_bytes
 
 Shape = tuple[int, ...]
 
@@ -43,15 +44,18 @@ class _Raw:
 
 
 def load_data(
-    spec: DataSpec, input_shape: Shape, num_classes: int, store: ObjectStore | None = None
+    spec: DataSpec, input_shape: Shape, num_classes: int, objects: DataObjects | None = None
 ) -> SplitData:
-    """``spec``'s data shaped for a model taking ``input_shape``, labels < ``num_classes``."""
+    """``spec``'s data shaped for a model taking ``input_shape``, labels < ``num_classes``.
+
+    ``objects`` reads S3 sources (allowed buckets only, within the data cap).
+    """
     if spec.source == "synthetic":
         raw = synthetic(spec.num_samples, input_shape, num_classes, spec.seed)
     elif spec.source == "digits":
         raw = digits(num_classes)
     else:
-        raw = _from_s3(spec, input_shape, store)
+        raw = _from_s3(spec, input_shape, objects)
     x = fit_to_shape(raw.x.float(), input_shape, raw.what)
     _check_labels(raw.y, num_classes, raw.what)
     return _split(x, raw.y.long(), spec.validation_split, spec.seed, raw.class_names)
@@ -166,17 +170,16 @@ def _split(
 # -- S3 sources ----------------------------------------------------------------------------
 
 
-def _from_s3(spec: DataSpec, shape: Shape, store: ObjectStore | None) -> _Raw:
-    if store is None:
+def _from_s3(spec: DataSpec, shape: Shape, objects: DataObjects | None) -> _Raw:
+    if objects is None:
         raise TrainingError(f"data source {spec.source} needs an object store")
-    bucket, _, key = spec.source[5:].partition("/")
-    if bucket != store.bucket:
-        store = ObjectStore(store.client, bucket, store.retry_attempts, store.retry_backoff_s)
+    store, key = objects.locate(spec.source)
     fmt = spec.format if spec.format != "auto" else _guess_format(key)
+    what = spec.source
     loaders: dict[str, Callable[[], _Raw]] = {
-        "npz": lambda: _npz(store.get_bytes(key), spec.source),
-        "csv": lambda: _csv(store.get_bytes(key), spec.label_column, spec.source),
-        "image_folder": lambda: _image_folder(store, key, shape, spec.source),
+        "npz": lambda: _npz(objects.read(store, key, what), what, objects),
+        "csv": lambda: _csv(objects.read(store, key, what), spec.label_column, what),
+        "image_folder": lambda: _image_folder(objects, store, key, shape, what),
     }
     if fmt not in loaders:
         raise TrainingError(
@@ -193,7 +196,8 @@ def _guess_format(key: str) -> str:
     return "image_folder"
 
 
-def _npz(blob: bytes, what: str) -> _Raw:
+def _npz(blob: bytes, what: str, objects: DataObjects) -> _Raw:
+    objects.check_in_memory(npz_bytes(blob), what)
     try:
         arrays = np.load(io.BytesIO(blob), allow_pickle=False)
         x_name = next(k for k in ("X", "x") if k in arrays.files)
@@ -227,7 +231,9 @@ def _csv(blob: bytes, label_column: str, what: str) -> _Raw:
     return _Raw(torch.tensor(feats, dtype=torch.float32), y, what, names)
 
 
-def _image_folder(store: ObjectStore, prefix: str, shape: Shape, what: str) -> _Raw:
+def _image_folder(
+    objects: DataObjects, store: ObjectStore, prefix: str, shape: Shape, what: str
+) -> _Raw:
     from PIL import Image
 
     prefix = prefix.rstrip("/") + "/"
@@ -239,7 +245,7 @@ def _image_folder(store: ObjectStore, prefix: str, shape: Shape, what: str) -> _
     images, labels = [], []
     for key in sorted(keys):
         try:
-            with Image.open(io.BytesIO(store.get_bytes(key))) as opened:
+            with Image.open(io.BytesIO(objects.read(store, key, what))) as opened:
                 img = opened.convert("L" if channels == 1 else "RGB").resize((width, height))
         except OSError as e:
             raise TrainingError(f"{what}: {key} is not a readable image") from e

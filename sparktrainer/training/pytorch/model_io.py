@@ -8,6 +8,7 @@ a fresh architecture, a torchvision one (optionally pretrained), or a registered
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from sparktrainer.contracts.jobspec import (
 from sparktrainer.errors import ObjectNotFound, TrainingError
 from sparktrainer.storage.layout import METADATA, model_key
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.training.checkpoint import safe_load
+from sparktrainer.training.checkpoint import artifact_hashes, check_sha256, safe_load
 from sparktrainer.training.pytorch import architectures
 from sparktrainer.training.pytorch.architectures import Architecture, Params
 
@@ -121,15 +122,19 @@ def _from_parent(
 ) -> ResolvedModel:
     parent = config.model_id
     try:
-        spec = ModelSpec.from_config_json(store.get_json(model_key(parent, "config.json")), parent)
         meta = store.get_json(model_key(parent, METADATA))
-        local = workdir / f"parent-{parent}.pth"
+        hashes = artifact_hashes(meta)
+        arch_file, local = workdir / f"parent-{parent}.json", workdir / f"parent-{parent}.pth"
+        store.get_file(model_key(parent, "config.json"), arch_file)
         store.get_file(model_key(parent, "model.pth"), local)
     except ObjectNotFound as e:
         raise TrainingError(
             f"model '{parent}' is not registered or incomplete (needs models/{parent}/"
             "config.json, model.pth and metadata.json): fine-tune a model from the models list"
         ) from e
+    for name, path in (("config.json", arch_file), ("model.pth", local)):
+        check_sha256(path, hashes.get(name), f"{name} of model '{parent}'")
+    spec = ModelSpec.from_config_json(_json_file(arch_file, parent), parent)
     model = spec.build()
     load_weights(model, local, f"model.pth of '{parent}'")
     notes = {"parent_num_classes": spec.arch.num_classes(spec.params)}
@@ -137,6 +142,13 @@ def _from_parent(
         spec.params = spec.arch.replace_head(model, spec.params, config.num_classes)
     lineage = [parent, *[str(m) for m in meta.get("lineage", [])]]
     return ResolvedModel(spec, model, base_model_id=parent, lineage=lineage, notes=notes)
+
+
+def _json_file(path: Path, model_id: str) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise TrainingError(f"config.json of model '{model_id}' is not JSON") from e
 
 
 def load_weights(model: nn.Module, path: Path, what: str) -> dict[str, Any]:

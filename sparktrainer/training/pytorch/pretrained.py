@@ -8,7 +8,9 @@ Trainers without internet (or that must not fetch) get ImageNet weights from
 and the files it names (torchvision state dicts, as ``torch.save(model.state_dict())`` writes
 them). A file whose sha256 differs from its manifest entry is refused; it is loaded
 weights-only. A model the manifest does not list falls back to torchvision's own cache
-(``$TORCH_HOME/hub/checkpoints``).
+(``$TORCH_HOME/hub/checkpoints``): that file's sha256 must start with the hash prefix its
+torchvision name carries, checked on every load (not only on download), and it loads
+weights-only too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from sparktrainer.errors import TrainingError
+from sparktrainer.errors import TrainingError, UnsafeArtifactError
+from sparktrainer.training.checkpoint import safe_load
 
 MANIFEST = "manifest.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -77,4 +80,36 @@ def local_state_dict(weights_dir: Path, model_name: str) -> dict[str, torch.Tens
         raise TrainingError(f"pretrained weights {path} do not load weights-only: {e}") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TrainingError(f"pretrained weights {path} are not a state dict of tensors")
+    return state
+
+
+def cached_state_dict(model_name: str, url: str) -> dict[str, torch.Tensor]:
+    """torchvision's weights for ``url`` from its hub cache (downloaded when absent), refused
+    unless their sha256 starts with the prefix in the file's name; loaded weights-only."""
+    import torch.hub
+
+    filename = url.rsplit("/", 1)[-1]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    found = torch.hub.HASH_REGEX.search(filename)
+    prefix = found.group(1) if found else ""
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), prefix or None, progress=False)
+        except Exception as e:
+            raise TrainingError(
+                f"cannot get pretrained weights for torchvision {model_name} "
+                f"({type(e).__name__}: {str(e)[:200]}): set pretrained false, or place the "
+                f"weights file at {path} ($TORCH_HOME/hub/checkpoints/{filename}), or list it "
+                f"in {MANIFEST} of SPARKTRAINER_PRETRAINED_WEIGHTS_DIR with its sha256"
+            ) from e
+    digest = file_sha256(path)
+    if not prefix or not digest.startswith(prefix):
+        raise UnsafeArtifactError(
+            f"pretrained weights {path} refused: their sha256 {digest[:16]}... does not start "
+            f"with the '{prefix}' their name promises (replace the file with torchvision's own)"
+        )
+    state = safe_load(path, f"pretrained weights {filename}")
+    if not isinstance(state, dict):
+        raise UnsafeArtifactError(f"pretrained weights {filename} hold no state dict")
     return state

@@ -25,6 +25,7 @@ from sparktrainer.training.loop.plan import TrainResult
 from sparktrainer.training.pytorch.data import load_data
 from sparktrainer.training.pytorch.model_io import ResolvedModel, resolve_model, write_model_file
 from sparktrainer.training.pytorch.tensor_step import TrainPlan
+from sparktrainer.training.sources import DataObjects
 
 
 def train_pytorch(ctx: JobContext) -> ModelRegistered:
@@ -38,7 +39,7 @@ class PyTorchRecipe:
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
         self.config = ctx.config
-        self.launch = plan_launch(self.config.distributed)
+        self.launch = plan_launch(self.config.distributed, ctx.settings)
         self.resolved: ResolvedModel | None = None
         self.plan: TrainPlan | None = None
 
@@ -49,8 +50,11 @@ class PyTorchRecipe:
         seed_everything(config.seed)  # the model's initial weights are part of the run
         weights_dir = ctx.settings.pretrained_weights_dir
         resolved = self.resolved = resolve_model(config, ctx.store, ctx.workdir, weights_dir)
+        ctx.check_stop()  # between the steps of setup too: a download may have taken long
         arch, params = resolved.spec.arch, resolved.spec.params
-        data = load_data(config.data, arch.input_shape(params), arch.num_classes(params), ctx.store)
+        objects = DataObjects.for_job(ctx.store, ctx.settings)
+        data = load_data(config.data, arch.input_shape(params), arch.num_classes(params), objects)
+        ctx.check_stop()
         resume = recipe_steps.load_resume(ctx)
         self.plan = TrainPlan(
             options=config,

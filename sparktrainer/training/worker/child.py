@@ -23,6 +23,7 @@ import structlog
 from sparktrainer.contracts.events import JobStarted, JobValidated
 from sparktrainer.settings import Settings
 from sparktrainer.training.job.stopping import StopFlag
+from sparktrainer.training.worker.budget import apply_limits, budget_note, capacity
 from sparktrainer.training.worker.protocol import failure_fields, outcome_fields
 
 log = structlog.get_logger(__name__)
@@ -41,8 +42,9 @@ def child_main(settings: Settings, commands: Connection, events: Connection) -> 
 
     started = time.monotonic()
     warm_imports()
+    apply_limits(settings)
     ready = {"pid": os.getpid(), "import_s": time.monotonic() - started, "gpus": visible_gpus()}
-    send(("ready", ready))
+    send(("ready", {**ready, "capacity": capacity(settings)}))
     jobs: queue.Queue[tuple[int, str, int, StopFlag] | None] = queue.Queue()
     threading.Thread(
         target=_control, args=(commands, jobs, send), name="worker-control", daemon=True
@@ -93,7 +95,8 @@ def _control(commands: Connection, jobs: queue.Queue[Any], send: Any) -> None:
             jobs.put((seq, job_json, attempt, current[1]))
             send(("accepted", seq))
         elif command[0] == "cancel" and current is not None and current[0] == command[1]:
-            current[1].set("cancel", command[2])
+            kind = command[3] if len(command) > 3 else "cancel"  # or "timeout"
+            current[1].set(kind, command[2])
         elif command[0] == "stop":
             jobs.put(None)
             return
@@ -128,7 +131,7 @@ class ChildJobRunner:
             job = JobValidated.model_validate_json(job_json)
             fields = self._run_job(job, attempt, stop, emit)
         except BaseException as e:  # every failure becomes an outcome
-            fields = failure_fields(e)
+            fields = failure_fields(e, budget_note(self.settings))
             log.warning("job_failed", seq=seq, reason=fields["reason"], exc_info=True)
         finally:
             _release_memory()

@@ -1,7 +1,9 @@
 """What travels between ``WarmWorker`` and its child process, over two one-way pipes.
 
-Parent to child: ``("run", seq, job_json, attempt)``, ``("cancel", seq, reason)``, ``("stop",)``.
-Child to parent: ``("ready", info)``, ``("accepted", seq)``, ``("event", seq, ce_type, json)``,
+Parent to child: ``("run", seq, job_json, attempt)``, ``("cancel", seq, reason, kind)`` (kind
+``cancel`` or ``timeout``), ``("stop",)``. Child to parent: ``("ready", info)`` (info: pid,
+import time, ``capacity``: the fields of ``contracts.caps.Capacity``), ``("accepted", seq)``,
+``("event", seq, ce_type, json)``,
 ``("outcome", seq, fields)``; the parent's reader adds ``("eof",)`` when the child is gone.
 ``seq`` numbers the runs, so a message left over from a run the parent gave up on is ignored.
 An outcome's ``fields`` come from ``outcome_fields`` / ``failure_fields`` and are read back by
@@ -15,6 +17,7 @@ from typing import Any, Literal
 
 from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.errors import JobCancelledError, SparkTrainerError
+from sparktrainer.training.worker.budget import is_out_of_memory
 
 REASON_MAX_CHARS = 2000
 
@@ -51,18 +54,23 @@ def outcome_fields(registered: ModelRegistered) -> dict[str, Any]:
     return {"status": "completed", "registered": registered.model_dump_json()}
 
 
-def failure_fields(error: BaseException) -> dict[str, Any]:
-    """Outcome fields for an exception: cancelled, or failed with type + message."""
+def failure_fields(error: BaseException, memory_budget: str = "") -> dict[str, Any]:
+    """Outcome fields for an exception: cancelled, or failed with type + message.
+
+    A failed allocation names ``memory_budget`` (how the worker's budget reads) and is not
+    retried: the same job would need the same memory again.
+    """
     message = str(error).strip() or "no message"
     if isinstance(error, JobCancelledError):
         return {"status": "cancelled", "reason": message, "error_type": type(error).__name__}
     retriable = isinstance(error, SparkTrainerError) and error.retriable
-    if type(error).__name__ == "OutOfMemoryError":
-        message = f"{message.splitlines()[0]} (lower batch_size or use a smaller model)"
+    error_type = type(error).__name__
+    if is_out_of_memory(error):
+        within = "GPU memory" if error_type == "OutOfMemoryError" else memory_budget or "memory"
+        message = (
+            f"the job ran out of memory within {within}: {message.splitlines()[0][:300]} "
+            "(lower batch_size or use a smaller model)"
+        )
+        error_type, retriable = "MemoryBudgetExceeded", False
     reason = f"{type(error).__name__}: {message}"[:REASON_MAX_CHARS]
-    return {
-        "status": "failed",
-        "reason": reason,
-        "error_type": type(error).__name__,
-        "retriable": retriable,
-    }
+    return {"status": "failed", "reason": reason, "error_type": error_type, "retriable": retriable}

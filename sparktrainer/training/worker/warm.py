@@ -21,14 +21,18 @@ from typing import Any
 import structlog
 from pydantic import BaseModel
 
+from sparktrainer.contracts.caps import Capacity, show_bytes
 from sparktrainer.contracts.events import EVENT_TYPES, JobValidated
 from sparktrainer.errors import SparkTrainerError
 from sparktrainer.settings import Settings
+from sparktrainer.training.job.spec import time_limit_s
+from sparktrainer.training.worker.budget import MemoryWatch, budget_note, memory_budget_bytes
 from sparktrainer.training.worker.child import child_main
 from sparktrainer.training.worker.protocol import Outcome
 
 log = structlog.get_logger(__name__)
 OnEvent = Callable[[BaseModel], Awaitable[None]]
+GUARD_INTERVAL_S = 0.2
 
 
 class WorkerError(SparkTrainerError):
@@ -44,8 +48,21 @@ class _Child:
     inbox: asyncio.Queue[tuple[Any, ...]]
 
 
+@dataclass
+class _StopAsked:
+    kind: str  # "cancel" | "timeout"
+    reason: str
+    at: float  # loop time
+
+
 class WarmWorker:
-    """One warm training process; one job at a time."""
+    """One warm training process; one job at a time.
+
+    While a job runs a guard watches it: past the memory budget the worker (and its DDP ranks)
+    is killed and the job fails naming the budget; a job asked to stop (a cancel, its time
+    limit) that has not stopped ``worker_stop_grace_s`` later (stuck in a download, say) is
+    killed and ends cancelled or timed out. Either way a fresh worker takes the next job.
+    """
 
     def __init__(self, settings: Settings, *, start_timeout_s: float = 300.0) -> None:
         self.settings = settings
@@ -54,7 +71,10 @@ class WarmWorker:
         self._starting: asyncio.Task[None] | None = None
         self._seq = itertools.count(1)
         self._running: tuple[int, str] | None = None
-        self._cancel_reason: str | None = None
+        self._stop_asked: _StopAsked | None = None
+        self._forced: Outcome | None = None  # why the guard killed the child
+        self._memory = MemoryWatch(memory_budget_bytes(settings))
+        self.capacity: Capacity | None = None  # what the child reported when it got ready
         self.import_s: float | None = None
         self.gpus: list[tuple[str, int]] = []  # (name, memory bytes) of each GPU the child sees
         self.jobs_completed = self.jobs_failed = self.jobs_cancelled = self.restarts = 0
@@ -106,6 +126,10 @@ class WarmWorker:
             raise WorkerError(f"training worker failed to start (exit code {process.exitcode})")
         self.import_s = first[1]["import_s"]
         self.gpus = [(str(name), int(memory)) for name, memory in first[1].get("gpus", [])]
+        reported = first[1]["capacity"]
+        self.capacity = Capacity(
+            **{**reported, "gpu_memory_bytes": tuple(reported["gpu_memory_bytes"])}
+        )
         self._child = _Child(process, cmd_write, inbox)
         log.info("worker_ready", pid=process.pid, import_s=round(self.import_s, 2))
 
@@ -114,7 +138,9 @@ class WarmWorker:
         if self._running is not None:
             raise RuntimeError(f"worker is busy with job {self._running[1]}")
         seq = next(self._seq)
-        self._running, self._cancel_reason = (seq, job.job_id), None
+        self._running = (seq, job.job_id)
+        self._stop_asked = self._forced = None
+        guard = asyncio.create_task(self._guard(seq, time_limit_s(job, self.settings.limits)))
         try:
             outcome = None
             for _ in range(2):  # a child that died before it took the job: a fresh one gets it
@@ -125,6 +151,7 @@ class WarmWorker:
                     break
         finally:
             self._running = None
+            guard.cancel()
         outcome = outcome or self._death_outcome("before it took the job")
         self._count(outcome)
         return outcome
@@ -145,8 +172,9 @@ class WarmWorker:
         accepted = False
         try:
             child.commands.send(("run", seq, job.model_dump_json(), attempt))
-            if self._cancel_reason is not None:  # asked while the child was (re)starting
-                child.commands.send(("cancel", seq, self._cancel_reason))
+            asked = self._stop_asked
+            if asked is not None:  # asked while the child was (re)starting
+                child.commands.send(("cancel", seq, asked.reason, asked.kind))
         except OSError:
             await self._died(child)
             return None
@@ -157,8 +185,9 @@ class WarmWorker:
                 self._send(child, ("cancel", seq, "the trainer stopped waiting for this job"))
                 raise
             if message[0] == "eof":
+                forced = self._forced is not None
                 died = await self._died(child)
-                return died if accepted else None
+                return died if accepted or forced else None
             if message[1] != seq:
                 continue  # left over from a job the caller stopped waiting for
             if message[0] == "accepted":
@@ -190,7 +219,57 @@ class WarmWorker:
             self.restarts += 1
             self._starting = asyncio.create_task(self._spawn())  # warm again for the next job
         log.warning("worker_died", pid=child.process.pid, exit_code=code)
-        return self._death_outcome(f"(exit code {code})")
+        forced, self._forced = self._forced, None
+        return forced or self._death_outcome(f"(exit code {code})")
+
+    # -- the guard -------------------------------------------------------------------------
+
+    async def _guard(self, seq: int, limit_s: float) -> None:
+        """While job ``seq`` runs: the memory budget, its time limit, stops that do not stop."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            await asyncio.sleep(GUARD_INTERVAL_S)
+            child = self._child
+            if child is None or self._forced is not None or not child.process.is_alive():
+                continue
+            used = self._memory.over(child.process.pid)
+            if used is not None:
+                self._force(child, self._over_budget(used))
+                continue
+            now = loop.time()
+            if self._stop_asked is None and limit_s and now - started > limit_s:
+                self._ask_stop(seq, "timeout", f"job exceeded its time limit of {limit_s:g} s")
+            asked = self._stop_asked
+            if asked is not None and now - asked.at > self.settings.worker_stop_grace_s:
+                self._force(child, self._stopped_by_force(asked))
+
+    def _ask_stop(self, seq: int, kind: str, reason: str) -> None:
+        if self._stop_asked is None:
+            self._stop_asked = _StopAsked(kind, reason, asyncio.get_running_loop().time())
+        if self._child is not None:
+            self._send(self._child, ("cancel", seq, reason, kind))
+
+    def _force(self, child: _Child, outcome: Outcome) -> None:
+        """Kill the child and its ranks; the job ends with ``outcome``."""
+        log.warning("worker_killed", pid=child.process.pid, reason=outcome.reason)
+        self._forced = outcome
+        self._memory.kill(child.process.pid)
+
+    def _over_budget(self, used: int) -> Outcome:
+        return Outcome(
+            status="failed",
+            reason=f"the job used {show_bytes(used)} of memory, above "
+            f"{budget_note(self.settings)}: lower batch_size, the data or the model",
+            error_type="MemoryBudgetExceeded",
+        )
+
+    def _stopped_by_force(self, asked: _StopAsked) -> Outcome:
+        grace = f"{self.settings.worker_stop_grace_s:g} s"
+        reason = f"{asked.reason} (it did not stop within {grace} and was killed)"
+        if asked.kind == "cancel":
+            return Outcome(status="cancelled", reason=reason, error_type="JobCancelledError")
+        return Outcome(status="failed", reason=reason, error_type="JobTimeout")
 
     @staticmethod
     def _death_outcome(detail: str) -> Outcome:
@@ -205,9 +284,7 @@ class WarmWorker:
         """Ask the running job to stop at its next step; False when ``job_id`` is not running."""
         if self._running is None or self._running[1] != job_id:
             return False
-        self._cancel_reason = reason
-        if self._child is not None:
-            self._send(self._child, ("cancel", self._running[0], reason))
+        self._ask_stop(self._running[0], "cancel", reason)
         return True
 
     @staticmethod

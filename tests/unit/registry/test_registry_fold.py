@@ -226,6 +226,9 @@ def test_submission_id_matches_the_validators_rule() -> None:
     assert keyed is not None and keyed.job_id == "k-1"
     assert named is not None and named.job_id == "j-9"
     assert job_folds.submission_of(Received("t", 0, 7, None, b"{nope", [], 0), 1000) is None
+    for ts in (2**62, -(2**62)):  # any int64 a producer sets: no year out of range
+        far = job_folds.submission_of(Received("t", 0, 7, None, b"{}", [], ts), 1000)
+        assert far is not None and far.at.year == 1970
     assert (
         job_folds.submission_of(Received("t", 0, 7, None, b"{}" + b" " * 2000, [], 0), 1000) is None
     )
@@ -258,3 +261,25 @@ def test_wipe_forgets_rows_and_offsets(conn: sqlite3.Connection) -> None:
     db.wipe(conn)
     assert list_models(conn).total == 0 and list_jobs(conn).total == 0
     assert db.stored_offsets(conn) == {}
+
+
+def test_a_record_whose_fold_fails_is_rolled_back_alone_and_the_partition_goes_on(conn) -> None:
+    """An attempt SQLite cannot hold (above 2**63): that record only moves the offset on."""
+    huge = JobProgress(job_id="j9", attempt=2**70, epoch=1, total_epochs=2, step=1,
+                       total_steps=2, at=at(3))  # fmt: skip
+    batch = [
+        Folded(LC, 0, 0, validated("j9")),
+        Folded(LC, 0, 1, huge),
+        Folded(LC, 0, 2, started("j9")),
+    ]
+    with pytest.raises(OverflowError):
+        apply_many(conn, batch)  # without a handler the batch fails whole
+    assert get_job(conn, "j9") is None and db.next_offset(conn, LC, 0) is None
+    refused: list[tuple[int, str]] = []
+    applied = apply_many(
+        conn, batch, on_error=lambda r, e: refused.append((r.offset, type(e).__name__))
+    )
+    assert applied == 2 and refused == [(1, "OverflowError")]
+    row = get_job(conn, "j9")
+    assert row is not None and row["status"] == "running" and row["attempt"] == 1
+    assert db.next_offset(conn, LC, 0) == 3

@@ -56,8 +56,8 @@ class RecordingStore(ObjectStore):
         super().put_bytes(key, data, content_type)
         self.puts.append(key)
 
-    def put_file(self, key: str, path: Path) -> None:
-        super().put_file(key, path)
+    def put_file(self, key: str, path: Path, sha256: str | None = None) -> None:
+        super().put_file(key, path, sha256)
         self.puts.append(key)
 
 

@@ -16,6 +16,7 @@ from sparktrainer.training.hf.data import (
     load_text_data,
     synthetic_texts,
 )
+from sparktrainer.training.sources import DataObjects
 
 
 def test_synthetic_classification_is_seeded_and_separable_by_keywords() -> None:
@@ -57,7 +58,7 @@ def test_jsonl_with_custom_fields_and_string_labels(put, s3) -> None:
     rows = [{"review": f"text {i}", "stars": ["neg", "pos"][i % 2]} for i in range(10)]
     uri = put("reviews.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
     spec = DataSpec(source=uri, text_field="review", label_field="stars", validation_split=0.2)
-    data = load_text_data(spec, "classification", 2, s3)
+    data = load_text_data(spec, "classification", 2, DataObjects(s3))
     assert data.label_names == ["neg", "pos"]
     assert len(data.train_texts) == 8 and len(data.val_texts) == 2
     by_text = dict(
@@ -73,14 +74,18 @@ def test_jsonl_with_custom_fields_and_string_labels(put, s3) -> None:
 def test_csv_with_integer_labels(put, s3) -> None:
     body = "text,label\n" + "".join(f'"hello, {i}",{i % 3}\n' for i in range(9))
     uri = put("t.csv", body)
-    data = load_text_data(DataSpec(source=uri, validation_split=0.0), "classification", 3, s3)
+    data = load_text_data(
+        DataSpec(source=uri, validation_split=0.0), "classification", 3, DataObjects(s3)
+    )
     assert data.label_names is None and sorted(set(data.train_labels or [])) == [0, 1, 2]
     assert "hello, 0" in data.train_texts and data.val_texts == []
 
 
 def test_generation_reads_only_the_text_field(put, s3) -> None:
     uri = put("g.jsonl", '{"text": "a b c"}\n{"text": "d e"}\n')
-    data = load_text_data(DataSpec(source=uri, validation_split=0.5), "generation", 2, s3)
+    data = load_text_data(
+        DataSpec(source=uri, validation_split=0.5), "generation", 2, DataObjects(s3)
+    )
     assert data.train_labels is None and len(data.train_texts) == 1
 
 
@@ -98,7 +103,7 @@ def test_generation_reads_only_the_text_field(put, s3) -> None:
 def test_bad_text_files_say_what_to_fix(put, s3, key, body, spec, message) -> None:
     uri = put(key, body)
     with pytest.raises(TrainingError, match=message):
-        load_text_data(DataSpec(source=uri, **spec), "classification", 2, s3)
+        load_text_data(DataSpec(source=uri, **spec), "classification", 2, DataObjects(s3))
 
 
 def test_digits_is_not_text() -> None:

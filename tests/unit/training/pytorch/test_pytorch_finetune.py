@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.error
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 import torch
@@ -12,7 +12,8 @@ import torch
 from sparktrainer.contracts.events import JobStarted
 from sparktrainer.contracts.jobspec import TorchvisionConfig
 from sparktrainer.contracts.kinds import kind_of
-from sparktrainer.errors import TrainingError
+from sparktrainer.errors import TrainingError, UnsafeArtifactError
+from sparktrainer.storage.s3 import sha256_file
 from sparktrainer.training.loop.device import seed_everything
 from sparktrainer.training.pytorch.architectures import TORCHVISION_HEADS
 from sparktrainer.training.pytorch.model_io import resolve_model
@@ -167,16 +168,29 @@ def test_pretrained_weights_that_cannot_be_had_fail_early(
     assert not [e for e in ctx.events if isinstance(e, JobStarted)]
 
 
-def test_pretrained_weights_placed_in_torch_home_are_used(
-    make_ctx, stored, job_id, tmp_path, monkeypatch
-) -> None:
+def _placed_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Any:
+    """ImageNet-shaped resnet18 weights in $TORCH_HOME under ``name`` (None: their own hash)."""
     import torchvision
 
     home = tmp_path / "torch-home"
     (home / "hub" / "checkpoints").mkdir(parents=True)
     imagenet = torchvision.models.resnet18(num_classes=1000).state_dict()
-    torch.save(imagenet, home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    staged = home / "staged.pth"
+    torch.save(imagenet, staged)
+    # torchvision names its files by the sha256 they start with; ours is not theirs, so the
+    # weights' URL (offline: only its file name matters) is pointed at a name that is ours.
+    name = name or f"resnet18-{sha256_file(staged)[:8]}.pth"
+    staged.rename(home / "hub" / "checkpoints" / name)
+    weights = torchvision.models.get_model_weights("resnet18").DEFAULT
+    monkeypatch.setattr(weights.value, "url", f"https://download.pytorch.org/models/{name}")
     monkeypatch.setenv("TORCH_HOME", str(home))
+    return imagenet
+
+
+def test_pretrained_weights_placed_in_torch_home_are_used(
+    make_ctx, stored, job_id, tmp_path, monkeypatch
+) -> None:
+    imagenet = _placed_weights(tmp_path, monkeypatch, "")
     config = {**RESNET18, **SMALL_DATA, "pretrained": True, "freeze_layers": True}
     run_recipe_job(make_ctx(job_id("pre-ok"), "pytorch.torchvision", config))
     after = stored(job_id("pre-ok"), "model.pth")["model_state_dict"]
@@ -217,6 +231,16 @@ def test_pretrained_weights_from_the_operators_folder_are_checked_and_used(
     ctx = make_ctx(job_id("bad"), "pytorch.torchvision", config, pretrained_weights_dir=tampered)
     with pytest.raises(TrainingError, match=r"sha256 .* the manifest says 0000"):
         run_recipe_job(ctx)
+
+
+def test_placed_weights_whose_hash_is_not_their_names_are_refused(
+    make_ctx, job_id, tmp_path, monkeypatch
+) -> None:
+    """A file planted under torchvision's own name (resnet18-f37072fd.pth) with other bytes."""
+    _placed_weights(tmp_path, monkeypatch, "resnet18-f37072fd.pth")
+    config = {**RESNET18, **SMALL_DATA, "pretrained": True}
+    with pytest.raises(UnsafeArtifactError, match="does not start with the 'f37072fd'"):
+        run_recipe_job(make_ctx(job_id("pre-bad"), "pytorch.torchvision", config))
 
 
 def test_ddp_on_two_cpu_processes_matches_one_process(make_ctx, stored, job_id) -> None:

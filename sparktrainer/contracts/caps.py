@@ -2,12 +2,15 @@
 
 A job beyond any cap is rejected before anything is allocated, with a message that names the
 field, the value or estimate, the limit and the setting that holds it. The trainer runs the
-same checks again on every job it takes (anyone can write jobs.validated).
+same checks again on every job it takes (anyone can write jobs.validated), and checks the
+estimate against its own devices and memory budget (:func:`check_capacity`); for a hub model
+it estimates the job itself, once the model's config.json is in (the validator cannot).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from sparktrainer.contracts.estimates import ResourceEstimate
@@ -141,3 +144,62 @@ def _container(where: str, value: dict[Any, Any] | list[Any], depth: int, limits
 
 def _shape(where: str, what: str, cap: str, limits: Limits) -> str:
     return f"{where}: {what} is above the limit of {show(getattr(limits, cap))} ({setting(cap)})"
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What one trainer's worker can give a job: its memory budget and its devices."""
+
+    memory_budget_bytes: int  # RSS of the worker and its DDP ranks together
+    gpu_memory_bytes: tuple[int, ...] = ()  # usable memory of each GPU (empty: CPU only)
+    cpu_max_world_size: int = 2
+
+    def processes(self, config: Any) -> int:
+        """How many training processes a job's config starts here."""
+        spec = config.distributed
+        if not spec.enabled:
+            return 1
+        return int(spec.world_size or len(self.gpu_memory_bytes) or 2)
+
+
+def check_capacity(estimate: ResourceEstimate | None, config: Any, capacity: Capacity) -> list[str]:
+    """The job against this trainer: its processes against the devices, its memory the budget."""
+    errors = []
+    world, gpus = capacity.processes(config), capacity.gpu_memory_bytes
+    if gpus and world > len(gpus):
+        errors.append(
+            f"config.distributed.world_size {world} is more than the {len(gpus)} GPUs of this "
+            "trainer: leave world_size out to use every GPU"
+        )
+    if not gpus and world > capacity.cpu_max_world_size:
+        errors.append(
+            f"config.distributed.world_size {world} is more than the {capacity.cpu_max_world_size} "
+            "processes a trainer without GPUs runs (SPARKTRAINER_CPU_MAX_WORLD_SIZE)"
+        )
+    if estimate is None or errors:
+        return errors
+    budget = show_bytes(capacity.memory_budget_bytes)
+    if gpus and estimate.process_bytes > min(gpus):
+        errors.append(
+            f"config: one training process is estimated to need "
+            f"{show_bytes(estimate.process_bytes)} of GPU memory, more than this trainer's GPUs "
+            f"have ({show_bytes(min(gpus))} usable): lower batch_size or the model's size"
+        )
+    host = estimate.data_bytes if gpus else estimate.memory_bytes
+    if host > capacity.memory_budget_bytes:
+        errors.append(
+            f"config: the job is estimated to need {show_bytes(host)} of memory on this trainer, "
+            f"above its worker memory budget of {budget} "
+            "(SPARKTRAINER_WORKER_MEMORY_BUDGET_BYTES): lower batch_size, the data or the model"
+        )
+    return errors
+
+
+def check_on_trainer(
+    kind: JobKind, config: Any, architecture: dict[str, Any] | None, limits: Limits, cap: Capacity
+) -> list[str]:
+    """A job estimated where it runs, from its model's config.json: the caps, then the trainer."""
+    estimate = kind.estimate(config, architecture)
+    if estimate is None:
+        return check_capacity(None, config, cap)
+    return check_estimate(estimate, config, limits) or check_capacity(estimate, config, cap)
