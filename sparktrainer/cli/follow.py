@@ -23,7 +23,6 @@ from sparktrainer.contracts.events import (
     JobCompleted,
     JobFailed,
     JobRejected,
-    JobValidated,
 )
 from sparktrainer.contracts.records import decode_received
 from sparktrainer.contracts.schedule_events import SweepValidated
@@ -82,7 +81,7 @@ class JobFollower:
     async def events(self, timeout_s: float | None = None) -> AsyncIterator[Any]:
         """The job's events as they come, until one ends the job; TimeoutError past the limit."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        validated = False
+        passed = False  # the job is past the door
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"no end of job '{self.job_id}' within {timeout_s:g} s")
@@ -97,9 +96,9 @@ class JobFollower:
                     continue  # anyone can write these topics: what is not an event is skipped
                 if subject_of(event) != self.job_id:
                     continue
-                if isinstance(event, JobRejected) and validated:
+                if isinstance(event, JobRejected) and passed:
                     continue  # another record under this id (anyone may key one so): not its end
-                validated = validated or isinstance(event, JobValidated)
+                passed = passed or not isinstance(event, JobRejected)  # validated, or running
                 yield event
                 if final_status(event) is not None:
                     return

@@ -58,7 +58,7 @@ async def registry_stack(stack: Settings, home: Path) -> AsyncIterator[RegistryS
     suffix = uuid.uuid4().hex[:8]
     settings = stack.model_copy(
         update={"home": home, "api_token": SecretStr(TOKEN), "model_delete_grace_s": 3600.0,
-                "janitor_interval_s": 0.3}
+                "janitor_interval_s": 0.3, "api_open_reads": True}  # downloads still need it
     )  # fmt: skip
     groups = {n: f"registry-{n}-{suffix}" for n in ("validator", "trainer", "control")}
     await start_group_at_end(settings, groups["validator"], JOBS_SUBMITTED)
