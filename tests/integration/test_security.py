@@ -115,6 +115,7 @@ async def test_no_secret_in_any_output_of_a_full_job(
         "SPARKTRAINER_KAFKA_SASL_USERNAME": "sparktrainer",
         "SPARKTRAINER_KAFKA_SASL_PASSWORD": sasl_password,
         "SPARKTRAINER_API_TOKEN": api_token,
+        "SPARKTRAINER_API_OPEN_READS": "true",  # the reads below go without the token
         "SPARKTRAINER_LOG_LEVEL": "DEBUG",
         "SPARKTRAINER_KAFKA_SESSION_TIMEOUT_MS": "1000",
         "SPARKTRAINER_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
