@@ -109,10 +109,17 @@ async def ensure_topics(
                     for t in missing
                 ]
                 try:
-                    await admin.create_topics(new)
+                    answer = await admin.create_topics(new)
                 except TopicAlreadyExistsError:
-                    pass
-                log.info("topics_created", topics=missing)
+                    answer = None
+                # Under Kafka ACLs a user sees (and may create) only its own topics: the others
+                # come back as per-topic errors (TOPIC_AUTHORIZATION_FAILED), not as an exception
+                # (36, TOPIC_ALREADY_EXISTS: another client was first).
+                errors = getattr(answer, "topic_errors", ())
+                refused = {e[0]: e[1] for e in errors if e[1] not in (0, 36)}
+                if refused:
+                    log.info("topics_not_created", errors=refused)
+                log.info("topics_created", topics=[t for t in missing if t not in refused])
             return
         except KafkaConnectionError:
             if asyncio.get_running_loop().time() > deadline:
