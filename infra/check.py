@@ -10,7 +10,10 @@ Always run (needs PyYAML; the settings check needs the package's dependencies):
   - k8s/: the KEDA triggers name the consumers' real groups and topics, one trainer pool
     (ScaledJob) per resource class reading exactly its class's topics and asking its GPUs,
     maxReplicaCount at most SPARKTRAINER_TOPIC_PARTITIONS, one sweep controller, the ConfigMap
-    settings load in ``Settings``.
+    settings load in ``Settings``;
+  - Kafka users and ACLs (infra/acls.py): k8s/kafka-users.yaml and kafka-acls.sh are what
+    the table of ``contracts/topics.py`` renders, each compose service and k8s workload signs
+    in as its own user with its own password/Secret, KEDA as ``keda``.
 Run when the tool is there (reported as skipped otherwise):
   - ``docker compose config --quiet`` (``--compose`` picks the command);
   - ``kubectl kustomize infra/k8s`` and ``kubernetes-validate --strict`` on its output;
@@ -37,7 +40,8 @@ ROOT = INFRA.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(INFRA))
 
-import pools  # noqa: E402  (infra/pools.py, beside this file)
+import acls  # noqa: E402  (infra/acls.py, beside this file)
+import pools  # noqa: E402
 
 failures: list[str] = []
 
@@ -137,6 +141,7 @@ def check_compose(compose_cmd: list[str] | None) -> None:
     created = {f"sparktrainer.{t}" for t in words if t != "\\"}  # line continuations
     check(created == set(ALL_TOPICS), "compose kafka-init creates exactly ALL_TOPICS")
     record(pools.compose_pools(services))
+    record(acls.compose_users(raw["services"]))
 
     if compose_cmd is None:
         skip("docker compose config", "no compose command found")
@@ -224,6 +229,7 @@ def check_k8s(keda_crds: Path | None) -> None:
     runtime_s = float(config["SPARKTRAINER_MAX_JOB_RUNTIME_S"])
     record(pools.trainer_pools(by_kind["ScaledJob"], partitions, runtime_s))
     record(pools.sweep_controller(by_kind["Deployment"]))
+    record(acls.k8s_users(docs))
 
     rendered = None
     if shutil.which("kubectl"):
@@ -328,6 +334,7 @@ def main() -> int:
     parser.add_argument("--compose", help="compose command, e.g. 'docker compose'")
     args = parser.parse_args()
     check_yaml_parses()
+    record(acls.mismatches())
     check_compose(find_compose(args.compose))
     check_k8s(args.keda_crds)
     print(f"\n{len(failures)} check(s) failed" if failures else "\nall checks that ran passed")

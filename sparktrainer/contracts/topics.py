@@ -71,28 +71,43 @@ DESCRIPTIONS: dict[str, str] = {
     },
 }
 
-# Who may write and read each topic, by role: the Kafka ACLs infra/ should grant (not enforced
-# there yet; the scheduling topics, sweeps and trainers, are not in it yet either). Only the
-# validator writes the verdicts; only trainers write the lifecycle and registrations.
-# Roles: api, operator (the CLI, replay onto the door), ui (Kafka UI), and the consumers.
+# Who may write and read each topic, by role: the Kafka ACLs infra/ grants, generated from this
+# table (infra/acls.py renders infra/k8s/kafka-users.yaml and infra/kafka-acls.sh; infra/check.py
+# and tests/unit/test_infra_acls.py fail when they disagree with it). Only the validator writes
+# the verdicts (validated, rejected, validated sweeps); only trainers write the lifecycle and
+# registrations, and the sweep controller for its own sweep jobs (a sweep is a job: its start,
+# end and best model; Kafka ACLs are per topic, not per key). Roles: validator (also reads the
+# registry topics for its registry view), trainer (every pool; its janitor reads and purges on
+# models.changes, its heartbeat writes trainers), projector, api (with its in-process projector),
+# sweep-controller, operator (people: the CLI, replay), ui (Kafka UI).
+EVERY_READER = ("projector", "api", "operator", "ui")
 WRITERS: dict[str, tuple[str, ...]] = {
-    JOBS_SUBMITTED: ("api", "operator", "ui"),
-    JOBS_VALIDATED: ("validator",),
+    JOBS_SUBMITTED: ("api", "operator", "ui", "sweep-controller"),
+    **{t: ("validator",) for t in VALIDATED_TOPICS},
     JOBS_REJECTED: ("validator",),
-    JOBS_LIFECYCLE: ("trainer",),
-    JOBS_CONTROL: ("api", "operator", "ui"),
-    MODELS_REGISTERED: ("trainer",),
+    JOBS_LIFECYCLE: ("trainer", "sweep-controller"),
+    JOBS_CONTROL: ("api", "operator", "ui", "sweep-controller"),
+    MODELS_REGISTERED: ("trainer", "sweep-controller"),
+    MODELS_CHANGES: ("api", "operator", "trainer"),
+    SWEEPS: ("validator", "sweep-controller"),
+    TRAINERS: ("trainer",),
 }
 READERS: dict[str, tuple[str, ...]] = {
-    JOBS_SUBMITTED: ("validator", "projector", "api", "operator", "ui"),
-    JOBS_VALIDATED: ("trainer", "projector", "api", "operator", "ui"),
-    JOBS_REJECTED: ("projector", "api", "operator", "ui"),
-    JOBS_LIFECYCLE: ("projector", "api", "operator", "ui"),
-    JOBS_CONTROL: ("trainer", "operator", "ui"),
-    MODELS_REGISTERED: ("projector", "api", "operator", "ui"),
+    JOBS_SUBMITTED: ("validator", *EVERY_READER),
+    **{t: ("trainer", *EVERY_READER) for t in VALIDATED_TOPICS},
+    JOBS_REJECTED: ("sweep-controller", *EVERY_READER),
+    JOBS_LIFECYCLE: ("sweep-controller", *EVERY_READER),
+    JOBS_CONTROL: ("trainer", "sweep-controller", *EVERY_READER),
+    MODELS_REGISTERED: ("validator", "sweep-controller", *EVERY_READER),
+    MODELS_CHANGES: ("validator", "trainer", *EVERY_READER),
+    SWEEPS: ("sweep-controller", *EVERY_READER),
+    TRAINERS: EVERY_READER,
 }
 # Consumer groups by role (a prefix: the trainer's cancel responder is ``<group>-control``).
+# The others assign partitions by hand and use no group.
 GROUP_PREFIXES: dict[str, str] = {
     "validator": "sparktrainer-validator",
     "trainer": "sparktrainer-trainer",
 }
+# Roles that only look at offsets and lag (KEDA's triggers): Describe on these groups' topics.
+LAG_WATCHERS: tuple[str, ...] = ("keda",)
