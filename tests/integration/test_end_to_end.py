@@ -134,6 +134,7 @@ async def test_redelivered_validated_job_is_not_trained_twice(stack, store, serv
     job = small(guide.by_name("Initial Model Training"), epochs=1)
     end, _ = await run_to_end(services, job)
     assert isinstance(end, JobCompleted)
+    await wait_listed(projector, job["job_id"])  # its registration is on another topic
     before = list_models(projector.conn).total
     async with Tap(stack, *ALL) as tap:
         await produce(producer, JOBS_SUBMITTED, job)  # the same submission again
