@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 
+from sparktrainer.api.auth import MESSAGE, token_matches
 from sparktrainer.api.metrics import ApiMetrics
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.contracts.caps import check_shape
@@ -212,17 +212,7 @@ async def _capped_body(request: Request, limit: int) -> bytes:
 
 
 def require_token(request: Request) -> None:
-    """With ``api_token`` set, writing endpoints need ``Authorization: Bearer <token>``."""
-    state = state_of(request)
-    expected = state.settings.api_token
-    if expected is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), expected.get_secret_value().encode()
-    ):
-        raise ApiError(
-            401,
-            "Missing or wrong bearer token: send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    """The token even where reads are open (``api_open_reads``): a model's files are its
+    weights, so downloads keep needing it. Every other route is guarded by ``auth.TokenGuard``."""
+    if not token_matches(state_of(request).settings, request.headers.get("authorization", "")):
+        raise ApiError(401, MESSAGE, headers={"WWW-Authenticate": "Bearer"})

@@ -88,7 +88,7 @@ RETIREMENT = Concern(
     name="retirement",
     version=1,
     ddl=DDL,
-    topics=(t.MODELS_CHANGES,),
+    topics=(t.MODELS_CHANGES, t.MODELS_REGISTERED),
     folds={
         ModelArchived: _archived,
         ModelDeleted: _deleted,

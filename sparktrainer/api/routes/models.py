@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from sparktrainer.api.routes.paging import Limit, Offset
@@ -19,7 +19,6 @@ from sparktrainer.api.state import (
     json_object,
     model_of,
     publish_change,
-    require_token,
     state_of,
 )
 from sparktrainer.registry import changes
@@ -79,7 +78,7 @@ def model_lineage(request: Request, ref: str) -> JSONResponse:
     return JSONResponse(existing(state_of(request).registry.read(lineage, model_id), "model", ref))
 
 
-@router.post("/{ref}/archive", status_code=202, dependencies=[Depends(require_token)])
+@router.post("/{ref}/archive", status_code=202)
 async def archive(request: Request, ref: str) -> JSONResponse:
     """Publish model.archived: the model leaves default lists, stays usable as a parent."""
     by, reason = change_fields(await json_object(request, optional=True))
@@ -87,7 +86,7 @@ async def archive(request: Request, ref: str) -> JSONResponse:
     return JSONResponse({"model_id": event.model_id, "archive_requested": True}, 202)
 
 
-@router.delete("/{ref}", status_code=202, dependencies=[Depends(require_token)])
+@router.delete("/{ref}", status_code=202)
 async def delete(request: Request, ref: str) -> JSONResponse:
     """Publish model.deleted: no more fine-tunes or downloads; files go after the grace period."""
     by, reason = change_fields(await json_object(request, optional=True))
