@@ -109,17 +109,19 @@ async def test_submit_publishes_and_prints_the_job_id(stack, env, tmp_path) -> N
     assert rc == 2 and "not a job" in err
 
 
-async def _drive(stack, job_id: str, *events: Any) -> None:
+async def _drive(stack, ready: asyncio.Event, job_id: str, *events: Any) -> None:
     """Play the validator and the trainer once the submission is on the log."""
     async with Tap(stack, JOBS_SUBMITTED) as tap:
+        ready.set()  # the tap's end is fixed: the submission cannot slip past it
         await tap.wait_for(lambda e: getattr(e, "job_id", None) == job_id, timeout_s=60)
     await publish(stack, *events)
 
 
 async def _submit_and_wait(stack, env, tmp_path, job_id: str, *events: Any):
     path = job_file(tmp_path, {**GUIDE_MLP, "job_id": job_id})
-    driver = asyncio.create_task(_drive(stack, job_id, *events))
-    await asyncio.sleep(0.3)  # the tap is reading before the command publishes
+    ready = asyncio.Event()
+    driver = asyncio.create_task(_drive(stack, ready, job_id, *events))
+    await asyncio.wait_for(ready.wait(), 30)
     result = await cli(env, "submit", path, "--wait", "--json", "--timeout", "60")
     await driver
     return result
