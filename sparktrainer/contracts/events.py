@@ -20,6 +20,7 @@ from sparktrainer.contracts.event_base import (
     deterministic_id,
     now,
 )
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.jobspec import (
     Framework,
     JobRequest,
@@ -252,6 +253,12 @@ class JobFailed(LifecycleEvent):
     reason: str
     error_type: str
     retriable: bool = False
+    cause: FailureReason | None = Field(
+        default=None, description="Why, machine-readable (contracts/failures.py); None in old logs"
+    )
+    signal: int | None = Field(
+        default=None, ge=1, le=128, description="The signal that ended the worker (cause crashed)"
+    )
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.job_id)
@@ -267,6 +274,10 @@ class JobCancelled(LifecycleEvent):
     already_ended: str | None = Field(
         default=None, description="Set when the cancel came after the job had ended"
     )
+    cause: FailureReason | None = Field(
+        default=None, description="cancelled or preempted (contracts/failures.py); None in old logs"
+    )
+    retriable: bool = Field(default=False, description="Whether the job will run again (preempted)")
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.job_id, self.already_ended or "")
