@@ -54,11 +54,18 @@ def _checkpoint(conn: sqlite3.Connection, ev: CheckpointSaved) -> None:
     numbers = (ev.step, ev.epoch, ev.attempt, ev.size_bytes)
     if not all(0 <= n <= _SQL_INT for n in numbers):
         return  # not a checkpoint any trainer saved
+    # Named parameters: a value cannot land in its neighbour's column (SQLite would store it).
     conn.execute(
         "INSERT OR REPLACE INTO job_checkpoints "
-        "(job_id, step, epoch, attempt, key, size_bytes, upload_s, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (ev.job_id, *numbers, ev.key[:1024], ev.upload_s, iso(ev.at)),
+        "(job_id, step, epoch, attempt, key, size_bytes, upload_s, at) VALUES "
+        "(:job_id, :step, :epoch, :attempt, :key, :size_bytes, :upload_s, :at)",
+        {
+            **ev.model_dump(
+                include={"job_id", "step", "epoch", "attempt", "size_bytes", "upload_s"}
+            ),
+            "key": ev.key[:1024],
+            "at": iso(ev.at),
+        },
     )
     conn.execute(
         "DELETE FROM job_checkpoints WHERE job_id = ? AND step NOT IN "
@@ -69,7 +76,7 @@ def _checkpoint(conn: sqlite3.Connection, ev: CheckpointSaved) -> None:
 
 JOB_DETAILS = Concern(
     name="job_details",
-    version=1,
+    version=2,  # 2: checkpoints stored key and size_bytes swapped
     ddl=DDL,
     topics=(*t.VALIDATED_TOPICS, t.JOBS_LIFECYCLE),
     folds={JobValidated: _spec, CheckpointSaved: _checkpoint},
