@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     validator_registry_staleness_s: float = Field(default=0.0, ge=0)
     validator_registry_timeout_s: float = Field(default=30.0, gt=0)
 
+    # Tenants (contracts/tenants.py): the file listing them, their quotas and credentials
+    # (JSON, or TOML by suffix); unset: one default tenant with every right
+    tenants_file: Path | None = None
+
     # HTTP API (the dashboard at /, Prometheus metrics at /metrics)
     api_host: str = "127.0.0.1"
     api_port: int = 8080

@@ -39,6 +39,7 @@ from sparktrainer.contracts.scheduling import (
     Priority,
     Resources,
 )
+from sparktrainer.contracts.tenants import DEFAULT_TENANT, TenantName
 
 __all__ = ["Event", "RecordSource", "derived_job_id", "deterministic_id", "now"]
 
@@ -93,6 +94,10 @@ class JobValidated(Event):
     )
     sweep_id: SafeId | None = None
     trial: NonNegInt | None = None
+    tenant: TenantName = Field(
+        default=DEFAULT_TENANT,
+        description="The tenant its submission door established (contracts/tenants.py)",
+    )
 
     def home_topic(self) -> str:
         """The topic of the job's resource class and priority."""
@@ -332,6 +337,9 @@ class ModelRegistered(Event):
     description: str | None = None
     register_as: ModelName | None = Field(
         default=None, description="The name this model is the next version of (key: the name)"
+    )
+    tenant: TenantName = Field(
+        default=DEFAULT_TENANT, description="The tenant of the job that trained it (its owner)"
     )
 
     def subject(self) -> str:

@@ -11,6 +11,7 @@ from sparktrainer.contracts.event_base import Event, Instant, RecordSource, dete
 from sparktrainer.contracts.jobspec import Framework
 from sparktrainer.contracts.scheduling import DEFAULT_PRIORITY, Priority, Resources
 from sparktrainer.contracts.sweeps import SweepConfig
+from sparktrainer.contracts.tenants import DEFAULT_TENANT, TenantName
 
 # -- sweeps (topic sparktrainer.sweeps, key = sweep id) -------------------------------------
 
@@ -43,6 +44,10 @@ class SweepValidated(SweepEvent):
     warnings: list[str] = Field(default_factory=list)
     source: RecordSource | None = None
     validated_at: Instant = Field(default_factory=now)
+    tenant: TenantName = Field(
+        default=DEFAULT_TENANT,
+        description="The tenant its submission door established (contracts/tenants.py)",
+    )
 
 
 class TrialPlanned(SweepEvent):

@@ -9,6 +9,7 @@ from sparktrainer.contracts.scheduling import (
     DEFAULT_PRIORITY,
     PRIORITIES,
 )
+from sparktrainer.contracts.tenants import DEFAULT_TENANT
 
 JOBS_SUBMITTED = "sparktrainer.jobs.submitted"
 JOBS_VALIDATED = "sparktrainer.jobs.validated"  # the (cpu, normal) route: every old job's topic
@@ -19,6 +20,11 @@ MODELS_REGISTERED = "sparktrainer.models.registered"
 MODELS_CHANGES = "sparktrainer.models.changes"
 SWEEPS = "sparktrainer.sweeps"
 TRAINERS = "sparktrainer.trainers"
+# One submission door per tenant (contracts/tenants.py): prefixed ACLs give the topics under
+# ``sparktrainer.tenants.{name}.`` only to that tenant's Kafka users, so the topic a record was
+# read from establishes its tenant; the plain door is the default tenant's.
+TENANT_TOPIC_PREFIX = "sparktrainer.tenants."
+_TENANT_SUBMITTED_SUFFIX = ".jobs.submitted"
 
 
 def validated_topic(resource_class: str, priority: str) -> str:
@@ -26,6 +32,23 @@ def validated_topic(resource_class: str, priority: str) -> str:
     if (resource_class, priority) == (DEFAULT_CLASS, DEFAULT_PRIORITY):
         return JOBS_VALIDATED
     return f"{JOBS_VALIDATED}.{resource_class}.{priority}"
+
+
+def submission_topic(tenant: str) -> str:
+    """The topic a tenant submits jobs and sweeps on (the plain door: the default tenant's)."""
+    if tenant == DEFAULT_TENANT:
+        return JOBS_SUBMITTED
+    return f"{TENANT_TOPIC_PREFIX}{tenant}{_TENANT_SUBMITTED_SUFFIX}"
+
+
+def submission_tenant(topic: str) -> str | None:
+    """The tenant whose submission door ``topic`` is ("default" for the plain one), else None."""
+    if topic == JOBS_SUBMITTED:
+        return DEFAULT_TENANT
+    if topic.startswith(TENANT_TOPIC_PREFIX) and topic.endswith(_TENANT_SUBMITTED_SUFFIX):
+        name = topic[len(TENANT_TOPIC_PREFIX) : -len(_TENANT_SUBMITTED_SUFFIX)]
+        return name if name and "." not in name else None
+    return None
 
 
 # topic -> (resource class, priority), highest priority first within each class
