@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sparktrainer.contracts.scheduling import TOP_LEVEL, Waiting, class_rank, effective_level
+from sparktrainer.contracts.tenants import DEFAULT_TENANT, Tenants
 
-DEFAULT_TENANT = "default"
 OVER_QUOTA = "tenant over quota"
 NO_ROOM, OWN, BORROWED = 0, 1, 2  # how a job would run: not now, on its own quota, on a loan
 
@@ -44,8 +44,8 @@ class Quota:
 
     jobs: int | None = None
     gpus: int | None = None
-    borrow_jobs: int = 0
-    borrow_gpus: int = 0
+    borrow_jobs: int | None = None  # None: as much as the cohort has idle
+    borrow_gpus: int | None = None
 
 
 NO_LIMIT = Quota()
@@ -114,6 +114,25 @@ def _fits(held: int, need: int, limit: int | None) -> bool:
     return limit is None or held + need <= limit
 
 
+def _ceiling(nominal: int | None, borrow: int | None) -> int | None:
+    return None if nominal is None or borrow is None else nominal + borrow
+
+
+def shares_of(tenants: Tenants) -> dict[str, Share]:
+    """What the fair share needs of a tenants file (``contracts/tenants.py``)."""
+    return {
+        t.name: Share(
+            weight=float(t.weight),
+            cohort=t.cohort,
+            quotas={
+                cls: Quota(q.running_jobs, q.gpus, q.borrow_jobs, q.borrow_gpus)
+                for cls, q in t.quotas.items()
+            },
+        )
+        for t in tenants.tenants
+    }
+
+
 class FairShare:
     """The pick rule over tenants' shares; ``shares`` lacks a tenant: weight 1, no quota.
 
@@ -146,9 +165,9 @@ class FairShare:
             return OWN
         if not share.cohort:
             return NO_ROOM
-        if quota.jobs is not None and jobs + 1 > quota.jobs + quota.borrow_jobs:
+        if not _fits(jobs, 1, _ceiling(quota.jobs, quota.borrow_jobs)):
             return NO_ROOM
-        if quota.gpus is not None and gpus + c.gpus > quota.gpus + quota.borrow_gpus:
+        if not _fits(gpus, c.gpus, _ceiling(quota.gpus, quota.borrow_gpus)):
             return NO_ROOM
         return BORROWED if self._cohort_has_room(share.cohort, cls, c.gpus, ledger) else NO_ROOM
 

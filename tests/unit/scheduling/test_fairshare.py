@@ -13,8 +13,10 @@ from sparktrainer.contracts.fairshare import (
     Quota,
     Share,
     overdue_s,
+    shares_of,
 )
 from sparktrainer.contracts.scheduling import Waiting
+from sparktrainer.contracts.tenants import Tenants
 
 NOW = 10_000_000
 AGING_S = 60.0
@@ -116,3 +118,22 @@ def test_overdue_jobs_oldest_first_and_every_pick_over_quota_is_none() -> None:
     for _ in range(2):
         ledger.hold("a", "cpu", 0)
     assert full.pick(old, ledger, NOW) is None
+
+
+def test_a_tenants_file_gives_the_shares() -> None:
+    tenants = Tenants.model_validate(
+        {
+            "tenants": [
+                {"name": "a", "weight": 3, "cohort": "ml",
+                 "quotas": {"gpu": {"running_jobs": 1, "gpus": 1, "borrow_jobs": 1}}},
+                {"name": "b", "cohort": "ml", "quotas": {"gpu": {"running_jobs": 2}}},
+            ]
+        }
+    )  # fmt: skip
+    rule, ledger = FairShare(shares_of(tenants), AGING_S), Ledger(trainers=4, gpus=4)
+    assert rule.share("a").weight == 3.0 and rule.share("default").quotas == {}
+    ledger.hold("a", "gpu", 1)
+    # a's GPU quota is 1 and its GPU borrowing unlimited: it borrows b's idle job quota
+    assert rule.room(job("a", "gpu", gpus=1), ledger) == BORROWED
+    ledger.hold("a", "gpu", 1)
+    assert rule.room(job("a", "gpu", gpus=1), ledger) == NO_ROOM  # borrow_jobs 1 used
