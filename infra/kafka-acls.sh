@@ -116,7 +116,7 @@ acl --allow-principal User:trainer --operation Read --operation Describe --resou
 acl --allow-principal User:trainer --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.high
 acl --allow-principal User:trainer --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.normal
 acl --allow-principal User:trainer --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.low
-acl --allow-principal User:trainer --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
+acl --allow-principal User:trainer --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
 acl --allow-principal User:trainer --operation Read --resource-pattern-type prefixed --group sparktrainer-trainer
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated

@@ -122,6 +122,10 @@ class TrainerHeartbeat(Event):
     gpu_memory_gib: float = 0.0  # the smallest GPU's
     devices: list[str] = Field(default_factory=list)
     running_job_id: str | None = None
+    # Who runs what across the fleet, for every trainer's fair share (scheduling/usage.py):
+    running_tenant: str | None = Field(default=None, max_length=64)
+    running_class: str | None = Field(default=None, max_length=32)
+    running_gpus: int = Field(default=0, ge=0, le=64)
     every_s: float
     stopping: bool = False
     at: Instant = Field(default_factory=now)

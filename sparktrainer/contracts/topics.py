@@ -124,7 +124,7 @@ READERS: dict[str, tuple[str, ...]] = {
     MODELS_REGISTERED: ("validator", "sweep-controller", *EVERY_READER),
     MODELS_CHANGES: ("validator", "trainer", *EVERY_READER),
     SWEEPS: ("sweep-controller", *EVERY_READER),
-    TRAINERS: EVERY_READER,
+    TRAINERS: (*EVERY_READER, "trainer"),  # each trainer folds who runs what (fair share)
 }
 # Consumer groups by role (a prefix: the trainer's cancel responder is ``<group>-control``).
 # The others assign partitions by hand and use no group.

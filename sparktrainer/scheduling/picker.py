@@ -16,8 +16,12 @@ from collections.abc import Callable
 from aiokafka import TopicPartition
 
 from sparktrainer.bus.waiting import tp_of
-from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.envelope import EnvelopeError
+from sparktrainer.contracts.events import JobValidated
+from sparktrainer.contracts.fairshare import Candidate, FairShare, Ledger
+from sparktrainer.contracts.records import Received, decode_received
 from sparktrainer.contracts.scheduling import Waiting
+from sparktrainer.contracts.tenants import DEFAULT_TENANT
 from sparktrainer.contracts.topics import ROUTES
 
 SETTLE_S = 0.5  # after an assignment: one fetch round, so every partition's head is seen
@@ -35,6 +39,9 @@ class PriorityWaiting:
     :param priorities: False: oldest first, whatever the priority (for comparison).
     :param settle_s: after an assignment, how long to wait for every partition's head.
     :param clock: wall-clock milliseconds (tests pass their own).
+    :param fair: the tenants' quotas and fair share (``contracts/fairshare.py``); None: one
+        tenant, the heads of the partitions compete by the priority rule alone.
+    :param ledger: who runs what across the fleet now (``scheduling/usage.py``), with ``fair``.
     """
 
     def __init__(
@@ -44,11 +51,16 @@ class PriorityWaiting:
         priorities: bool = True,
         settle_s: float = SETTLE_S,
         clock: Callable[[], int] = now_ms,
+        fair: FairShare | None = None,
+        ledger: Callable[[], Ledger] = Ledger,
     ) -> None:
         self.aging_s = aging_s
         self.priorities = priorities
         self.settle_s = settle_s
         self.clock = clock
+        self.fair = fair
+        self.ledger = ledger
+        self._owners: dict[tuple[TopicPartition, int], tuple[str, int]] = {}
         self._queues: dict[TopicPartition, deque[Received]] = {}
         self._settled_at = 0
         # A partition whose last waiting record was just taken: its next records may still be
@@ -61,6 +73,8 @@ class PriorityWaiting:
 
     def add(self, rec: Received) -> None:
         self._queues.setdefault(tp_of(rec), deque()).append(rec)
+        if self.fair is not None:
+            self._owners[(tp_of(rec), rec.offset)] = _owner(rec)
 
     def waiting(self, rec: Received) -> Waiting:
         """What the pick rule knows of a record: its topic's route, and its timestamp."""
@@ -71,18 +85,40 @@ class PriorityWaiting:
     def take(self) -> Received | None:
         if self.clock() < self._settled_at:
             return None
-        heads = [q[0] for q in self._queues.values() if q]
-        if not heads:
-            return None
         now = self.clock()
-        best = min(heads, key=lambda r: self.waiting(r).order(now, self.aging_s, self.priorities))
-        if self._behind_a_drained_partition(best, now):
+        best = self._best(now)
+        if best is None or self._behind_a_drained_partition(best, now):
             return None
         tp = tp_of(best)
-        taken = self._queues[tp].popleft()
+        self._queues[tp].remove(best)
+        self._owners.pop((tp, best.offset), None)
+        taken = best
         if not self._queues[tp]:
             self._drained[tp] = (now, self.waiting(taken))
         return taken
+
+    def _best(self, now: int) -> Received | None:
+        """The heads by the priority rule; with ``fair``, each tenant's first record of each
+        partition by the fair share (None when every one is over its tenant's quota)."""
+        if self.fair is None:
+            heads = [q[0] for q in self._queues.values() if q]
+            if not heads:
+                return None
+            return min(
+                heads, key=lambda r: self.waiting(r).order(now, self.aging_s, self.priorities)
+            )
+        firsts: list[Received] = []
+        cands: list[Candidate] = []
+        for tp, q in self._queues.items():
+            seen: set[str] = set()
+            for r in q:
+                tenant, gpus = self._owners.get((tp, r.offset), (DEFAULT_TENANT, 0))
+                if tenant not in seen:
+                    seen.add(tenant)
+                    firsts.append(r)
+                    cands.append(Candidate(self.waiting(r), tenant, gpus))
+        i = self.fair.pick(cands, self.ledger(), now) if cands else None
+        return None if i is None else firsts[i]
 
     def _behind_a_drained_partition(self, best: Received, now: int) -> bool:
         """Whether a partition drained less than ``settle_s`` ago may hold a better record."""
@@ -98,11 +134,13 @@ class PriorityWaiting:
         )
 
     def drop(self, tps: set[TopicPartition]) -> None:
+        self._owners = {k: v for k, v in self._owners.items() if k[0] not in tps}
         for tp in tps:
             self._queues.pop(tp, None)
             self._drained.pop(tp, None)
 
     def clear(self) -> None:
+        self._owners.clear()
         self._queues.clear()
         self._drained.clear()
 
@@ -114,3 +152,13 @@ class PriorityWaiting:
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+
+def _owner(rec: Received) -> tuple[str, int]:
+    """The tenant and GPUs of a validated job (default, 0 for a record that is none: the
+    trainer skips it when it starts, at once)."""
+    try:
+        job = decode_received(rec, JobValidated)
+    except EnvelopeError:
+        return DEFAULT_TENANT, 0
+    return job.tenant, job.resources.gpus

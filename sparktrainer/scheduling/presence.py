@@ -19,6 +19,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from sparktrainer.contracts.envelope import OutRecord, encode
+from sparktrainer.contracts.events import JobValidated
 from sparktrainer.contracts.schedule_events import TrainerHeartbeat
 from sparktrainer.contracts.scheduling import GIB
 
@@ -39,7 +40,7 @@ class Presence:
     :param group: the trainer's consumer group.
     :param classes: the resource classes it serves.
     :param gpus: (name, memory bytes) of each GPU it has.
-    :param running: the id of the job it runs now (None when idle).
+    :param running: the job it runs now (None when idle).
     :param send: sends one record and waits for the broker.
     :param every_s: seconds between heartbeats.
     """
@@ -47,7 +48,7 @@ class Presence:
     group: str
     classes: tuple[str, ...]
     gpus: list[tuple[str, int]]
-    running: Callable[[], str | None]
+    running: Callable[[], JobValidated | None]
     send: Callable[[OutRecord], Awaitable[None]]
     every_s: float
     trainer_id: str = ""
@@ -58,6 +59,7 @@ class Presence:
     def beat(self, stopping: bool = False) -> TrainerHeartbeat:
         """The heartbeat for now."""
         memory = [m for _, m in self.gpus]
+        job = None if stopping else self.running()
         return TrainerHeartbeat(
             trainer_id=self.trainer_id,
             group=self.group,
@@ -65,10 +67,17 @@ class Presence:
             gpus=len(memory),
             gpu_memory_gib=round(min(memory, default=0) / GIB, 2),
             devices=[name for name, _ in self.gpus] or ["cpu"],
-            running_job_id=None if stopping else self.running(),
+            running_job_id=job.job_id if job else None,
+            running_tenant=job.tenant if job else None,
+            running_class=job.resource_class if job else None,
+            running_gpus=job.resources.gpus if job else 0,
             every_s=self.every_s,
             stopping=stopping,
         )
+
+    def _running_id(self) -> str | None:
+        job = self.running()
+        return job.job_id if job else None
 
     async def _send(self, stopping: bool = False) -> None:
         try:
@@ -78,14 +87,14 @@ class Presence:
 
     async def run(self) -> None:
         """Beat until cancelled; then a last beat that says the trainer is stopping."""
-        last, since = self.running(), 0.0
+        last, since = self._running_id(), 0.0
         try:
             await self._send()
             while True:
                 await asyncio.sleep(CHANGE_POLL_S)
                 since += CHANGE_POLL_S
                 if self.running() != last or since >= self.every_s:
-                    last, since = self.running(), 0.0
+                    last, since = self._running_id(), 0.0
                     await self._send()
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 
 import structlog
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
@@ -22,17 +23,21 @@ from sparktrainer.bus.reader import LogReader
 from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
+from sparktrainer.contracts.fairshare import FairShare, Ledger, shares_of
 from sparktrainer.contracts.records import (
     Received,
     SkipCounter,
     content_fingerprint,
     decode_received,
 )
-from sparktrainer.contracts.topics import JOBS_CONTROL, class_topics
+from sparktrainer.contracts.schedule_events import TrainerHeartbeat
+from sparktrainer.contracts.tenants import load_tenants
+from sparktrainer.contracts.topics import JOBS_CONTROL, TRAINERS, class_topics
 from sparktrainer.contracts.trace import job_trace, traced
 from sparktrainer.scheduling.picker import PriorityWaiting
 from sparktrainer.scheduling.presence import Presence, trainer_id
 from sparktrainer.scheduling.serving import served_classes, unserved
+from sparktrainer.scheduling.usage import MISSED_BEATS, FleetUsage
 from sparktrainer.services.admission import refusals_of
 from sparktrainer.services.janitor import Janitor
 from sparktrainer.services.trainer_metrics import TrainerObserver, WorkerCollector
@@ -82,6 +87,7 @@ class TrainerService:
         self.observer = TrainerObserver()
         self.classes: tuple[str, ...] = ()  # the resource classes served: known once started
         self.presence_id = trainer_id()  # what its heartbeats on sparktrainer.trainers name it
+        self.fleet = FleetUsage(me=self.presence_id)  # who runs what, from the heartbeats
         self.skipped = SkipCounter("trainer")
         self.producer = make_producer(settings)
         self.jobs = self._job_runtime(group_id, consumer_options)
@@ -116,7 +122,14 @@ class TrainerService:
             keep_work_on_revoke=True,
             producer=self.producer,
             waiting=PriorityWaiting(
-                self.settings.schedule_aging_s, priorities=self.settings.schedule_priorities
+                self.settings.schedule_aging_s,
+                priorities=self.settings.schedule_priorities,
+                fair=FairShare(
+                    shares_of(load_tenants(self.settings.tenants_file)),
+                    self.settings.schedule_aging_s,
+                    self.settings.schedule_priorities,
+                ),
+                ledger=self._ledger,
             ),
             consumer_options={
                 # Sticky: a trainer joining does not move a running job's partition.
@@ -124,6 +137,27 @@ class TrainerService:
                 **(consumer_options or {}),
             },
         )
+
+    def _ledger(self) -> Ledger:
+        """Who runs what across the fleet now; this trainer's own job from its own state."""
+        return self.fleet.ledger(datetime.now(UTC), self._presence().beat())
+
+    async def follow_fleet(self) -> None:
+        """Fold every trainer's heartbeats, from the last few intervals on."""
+        since_ms = int(
+            (datetime.now(UTC).timestamp() - MISSED_BEATS * self.settings.trainer_heartbeat_s)
+            * 1000
+        )
+        async with LogReader(self.settings) as reader:
+            tps = await reader.partitions((TRAINERS,))
+            ends = await reader.ends(tps)
+            reader.assign(
+                {tp: (await reader.offsets_at([tp], since_ms)).get(tp, ends[tp]) for tp in tps}
+            )
+            while True:
+                for r in await reader.read(timeout_ms=200):
+                    with contextlib.suppress(EnvelopeError):  # counted by the registry's view
+                        self.fleet.fold(decode_received(r, TrainerHeartbeat))
 
     def __repr__(self) -> str:
         return (
@@ -223,6 +257,7 @@ class TrainerService:
         await self.producer.start()
         presence = asyncio.create_task(self._presence().run())
         listener = asyncio.create_task(self.listen_cancels())
+        fleet = asyncio.create_task(self.follow_fleet())
         janitor = asyncio.create_task(self.janitor.run())
         control = asyncio.create_task(self.control.run())
         jobs = asyncio.create_task(self.jobs.run())
@@ -238,9 +273,12 @@ class TrainerService:
         finally:
             self.control.stop()
             listener.cancel()
+            fleet.cancel()
             presence.cancel()
             janitor.cancel()
-            await asyncio.gather(control, listener, presence, janitor, return_exceptions=True)
+            await asyncio.gather(
+                control, listener, fleet, presence, janitor, return_exceptions=True
+            )
             await self.producer.stop()
             await self.worker.stop()
         return 0
@@ -251,7 +289,7 @@ class TrainerService:
             group=self.jobs.group_id,
             classes=self.classes,
             gpus=self.worker.gpus,
-            running=lambda: self.cancels.running.job_id if self.cancels.running else None,
+            running=lambda: self.cancels.running,
             send=lambda r: send(self.producer, r),
             every_s=self.settings.trainer_heartbeat_s,
             trainer_id=self.presence_id,
