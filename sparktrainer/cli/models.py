@@ -196,4 +196,17 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def _label(item: dict[str, Any]) -> str:
     if not item.get("registered"):
         return f"{escape(item['model_id'])} [dim](not in the registry)[/]"
-    return f"{escape(item['model_id'])} [dim]{escape(item['name'])}[/]"
+    label = f"{escape(item['model_id'])} [dim]{escape(item['name'])}[/]"
+    return f"{label}  data: {escape(data_label(item.get('data')))}"
+
+
+def data_label(data: dict[str, Any] | None) -> str:
+    """A model's data identity on one line: the source, its sha256 and size, or its sampling."""
+    if not data:
+        return "not recorded"
+    sampling = " ".join(f"{k}={v}" for k, v in sorted(data.get("sampling", {}).items()))
+    if data["kind"] != "s3":
+        return f"{data['source']} ({sampling})"
+    count = data.get("object_count", 0)
+    objects = f", {count} objects" if count != 1 else ""
+    return f"{data['source']} sha256 {data['sha256'][:16]} ({_size(data['size_bytes'])}{objects})"

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparktrainer.contracts import topics
+from sparktrainer.contracts.data_identity import DataIdentity
 from sparktrainer.contracts.event_base import (
     Event,
     Instant,
@@ -330,6 +331,9 @@ class ModelRegistered(Event):
     metrics: dict[str, float] = Field(default_factory=dict)
     base_model_id: SafeId | None = None
     lineage: list[str] = Field(default_factory=list, description="Ancestors, nearest first")
+    data: DataIdentity | None = Field(
+        default=None, description="What the model was trained on (None: not recorded, e.g. an older model)"
+    )
     created_at: Instant = Field(default_factory=now)
     tags: list[str] = Field(default_factory=list)
     license: str | None = None

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS models (
     metrics TEXT NOT NULL,
     base_model_id TEXT,
     lineage TEXT NOT NULL,
+    data TEXT,  -- the DataIdentity the model was trained on (NULL: not recorded)
     tags TEXT NOT NULL,
     license TEXT,
     domain TEXT,
@@ -51,8 +52,8 @@ CREATE TABLE IF NOT EXISTS model_tags (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS model_tags_by_tag ON model_tags (tag, created_at DESC, model_id);
 """
-MODEL_JSON = ("architecture", "artifacts", "metrics", "lineage", "tags")
-_SUMMARY = "model_id, name, framework, task, base_model_id, created_at"
+MODEL_JSON = ("architecture", "artifacts", "metrics", "lineage", "data", "tags")
+_SUMMARY = "model_id, name, framework, task, base_model_id, created_at, data"
 
 
 def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
@@ -92,7 +93,7 @@ def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
 
 MODELS = Concern(
     name="models",
-    version=2,
+    version=3,
     ddl=DDL,
     topics=(t.MODELS_REGISTERED,),
     folds={ModelRegistered: _register},
@@ -130,6 +131,9 @@ def get_model(conn: sqlite3.Connection, model_id: str) -> Row | None:
 
 def lineage(conn: sqlite3.Connection, model_id: str) -> Row | None:
     """A model's ancestors (nearest first) and its direct children; None if the model is unknown.
+
+    Each registered model in the chain comes with the data it was trained on (``data``), so a
+    fine-tune's lineage shows its parents' data too.
 
     The chain follows ``base_model_id`` through registered models; where it leaves the registry
     (a torchvision or hub base, or an ancestor never registered here) the ids recorded in the
@@ -177,6 +181,8 @@ def _summary(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     out = {
         k: row[k] for k in ("model_id", "name", "framework", "task", "base_model_id", "created_at")
     }
+    data = row["data"] if "data" in row.keys() else None
+    out["data"] = json.loads(data) if isinstance(data, str) else data
     out["registered"] = True
     return out
 

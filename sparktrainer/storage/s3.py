@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +38,16 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ReadObject:
+    """An object's bytes and what identifies them: the server's ETag and version, their sha256."""
+
+    data: bytes
+    sha256: str
+    etag: str | None
+    version_id: str | None
 
 
 def _http_client(settings: Settings) -> urllib3.PoolManager:
@@ -162,6 +173,29 @@ class ObjectStore:
             resp = self.client.get_object(self.bucket, key)
             try:
                 return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        return self._retry(f"get {key}", read)
+
+    def get_hashed(self, key: str, chunk_bytes: int = 1 << 20) -> ReadObject:
+        """An object's bytes, hashed as they arrive, with the ETag and version of that response."""
+
+        def read() -> ReadObject:
+            resp = self.client.get_object(self.bucket, key)
+            try:
+                digest, parts = hashlib.sha256(), []
+                for chunk in resp.stream(chunk_bytes):
+                    digest.update(chunk)
+                    parts.append(chunk)
+                etag, version = resp.headers.get("ETag"), resp.headers.get("x-amz-version-id")
+                return ReadObject(
+                    data=b"".join(parts),
+                    sha256=digest.hexdigest(),
+                    etag=etag.strip('"')[:128] if etag else None,
+                    version_id=None if version in (None, "", "null") else version[:256],
+                )
             finally:
                 resp.close()
                 resp.release_conn()

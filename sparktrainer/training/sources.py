@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparktrainer.contracts.access import Access
+from sparktrainer.contracts.data_identity import DataIdentity, DataObject, s3_identity
 from sparktrainer.contracts.caps import show_bytes
+from sparktrainer.contracts.jobspec import DataSpec
 from sparktrainer.errors import InvalidJobError
 from sparktrainer.settings import Limits, Settings
 from sparktrainer.storage.s3 import ObjectStore
@@ -26,12 +28,17 @@ DATA_CAP: int = Limits.model_fields["data_bytes"].default
 
 @dataclass
 class DataObjects:
-    """Reads one job's data objects; ``read_bytes`` counts what it has downloaded."""
+    """Reads one job's data objects; ``read_bytes`` counts what it has downloaded.
+
+    Each object read is remembered with its size, ETag, version and sha256 (hashed as it is
+    downloaded): :meth:`identity` is what the model's lineage records.
+    """
 
     store: ObjectStore
     access: Access | None = None  # default: the store's own bucket only
     max_bytes: int = DATA_CAP
     read_bytes: int = field(default=0, init=False)
+    objects_read: list[DataObject] = field(default_factory=list, init=False)
 
     @classmethod
     def for_job(cls, store: ObjectStore, settings: Settings) -> DataObjects:
@@ -60,7 +67,30 @@ class DataObjects:
                 ]
             )
         self.read_bytes += size
-        return store.get_bytes(key)
+        got = store.get_hashed(key)
+        self.objects_read.append(
+            DataObject(
+                uri=f"s3://{store.bucket}/{key}",
+                size_bytes=len(got.data),
+                sha256=got.sha256,
+                etag=got.etag,
+                version_id=got.version_id,
+            )
+        )
+        return got.data
+
+    def identity(self, spec: DataSpec) -> DataIdentity:
+        """What the job trained on: the objects it read, or the built-in set and its sampling."""
+        sampling: dict[str, int | float | str] = {
+            "seed": spec.seed,
+            "validation_split": spec.validation_split,
+        }
+        if not spec.source.startswith("s3://"):
+            if spec.source == "synthetic":
+                sampling["num_samples"] = spec.num_samples
+            return DataIdentity(source=spec.source, kind="builtin", sampling=sampling)
+        sampling["format"] = spec.format
+        return s3_identity(spec.source, self.objects_read, sampling)
 
     def check_in_memory(self, nbytes: int, what: str) -> None:
         """Refuse data that would take more than the cap once expanded in memory."""

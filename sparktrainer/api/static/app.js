@@ -285,7 +285,15 @@ function modelNode(model, currentId) {
     model.registered === false ? el("span", { class: "mono" }, model.model_id)
       : link(`#/models/${encodeURIComponent(model.model_id)}`, model.name || model.model_id),
     ...extra,
-    el("span", { class: "meta" }, [model.framework, model.registered === false ? "not registered here" : when(model.created_at)].filter(Boolean).join(" · ")));
+    el("span", { class: "meta" }, [model.framework, model.registered === false ? "not registered here" : when(model.created_at)].filter(Boolean).join(" · ")),
+    model.data ? dataNode(model.data) : null);
+}
+
+// What a model was trained on: S3 objects by their sha256, a built-in set by its sampling.
+function dataNode(d) {
+  const sampling = Object.entries(d.sampling || {}).map(([k, v]) => `${k}=${v}`).join(" ");
+  const text = d.kind === "s3" ? `${d.source} · sha256 ${String(d.sha256).slice(0, 12)} · ${bytes(d.size_bytes)}` : `${d.source} (${sampling})`;
+  return el("span", { class: "data mono", title: d.sha256 || sampling, "data-source": d.source, "data-sha256": d.sha256 || "" }, text);
 }
 
 function tree(roots, childrenOf, currentId) {

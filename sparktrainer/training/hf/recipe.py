@@ -67,6 +67,7 @@ class HuggingFaceRecipe:
         self.plan: HFPlan | None = None
         self.loop: TrainingLoop | None = None
         self.temp: list[Path] = []
+        self.objects: DataObjects | None = None
 
     def setup(self) -> None:
         """Base model folder, data, resume state, the model itself; then JobStarted."""
@@ -76,7 +77,7 @@ class HuggingFaceRecipe:
             raise TrainingError("classification needs num_classes >= 2")
         source = self._source()
         ctx.check_stop()  # between the steps of setup too: a download may have taken long
-        objects = DataObjects.for_job(ctx.store, ctx.settings)
+        objects = self.objects = DataObjects.for_job(ctx.store, ctx.settings)
         data = load_text_data(config.data, config.task_type, config.num_classes, objects)
         ctx.check_stop()
         resume = recipe_steps.load_resume(ctx)
@@ -164,6 +165,7 @@ class HuggingFaceRecipe:
             task=self.config.task_type,
             base_model_id=source.parent_id,
             lineage=source.lineage,
+            data=self.objects.identity(self.config.data) if self.objects else None,
             extra_metadata=self._metadata(result, lora),
         )
         self.ctx.checkpoints.clear()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sparktrainer.contracts.data_identity import DataIdentity
 from sparktrainer.contracts.events import Artifact, ModelRegistered
 from sparktrainer.storage.layout import LOGS_DIR, METADATA, model_key, model_prefix
 from sparktrainer.storage.s3 import ObjectStore, sha256_file
@@ -45,12 +46,13 @@ class ModelPublisher:
         task: str = "classification",
         base_model_id: str | None = None,
         lineage: list[str] | None = None,
+        data: DataIdentity | None = None,
         extra_metadata: dict[str, Any] | None = None,
     ) -> ModelRegistered:
         """Upload every file, then ``metadata.json`` last, and return the registration event.
 
         ``files`` maps a name relative to ``models/{id}/`` to a local path; the job's
-        TensorBoard files are added under ``logs/``.
+        TensorBoard files are added under ``logs/``; ``data`` is what the job trained on.
         """
         self.wait_uploads()
         if self.logs is not None:
@@ -68,6 +70,7 @@ class ModelPublisher:
             metrics=metrics,
             base_model_id=base_model_id,
             lineage=lineage or [],
+            data=data,
             tags=job.tags,
             license=job.license,
             domain=job.domain,

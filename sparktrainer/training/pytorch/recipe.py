@@ -42,6 +42,7 @@ class PyTorchRecipe:
         self.launch = plan_launch(self.config.distributed, ctx.settings)
         self.resolved: ResolvedModel | None = None
         self.plan: TrainPlan | None = None
+        self.objects: DataObjects | None = None
 
     def setup(self) -> None:
         """Model, data, resume state; then JobStarted."""
@@ -52,7 +53,7 @@ class PyTorchRecipe:
         resolved = self.resolved = resolve_model(config, ctx.store, ctx.workdir, weights_dir)
         ctx.check_stop()  # between the steps of setup too: a download may have taken long
         arch, params = resolved.spec.arch, resolved.spec.params
-        objects = DataObjects.for_job(ctx.store, ctx.settings)
+        objects = self.objects = DataObjects.for_job(ctx.store, ctx.settings)
         data = load_data(config.data, arch.input_shape(params), arch.num_classes(params), objects)
         ctx.check_stop()
         resume = recipe_steps.load_resume(ctx)
@@ -84,6 +85,7 @@ class PyTorchRecipe:
             metrics=result.metrics,
             base_model_id=resolved.base_model_id,
             lineage=resolved.lineage,
+            data=self.objects.identity(self.config.data) if self.objects else None,
             extra_metadata={
                 "history": result.history,
                 "best_epoch": result.best_epoch,
