@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sparktrainer.api.auth import TokenGuard
 from sparktrainer.api.routes import (
+    compare,
     dashboard,
     health,
     job_metrics,
@@ -36,6 +37,7 @@ from sparktrainer.settings import Settings
 # One module per resource under api/routes/: a new resource is a module and an entry here.
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
+    compare.router,
     jobs.router,
     models.router,
     model_files.router,

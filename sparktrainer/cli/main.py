@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "sparktrainer.cli.serve",  # run a consumer or the API in this process
     "sparktrainer.cli.queue",  # queue
     "sparktrainer.cli.sweeps",  # sweeps list/show
+    "sparktrainer.cli.compare",  # compare
 )
 # Which module registers each top-level command (a unit test keeps this true); a command
 # not listed here still works: every module is imported to find it.
@@ -39,6 +40,7 @@ COMMANDS = {
     "serve": "sparktrainer.cli.serve",
     "queue": "sparktrainer.cli.queue",
     "sweeps": "sparktrainer.cli.sweeps",
+    "compare": "sparktrainer.cli.compare",
 }
 
 

@@ -332,7 +332,7 @@ class ModelRegistered(Event):
     base_model_id: SafeId | None = None
     lineage: list[str] = Field(default_factory=list, description="Ancestors, nearest first")
     data: DataIdentity | None = Field(
-        default=None, description="What the model was trained on (None: not recorded, e.g. an older model)"
+        default=None, description="What the model was trained on (None: not recorded)"
     )
     created_at: Instant = Field(default_factory=now)
     tags: list[str] = Field(default_factory=list)

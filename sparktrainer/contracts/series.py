@@ -66,3 +66,8 @@ def task_of(config: object) -> str | None:
     """The task a job's config names (``classification`` or ``generation``; None for PyTorch)."""
     task = getattr(config, "task_type", None)
     return task if isinstance(task, str) else None
+
+
+def lower_is_better(series: str) -> bool:
+    """Whether a smaller value of a series is better (losses, perplexity); else larger is."""
+    return any(word in series for word in ("loss", "perplexity"))

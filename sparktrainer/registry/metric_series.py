@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS metric_series (
     series TEXT NOT NULL,
     last_step INTEGER NOT NULL,
     points INTEGER NOT NULL,
+    last_value REAL,  -- the value at the series' highest kept step: what compare reads
+    min_value REAL,
+    max_value REAL,
     PRIMARY KEY (job_id, series)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metric_points (
@@ -113,9 +116,23 @@ def _truncate(conn: sqlite3.Connection, job: dict[str, Any], where: str, value: 
         "WHERE job_id = ?",
         (job["job_id"],),
     )
+    conn.execute(
+        f"UPDATE metric_series SET {_SUMMARY_FROM_POINTS} WHERE job_id = ?", (job["job_id"],)
+    )
     if removed:
         job["seq"] += 1
         job["reset_seq"] = job["seq"]
+
+
+# A series' summary (last, min, max) again from its points: after a resume or a rewritten point.
+_SUMMARY_FROM_POINTS = (
+    "last_value = (SELECT value FROM metric_points p WHERE p.job_id = metric_series.job_id "
+    "   AND p.series = metric_series.series ORDER BY step DESC LIMIT 1), "
+    "min_value = (SELECT min(value) FROM metric_points p WHERE p.job_id = metric_series.job_id "
+    "   AND p.series = metric_series.series), "
+    "max_value = (SELECT max(value) FROM metric_points p WHERE p.job_id = metric_series.job_id "
+    "   AND p.series = metric_series.series)"
+)
 
 
 def progress_fold(max_points: int) -> Any:
@@ -147,7 +164,7 @@ def _add_point(
 ) -> None:
     key = (job["job_id"], series)
     state = conn.execute(
-        "SELECT last_step, points FROM metric_series WHERE job_id = ? AND series = ?", key
+        "SELECT * FROM metric_series WHERE job_id = ? AND series = ?", key
     ).fetchone()
     last_step, points = (state["last_step"], state["points"]) if state else (-1, 0)
     exists = conn.execute(
@@ -168,11 +185,28 @@ def _add_point(
     points += exists is None
     if points > max_points:
         points = _thin(conn, job, series)
+    summary = _summary_after(state, ev.step >= last_step, value)
     conn.execute(
-        "INSERT OR REPLACE INTO metric_series (job_id, series, last_step, points) "
-        "VALUES (?, ?, ?, ?)",
-        (*key, max(last_step, ev.step), points),
+        "INSERT OR REPLACE INTO metric_series "
+        "(job_id, series, last_step, points, last_value, min_value, max_value) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (*key, max(last_step, ev.step), points, *summary),
     )
+    if exists is not None:  # a rewritten point may have been the minimum or maximum
+        conn.execute(
+            f"UPDATE metric_series SET {_SUMMARY_FROM_POINTS} WHERE job_id = ? AND series = ?",
+            key,
+        )
+
+
+def _summary_after(
+    state: sqlite3.Row | None, latest: bool, value: float
+) -> tuple[float | None, float, float]:
+    """(last, min, max) of a series once ``value`` is added (``latest``: at its highest step)."""
+    if state is None or state["min_value"] is None:
+        return value, value, value
+    last = value if latest else state["last_value"]
+    return last, min(state["min_value"], value), max(state["max_value"], value)
 
 
 def _thin(conn: sqlite3.Connection, job: dict[str, Any], series: str) -> int:
@@ -208,7 +242,7 @@ def metric_series_concern(max_points: int = DEFAULT_POINTS_PER_SERIES) -> Concer
     """The concern, keeping at most ``max_points`` points per series of a job."""
     return Concern(
         name="metric_series",
-        version=1,
+        version=2,
         ddl=DDL,
         topics=(*t.VALIDATED_TOPICS, t.JOBS_LIFECYCLE),
         folds={

@@ -75,7 +75,7 @@ def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
         )
     }
     for column in MODEL_JSON:
-        row[column] = json.dumps(data[column])
+        row[column] = None if data[column] is None else json.dumps(data[column])
     row["created_at"] = iso(ev.created_at)
     columns = ", ".join(row)
     updates = ", ".join(f"{k} = excluded.{k}" for k in row if k != "model_id")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparktrainer.contracts.access import Access
-from sparktrainer.contracts.data_identity import DataIdentity, DataObject, s3_identity
 from sparktrainer.contracts.caps import show_bytes
+from sparktrainer.contracts.data_identity import DataIdentity, DataObject, s3_identity
 from sparktrainer.contracts.jobspec import DataSpec
 from sparktrainer.errors import InvalidJobError
 from sparktrainer.settings import Limits, Settings

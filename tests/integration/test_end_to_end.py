@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
+import io
 import uuid
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,6 +85,50 @@ async def test_complete_workflow_train_finetune_finetune(stack, store, services)
     tree = lineage(projector.conn, chain[-1])
     assert tree is not None and [a["model_id"] for a in tree["ancestors"]] == chain[-2::-1]
     assert all(a["registered"] for a in tree["ancestors"])
+    # each parent's data is in the fine-tune's lineage: a built-in set with its sampling
+    for node in [tree["model"], *tree["ancestors"]]:
+        assert node["data"] == {**SYNTHETIC_256, "sampling": {**SYNTHETIC_256["sampling"]}}
+
+
+SYNTHETIC_256 = {
+    "source": "synthetic", "kind": "builtin", "sha256": None, "size_bytes": 0,
+    "object_count": 0, "objects": [],
+    "sampling": {"seed": 0, "validation_split": 0.2, "num_samples": 256},
+}  # fmt: skip
+
+
+async def test_an_overwritten_object_gives_the_next_model_other_data(stack, store, services):
+    """Same key, new bytes: the two models' lineage names different sha256s (and ETags)."""
+    key = f"data-identity/{uuid.uuid4().hex[:8]}/digits.npz"
+    uploaded, trees = [], []
+    for seed in (1, 2):
+        blob = _npz(seed)
+        store.put_bytes(key, blob)
+        uploaded.append(hashlib.sha256(blob).hexdigest())
+        source = {"source": f"s3://{stack.s3_bucket}/{key}"}
+        job = small(guide.by_name("Initial Model Training"), epochs=1, hidden_layers=[8],
+                    input_size=16, output_size=2, data=source)  # fmt: skip
+        end, _ = await run_to_end(services, job)
+        assert isinstance(end, JobCompleted), end
+        await wait_listed(services.projector, job["job_id"])
+        trees.append(lineage(services.projector.conn, job["job_id"]))
+    first, second = (t["model"]["data"] for t in trees)
+    assert [first["sha256"], second["sha256"]] == uploaded and uploaded[0] != uploaded[1]
+    for data, sha in ((first, uploaded[0]), (second, uploaded[1])):
+        [obj] = data["objects"]
+        assert obj["uri"] == f"s3://{stack.s3_bucket}/{key}" and obj["sha256"] == sha
+        assert obj["etag"] and obj["size_bytes"] == data["size_bytes"] > 0
+    assert first["objects"][0]["etag"] != second["objects"][0]["etag"]
+    meta = store.get_json(f"models/{trees[1]['model']['model_id']}/metadata.json")
+    assert meta["data"] == second
+
+
+def _npz(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(64, 16)).astype("float32")
+    buf = io.BytesIO()
+    np.savez(buf, X=x, y=(x[:, 0] > 0).astype("int64"))
+    return buf.getvalue()
 
 
 async def test_cancel_stops_the_job_and_a_late_cancel_is_answered(stack, store, services) -> None:

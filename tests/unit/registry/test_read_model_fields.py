@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sparktrainer.contracts.data_identity import DataObject, s3_identity
 from sparktrainer.contracts.events import (
     Artifact,
     CheckpointSaved,
@@ -93,7 +94,10 @@ def story() -> list[Any]:
                         artifacts=[Artifact(path="model.pth", size_bytes=999, sha256="ab" * 32)],
                         storage_prefix="models/m1/", metrics={"val_loss": 0.34},
                         lineage=["m0"], created_at=at(7), tags=["mt"], license="apache-2.0",
-                        domain="mdom", description="md", register_as="reg-name"),
+                        domain="mdom", description="md", register_as="reg-name",
+                        data=s3_identity("s3://b/d.npz", [DataObject(
+                            uri="s3://b/d.npz", size_bytes=77, sha256="cd" * 32, etag="e1",
+                            version_id="v1")], {"seed": 3})),
         ModelAliasSet(name="reg-name", alias="prod", version=1, by="alice", at=at(8),
                       reason="ship it"),
         ModelAliasRemoved(name="reg-name", alias="prod", by="bob", at=at(9), reason="rollback"),
@@ -186,6 +190,8 @@ DERIVED: dict[tuple[type, str, str], Expect] = {
     (JobValidated, "metric_jobs", "attempt"): lambda ev, row: 0,
     (JobProgress, "metric_series", "last_step"): lambda ev, row: ev.step,
     (JobProgress, "metric_series", "points"): lambda ev, row: 1,
+    **{(JobProgress, "metric_series", f"{end}_value"): lambda ev, row: _series_value(
+        ev, row["series"]) for end in ("last", "min", "max")},  # one point: all three are it
     (JobProgress, "metric_points", "value"): lambda ev, row: _series_value(ev, row["series"]),
     # the queue and the trainers
     (JobValidated, "queue", "topic"): lambda ev, row: "sparktrainer.jobs.validated.gpu-large.high",
