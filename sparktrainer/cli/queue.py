@@ -26,24 +26,37 @@ def register(subparsers: Any) -> None:
 @command
 def cmd_queue(args: argparse.Namespace) -> int:
     """Per class: the waiting jobs by position, its trainers or why none serves it; then running."""
+    from sparktrainer.contracts.fairshare import shares_of
+    from sparktrainer.contracts.tenants import load_tenants
     from sparktrainer.registry.queue import queue_view
 
     settings = load_settings()
     view = common.read_model(settings, args).read(
-        queue_view, settings.schedule_aging_s, priorities=settings.schedule_priorities
+        queue_view,
+        settings.schedule_aging_s,
+        priorities=settings.schedule_priorities,
+        shares=shares_of(load_tenants(settings.tenants_file)),
     )
     if common.printed_as_json(args, view):
         return OK
-    table = Table("class", "pos", "job id", "name", "priority", "now", "waited", "served by")
+    table = Table("class", "pos", "job id", "tenant", "name", "priority", "now", "waited", "why")
     for c in view["classes"]:
         served = ", ".join(c["trainers"]) or f"[yellow]{escape(c['reason'] or '')}[/]"
         if not c["waiting"]:
-            table.add_row(c["class"], "", "", "", "", "", "", served)
+            table.add_row(c["class"], "", "", "", "", "", "", "", served)
         for w in c["waiting"]:
+            why = escape(w["why"] or "next for " + (", ".join(c["trainers"]) or "a trainer"))
             table.add_row(c["class"], str(w["position"]), escape(w["job_id"]),
-                          escape(w["name"] or ""), w["priority"], w["effective_priority"],
-                          f"{w['waited_s']:.0f} s", served)  # fmt: skip
+                          escape(w["tenant"]), escape(w["name"] or ""), w["priority"],
+                          w["effective_priority"], f"{w['waited_s']:.0f} s", why)  # fmt: skip
     out.print(table)
+    tenants = Table("tenant", "weight", "share", "class", "running", "GPUs", "quota (jobs/GPUs)")
+    for t in view["tenants"]:
+        for q in (q for q in t["classes"] if q["running_jobs"] or q["quota_jobs"] is not None):
+            quota = f"{_limit(q['quota_jobs'])}/{_limit(q['quota_gpus'])}"
+            tenants.add_row(escape(t["tenant"]), f"{t['weight']:g}", f"{t['dominant_share']:.2f}",
+                            q["class"], str(q["running_jobs"]), str(q["gpus"]), quota)  # fmt: skip
+    out.print(tenants)
     running = Table("running", "name", "class", "priority", "trainer", "device", "epoch")
     for r in view["running"]:
         epoch = f"{r['epoch']}/{r['total_epochs']}" if r["epoch"] is not None else ""
@@ -52,3 +65,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
                         escape(r["device"] or ""), epoch)  # fmt: skip
     out.print(running)
     return OK
+
+
+def _limit(n: int | None) -> str:
+    return "-" if n is None else str(n)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import JobValidated
+from sparktrainer.contracts.fairshare import Candidate, FairShare, Ledger, Share
 from sparktrainer.contracts.schedule_events import TrainerHeartbeat
 from sparktrainer.contracts.scheduling import CLASSES, PRIORITIES, Waiting, effective_level
 from sparktrainer.registry.concern import Concern
@@ -28,7 +30,9 @@ CREATE TABLE IF NOT EXISTS queue (
     priority TEXT NOT NULL,
     topic TEXT NOT NULL,
     sweep_id TEXT,
-    validated_at TEXT NOT NULL
+    validated_at TEXT NOT NULL,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    gpus INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS trainers (
     trainer_id TEXT PRIMARY KEY,
@@ -40,7 +44,10 @@ CREATE TABLE IF NOT EXISTS trainers (
     running_job_id TEXT,
     every_s REAL NOT NULL,
     stopping INTEGER NOT NULL,
-    seen_at TEXT NOT NULL
+    seen_at TEXT NOT NULL,
+    running_tenant TEXT,
+    running_class TEXT,
+    running_gpus INTEGER NOT NULL DEFAULT 0
 );
 """
 MISSED_BEATS = 3  # a trainer silent for this many heartbeat intervals is gone
@@ -50,9 +57,10 @@ MAX_INTERVAL_S = 300.0  # a heartbeat claiming a longer interval is held to this
 def _route(conn: sqlite3.Connection, ev: JobValidated) -> None:
     """The job waits on its route's topic; a later verdict (a re-drive) replaces the route."""
     conn.execute(
-        "INSERT INTO queue (job_id, resource_class, priority, topic, sweep_id, validated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+        "INSERT INTO queue (job_id, resource_class, priority, topic, sweep_id, validated_at, "
+        "tenant, gpus) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
         "resource_class = excluded.resource_class, priority = excluded.priority, "
+        "tenant = excluded.tenant, gpus = excluded.gpus, "
         "topic = excluded.topic, sweep_id = excluded.sweep_id, "
         "validated_at = excluded.validated_at WHERE excluded.validated_at >= validated_at",
         (
@@ -62,6 +70,8 @@ def _route(conn: sqlite3.Connection, ev: JobValidated) -> None:
             ev.home_topic(),
             ev.sweep_id,
             iso(ev.validated_at),
+            ev.tenant,
+            ev.resources.gpus,
         ),
     )
 
@@ -69,11 +79,14 @@ def _route(conn: sqlite3.Connection, ev: JobValidated) -> None:
 def _heartbeat(conn: sqlite3.Connection, ev: TrainerHeartbeat) -> None:
     """The trainer's latest heartbeat (an older one, redelivered, changes nothing)."""
     conn.execute(
-        "INSERT INTO trainers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trainer_id) "
+        "INSERT INTO trainers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (trainer_id) "
         "DO UPDATE SET grp = excluded.grp, classes = excluded.classes, gpus = excluded.gpus, "
         "gpu_memory_gib = excluded.gpu_memory_gib, devices = excluded.devices, "
         "running_job_id = excluded.running_job_id, every_s = excluded.every_s, "
-        "stopping = excluded.stopping, seen_at = excluded.seen_at "
+        "stopping = excluded.stopping, seen_at = excluded.seen_at, "
+        "running_tenant = excluded.running_tenant, running_class = excluded.running_class, "
+        "running_gpus = excluded.running_gpus "
         "WHERE excluded.seen_at >= seen_at",
         (
             ev.trainer_id,
@@ -86,13 +99,16 @@ def _heartbeat(conn: sqlite3.Connection, ev: TrainerHeartbeat) -> None:
             ev.every_s,
             int(ev.stopping),
             iso(ev.at),
+            ev.running_tenant,
+            ev.running_class,
+            ev.running_gpus,
         ),
     )
 
 
 QUEUE = Concern(
     name="queue",
-    version=1,
+    version=2,
     ddl=DDL,
     topics=(*t.VALIDATED_TOPICS, t.TRAINERS),
     folds={JobValidated: _route, TrainerHeartbeat: _heartbeat},
@@ -151,10 +167,13 @@ class Clock:
         return {"position": position, "job_id": r["job_id"], "name": r["name"],
                 "priority": r["priority"], "effective_priority": PRIORITIES[level],
                 "waited_s": round(waited_s, 1), "topic": r["topic"],
-                "sweep_id": r["sweep_id"]}  # fmt: skip
+                "sweep_id": r["sweep_id"], "tenant": r["tenant"]}  # fmt: skip
 
 
-def _class_view(name: str, rows: list[sqlite3.Row], trainers: list[Row], clock: Clock) -> Row:
+def _class_view(
+    name: str, rows: list[sqlite3.Row], trainers: list[Row], clock: Clock, fair: FairShare,
+    ledger: Ledger,
+) -> Row:  # fmt: skip
     """One class: its waiting jobs in pick order, its trainers, why it waits if none serves."""
     serving = [tr["trainer_id"] for tr in trainers if name in tr["classes"]]
     mine = sorted((r for r in rows if r["resource_class"] == name), key=clock.order)
@@ -166,7 +185,44 @@ def _class_view(name: str, rows: list[sqlite3.Row], trainers: list[Row], clock: 
             f"{t.TRAINERS} lately){': live trainers: ' + seen if seen else ''}"
         )
     waiting = [clock.entry(n, r) for n, r in enumerate(mine, start=1)]
+    for w, r in zip(waiting, mine, strict=True):
+        why = None if serving else f"no trainer serves {name}"
+        w["why"] = why or fair.why_waiting(_candidate(r), ledger)
     return {"class": name, "trainers": serving, "waiting": waiting, "reason": reason}
+
+
+def _candidate(r: sqlite3.Row) -> Candidate:
+    waiting = Waiting(r["priority"], r["resource_class"], _ms(r["validated_at"]))
+    return Candidate(waiting, r["tenant"], r["gpus"])
+
+
+def fleet_ledger(trainers: list[Row]) -> Ledger:
+    """Who runs what, from the live trainers' heartbeats (as each trainer folds them)."""
+    ledger = Ledger(trainers=max(1, len(trainers)), gpus=sum(tr["gpus"] for tr in trainers))
+    for tr in trainers:
+        if tr["running_job_id"] and tr["running_tenant"] and tr["running_class"]:
+            ledger.hold(tr["running_tenant"], tr["running_class"], tr["running_gpus"])
+    return ledger
+
+
+def _tenants(fair: FairShare, ledger: Ledger) -> list[Row]:
+    """Each tenant seen or configured: its weight, cohort, dominant share, usage and quota."""
+    names = sorted({*fair.shares, *(t for t, _ in ledger.jobs_held)})
+    out = []
+    for name in names:
+        share = fair.share(name)
+        classes = []
+        for c in CLASSES:
+            jobs, gpus = ledger.held([name], c.name)
+            q = share.quota(c.name)
+            classes.append({"class": c.name, "running_jobs": jobs, "gpus": gpus,
+                            "quota_jobs": q.jobs, "quota_gpus": q.gpus,
+                            "borrow_jobs": q.borrow_jobs,
+                            "borrow_gpus": q.borrow_gpus})  # fmt: skip
+        out.append({"tenant": name, "weight": share.weight, "cohort": share.cohort,
+                    "dominant_share": round(ledger.dominant_share(name, share.weight), 4),
+                    "classes": classes})  # fmt: skip
+    return out
 
 
 def _running(conn: sqlite3.Connection, trainers: list[Row]) -> list[Row]:
@@ -197,18 +253,25 @@ def _running(conn: sqlite3.Connection, trainers: list[Row]) -> list[Row]:
 
 
 def queue_view(
-    conn: sqlite3.Connection, aging_s: float, priorities: bool = True, now: datetime | None = None
+    conn: sqlite3.Connection,
+    aging_s: float,
+    priorities: bool = True,
+    now: datetime | None = None,
+    shares: Mapping[str, Share] | None = None,
 ) -> dict[str, Any]:
-    """Waiting jobs per class in pick order, running jobs with their trainer, the trainers."""
+    """Waiting jobs per class in pick order (each with why it waits), running jobs with their
+    trainer, the trainers, and each tenant's usage against its quota (``shares``)."""
     now = now or datetime.now(UTC)
     trainers = live_trainers(conn, now)
     rows = _waiting(conn)
     clock = Clock(int(now.timestamp() * 1000), aging_s, priorities)
-    classes = [_class_view(c.name, rows, trainers, clock) for c in CLASSES]
+    fair, ledger = FairShare(shares or {}, aging_s, priorities), fleet_ledger(trainers)
+    classes = [_class_view(c.name, rows, trainers, clock, fair, ledger) for c in CLASSES]
     return {
         "as_of": iso(now),
         "aging_s": aging_s,
         "classes": classes,
+        "tenants": _tenants(fair, ledger),
         "running": _running(conn, trainers),
         "trainers": trainers,
     }

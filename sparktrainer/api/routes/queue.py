@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from sparktrainer.api.state import state_of
+from sparktrainer.contracts.fairshare import shares_of
+from sparktrainer.contracts.tenants import load_tenants
 from sparktrainer.registry.queue import queue_view
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])
@@ -17,6 +19,9 @@ def queue(request: Request) -> JSONResponse:
     state = state_of(request)
     settings = state.settings
     view = state.registry.read(
-        queue_view, settings.schedule_aging_s, priorities=settings.schedule_priorities
+        queue_view,
+        settings.schedule_aging_s,
+        priorities=settings.schedule_priorities,
+        shares=shares_of(load_tenants(settings.tenants_file)),
     )
     return JSONResponse(view)

@@ -126,3 +126,23 @@ def test_a_sweep_shows_its_trials_with_their_metric_and_the_best_first(
     assert found["ended"]["best_trial"] == 2
     [listed] = list_sweeps(conn).items
     assert listed["planned"] == 3 and listed["metric"] == "val_loss"
+
+
+def test_the_queue_view_shows_each_tenants_usage_quota_and_why_a_job_waits(
+    conn: sqlite3.Connection,
+) -> None:
+    from sparktrainer.contracts.fairshare import Quota, Share
+
+    t0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    job_a = validated("a-2", "cpu", "normal", t0).model_copy(update={"tenant": "team-a"})
+    job_b = validated("b-1", "gpu", "normal", t0)
+    fold(conn, job_a, job_b,
+         beat("tr-1", ["cpu"], t0, running_job_id="a-1", running_tenant="team-a",
+              running_class="cpu"))  # fmt: skip
+    shares = {"team-a": Share(2.0, None, {"cpu": Quota(jobs=1)})}
+    view = queue_view(conn, 300, now=t0 + timedelta(seconds=1), shares=shares)
+    why = {w["job_id"]: w["why"] for c in view["classes"] for w in c["waiting"]}
+    assert why == {"a-2": "tenant over quota", "b-1": "no trainer serves gpu"}
+    team_a = next(t for t in view["tenants"] if t["tenant"] == "team-a")
+    cpu = next(q for q in team_a["classes"] if q["class"] == "cpu")
+    assert (team_a["weight"], cpu["running_jobs"], cpu["quota_jobs"]) == (2.0, 1, 1)

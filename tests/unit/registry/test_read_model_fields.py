@@ -120,7 +120,8 @@ def story() -> list[Any]:
                    model_id="m1", value=0.5, reason="all trials ended", at=at(19)),
         TrainerHeartbeat(trainer_id="tr-1", group="grp", classes=["gpu-large", "cpu"], gpus=2,
                          gpu_memory_gib=39.5, devices=["cuda:0", "cuda:1"],
-                         running_job_id="j1", every_s=7.5, stopping=True, at=at(20)),
+                         running_job_id="j1", running_tenant="team-a", running_class="gpu",
+                         running_gpus=3, every_s=7.5, stopping=True, at=at(20)),
     ]  # fmt: skip
 
 
@@ -195,6 +196,7 @@ DERIVED: dict[tuple[type, str, str], Expect] = {
     (JobProgress, "metric_points", "value"): lambda ev, row: _series_value(ev, row["series"]),
     # the queue and the trainers
     (JobValidated, "queue", "topic"): lambda ev, row: "sparktrainer.jobs.validated.gpu-large.high",
+    (JobValidated, "queue", "gpus"): lambda ev, row: ev.resources.gpus,
     (TrainerHeartbeat, "trainers", "grp"): lambda ev, row: ev.group,
     (TrainerHeartbeat, "trainers", "seen_at"): lambda ev, row: iso(ev.at),
     # sweeps and trials
