@@ -10,6 +10,13 @@ Where the servers come from, first match wins:
 Tests share the servers, so they isolate themselves by name: ``unique("group")`` for
 consumer groups, ``await kafka.create_topic()`` for a topic of their own, a key prefix in S3.
 
+Wiring tests (a handler, the runtime, a follower, a service's consumers) need no real broker:
+``memory_settings`` points Kafka at a fresh in-memory broker of their own (``memory://...``,
+``sparktrainer/bus/memory``), and ``memory_kafka`` is the KafkaHelper on it. Mark such a
+module ``pytest.mark.memory``: ``pytest -m memory`` runs them alone, ``pytest -m integration``
+the real-stack tests alone. What the real broker does is checked by ``tests/contract``, the
+same cases on both brokers.
+
 Under ``CI=true`` nothing may be skipped: servers that cannot be found fail the run with a
 message naming the missing binaries, and any skipped test turns the run red at the end.
 """
@@ -28,11 +35,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.structs import RecordMetadata
 from pydantic import SecretStr
 
-from sparktrainer.bus.kafka import client_options, ensure_topics, make_consumer, make_producer
+from sparktrainer.bus.kafka import ensure_topics, make_admin, make_consumer, make_producer
 from sparktrainer.embedded import EmbeddedStack
 from sparktrainer.embedded.servers import embedded_available, missing_message
 from sparktrainer.embedded.stack import run_coroutine
@@ -235,6 +242,35 @@ _EXPORTED = {
 
 
 @pytest.fixture
+def memory_settings(tmp_path: Path, unique: Callable[[str], str]) -> Settings:
+    """Settings whose Kafka is a fresh in-memory broker of this test's own (every topic made).
+
+    For wiring tests: producers, consumers, the runtime, LogReader and services built from
+    these settings talk to ``memory://<unique name>`` in this process, in milliseconds, with
+    the semantics ``tests/contract`` checks against the real broker. There is no S3 here
+    (combine with ``stack``'s S3 settings where a test needs one); nothing is exported to the
+    environment, since a child process cannot reach this broker.
+    """
+    home = tmp_path / "memory-home"
+    home.mkdir()
+    memory = make_test_settings(home=home, kafka_bootstrap_servers="memory://" + unique("bus"))
+    run_coroutine(lambda: ensure_topics(memory))
+    return memory
+
+
+@pytest.fixture
+async def memory_kafka(
+    memory_settings: Settings, unique: Callable[[str], str]
+) -> AsyncIterator[KafkaHelper]:
+    """A KafkaHelper on ``memory_settings``'s in-memory broker."""
+    helper = KafkaHelper(memory_settings, unique)
+    try:
+        yield helper
+    finally:
+        await helper.close()
+
+
+@pytest.fixture
 def store(settings: Settings) -> ObjectStore:
     """An ObjectStore on the stack's bucket (it exists)."""
     object_store = ObjectStore.from_settings(settings)
@@ -253,7 +289,7 @@ class KafkaHelper:
     async def create_topic(self, name: str | None = None, partitions: int = 1) -> str:
         """Create a topic (unique name unless given) and return its name."""
         topic = name or self.unique("test-topic")
-        admin = AIOKafkaAdminClient(**client_options(self.settings))
+        admin = make_admin(self.settings)
         await admin.start()
         try:
             await admin.create_topics([NewTopic(topic, partitions, 1)])

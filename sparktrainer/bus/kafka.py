@@ -1,16 +1,22 @@
-"""aiokafka clients built from settings: one place for security, timeouts and topics."""
+"""aiokafka clients built from settings: one place for security, timeouts and topics.
+
+``kafka_bootstrap_servers="memory://<name>"`` builds the in-memory broker's clients instead
+(``bus/memory``): the same calls, typed as the aiokafka clients whose API they implement (the
+part this code uses; ``tests/contract`` runs it on both).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from sparktrainer.bus.memory import MemoryAdmin, MemoryConsumer, MemoryProducer, is_memory_url
 from sparktrainer.contracts.envelope import OutRecord
 from sparktrainer.contracts.topics import ALL_TOPICS
 from sparktrainer.settings import Settings
@@ -51,6 +57,14 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     A record above the message limit fails at once with ``MessageSizeTooLargeError`` (not
     retriable) instead of being sent for the broker to refuse.
     """
+    if is_memory_url(settings.kafka_bootstrap_servers):
+        memory = MemoryProducer(
+            bootstrap_servers=settings.kafka_ready(),
+            max_request_size=settings.limits.message_bytes,
+            default_partitions=settings.topic_partitions,
+            **overrides,
+        )
+        return cast(AIOKafkaProducer, memory)
     return AIOKafkaProducer(
         **client_options(settings),
         acks="all",
@@ -76,7 +90,17 @@ def make_consumer(
         "max_partition_fetch_bytes": settings.kafka_max_request_bytes,
     }
     options.update(overrides)
+    if is_memory_url(settings.kafka_bootstrap_servers):
+        memory = MemoryConsumer(*topics, bootstrap_servers=settings.kafka_ready(), **options)
+        return cast(AIOKafkaConsumer, memory)
     return AIOKafkaConsumer(*topics, **client_options(settings), **options)
+
+
+def make_admin(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client (topics)."""
+    if is_memory_url(settings.kafka_bootstrap_servers):
+        return cast(AIOKafkaAdminClient, MemoryAdmin(bootstrap_servers=settings.kafka_ready()))
+    return AIOKafkaAdminClient(**client_options(settings))
 
 
 async def send(producer: AIOKafkaProducer, record: OutRecord) -> None:
@@ -92,7 +116,7 @@ async def ensure_topics(
     """Create missing topics with the configured partition count; retry until reachable."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(**client_options(settings))
+        admin = make_admin(settings)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
