@@ -40,6 +40,7 @@ from aiokafka.structs import RecordMetadata
 from pydantic import SecretStr
 
 from sparktrainer.bus.kafka import ensure_topics, make_admin, make_consumer, make_producer
+from sparktrainer.bus.memory import forget_broker
 from sparktrainer.embedded import EmbeddedStack
 from sparktrainer.embedded.servers import embedded_available, missing_message
 from sparktrainer.embedded.stack import run_coroutine
@@ -242,7 +243,7 @@ _EXPORTED = {
 
 
 @pytest.fixture
-def memory_settings(tmp_path: Path, unique: Callable[[str], str]) -> Settings:
+def memory_settings(tmp_path: Path, unique: Callable[[str], str]) -> Iterator[Settings]:
     """Settings whose Kafka is a fresh in-memory broker of this test's own (every topic made).
 
     For wiring tests: producers, consumers, the runtime, LogReader and services built from
@@ -255,7 +256,8 @@ def memory_settings(tmp_path: Path, unique: Callable[[str], str]) -> Settings:
     home.mkdir()
     memory = make_test_settings(home=home, kafka_bootstrap_servers="memory://" + unique("bus"))
     run_coroutine(lambda: ensure_topics(memory))
-    return memory
+    yield memory
+    forget_broker(memory.kafka_ready())
 
 
 @pytest.fixture

@@ -294,3 +294,65 @@ async def test_runtime_commits_only_after_outputs_are_acknowledged(
 
 async def committed_is(helper: KafkaHelper, topic: str, group: str, offset: int) -> bool:
     return await helper.committed(topic, group) == offset
+
+
+async def test_offsets_at_a_time_start_at_or_before_the_first_record_then(
+    helper: KafkaHelper, bus: Settings
+) -> None:
+    """Replay's time window: the answer may be early (tansu: batch-coarse), never late."""
+    topic = await helper.create_topic()
+    producer = await helper._started_producer()
+    for i, ms in enumerate((1_000, 2_000, 3_000, 4_000)):
+        await producer.send_and_wait(topic, b"t%d" % i, timestamp_ms=ms)
+    tp = TopicPartition(topic, 0)
+    async with LogReader(bus) as reader:
+        found = await reader.offsets_at([tp], 2_500)
+        assert found[tp] <= 2  # offset 2 is the first record stamped at or after 2 500
+        reader.assign({tp: found[tp]})
+        seen = [r async for batch in reader.read_range({tp: 4}) for r in batch]
+        assert [r.offset for r in seen if r.timestamp_ms >= 2_500] == [2, 3]
+        # Nothing is that late: left out (memory, Kafka), or an early offset (tansu: seen 0).
+        late = await reader.offsets_at([tp], 5_000)
+        assert late.get(tp, 0) <= 4 and set(late) <= {tp}
+
+
+async def test_a_new_group_reading_latest_sees_only_what_comes_next(
+    helper: KafkaHelper, bus: Settings, unique: Callable[[str], str]
+) -> None:
+    """The cancel responder and the trainer's control runtime start at the end, not replaying."""
+    topic = await helper.create_topic()
+    await helper.produce(topic, "before")
+    seen: list[Received] = []
+
+    async def handle(rec: Received) -> list[OutRecord]:
+        seen.append(rec)
+        return []
+
+    runtime = ConsumerRuntime(
+        bus,
+        name="latest",
+        group_id=unique("group"),
+        topics=(topic,),
+        handler=handle,
+        consumer_options={"auto_offset_reset": "latest"},
+    )
+    task = asyncio.create_task(runtime.run())
+    try:
+        await runtime.wait_positioned()
+        await helper.produce(topic, "after")
+        await until(lambda: len(seen) >= 1, "the record produced after positioning")
+        assert [r.value for r in seen] == [b"after"]
+    finally:
+        runtime.stop()
+        await asyncio.wait_for(task, WAIT_S)
+
+
+async def test_producing_to_a_missing_topic_creates_it(
+    helper: KafkaHelper, bus: Settings, unique: Callable[[str], str]
+) -> None:
+    topic = unique("auto-topic")
+    meta = await helper.produce(topic, "first", key="k")
+    partitions = await (await helper._started_producer()).partitions_for(topic)
+    assert meta.offset == 0 and meta.partition in partitions
+    (rec,) = await helper.consume(topic)
+    assert rec.value == b"first"

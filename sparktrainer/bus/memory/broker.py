@@ -1,7 +1,7 @@
 """The in-memory broker's state: topics of partition logs, consumer groups, and who to wake.
 
 One :class:`MemoryBroker` per ``memory://<name>`` in the process (:func:`broker_named`). Its
-clients (``producer.py``, ``consumer.py``, ``admin.py``) call it synchronously under one lock,
+clients (``clients.py``, ``consumer.py``) call it synchronously under one lock,
 so clients running in other threads' event loops (``run_coroutine``) see one consistent log.
 A change (a record appended, a group rebalanced) wakes every waiting client through its own
 loop (``call_soon_threadsafe``).
@@ -186,3 +186,9 @@ def broker_named(bootstrap_servers: str, default_partitions: int = 3) -> MemoryB
         if name not in _BROKERS:
             _BROKERS[name] = MemoryBroker(name, default_partitions)
         return _BROKERS[name]
+
+
+def forget_broker(bootstrap_servers: str) -> None:
+    """Drop the process's broker of this name (a test's own, at its end): its log is freed."""
+    with _BROKERS_LOCK:
+        _BROKERS.pop(bootstrap_servers.removeprefix(SCHEME), None)

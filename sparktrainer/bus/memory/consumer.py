@@ -67,8 +67,11 @@ class MemoryConsumer:
         max_poll_interval_ms: int = 300_000,
         heartbeat_interval_ms: int = 3_000,
         partition_assignment_strategy: tuple[Any, ...] = (),
+        enable_auto_commit: bool = False,
         **_ignored: Any,  # fetch sizes, timeouts, security: nothing to tune in memory
     ) -> None:
+        if enable_auto_commit:
+            raise ValueError("the in-memory broker offers manual commits only (as we use them)")
         self._broker = broker_named(bootstrap_servers)
         self._client = _Metadata(self._broker)
         self._group_id = group_id
