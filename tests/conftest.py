@@ -260,6 +260,23 @@ def memory_settings(tmp_path: Path, unique: Callable[[str], str]) -> Iterator[Se
     forget_broker(memory.kafka_ready())
 
 
+def with_memory_bus(base: Settings) -> Settings:
+    """``base``'s S3 with Kafka on a fresh in-memory broker (every topic made) and a new bucket.
+
+    For wiring that needs S3 too (the validator's parent checks and id claims). The bucket of
+    its own matters: a new broker's offsets start at 0, so a job id derived from a record's
+    coordinates repeats one the real broker's records got, and id claims in a shared bucket
+    would collide. Call ``forget_broker(settings.kafka_ready())`` when done.
+    """
+    name = uuid.uuid4().hex[:12]
+    bus = base.model_copy(
+        update={"kafka_bootstrap_servers": f"memory://{name}", "s3_bucket": f"mem-{name}"}
+    )
+    ObjectStore.from_settings(bus).ensure_bucket()
+    run_coroutine(lambda: ensure_topics(bus))
+    return bus
+
+
 @pytest.fixture
 async def memory_kafka(
     memory_settings: Settings, unique: Callable[[str], str]
