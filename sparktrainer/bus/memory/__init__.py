@@ -21,12 +21,15 @@ Where it differs from tansu and Kafka (docs/ARCHITECTURE.md, "The in-memory brok
 - **Times are exact.** ``offsets_for_times`` answers the first record at or after the time,
   None when there is none; tansu answers batch-coarse (early, even 0 when none is that late),
   so callers filter on record timestamps either way.
-- **Nothing is deleted.** No retention or compaction: every partition begins at 0.
+- **Deletion.** No retention or compaction. ``MemoryAdmin.delete_records`` (Kafka's
+  DeleteRecords, which tansu lacks: it closes the connection) moves a partition's log start;
+  a position below it resets, as Kafka's OffsetOutOfRange does. Load tests free the log with
+  it between rounds, so a process's memory is the service's.
 - **Groups.** Eager rebalances, completed when every live member has revoked and rejoined;
   the assignor is named by the first strategy's ``name``. A member is dead once stopped, once
-  its event loop closed, or after ``max_poll_interval_ms`` without a poll: there is no
-  separate heartbeat or session timeout (a member that polls is never evicted). Commits take
-  plain offsets (metadata dropped); a commit from a past generation fails with
+  its event loop closed, or after ``max_poll_interval_ms`` without a poll (it fetches nothing
+  then, and rejoins at its next poll): there is no separate heartbeat or session timeout.
+  Commits take plain offsets (metadata dropped); a commit from a past generation fails with
   ``CommitFailedError``, as on Kafka. Fetch byte limits are ignored: a fetch returns up to
   ``max_poll_records`` records, starting one partition further on each time.
 - **Not offered.** Auto-commit, transactions, idempotence, ``isolation_level``: we use none.

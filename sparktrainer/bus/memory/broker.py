@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import UnknownTopicOrPartitionError
+from aiokafka.errors import OffsetOutOfRangeError, UnknownTopicOrPartitionError
 
 from sparktrainer.bus.memory.group import MemoryGroup
 
@@ -27,13 +27,14 @@ CREATE_TIME = 0
 
 @dataclass
 class _Log:
-    """One partition: its records in offset order."""
+    """One partition: its records in offset order, from its log start offset on."""
 
     records: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
+    start: int = 0  # the offset of records[0]; moved on by delete_records
 
     @property
     def end(self) -> int:
-        return len(self.records)
+        return self.start + len(self.records)
 
 
 class MemoryBroker:
@@ -120,9 +121,26 @@ class MemoryBroker:
     def read(
         self, tp: TopicPartition, offset: int, count: int
     ) -> list[ConsumerRecord[bytes, bytes]]:
-        """Up to ``count`` records from ``offset`` on."""
+        """Up to ``count`` records from ``offset`` on (none below the log start)."""
         with self.lock:
-            return self._log(tp).records[offset : offset + count]
+            log = self._log(tp)
+            at = max(offset, log.start) - log.start
+            return log.records[at : at + count]
+
+    def start(self, tp: TopicPartition) -> int:
+        """The partition's log start offset: the first offset it still holds."""
+        with self.lock:
+            return self._log(tp).start
+
+    def delete_records(self, tp: TopicPartition, before: int) -> int:
+        """Kafka's DeleteRecords: drop the records below ``before``; the new log start."""
+        with self.lock:
+            log = self._log(tp)
+            if not log.start <= before <= log.end:
+                raise OffsetOutOfRangeError(f"{tp}: {before} not in [{log.start}, {log.end}]")
+            del log.records[: before - log.start]
+            log.start = before
+            return before
 
     def end(self, tp: TopicPartition) -> int:
         """The offset the next record appended to the partition gets."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.admin import NewTopic
+from aiokafka.admin import NewTopic, RecordsToDelete
 from aiokafka.errors import MessageSizeTooLargeError, ProducerClosed
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -111,7 +111,7 @@ class CreateTopicsAnswer:
 
 
 class MemoryAdmin:
-    """``AIOKafkaAdminClient`` on an in-memory broker: list and create topics."""
+    """``AIOKafkaAdminClient`` on an in-memory broker: list and create topics, delete records."""
 
     def __init__(self, *, bootstrap_servers: str, **_ignored: Any) -> None:
         self._broker = broker_named(bootstrap_servers)
@@ -136,3 +136,12 @@ class MemoryAdmin:
             message = None if created else "Topic with this name already exists."
             errors.append((new.name, 0 if created else TOPIC_ALREADY_EXISTS, message))
         return CreateTopicsAnswer(errors)
+
+    async def delete_records(
+        self, records_to_delete: Mapping[TopicPartition, RecordsToDelete], **_ignored: Any
+    ) -> dict[TopicPartition, int]:
+        """Kafka's DeleteRecords: each partition's records below the offset go; the new starts."""
+        return {
+            tp: self._broker.delete_records(tp, todo.before_offset)
+            for tp, todo in records_to_delete.items()
+        }

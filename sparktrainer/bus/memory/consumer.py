@@ -161,7 +161,10 @@ class MemoryConsumer:
         assert member is not None
         while not self._closed:
             step = self._group().step(member)
-            if step == "join":
+            if step == "join" and self._out_until_polled(member):
+                self._reassigning = True  # out of the group: fetch nothing meanwhile
+                await self._broker.wait_change(self._heartbeat_s)
+            elif step == "join":
                 member.last_poll, member.generation = time.monotonic(), -1
                 self._group().join(member)
             elif step == "revoke":
@@ -173,6 +176,11 @@ class MemoryConsumer:
                 await self._call_listener("on_partitions_assigned", set(self._assignment))
             else:
                 await self._broker.wait_change(self._heartbeat_s)
+
+    @staticmethod
+    def _out_until_polled(member: GroupMember) -> bool:
+        """Dropped for not polling, and not polled since: it rejoins at its next poll."""
+        return member.evicted_at is not None and member.last_poll <= member.evicted_at
 
     def _take(self, assigned: set[TopicPartition]) -> None:
         """A new generation's partitions, each from the group's committed offset (or reset)."""
@@ -215,11 +223,11 @@ class MemoryConsumer:
     # -- positions -------------------------------------------------------------------------------
 
     def _position_now(self, tp: TopicPartition) -> int:
-        """The partition's fetch position, resolving a reset (and a position past the end)."""
-        end = self._broker.end(tp)
+        """The fetch position, reset when there is none or it is off the log (OffsetOutOfRange)."""
+        start, end = self._broker.start(tp), self._broker.end(tp)
         position = self._positions.get(tp)
-        if position is None or position > end:
-            position = 0 if self._reset == "earliest" else end
+        if position is None or not start <= position <= end:
+            position = start if self._reset == "earliest" else end
             self._positions[tp] = position
         return position
 
@@ -238,7 +246,7 @@ class MemoryConsumer:
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         """Fetch these (default: every assigned) partitions from their first offset."""
         for tp in partitions or tuple(self._assignment):
-            self.seek(tp, 0)
+            self.seek(tp, self._broker.start(tp))
 
     async def seek_to_end(self, *partitions: TopicPartition) -> None:
         """Fetch these (default: every assigned) partitions from their end: only what comes next."""
@@ -262,8 +270,8 @@ class MemoryConsumer:
         return self._highwater.get(tp)
 
     async def beginning_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """The first offset of each partition (nothing is ever deleted here: 0)."""
-        return {tp: 0 for tp in tps if self._broker.end(tp) >= 0}  # end(): unknown ones raise
+        """The first offset each partition still holds (its log start)."""
+        return {tp: self._broker.start(tp) for tp in tps}
 
     async def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The log end of each partition."""

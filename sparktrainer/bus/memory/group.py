@@ -5,13 +5,14 @@ A group is Kafka's eager protocol seen from outside::
     stable (generation g) --a member joins, leaves or dies--> rebalancing
     rebalancing --every live member has revoked and rejoined--> stable (generation g + 1)
 
-While rebalancing, members keep their old assignment (and may commit with generation ``g``,
-as Kafka accepts from the revoke callback) but fetch nothing; once stable, each takes its new
+While rebalancing, members keep their old assignment (and may commit with generation ``g``, as
+Kafka accepts from the revoke callback) but fetch nothing; once stable, each takes its new
 assignment and runs its ``on_partitions_assigned``. A member is alive while it is started, its
 event loop is open and it polled within its ``max_poll_interval_ms``; a dead one is removed at
 the next step of any member, which rebalances the rest (Kafka's session timeout, seen from the
-group). The assignors are aiokafka's three, by name: ``roundrobin`` (aiokafka's default),
-``range`` and ``sticky`` (balanced, keeping each member's partitions where it can).
+group). One dropped for not polling rejoins at its next poll, as aiokafka's does. The assignors
+are aiokafka's three, by name: ``roundrobin`` (aiokafka's default), ``range`` and ``sticky``
+(balanced, keeping each member's partitions where it can).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class GroupMember:
     last_poll: float = field(default_factory=time.monotonic)
     closed: bool = False
     generation: int = -1  # the generation of the assignment it holds
+    evicted_at: float | None = None  # when the group dropped it for not polling
 
     def alive(self, now: float) -> bool:
         """Started, its loop open, and polled recently enough."""
@@ -123,6 +125,7 @@ class MemoryGroup:
         dead = [m for m in self.members.values() if not m.alive(now)]
         for m in dead:
             del self.members[m.member_id]
+            m.evicted_at = now
         if dead:
             self._begin_rebalance()
 
