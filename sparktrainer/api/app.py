@@ -32,6 +32,7 @@ from sparktrainer.api.routes import (
     sweeps,
 )
 from sparktrainer.api.state import ApiError, ApiState
+from sparktrainer.registry.ids import AmbiguousId
 from sparktrainer.settings import Settings
 
 # One module per resource under api/routes/: a new resource is a module and an entry here.
@@ -63,6 +64,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
         return _error(e.status, e.detail, e.errors, e.headers)
+
+    @app.exception_handler(AmbiguousId)
+    async def ambiguous_id(_: Request, e: AmbiguousId) -> JSONResponse:
+        return _error(409, str(e), e.matches)
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameters(_: Request, e: RequestValidationError) -> JSONResponse:

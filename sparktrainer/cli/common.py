@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rich.console import Console
 from rich.markup import escape
 
+from sparktrainer.registry.ids import AmbiguousId
 from sparktrainer.settings import Settings
 
 if TYPE_CHECKING:
+    from rich.table import Column
+
     from sparktrainer.contracts.envelope import OutRecord
     from sparktrainer.registry.store import RegistryStore
 
@@ -51,9 +54,9 @@ def command(func: Callable[[Any], int]) -> Callable[[Any], int]:
         configure(os.environ.get("SPARKTRAINER_LOG_LEVEL", "WARNING"))
         try:
             return func(args)
-        except CliError as e:
+        except (CliError, AmbiguousId) as e:
             err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
-            return e.code
+            return getattr(e, "code", BAD_INPUT)
         except BrokenPipeError:  # e.g. `| head`: stop quietly (Python's documented recipe)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return NEGATIVE
@@ -182,6 +185,29 @@ def read_model(settings: Settings, args: Any) -> RegistryStore:
         except CliError as e:
             err.print(f"[yellow]warning:[/] {e}; showing the read model as last synced")
     return RegistryStore(db)
+
+
+def known_job(settings: Settings, args: Any) -> dict[str, Any]:
+    """The job ``args.job_id`` names (its id or a unique prefix), from the synced read model.
+
+    Exit 2 when the log holds no such job: waiting for it would wait forever.
+    """
+    from sparktrainer.registry.jobs import get_job
+
+    job = read_model(settings, args).read(get_job, args.job_id)
+    if job is None:
+        raise CliError(
+            f"No job '{args.job_id}' in the registry read model (`sparktrainer jobs list` "
+            "shows the jobs it knows)"
+        )
+    return job
+
+
+def id_column(header: str, ids: Iterable[str]) -> Column:
+    """A table column of ids, never cut: as wide as the longest (people copy them whole)."""
+    from rich.table import Column
+
+    return Column(header, no_wrap=True, min_width=max((len(i) for i in ids), default=0))
 
 
 def short_type(ce_type: str) -> str:

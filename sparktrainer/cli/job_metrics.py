@@ -18,6 +18,7 @@ from sparktrainer.cli.common import (
     CliError,
     add_db_options,
     command,
+    known_job,
     load_settings,
     out,
     print_json,
@@ -43,6 +44,7 @@ def register_job_actions(sub: Any) -> None:
     p.add_argument("--dir", help="where to put them (default: $SPARKTRAINER_HOME/tensorboard)")
     p.add_argument("--port", type=int, default=6006, help="TensorBoard's port (default 6006)")
     p.add_argument("--no-run", action="store_true", help="download and print the command only")
+    add_db_options(p)
     p.set_defaults(func=cmd_tensorboard)
 
 
@@ -93,19 +95,19 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     """Download the job's event files (the model's, or a running job's checkpoint's); run TB."""
     from sparktrainer.storage.s3 import ObjectStore
 
-    safe_id(args.job_id)
     settings = load_settings()
+    job_id = safe_id(known_job(settings, args)["job_id"])
     root = Path(args.dir) if args.dir else settings.home / "tensorboard"
     store = ObjectStore.from_settings(settings)
     count = 0
-    for prefix in (model_prefix(args.job_id), checkpoint_prefix(args.job_id)):
-        count = store.get_flat_folder(prefix + LOGS_DIR, root / args.job_id, MAX_LOG_FILES)
+    for prefix in (model_prefix(job_id), checkpoint_prefix(job_id)):
+        count = store.get_flat_folder(prefix + LOGS_DIR, root / job_id, MAX_LOG_FILES)
         if count:
             break
     if not count:
-        raise CliError(f"job '{args.job_id}' has no TensorBoard files (yet) in S3")
+        raise CliError(f"job '{job_id}' has no TensorBoard files (yet) in S3")
     logdir = f"tensorboard --logdir {root} --port {args.port}"
-    out.print(f"{count} event files in {root / args.job_id}")
+    out.print(f"{count} event files in {root / job_id}")
     if args.no_run or importlib.util.find_spec("tensorboard") is None:
         out.print(f"open them with: {logdir}", highlight=False)
         return OK

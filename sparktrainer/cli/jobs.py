@@ -25,6 +25,8 @@ from sparktrainer.cli.common import (
     CliError,
     add_db_options,
     command,
+    id_column,
+    known_job,
     load_settings,
     out,
     print_fields,
@@ -37,7 +39,7 @@ from sparktrainer.cli.common import (
 )
 from sparktrainer.cli.job_metrics import register_job_actions
 from sparktrainer.contracts.envelope import encode
-from sparktrainer.contracts.events import CancelRequested, JobSubmitted
+from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested, JobSubmitted
 from sparktrainer.contracts.trace import TraceContext, traced
 from sparktrainer.settings import Settings
 
@@ -89,11 +91,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("job_id")
     p.add_argument("--timeout", type=float, help="give up after this many seconds")
     p.add_argument("--json", action="store_true")
+    add_db_options(p)
     p.set_defaults(func=cmd_watch)
     p = sub.add_parser("cancel", help="ask the trainer to stop a job")
     p.add_argument("job_id")
     p.add_argument("--reason", default="cancel requested")
     p.add_argument("--json", action="store_true")
+    add_db_options(p)
     p.set_defaults(func=cmd_cancel)
     register_job_actions(sub)
 
@@ -161,13 +165,14 @@ async def _follow(follower: JobFollower, args: argparse.Namespace) -> int:
 
 @command
 def cmd_watch(args: argparse.Namespace) -> int:
-    """Follow a job's events (from its first) until it ends."""
+    """Follow a job's events (from its first) until it ends; exit 2 for a job never seen."""
     settings = load_settings()
+    job_id = known_job(settings, args)["job_id"]
 
     async def follow() -> int:
         from sparktrainer.cli.follow import JobFollower
 
-        async with JobFollower(settings, args.job_id) as follower:
+        async with JobFollower(settings, job_id) as follower:
             return await _follow(follower, args)
 
     return run(follow())
@@ -204,15 +209,31 @@ def _directory(body: Any, settings: Settings, args: argparse.Namespace) -> Any:
 
 @command
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Publish a cancel request for a job."""
-    safe_id(args.job_id)
-    event = CancelRequested(job_id=args.job_id, reason=args.reason, requested_by=SOURCE)
-    run(publish(load_settings(), encode(event, SOURCE)))
-    if args.json:
-        print_json({"job_id": args.job_id, "cancel_requested": True})
-    else:
-        out.print(f"cancel requested for [bold]{args.job_id}[/]")
+    """Ask the trainer to stop a job; say what came of it: exit 0 asked, 1 ended or unknown."""
+    from sparktrainer.registry.jobs import get_job
+
+    settings = load_settings()
+    job = read_model(settings, args).read(get_job, args.job_id)
+    job_id = safe_id(job["job_id"] if job else args.job_id)
+    if job is not None and job["status"] in TERMINAL_STATUSES:
+        _cancelled(args, job_id, False, f"has already ended ({job['status']}): not cancelled")
+        return NEGATIVE
+    event = CancelRequested(job_id=job_id, reason=args.reason, requested_by=SOURCE)
+    run(publish(settings, encode(event, SOURCE)))
+    if job is None:  # perhaps submitted a moment ago: the trainers keep the request
+        days = settings.cancel_memory_s / 86400
+        _cancelled(args, job_id, True, f"is not in the registry: the request is kept {days:g} "
+                   "days and stops it if it was submitted before now")  # fmt: skip
+        return NEGATIVE
+    _cancelled(args, job_id, True, f"({job['status']}): cancel requested")
     return OK
+
+
+def _cancelled(args: argparse.Namespace, job_id: str, requested: bool, what: str) -> None:
+    if args.json:
+        print_json({"job_id": job_id, "cancel_requested": requested, "said": what})
+    else:
+        out.print(f"job [bold]{job_id}[/] {escape(what)}")
 
 
 @command
@@ -227,7 +248,8 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(page.as_dict("jobs"))
         return OK
-    table = Table("job id", "name", "status", "epoch", "loss", "acc", "updated")
+    ids = [job["job_id"] for job in page.items]
+    table = Table(id_column("job id", ids), "name", "status", "epoch", "loss", "acc", "updated")
     for job in page.items:
         p = job["progress"] or {}
         style = STATUS_STYLE.get(job["status"], "white")

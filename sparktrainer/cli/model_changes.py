@@ -25,6 +25,7 @@ from sparktrainer.cli.common import (
     CliError,
     add_db_options,
     command,
+    id_column,
     load_settings,
     out,
     print_json,
@@ -162,7 +163,8 @@ def cmd_names(args: argparse.Namespace) -> int:
     if args.json:
         print_json(detail)
         return OK
-    table = Table("version", "model id", "status", "aliases", "registered")
+    ids = [v["model_id"] for v in detail["versions"]]
+    table = Table("version", id_column("model id", ids), "status", "aliases", "registered")
     for v in detail["versions"]:
         here = [a for a, d in detail["aliases"].items() if d["version"] == v["version"]]
         table.add_row(str(v["version"]), escape(v["model_id"]), v["status"],

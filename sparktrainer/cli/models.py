@@ -23,6 +23,7 @@ from sparktrainer.cli.common import (
     CliError,
     add_db_options,
     command,
+    id_column,
     load_settings,
     out,
     print_fields,
@@ -114,8 +115,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(page.as_dict("models"))
         return OK
-    table = Table("model id", "name", "version", "aliases", "framework", "task", "metric", "size",
-                  "created")  # fmt: skip
+    ids = [m["model_id"] for m in page.items]
+    table = Table(id_column("model id", ids), "name", "version", "aliases", "framework", "task",
+                  "metric", "size", "created")  # fmt: skip
     for m in page.items:
         version = f"{m['registered_name']}:{m['version']}" if m["registered_name"] else ""
         table.add_row(

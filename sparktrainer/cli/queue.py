@@ -39,7 +39,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
     )
     if common.printed_as_json(args, view):
         return OK
-    table = Table("class", "pos", "job id", "tenant", "name", "priority", "now", "waited", "why")
+    waiting = common.id_column(
+        "job id", (w["job_id"] for c in view["classes"] for w in c["waiting"])
+    )
+    table = Table("class", "pos", waiting, "tenant", "name", "priority", "now", "waited", "why")
     for c in view["classes"]:
         served = ", ".join(c["trainers"]) or f"[yellow]{escape(c['reason'] or '')}[/]"
         if not c["waiting"]:
@@ -57,7 +60,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
             tenants.add_row(escape(t["tenant"]), f"{t['weight']:g}", f"{t['dominant_share']:.2f}",
                             q["class"], str(q["running_jobs"]), str(q["gpus"]), quota)  # fmt: skip
     out.print(tenants)
-    running = Table("running", "name", "class", "priority", "trainer", "device", "epoch")
+    running = Table(common.id_column("running", (r["job_id"] for r in view["running"])), "name",
+                    "class", "priority", "trainer", "device", "epoch")  # fmt: skip
     for r in view["running"]:
         epoch = f"{r['epoch']}/{r['total_epochs']}" if r["epoch"] is not None else ""
         running.add_row(escape(r["job_id"]), escape(r["name"] or ""), r["resource_class"] or "",

@@ -45,7 +45,10 @@ def cmd_sweeps_list(args: argparse.Namespace) -> int:
     page = registry.read(list_sweeps, limit=args.limit, offset=args.offset)
     if common.printed_as_json(args, page.as_dict("sweeps")):
         return OK
-    table = Table("sweep id", "name", "status", "sampler", "metric", "trials", "best")
+    ids = [s["sweep_id"] for s in page.items]
+    table = Table(
+        common.id_column("sweep id", ids), "name", "status", "sampler", "metric", "trials", "best"
+    )
     for s in page.items:
         best = (s["ended"] or {}).get("best_trial")
         table.add_row(escape(s["sweep_id"]), escape(s["name"]), s["status"] or "", s["sampler"],
@@ -68,7 +71,10 @@ def cmd_sweep_show(args: argparse.Namespace) -> int:
                          "trials", "max_concurrent", "early_stopping", "ended"])  # fmt: skip
     best = {tr["trial"] for tr in best_first(sweep)[:1]}
     metric = sweep["metric"]
-    table = Table("trial", "job id", "params", "status", metric, "epoch", "note")
+    ids = [tr["job_id"] for tr in sweep["trial_table"]]
+    table = Table(
+        "trial", common.id_column("job id", ids), "params", "status", metric, "epoch", "note"
+    )
     for tr in sweep["trial_table"]:
         style = TRIAL_STYLE.get(tr["status"], "white")
         value = tr[metric]

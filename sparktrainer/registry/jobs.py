@@ -15,6 +15,7 @@ from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.registry.concern import Concern
+from sparktrainer.registry.ids import whole_id
 from sparktrainer.registry.job_folds import JOB_FOLDS, Submission, submission_of
 from sparktrainer.registry.rows import Page, Row, bounded, decoded
 from sparktrainer.settings import Limits
@@ -116,7 +117,8 @@ def _job(row: sqlite3.Row) -> Row:
 
 
 def get_job(conn: sqlite3.Connection, job_id: str) -> Row | None:
-    """One job: status, last progress, errors and warnings; None if unknown."""
+    """One job (its id, or a unique prefix of it): status, progress, errors; None if unknown."""
+    job_id = whole_id(conn, "job", job_id)
     row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     return _job(row) if row else None
 

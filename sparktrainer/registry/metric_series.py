@@ -20,6 +20,7 @@ from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import JobProgress, JobStarted, JobValidated
 from sparktrainer.contracts.series import points_of, shown, task_of
 from sparktrainer.registry.concern import Concern
+from sparktrainer.registry.ids import whole_id
 
 DEFAULT_POINTS_PER_SERIES = 1000
 MAX_STEP = 2**53  # steps beyond this are not a real job's (SQLite integers stop at 2**63)
@@ -267,6 +268,7 @@ def job_series(
     ``reset`` is true when points were removed after ``since`` (a resume, a thinning): the
     answer then holds every point, to replace what the caller had.
     """
+    job_id = whole_id(conn, "job", job_id)
     job = conn.execute("SELECT * FROM metric_jobs WHERE job_id = ?", (job_id,)).fetchone()
     if job is None:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from sparktrainer.contracts.refs import FoundModel, ModelRef, UnknownModelError
+from sparktrainer.registry.ids import whole_id
 from sparktrainer.registry.names import alias_target, latest_version, version_model
 from sparktrainer.registry.retirement import retirements_of
 
@@ -16,7 +17,7 @@ def resolve_ref(conn: sqlite3.Connection, ref: ModelRef) -> FoundModel:
     store may still hold it); a name, a version or an alias must be known here.
     """
     if ref.model_id is not None:
-        return _described(conn, ref.model_id, None)
+        return _described(conn, whole_id(conn, "model", ref.model_id), None)
     assert ref.name is not None
     version = ref.version or _aliased(conn, ref.name, ref.alias or "")
     model_id = version_model(conn, ref.name, version)

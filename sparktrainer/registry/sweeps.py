@@ -21,6 +21,7 @@ from sparktrainer.contracts.schedule_events import (
 )
 from sparktrainer.contracts.sweeps import finite
 from sparktrainer.registry.concern import Concern
+from sparktrainer.registry.ids import whole_id
 from sparktrainer.registry.rows import Page, Row, bounded, decoded, iso
 
 DDL = """
@@ -151,7 +152,8 @@ def _trial(r: sqlite3.Row, metric: str) -> Row:
 
 
 def get_sweep(conn: sqlite3.Connection, sweep_id: str) -> Row | None:
-    """One sweep: its search, status, best trial, and every trial with its metric."""
+    """One sweep (its id or a unique prefix): its search, status, best trial, every trial."""
+    sweep_id = whole_id(conn, "sweep", sweep_id)
     row = conn.execute(
         "SELECT s.*, j.status, j.reason FROM sweeps s LEFT JOIN jobs j ON j.job_id = s.sweep_id "
         "WHERE s.sweep_id = ?",

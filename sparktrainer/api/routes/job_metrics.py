@@ -31,7 +31,7 @@ def job_metrics(
     registry = state_of(request).registry
     found = registry.read(job_series, job_id, since=since, names=series)
     if found is None:  # a job the read model knows, with no point yet
-        existing(registry.read(get_job, job_id), "job", job_id)
+        job_id = existing(registry.read(get_job, job_id), "job", job_id)["job_id"]
         found = {"job_id": job_id, "task": None, "attempt": 0, "cursor": 0, "reset": False,
                  "series": {}}  # fmt: skip
     return JSONResponse(found)

@@ -80,7 +80,7 @@ def job(request: Request, job_id: str) -> JSONResponse:
     """One job: status, last progress, errors and warnings, its config and checkpoints."""
     registry = state_of(request).registry
     found = existing(registry.read(get_job, job_id), "job", job_id)
-    return JSONResponse({**found, **registry.read(job_details, job_id)})
+    return JSONResponse({**found, **registry.read(job_details, found["job_id"])})
 
 
 @router.post("/{job_id}/cancel", status_code=202)
@@ -92,6 +92,7 @@ async def cancel(request: Request, job_id: str) -> JSONResponse:
         raise ApiError(422, "'reason' must be a string of at most 1024 characters")
     state = state_of(request)
     found = existing(state.registry.read(get_job, job_id), "job", job_id)
+    job_id = found["job_id"]  # the whole id, where a prefix was given
     if found["status"] in TERMINAL_STATUSES:
         raise ApiError(409, f"Job '{job_id}' has already ended ({found['status']})")
     try:
