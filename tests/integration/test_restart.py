@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from sparktrainer.bus.kafka import make_consumer, make_producer, send
@@ -67,7 +69,10 @@ async def test_models_events_and_offsets_survive_down_and_up(tmp_path) -> None:
         assert ObjectStore.from_settings(settings).get_bytes("models/m-1/model.pth") == b"weights"
         group = make_consumer(settings, MODELS_REGISTERED, group_id="restart-group")
         await group.start()
-        await group.getmany(timeout_ms=3000)  # joins the group
+        deadline = time.monotonic() + 60
+        while not group.assignment():  # joined (a fixed 3 s poll waited for records never sent)
+            assert time.monotonic() < deadline, "the group never assigned a partition"
+            await group.getmany(timeout_ms=200)
         assert {tp: await group.committed(tp) for tp in committed} == committed
         await group.stop()
     finally:

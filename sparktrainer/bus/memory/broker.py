@@ -172,17 +172,22 @@ class MemoryBroker:
                 loop.call_soon_threadsafe(event.set)
 
     async def wait_change(self, timeout_s: float) -> None:
-        """Return at the next change, or after ``timeout_s``."""
+        """Return at the next change, or after ``timeout_s``.
+
+        Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation that comes as
+        the event is set (frequent here), and a cancelled reader would then poll forever.
+        """
         if timeout_s <= 0:
             return
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        loop = asyncio.get_running_loop()
+        waiter = (loop, asyncio.Event())
         with self.lock:
             self._waiters.add(waiter)
+        timer = loop.call_later(timeout_s, waiter[1].set)
         try:
-            await asyncio.wait_for(waiter[1].wait(), timeout_s)
-        except TimeoutError:
-            pass
+            await waiter[1].wait()
         finally:
+            timer.cancel()
             with self.lock:
                 self._waiters.discard(waiter)
 
