@@ -59,8 +59,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
 
-    def put_file(self, key: str, path: Path) -> None:
-        self.objects[key] = path.read_bytes()
+    def put_file(self, key: str, path: Path, sha256: str | None = None) -> None:
+        self.objects[key] = path.read_bytes()  # the digest ObjectStore keeps as metadata: unused
 
     def get_file(self, key: str, path: Path) -> None:
         path.write_bytes(self.objects[key])

@@ -44,7 +44,7 @@ from sparktrainer.contracts.trace import TraceContext, traced
 from sparktrainer.settings import Settings
 
 if TYPE_CHECKING:  # the follower, views and read model load only for the commands using them
-    from sparktrainer.cli.follow import JobFollower
+    from sparktrainer.client.follow import JobFollower
 
 SOURCE = "sparktrainer/cli"
 STATUS_STYLE = {
@@ -127,7 +127,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return OK
 
     async def submit_and_follow() -> int:
-        from sparktrainer.cli.follow import JobFollower
+        from sparktrainer.client.follow import JobFollower
 
         async with JobFollower(settings, job.job_id or "") as follower:
             await follower.skip_history()  # this submission's events only
@@ -146,8 +146,8 @@ def _submitted(job_id: str, as_json: bool) -> None:
 
 
 async def _follow(follower: JobFollower, args: argparse.Namespace) -> int:
-    from sparktrainer.cli.follow import final_status
     from sparktrainer.cli.progress import JobView
+    from sparktrainer.client.follow import final_status
 
     view = JobView(follower.job_id, as_json=args.json)
     status: str | None = None
@@ -170,7 +170,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     job_id = known_job(settings, args)["job_id"]
 
     async def follow() -> int:
-        from sparktrainer.cli.follow import JobFollower
+        from sparktrainer.client.follow import JobFollower
 
         async with JobFollower(settings, job_id) as follower:
             return await _follow(follower, args)

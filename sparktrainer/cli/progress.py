@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 
 from sparktrainer.cli.common import err, out, print_json, short_type
-from sparktrainer.cli.follow import final_status
+from sparktrainer.client.follow import final_status
 from sparktrainer.contracts.events import (
     JobCompleted,
     JobFailed,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from sparktrainer.bus.kafka import make_producer
-from sparktrainer.cli.follow import JobFollower
+from sparktrainer.client.follow import JobFollower
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.envelope import decode, encode, header_map
 from sparktrainer.contracts.events import JobCompleted, JobFailed, JobRejected, JobValidated

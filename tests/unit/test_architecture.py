@@ -71,6 +71,18 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "sparktrainer.services",
     ),
     "sparktrainer.api": (*TORCH, "sparktrainer.training", "sparktrainer.cli"),
+    # The Python client: what a notebook imports; the API's answers, never the API's code.
+    "sparktrainer.client": (
+        *TORCH,
+        "sparktrainer.training",
+        "sparktrainer.validation",
+        "sparktrainer.registry",
+        "sparktrainer.services",
+        "sparktrainer.api",
+        "sparktrainer.cli",
+        "fastapi",
+        "rich",
+    ),
     "sparktrainer.telemetry": (
         *TRAINING_AND_UP,
         "sparktrainer.bus",

@@ -28,7 +28,7 @@ def test_submit_does_not_import_the_api_replay_or_training() -> None:
         "import sys; from sparktrainer.cli.main import build_parser, COMMANDS; "
         "build_parser((COMMANDS['submit'],)); "
         "print(' '.join(m for m in ('fastapi', 'torch', 'sparktrainer.replay', "
-        "'sparktrainer.embedded.stack', 'sparktrainer.cli.follow') if m in sys.modules))"
+        "'sparktrainer.embedded.stack', 'sparktrainer.client.follow') if m in sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
