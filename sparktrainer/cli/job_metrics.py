@@ -51,9 +51,15 @@ def register_job_actions(sub: Any) -> None:
 @command
 def cmd_metrics(args: argparse.Namespace) -> int:
     """Plot a job's series, one chart per group; exit 2 when the job is unknown."""
-    found = read_model(load_settings(), args).read(job_series, args.job_id, names=args.series)
+    found = read_model(load_settings(), args).read(job_series, args.job_id)
     if found is None:
         raise CliError(f"No metrics for job '{args.job_id}' in the registry read model")
+    unknown = sorted(set(args.series or ()) - set(found["series"]))
+    if unknown and found["series"]:  # a job with no point yet may still report them
+        raise CliError(f"job {found['job_id']} has no series {', '.join(unknown)}; it has: "
+                       + ", ".join(sorted(found["series"])))  # fmt: skip
+    if args.series:
+        found["series"] = {n: s for n, s in found["series"].items() if n in args.series}
     if args.json:
         print_json(found)
         return OK

@@ -17,6 +17,7 @@ from typing import Any
 
 from sparktrainer.embedded import EmbeddedStack, ProcessRecord, embedded_available
 from sparktrainer.embedded.servers import missing_message
+from sparktrainer.embedded.services import DEFAULT_SERVICES
 from sparktrainer.errors import SparkTrainerError
 from sparktrainer.logging import configure
 from sparktrainer.settings import Settings
@@ -29,10 +30,10 @@ def register(subparsers: Any) -> None:
     up = subparsers.add_parser(
         "up",
         help="start the embedded Kafka + S3 and the consumers (Ctrl-C stops them)",
-        description="Start SeaweedFS (S3), tansu (Kafka) and the validator, trainer and "
-        "registry projector, with data in SPARKTRAINER_HOME. When "
-        "SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS and SPARKTRAINER_S3_ENDPOINT are set, "
-        "those servers are used and only the consumers start.",
+        description="Start SeaweedFS (S3), tansu (Kafka) and the services ("
+        + ", ".join(s.name.replace("_", " ") for s in DEFAULT_SERVICES)
+        + "), with data in SPARKTRAINER_HOME. When SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS and "
+        "SPARKTRAINER_S3_ENDPOINT are set, those servers are used and only the services start.",
     )
     up.add_argument("--detach", action="store_true", help="return once ready; stop with `down`")
     up.add_argument("--no-services", action="store_true", help="start the servers only")

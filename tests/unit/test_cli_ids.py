@@ -13,7 +13,13 @@ import pytest
 
 from sparktrainer.cli import common
 from sparktrainer.cli.main import main
-from sparktrainer.contracts.events import Artifact, JobCompleted, JobValidated, ModelRegistered
+from sparktrainer.contracts.events import (
+    Artifact,
+    JobCompleted,
+    JobProgress,
+    JobValidated,
+    ModelRegistered,
+)
 from sparktrainer.registry import store
 from sparktrainer.registry.fold import apply
 from sparktrainer.registry.ids import AmbiguousId, whole_id
@@ -42,6 +48,8 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "registry.sqlite3"
     conn = store.connect(path)
     events = [e for j in (*TWINS, LONER) for e in (_validated(j), _registered(j))]
+    events.append(JobProgress(job_id=LONER, epoch=1, total_epochs=1, step=4, total_steps=4,
+                              loss=0.5, accuracy=0.75))  # fmt: skip
     events.append(JobCompleted(job_id=LONER, model_id=LONER, at=T0))
     for offset, event in enumerate(events):
         apply(conn, "t", 0, offset, event)
@@ -61,7 +69,8 @@ def narrow() -> Iterator[None]:
 def _run(capsys: pytest.CaptureFixture[str], db: Path, *argv: str) -> tuple[int, str]:
     with common.out.capture() as captured:
         code = main([*argv, "--db", str(db), "--no-sync"])
-    return code, captured.get() + capsys.readouterr().err
+    std = capsys.readouterr()  # charts and JSON go to stdout itself
+    return code, captured.get() + std.out + std.err
 
 
 @pytest.mark.parametrize(
@@ -79,7 +88,7 @@ def test_a_unique_prefix_names_its_id_and_a_shared_one_lists_the_candidates(
     capsys, db, command
 ) -> None:
     code, printed = _run(capsys, db, *command, LONER[:6])
-    assert code == 0 and (LONER in printed or "no metrics" in printed), printed
+    assert code == 0 and (LONER in printed or "loss" in printed), printed
     code, printed = _run(capsys, db, *command, TWINS[0][:8])
     assert code == 2
     assert "more than one" in printed and TWINS[0] in printed and TWINS[1] in printed
@@ -101,3 +110,11 @@ def test_whole_id_is_exact_first_and_takes_prefixes_literally(db: Path) -> None:
     with pytest.raises(AmbiguousId) as e:
         whole_id(conn, "job", "780bdd90")
     assert e.value.matches == TWINS
+
+
+def test_metrics_refuses_a_series_the_job_lacks_and_names_those_it_has(capsys, db) -> None:
+    code, printed = _run(capsys, db, "jobs", "metrics", LONER[:6], "--series", "nope", "--json")
+    assert code == 2 and f"job {LONER} has no series nope; it has: " in printed, printed
+    assert "loss" in printed.split("it has: ")[1]
+    code, printed = _run(capsys, db, "jobs", "metrics", LONER, "--series", "loss/train", "--json")
+    assert code == 0 and '"loss/train"' in printed and "accuracy/train" not in printed, printed
