@@ -47,3 +47,22 @@ class JobCancelledError(SparkTrainerError):
 
 class JobTimeout(TrainingError):
     """The job ran past its time limit."""
+
+
+class JobPreemptedError(SparkTrainerError):
+    """The trainer is going away (SIGTERM, a termination notice): the job stops to resume
+    elsewhere. ``step`` is the optimizer step of the checkpoint taken at the stop (None: none
+    was taken, the next owner resumes from the last periodic one)."""
+
+    retriable = True
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class HandedBack(SparkTrainerError):
+    """A handler gives its record back undone: it is not committed, so the partition's next
+    owner runs it again (a job preempted on a trainer that is stopping)."""
+
+    retriable = True

@@ -153,6 +153,14 @@ class Settings(BaseSettings):
     # After a cancel or the time limit, how long a job may take to stop before it is killed
     # (a job stuck in a download cannot check its stop flag).
     worker_stop_grace_s: float = Field(default=15.0, gt=0)
+    # On SIGTERM (or the notice file) the running job checkpoints at its next optimizer step and
+    # uploads it within this budget, then the trainer exits; past it the worker is killed and the
+    # next owner resumes from the last periodic checkpoint. Keep it below the platform's notice
+    # (k8s terminationGracePeriodSeconds, a spot VM's 30 s) minus a few seconds to exit.
+    preempt_grace_s: float = Field(default=20.0, gt=0)
+    # A file a spot-termination handler (or a preStop hook) creates: its appearance stops the
+    # trainer as SIGTERM does. Empty: no notice file is watched.
+    preempt_notice_file: str = ""
     cpu_max_world_size: int = Field(default=2, ge=1)  # DDP processes on a trainer without GPUs
 
     # What jobs may read. Comma-separated bucket names jobs may take data from (empty: the

@@ -40,6 +40,7 @@ from sparktrainer.bus.offsets import PartitionOffsets
 from sparktrainer.bus.waiting import FifoWaiting, WaitingRecords, tp_of
 from sparktrainer.contracts.envelope import OutRecord
 from sparktrainer.contracts.records import Received
+from sparktrainer.errors import HandedBack
 from sparktrainer.settings import Settings
 from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector, TopicCounts
 
@@ -238,6 +239,12 @@ class ConsumerRuntime:
             await self._publish(out)
         except asyncio.CancelledError:
             raise
+        except HandedBack as e:
+            # Not done: never committed, so the partition's next owner runs it again. Records
+            # after it could not commit past it either, so this runtime stops taking more.
+            log.info("record_handed_back", consumer=self.name, reason=str(e)[:300])
+            self.stop()
+            return
         except Exception:  # a bug in encoding or the failure hook: log it, do not stall
             log.exception("record_failed", consumer=self.name)
         self.offsets.finish(tp_of(rec), rec.offset)
@@ -250,7 +257,7 @@ class ConsumerRuntime:
         for attempt in range(1, self.handler_attempts + 1):
             try:
                 return await self.handler(rec), "handled"
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, HandedBack):
                 raise
             except Exception as e:
                 self.stats.handler_errors += 1

@@ -289,6 +289,24 @@ class JobCancelled(LifecycleEvent):
         return deterministic_id(self.ce_type, self.job_id, self.already_ended or "")
 
 
+class JobPreempted(LifecycleEvent):
+    """The attempt stopped because its trainer is going away (SIGTERM, a termination notice);
+    not an end: the job goes back to its partition and the next trainer resumes it."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.job.preempted.v1"
+    status: ClassVar[str] = "running"  # between owners; the next JobStarted takes it over
+
+    reason: str
+    cause: FailureReason = FailureReason.PREEMPTED
+    step: int | None = Field(
+        default=None,
+        description="The optimizer step of the checkpoint taken at the stop, which the next "
+        "attempt resumes from; None when none was taken in the grace (it resumes from the last "
+        "periodic checkpoint, or from the start)",
+    )
+    retriable: bool = Field(default=True, description="Always: the job will run again")
+
+
 class CancelRequested(Event):
     """A request on jobs.control to stop a job at its next step."""
 
@@ -364,6 +382,7 @@ LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     JobCompleted,
     JobFailed,
     JobCancelled,
+    JobPreempted,
 )
 OWNED_EVENTS: tuple[type[Event], ...] = (
     JobValidated,

@@ -19,6 +19,7 @@ from sparktrainer.contracts.events import (
     JobCancelled,
     JobCompleted,
     JobFailed,
+    JobPreempted,
     JobProgress,
     JobRejected,
     JobStarted,
@@ -219,6 +220,20 @@ def fold_checkpoint(row: Row | None, ev: CheckpointSaved) -> Row | None:
     return _touched(new, row, at)
 
 
+def fold_preempted(row: Row | None, ev: JobPreempted) -> Row | None:
+    """Preempted: still the job's run (the next owner resumes it); the reason says where."""
+    at = iso(ev.at)
+    if row is not None and (ev.attempt < row["attempt"] or row["status"] in TERMINAL_STATUSES):
+        return None  # a previous owner's, or the job ended since
+    new = dict(row) if row else _new_job(ev.job_id, at)
+    if row is None:
+        new["status"] = "running"
+    new["attempt"] = max(new["attempt"], ev.attempt)
+    where = f"at step {ev.step}" if ev.step is not None else "without a checkpoint of its own"
+    new["reason"] = f"preempted {where}: {ev.reason}"
+    return _touched(new, row, at)
+
+
 def _ended(status: str) -> Callable[[Row | None, Any], Row | None]:
     def fold(row: Row | None, ev: Any) -> Row | None:
         at = iso(ev.at)
@@ -258,4 +273,5 @@ JOB_FOLDS: dict[type, Callable[[Row | None, Any], Row | None]] = {
     JobCompleted: _ended("completed"),
     JobFailed: _ended("failed"),
     JobCancelled: _ended("cancelled"),
+    JobPreempted: fold_preempted,
 }

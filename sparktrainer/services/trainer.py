@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
@@ -51,6 +52,8 @@ from sparktrainer.training.worker.warm import WarmWorker
 
 log = structlog.get_logger(__name__)
 GROUP = "sparktrainer-trainer"
+STOP_MARGIN_S = 5.0  # past preempt_grace_s: the preempted event and the hand-back
+NOTICE_POLL_S = 0.5
 
 
 class TrainerService:
@@ -119,6 +122,8 @@ class TrainerService:
             max_records=1 if self.once else None,
             handler_attempts=3,
             revoke_grace_s=1.0,
+            # The preempted job's grace, then a little to announce it and hand it back.
+            shutdown_grace_s=self.settings.preempt_grace_s + STOP_MARGIN_S,
             keep_work_on_revoke=True,
             producer=self.producer,
             waiting=PriorityWaiting(
@@ -259,6 +264,7 @@ class TrainerService:
         listener = asyncio.create_task(self.listen_cancels())
         fleet = asyncio.create_task(self.follow_fleet())
         janitor = asyncio.create_task(self.janitor.run())
+        notice = asyncio.create_task(self.watch_notice())
         control = asyncio.create_task(self.control.run())
         jobs = asyncio.create_task(self.jobs.run())
         try:
@@ -276,8 +282,9 @@ class TrainerService:
             fleet.cancel()
             presence.cancel()
             janitor.cancel()
+            notice.cancel()
             await asyncio.gather(
-                control, listener, fleet, presence, janitor, return_exceptions=True
+                control, listener, fleet, presence, janitor, notice, return_exceptions=True
             )
             await self.producer.stop()
             await self.worker.stop()
@@ -306,6 +313,21 @@ class TrainerService:
             log.info("idle_exit", idle_timeout_s=self.idle_timeout_s)
             self.jobs.stop()
 
-    def stop(self) -> None:
-        """Graceful stop: the running job gets the runtime's grace period."""
+    async def watch_notice(self) -> None:
+        """Stop as on SIGTERM once the termination-notice file appears (a spot handler, a
+        preStop hook writes it); nothing to watch when the setting is empty."""
+        if not self.settings.preempt_notice_file:
+            return
+        path = Path(self.settings.preempt_notice_file)
+        while True:  # for the trainer's life; cancelled with its other loops
+            if await asyncio.to_thread(path.exists):
+                break
+            await asyncio.sleep(NOTICE_POLL_S)
+        log.warning("termination_notice", file=str(path))
+        self.stop("termination notice")
+
+    def stop(self, why: str = "SIGTERM") -> None:
+        """Graceful stop: the running job checkpoints at its next optimizer step, announces
+        JobPreempted and is handed back (within ``preempt_grace_s``); no new job starts."""
+        self.worker.preempt(f"the trainer is stopping ({why}); the job resumes on another")
         self.jobs.stop()

@@ -47,12 +47,32 @@ def read_outcome(store: ObjectStore, job_id: str) -> StoredOutcome | None:
 
 def next_attempt(store: ObjectStore, job_id: str) -> int:
     """Count one more start of this job and return its number (1 for the first)."""
+    state = _attempts(store, job_id)
+    state["attempt"] += 1
+    store.put_json(_key(job_id, "attempt.json"), state)
+    return state["attempt"]
+
+
+def _attempts(store: ObjectStore, job_id: str) -> dict[str, int]:
+    """The starts counted so far and how many of them were handed over (preempted)."""
     try:
-        attempt = int(store.get_json(_key(job_id, "attempt.json"))["attempt"]) + 1
-    except (ObjectNotFound, KeyError, ValueError, TypeError):
-        attempt = 1
-    store.put_json(_key(job_id, "attempt.json"), {"attempt": attempt})
-    return attempt
+        stored = store.get_json(_key(job_id, "attempt.json"))
+        return {"attempt": int(stored["attempt"]), "handed_over": int(stored.get("handed_over", 0))}
+    except (ObjectNotFound, KeyError, ValueError, TypeError, AttributeError):
+        return {"attempt": 0, "handed_over": 0}
+
+
+def handovers(store: ObjectStore, job_id: str) -> int:
+    """How many starts of this job ended preempted (not the job's fault: not held against it)."""
+    return _attempts(store, job_id)["handed_over"]
+
+
+def note_handover(store: ObjectStore, job_id: str) -> None:
+    """Count a start that ended preempted; its number stays used (every attempt's events stay
+    apart) but it does not count towards the job's attempt limit."""
+    state = _attempts(store, job_id)
+    state["handed_over"] += 1
+    store.put_json(_key(job_id, "attempt.json"), state)
 
 
 def release_attempt(store: ObjectStore, job_id: str, attempt: int) -> None:
@@ -62,7 +82,8 @@ def release_attempt(store: ObjectStore, job_id: str, attempt: int) -> None:
     except (ObjectNotFound, KeyError, ValueError, TypeError):
         return
     if current == attempt:
-        store.put_json(_key(job_id, "attempt.json"), {"attempt": attempt - 1})
+        state = _attempts(store, job_id)
+        store.put_json(_key(job_id, "attempt.json"), {**state, "attempt": attempt - 1})
 
 
 def claim_holder(store: ObjectStore, job_id: str) -> str | None:

@@ -25,15 +25,19 @@ from sparktrainer.contracts.events import (
     JobCancelled,
     JobCompleted,
     JobFailed,
+    JobPreempted,
     JobValidated,
     LifecycleEvent,
     ModelRegistered,
     now,
 )
+from sparktrainer.errors import HandedBack
 from sparktrainer.storage.layout import checkpoint_prefix
 from sparktrainer.storage.outcomes import (
     StoredOutcome,
+    handovers,
     next_attempt,
+    note_handover,
     read_outcome,
     release_attempt,
     write_outcome,
@@ -142,7 +146,8 @@ async def drive_job(
     if refused:
         return await _finish(store, job.job_id, [_refused(job, refused)])
     attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
-    if attempt > max_attempts:
+    limit = max_attempts + await asyncio.to_thread(handovers, store, job.job_id)
+    if attempt > limit:
         return await _finish(store, job.job_id, [_exhausted(job, attempt - 1, max_attempts)])
     cancel = cancels.for_job(job)
     if cancel is not None:
@@ -153,10 +158,27 @@ async def drive_job(
         )
     cancels.running = job
     try:
-        attempt, outcome = await _train(job, attempt, worker, store, send, max_attempts)
+        attempt, outcome = await _train(job, attempt, worker, store, send, limit)
     finally:
         cancels.running = None
+    if outcome.status == "preempted":
+        await _hand_back(job, attempt, outcome, store, send)
     return await _conclude(job, attempt, outcome, store, send)
+
+
+async def _hand_back(
+    job: JobValidated, attempt: int, outcome: Outcome, store: ObjectStore, send: Send
+) -> None:
+    """A preempted attempt is no end: announce it, keep it out of the attempt limit and give
+    the record back undone (raises HandedBack); the next owner resumes from its checkpoint."""
+    await asyncio.to_thread(note_handover, store, job.job_id)
+    step = outcome.checkpoint_step
+    reason = outcome.reason or "the trainer stopped"
+    await send(
+        encode(JobPreempted(job_id=job.job_id, attempt=attempt, reason=reason, step=step), SOURCE)
+    )
+    log.info("job_preempted", attempt=attempt, step=step)
+    raise HandedBack(f"job {job.job_id} preempted at attempt {attempt}: {reason}")
 
 
 def _refused(job: JobValidated, reasons: list[str]) -> JobFailed:

@@ -23,7 +23,7 @@ def test_asyncapi_names_every_topic_and_event() -> None:
     assert doc["asyncapi"] == "3.0.0"
     addresses = {c["address"] for c in doc["channels"].values()}
     assert "sparktrainer.jobs.submitted" in addresses and len(addresses) == 20
-    assert len(doc["components"]["messages"]) == 22
+    assert len(doc["components"]["messages"]) == 23
     changes = doc["channels"]["models-changes"]["messages"]
     assert set(changes) == {
         "model-alias-set-v1",

@@ -38,6 +38,7 @@ class CheckpointUploads:
         self.key = checkpoint_prefix(job_id) + CHECKPOINT_NAME
         self._uploads = ThreadPoolExecutor(1, thread_name_prefix="ckpt-upload")
         self._pending: Future[None] | None = None
+        self.uploaded_step: int | None = None  # the step of the last checkpoint that landed
 
     def save(self, local: Path, epoch: int, step: int) -> None:
         """Upload a checkpoint file in the background; CheckpointSaved follows its upload."""
@@ -58,6 +59,7 @@ class CheckpointUploads:
             self.store.put_file(self.key, staged, sha256=digest)
             upload_s = time.monotonic() - started
             staged.unlink(missing_ok=True)
+            self.uploaded_step = step
             self.emit(
                 CheckpointSaved(
                     job_id=self.job_id,

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from sparktrainer.errors import JobPreemptedError
 from sparktrainer.training.checkpoint import ResumeState, capture_rng, restore_rng
 from sparktrainer.training.loop.clock import ProgressClock
 from sparktrainer.training.loop.device import peak_memory_bytes
@@ -118,7 +119,17 @@ class TrainingLoop:
             self.hooks.progress(epoch=epoch + 1, loss=loss, accuracy=accuracy, **self._position())
 
     def _check_stop(self) -> None:
-        check_stop_together(self.hooks, self.where)
+        """Stop here if asked; a preemption first checkpoints the last optimizer step.
+
+        Checked before each micro-batch: the state saved is the one after the last optimizer
+        step (``step``, ``batch_in_epoch``), so a half-accumulated group is redone, never lost
+        or counted twice.
+        """
+        try:
+            check_stop_together(self.hooks, self.where)
+        except JobPreemptedError as e:
+            self._checkpoint()
+            raise JobPreemptedError(str(e), step=self.step) from None
 
     # -- epoch end ---------------------------------------------------------------------
 

@@ -21,10 +21,11 @@ from typing import Any
 import structlog
 
 from sparktrainer.contracts.events import JobStarted, JobValidated
+from sparktrainer.errors import JobPreemptedError
 from sparktrainer.settings import Settings
 from sparktrainer.training.job.stopping import StopFlag
 from sparktrainer.training.worker.budget import apply_limits, budget_note, capacity
-from sparktrainer.training.worker.protocol import failure_fields, outcome_fields
+from sparktrainer.training.worker.protocol import failure_fields, outcome_fields, preempted_fields
 
 log = structlog.get_logger(__name__)
 
@@ -156,10 +157,24 @@ class ChildJobRunner:
                 stop=stop,
             )
             return outcome_fields(run_recipe_job(ctx))
+        except JobPreemptedError as e:
+            return preempted_fields(e, uploaded=ctx is not None and _uploaded(ctx, e))
         finally:
             if ctx is not None:
                 ctx.scalars.close()  # its writer thread must not outlive the job
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _uploaded(ctx: Any, stopped: JobPreemptedError) -> bool:
+    """Wait for the checkpoint taken at the stop to land; False when there is none or it failed
+    (the next owner then resumes from the last periodic checkpoint)."""
+    if stopped.step is None:
+        return False
+    try:
+        ctx.checkpoints.wait()  # the recipe's cleanup has usually waited (and logged a failure)
+    except Exception as e:
+        log.warning("preempt_checkpoint_failed", step=stopped.step, error=str(e)[:300])
+    return bool(ctx.checkpoints.uploaded_step == stopped.step)
 
 
 def _release_memory() -> None:

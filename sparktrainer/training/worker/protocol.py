@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sparktrainer.contracts.events import ModelRegistered
-from sparktrainer.errors import JobCancelledError, SparkTrainerError
+from sparktrainer.errors import JobCancelledError, JobPreemptedError, SparkTrainerError
 from sparktrainer.training.worker.budget import is_out_of_memory
 
 REASON_MAX_CHARS = 2000
@@ -26,13 +26,14 @@ REASON_MAX_CHARS = 2000
 class Outcome:
     """How a job ended in the worker."""
 
-    status: Literal["completed", "failed", "cancelled"]
+    status: Literal["completed", "failed", "cancelled", "preempted"]
     registered: ModelRegistered | None = None
     reason: str | None = None
     error_type: str | None = None
     retriable: bool = False
     resumed_from_epoch: int | None = None
     duration_s: float = 0.0
+    checkpoint_step: int | None = None  # preempted: the step of the checkpoint taken at the stop
 
     @classmethod
     def from_child(cls, fields: dict[str, Any]) -> Outcome:
@@ -46,12 +47,22 @@ class Outcome:
             retriable=bool(fields.get("retriable", False)),
             resumed_from_epoch=fields.get("resumed_from_epoch"),
             duration_s=float(fields.get("duration_s", 0.0)),
+            checkpoint_step=fields.get("checkpoint_step"),
         )
 
 
 def outcome_fields(registered: ModelRegistered) -> dict[str, Any]:
     """Outcome fields of a job that registered its model."""
     return {"status": "completed", "registered": registered.model_dump_json()}
+
+
+def preempted_fields(error: JobPreemptedError, uploaded: bool) -> dict[str, Any]:
+    """Outcome fields of a job stopped for its trainer's stop; the step it resumes from."""
+    step = error.step if uploaded else None
+    where = f"at step {step}" if step is not None else "without a checkpoint of its own"
+    reason = f"{error} (stopped {where})"[:REASON_MAX_CHARS]
+    return {"status": "preempted", "reason": reason, "error_type": "JobPreempted",
+            "retriable": True, "checkpoint_step": step}  # fmt: skip
 
 
 def failure_fields(error: BaseException, memory_budget: str = "") -> dict[str, Any]:

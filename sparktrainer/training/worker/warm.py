@@ -50,7 +50,7 @@ class _Child:
 
 @dataclass
 class _StopAsked:
-    kind: str  # "cancel" | "timeout"
+    kind: str  # "cancel" | "timeout" | "preempt"
     reason: str
     at: float  # loop time
 
@@ -73,11 +73,13 @@ class WarmWorker:
         self._running: tuple[int, str] | None = None
         self._stop_asked: _StopAsked | None = None
         self._forced: Outcome | None = None  # why the guard killed the child
+        self._preempting: str | None = None  # set once the trainer stops: every job stops
         self._memory = MemoryWatch(memory_budget_bytes(settings))
         self.capacity: Capacity | None = None  # what the child reported when it got ready
         self.import_s: float | None = None
         self.gpus: list[tuple[str, int]] = []  # (name, memory bytes) of each GPU the child sees
         self.jobs_completed = self.jobs_failed = self.jobs_cancelled = self.restarts = 0
+        self.jobs_preempted = 0
 
     @property
     def pid(self) -> int | None:
@@ -140,6 +142,8 @@ class WarmWorker:
         seq = next(self._seq)
         self._running = (seq, job.job_id)
         self._stop_asked = self._forced = None
+        if self._preempting is not None:  # a job taken just as the trainer began to stop
+            self._ask_stop(seq, "preempt", self._preempting)
         guard = asyncio.create_task(self._guard(seq, time_limit_s(job, self.settings.limits)))
         try:
             outcome = None
@@ -241,8 +245,14 @@ class WarmWorker:
             if self._stop_asked is None and limit_s and now - started > limit_s:
                 self._ask_stop(seq, "timeout", f"job exceeded its time limit of {limit_s:g} s")
             asked = self._stop_asked
-            if asked is not None and now - asked.at > self.settings.worker_stop_grace_s:
+            if asked is not None and now - asked.at > self._grace_s(asked):
                 self._force(child, self._stopped_by_force(asked))
+
+    def _grace_s(self, asked: _StopAsked) -> float:
+        """How long a stop may take: a preemption has the budget to checkpoint and upload."""
+        if asked.kind == "preempt":
+            return self.settings.preempt_grace_s
+        return self.settings.worker_stop_grace_s
 
     def _ask_stop(self, seq: int, kind: str, reason: str) -> None:
         if self._stop_asked is None:
@@ -265,8 +275,15 @@ class WarmWorker:
         )
 
     def _stopped_by_force(self, asked: _StopAsked) -> Outcome:
-        grace = f"{self.settings.worker_stop_grace_s:g} s"
+        grace = f"{self._grace_s(asked):g} s"
         reason = f"{asked.reason} (it did not stop within {grace} and was killed)"
+        if asked.kind == "preempt":
+            return Outcome(
+                status="preempted",
+                reason=f"{reason}; it resumes from its last periodic checkpoint",
+                error_type="JobPreempted",
+                retriable=True,
+            )
         if asked.kind == "cancel":
             return Outcome(status="cancelled", reason=reason, error_type="JobCancelledError")
         return Outcome(status="failed", reason=reason, error_type="JobTimeout")
@@ -285,6 +302,15 @@ class WarmWorker:
         if self._running is None or self._running[1] != job_id:
             return False
         self._ask_stop(self._running[0], "cancel", reason)
+        return True
+
+    def preempt(self, reason: str) -> bool:
+        """The trainer is stopping: the running job (and any started from now on) checkpoints at
+        its next optimizer step and stops, within ``preempt_grace_s``; False when none runs."""
+        self._preempting = reason
+        if self._running is None:
+            return False
+        self._ask_stop(self._running[0], "preempt", reason)
         return True
 
     @staticmethod
@@ -317,6 +343,8 @@ class WarmWorker:
             self.jobs_completed += 1
         elif outcome.status == "cancelled":
             self.jobs_cancelled += 1
+        elif outcome.status == "preempted":
+            self.jobs_preempted += 1
         else:
             self.jobs_failed += 1
 

@@ -25,6 +25,7 @@ from sparktrainer.contracts.events import (
     JobCancelled,
     JobCompleted,
     JobFailed,
+    JobPreempted,
     JobProgress,
     JobRejected,
     JobStarted,
@@ -109,6 +110,7 @@ def story() -> list[Any]:
                     raw_excerpt="{", rejected_at=at(13)),
         JobFailed(job_id="j3", attempt=4, at=at(14), reason="boom", error_type="TrainingError"),
         JobCancelled(job_id="j4", attempt=1, at=at(15), reason="asked by eve"),
+        JobPreempted(job_id="j5", attempt=3, at=at(15), reason="SIGTERM", step=77),
         SweepValidated(sweep_id="sw", name="sweep-name", framework="pytorch",
                        config=_sweep_config(), trials=2, validated_at=at(16)),
         TrialPlanned(sweep_id="sw", trial=1, job_id="sw-t001", params={"learning_rate": 0.1},
@@ -147,8 +149,13 @@ DERIVED: dict[tuple[type, str, str], Expect] = {
     (CheckpointSaved, "jobs", "checkpoint"): lambda ev, row: {
         "epoch": ev.epoch, "step": ev.step, "key": ev.key, "size_bytes": ev.size_bytes},
     (JobFailed, "jobs", "reason"): lambda ev, row: f"{ev.error_type}: {ev.reason}",
+    (JobPreempted, "jobs", "reason"): lambda ev, row: f"preempted at step {ev.step}: {ev.reason}",
+    **{(JobPreempted, "jobs", c): (lambda ev, row: iso(_when(ev))) for c in
+       ("status_at", "created_at", "updated_at")},
+    (JobPreempted, "jobs", "status"): lambda ev, row: "running",
     **{(k, "jobs", c): (lambda ev, row: []) for k in
-       (Submission, JobFailed, JobCancelled, SweepValidated) for c in ("errors", "warnings")},
+       (Submission, JobFailed, JobCancelled, JobPreempted, SweepValidated)
+       for c in ("errors", "warnings")},
     **{(k, "jobs", "attempt"): (lambda ev, row: 1) for k in
        (Submission, JobRejected, SweepValidated)},
     # a sweep is listed with the jobs, under its own id

@@ -1,0 +1,68 @@
+"""Checkpoint on stop, in-process on the real S3 server (issue 18 item 1).
+
+A preempt on the job's stop flag (what the worker sets on SIGTERM) checkpoints the last
+optimizer step before the next batch and raises JobPreemptedError naming that step; the next
+attempt resumes there and ends exactly where an unbroken run ends.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
+from sparktrainer.errors import JobPreemptedError
+from sparktrainer.training.job.stopping import StopCheck, StopFlag
+from sparktrainer.training.recipes import run_recipe_job
+
+MLP = {
+    "input_size": 16,
+    "output_size": 4,
+    "hidden_layers": [32],
+    "epochs": 2,
+    "batch_size": 16,
+    "dropout": 0.2,
+    "scheduler": "cosine",
+    "data": {"source": "synthetic", "num_samples": 320},
+}
+STOP_AT = 21  # epoch 2 of 16 steps (256 samples / 16): mid-epoch, no periodic checkpoint there
+
+
+def test_a_preempt_on_the_flag_raises_with_no_step_before_the_loop() -> None:
+    flag = StopFlag()
+    flag.set("preempt", "the trainer is stopping (SIGTERM)")
+    with pytest.raises(JobPreemptedError, match="SIGTERM") as stopped:
+        StopCheck(flag, limit_s=0.0).check()
+    assert stopped.value.step is None and stopped.value.retriable
+
+
+def test_a_preempted_job_resumes_at_its_step_and_ends_like_an_unbroken_run(
+    make_ctx, stored, job_id
+) -> None:
+    unbroken, job = job_id("unbroken-stop"), job_id("preempted")
+    run_recipe_job(make_ctx(unbroken, "pytorch.mlp", MLP))
+    first = make_ctx(job, "pytorch.mlp", MLP)
+    emit = first.emit
+
+    def preempt_at_step(event) -> None:
+        emit(event)
+        if isinstance(event, JobProgress) and event.step == STOP_AT:
+            first.stop.set("preempt", "the trainer is stopping (SIGTERM)")
+
+    first.emit = preempt_at_step
+    with pytest.raises(JobPreemptedError) as stopped:
+        run_recipe_job(first)
+    assert stopped.value.step == STOP_AT
+    saved = [e for e in first.events if isinstance(e, CheckpointSaved)]
+    assert saved[-1].step == STOP_AT and saved[-1].epoch == 1  # 1 epoch done, mid-epoch 2
+    assert max(e.step for e in first.events if isinstance(e, JobProgress)) == STOP_AT
+    second = make_ctx(job, "pytorch.mlp", MLP, attempt=2)
+    run_recipe_job(second)
+    [started] = [e for e in second.events if isinstance(e, JobStarted)]
+    assert started.resumed_from_step == STOP_AT
+    steps = [e.step for e in second.events if isinstance(e, JobProgress)]
+    assert steps[0] == STOP_AT + 1 and steps[-1] == 32
+    want = stored(unbroken, "model.pth")["model_state_dict"]
+    got = stored(job, "model.pth")["model_state_dict"]
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], atol=1e-6, rtol=1e-5)
