@@ -7,6 +7,7 @@ value reaches SQLite as a parameter; metric names (which form a JSON path) follo
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sqlite3
@@ -179,4 +180,26 @@ def model_page(conn: sqlite3.Connection, query: ModelQuery) -> tuple[list[sqlite
         f"{clause} ORDER BY {inner} LIMIT ? OFFSET ?) ORDER BY {outer}",
         [*params, *inner_params, limit, offset, *outer_params],
     ).fetchall()
+    _sort_known(conn, query.sort, rows)
     return rows, int(total)
+
+
+def _sort_known(conn: sqlite3.Connection, sort: str, rows: list[sqlite3.Row]) -> None:
+    """Refuse a sort by a metric no model has (a typo would sort nothing, silently).
+
+    Only looked up when no row of the page has it: the first page's models usually do.
+    """
+    if sort in ("created_at", "version", "name") or not rows:
+        return
+    path = metric_path(sort)
+    if any(json.loads(r["metrics"] or "{}").get(sort) is not None for r in rows):
+        return
+    has = "SELECT 1 FROM models WHERE json_extract(metrics, ?) IS NOT NULL LIMIT 1"
+    if conn.execute(has, (path,)).fetchone():
+        return
+    newest = conn.execute("SELECT metrics FROM models ORDER BY created_at DESC LIMIT 1").fetchone()
+    names = sorted(json.loads(newest["metrics"] or "{}"))[:10] if newest else []
+    raise SearchError(
+        f"no model has the metric '{sort[:80]}' to sort by: sort by created_at, version, name "
+        f"or a metric ({', '.join(names) or 'none reported yet'})"
+    )

@@ -118,3 +118,11 @@ def test_metrics_refuses_a_series_the_job_lacks_and_names_those_it_has(capsys, d
     assert "loss" in printed.split("it has: ")[1]
     code, printed = _run(capsys, db, "jobs", "metrics", LONER, "--series", "loss/train", "--json")
     assert code == 0 and '"loss/train"' in printed and "accuracy/train" not in printed, printed
+
+
+def test_models_list_refuses_a_sort_metric_no_model_has(capsys, db) -> None:
+    code, printed = _run(capsys, db, "models", "list", "--sort", "bogus")
+    assert code == 2 and "no model has the metric 'bogus' to sort by" in printed, printed
+    assert "created_at, version, name" in printed
+    code, printed = _run(capsys, db, "models", "list", "--sort", "name", "--json")
+    assert code == 0 and LONER in printed
