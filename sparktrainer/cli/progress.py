@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from sparktrainer.cli.common import err, out, print_json, short_type
 from sparktrainer.client.follow import final_status
 from sparktrainer.contracts.events import (
+    CheckpointSaved,
     JobCompleted,
     JobFailed,
     JobProgress,
@@ -71,7 +72,7 @@ class JobView:
             err.print(f"{short_type(event.ce_type)} {escape(_summary(event))}", highlight=False)
         if isinstance(event, JobValidated | SweepValidated):
             self.progress.update(self.task, description="validated")
-            for warning in event.warnings:
+            for warning in () if self.plain else event.warnings:  # plain: in the line above
                 self.progress.console.print(
                     f"[yellow]warning:[/] {escape(warning)}", highlight=False
                 )
@@ -128,14 +129,28 @@ def _fmt(value: float | None) -> str:
 
 
 def _summary(event: Any) -> str:
-    """One line about an event, for logs."""
+    """One line about an event, for logs: the facts it carries."""
     if isinstance(event, JobProgress):
+        val = f" val_loss {_fmt(event.val_loss)} val_acc {_fmt(event.val_accuracy)}"
         return (
             f"epoch {event.epoch}/{event.total_epochs} step {event.step}/{event.total_steps} "
-            f"loss {_fmt(event.loss)} acc {_fmt(event.accuracy)} ETA {_eta(event.eta_s)}"
+            f"train loss {_fmt(event.loss)} acc {_fmt(event.accuracy)}"
+            + (val if event.val_loss is not None or event.val_accuracy is not None else "")
+            + f" ETA {_eta(event.eta_s)}"
         )
     if isinstance(event, JobStarted):
         return f"on {event.device} ({event.worker}), {event.total_epochs} epochs"
     if isinstance(event, JobValidated):
-        return "; ".join(f"warning: {w}" for w in event.warnings)
+        return _validated(event)
+    if isinstance(event, CheckpointSaved):
+        return f"epoch {event.epoch} step {event.step}: {event.key} ({event.size_bytes:,} bytes)"
     return ""
+
+
+def _validated(event: JobValidated) -> str:
+    facts = [f"{event.config_kind} for class {event.resource_class}, priority {event.priority}"]
+    if event.parent_ref is not None:
+        facts.append(f"parent {event.parent_ref.ref} = {event.parent_ref.model_id}")
+    if event.register_as:
+        facts.append(f"registers as {event.register_as}")
+    return "; ".join([*facts, *(f"warning: {w}" for w in event.warnings)])
