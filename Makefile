@@ -23,10 +23,21 @@ lint: venv
 	$(BIN)/ruff format --check $(LINTED) tests
 	$(BIN)/mypy $(LINTED)
 
-# The integration tests start the embedded stack (SeaweedFS + tansu) themselves, once.
+# The integration tests start the embedded stack (SeaweedFS + tansu) themselves, once a
+# worker; a file stays on one worker (its module fixtures run once). Most tests wait on
+# events, so three workers share two cores well. Coverage: the whole suite fails below
+# COVERAGE_MIN; a part (PYTEST_ARGS naming tests/..., -k or -m) does not.
 # pytest's exit 5 ("no tests collected") is a failure too.
+PYTEST_WORKERS ?= 3
+ifneq ($(findstring tests/,$(PYTEST_ARGS))$(findstring -k ,$(PYTEST_ARGS))$(findstring -m ,$(PYTEST_ARGS)),)
+COVERAGE_MIN ?= 0
+endif
+COVERAGE_MIN ?= 82
+PYTEST_FLAGS = -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30 --cov --cov-report=term \
+	--cov-fail-under=$(COVERAGE_MIN)
+
 test: venv lint
-	@status=0; $(BIN)/pytest -q $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(BIN)/pytest $(PYTEST_FLAGS) $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$status
 

@@ -53,6 +53,9 @@ TEST_SETTINGS: dict[str, Any] = {
     "kafka_heartbeat_interval_ms": 300,
 }
 _ENV = "SPARKTRAINER_TEST_"
+# A test stack's data is thrown away: its servers get this long after SIGTERM, then SIGKILL
+# (tansu with clients still connected takes up to 12 s to go by itself).
+STOP_TIMEOUT_S = 2.0
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 SUMMARY = pytest.StashKey[list[str]]()  # lines tests add to the end-of-run summary
 
@@ -157,7 +160,7 @@ def _backend(
         try:
             yield stack.start(), stack
         finally:
-            stack.stop()
+            stack.stop(timeout_s=STOP_TIMEOUT_S)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -202,6 +205,38 @@ def summary(request: pytest.FixtureRequest) -> list[str]:
 def stack(_backend: tuple[Settings, EmbeddedStack | None]) -> Settings:
     """Settings pointing at real Kafka and S3 servers (bucket and topics exist)."""
     return _backend[0]
+
+
+@pytest.fixture(scope="module")
+def own_stack(
+    _backend: tuple[Settings, EmbeddedStack | None], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """A stack of the module's own (about 2 s to start, 2 s to stop): its log holds only what
+    this module wrote. For modules that fold or replay the whole log (a projector catching up
+    from the start, a rebuild, the replay tool), whose time and results would otherwise depend
+    on what every earlier test wrote. A module opts in with ``stack = own_stack_fixture()``.
+    With servers you run, or Docker's, the session's servers serve (one Kafka and one S3)."""
+    if _backend[1] is None:
+        yield _backend[0]
+        return
+    base = _backend[0]
+    home = tmp_path_factory.mktemp("own-stack")
+    own = EmbeddedStack(home, settings=base.model_copy(update={"home": home}), services=())
+    try:
+        yield own.start()
+    finally:
+        own.stop(timeout_s=STOP_TIMEOUT_S)
+
+
+def own_stack_fixture() -> Any:
+    """``stack = own_stack_fixture()`` in a module: its tests' ``stack`` and ``settings`` are
+    the module's own stack (see ``own_stack``)."""
+
+    @pytest.fixture(scope="module", name="stack")
+    def _stack(own_stack: Settings) -> Settings:
+        return own_stack
+
+    return _stack
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,6 @@ class JobView:
             "submitted", total=None, epoch="-", loss="-", acc="-", eta="-"
         )
         self.last: Any = None
-        self.validated: JobValidated | None = None  # what the end line recalls (parent, name)
 
     def __enter__(self) -> JobView:
         self.progress.start()
@@ -71,8 +70,6 @@ class JobView:
             return
         if self.plain:
             err.print(f"{short_type(event.ce_type)} {escape(_summary(event))}", highlight=False)
-        if isinstance(event, JobValidated):
-            self.validated = event
         if isinstance(event, JobValidated | SweepValidated):
             self.progress.update(self.task, description="validated")
             for warning in () if self.plain else event.warnings:  # plain: in the line above
@@ -119,13 +116,7 @@ class JobView:
         ev = self.last
         if isinstance(ev, JobCompleted):
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in ev.metrics.items())
-            told = [f"model {ev.model_id}" + (f" ({metrics})" if metrics else "")]
-            if self.validated is not None and self.validated.parent_ref is not None:
-                parent = self.validated.parent_ref
-                told.append(f"fine-tuned from {parent.ref} = {parent.model_id}")
-            if self.validated is not None and self.validated.register_as:
-                told.append(f"registered under {self.validated.register_as}")
-            return "; ".join(told)
+            return f"model {ev.model_id}" + (f" ({metrics})" if metrics else "")
         if isinstance(ev, JobRejected):
             return "; ".join(ev.errors)
         if isinstance(ev, JobFailed):

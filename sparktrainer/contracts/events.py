@@ -184,7 +184,6 @@ class JobStarted(LifecycleEvent):
         default=None, description="The optimizer step the checkpoint it resumes from was taken at"
     )
     total_epochs: int
-    skipped_checkpoints: list[str] = Field(default_factory=list)  # bad ones passed over, why
 
 
 class JobProgress(LifecycleEvent):
@@ -291,7 +290,8 @@ class JobCancelled(LifecycleEvent):
 
 
 class JobPreempted(LifecycleEvent):
-    """The attempt stopped as its trainer went away (SIGTERM, a notice); not an end."""
+    """The attempt stopped because its trainer is going away (SIGTERM, a termination notice);
+    not an end: the job goes back to its partition and the next trainer resumes it."""
 
     ce_type: ClassVar[str] = "io.sparktrainer.job.preempted.v1"
     status: ClassVar[str] = "running"  # between owners; the next JobStarted takes it over
@@ -300,8 +300,9 @@ class JobPreempted(LifecycleEvent):
     cause: FailureReason = FailureReason.PREEMPTED
     step: int | None = Field(
         default=None,
-        description="The step of the checkpoint taken at the stop, where the next attempt "
-        "resumes; None: none in the grace (it resumes from the last periodic one)",
+        description="The optimizer step of the checkpoint taken at the stop, which the next "
+        "attempt resumes from; None when none was taken in the grace (it resumes from the last "
+        "periodic checkpoint, or from the start)",
     )
     retriable: bool = Field(default=True, description="Always: the job will run again")
 

@@ -143,6 +143,8 @@ def _accepted(
     new = dict(row) if row else _new_job(job_id, at)
     if _move(new, "validated", at) or row is None:
         new["status"], new["errors"], new["warnings"] = "validated", [], list(warnings)
+    elif STATUS_RANK[new["status"]] > STATUS_RANK["validated"] and not new["warnings"]:
+        new["warnings"] = list(warnings)  # the verdict folded after the job moved on
     _fill(new, **fields)
     return _touched(new, row, at)
 
@@ -256,6 +258,9 @@ def _ended(status: str) -> Callable[[Row | None, Any], Row | None]:
 
 
 def _touched(new: Row, row: Row | None, at: str) -> Row | None:
+    # The earliest event seen, whatever order the topics were folded in (a rebuild folds
+    # the validated topic and the lifecycle topic in another order than the live fold did).
+    new["created_at"] = min(new["created_at"], at)
     if new == row:
         return None
     new["updated_at"] = max(new["updated_at"], at)

@@ -345,15 +345,15 @@ async def test_trainer_killed_three_times_ends_once_from_its_checkpoints(
     await start_group_at_end(settings, f"{group}-control", JOBS_CONTROL)
     # Three kills and a fourth start: each start is counted, so the limit must allow four.
     env = {**os.environ, "SPARKTRAINER_LOG_LEVEL": "WARNING", "SPARKTRAINER_JOB_MAX_ATTEMPTS": "4"}
-    # ~0.35 s an epoch on an idle core: each attempt is killed 0-3 epochs (plus a moment) after
-    # it starts, so three kills use at most ~15 of the 24 epochs however fast the machine is.
+    # ~0.18 s an epoch on an idle core: each attempt is killed 0-3 epochs (plus up to 0.4 s)
+    # after it starts, so three kills use at most ~16 of the 20 epochs on a machine this fast.
     job = validated(
         mlp_job(
             "killed",
-            epochs=24,
+            epochs=20,
             hidden_layers=[512, 512],
             batch_size=16,
-            data={"source": "synthetic", "num_samples": 4000},
+            data={"source": "synthetic", "num_samples": 2000},
         )
     )
     seed = int(os.environ.get("SPARKTRAINER_TEST_KILL_SEED") or random.randrange(1 << 30))

@@ -193,7 +193,7 @@ def new_id(key: str) -> str:
     return f"guide-{slug}-{uuid.uuid4().hex[:8]}"
 
 
-def job_for(guide: Guide, example: Example, run: Run) -> dict[str, Any]:
+def job_for(example: Example, parent_id: str | None) -> dict[str, Any]:
     """The example as it runs: merged into its base, shrunk, with a parent and an id."""
     outcome = OUTCOMES[example.key]
     job = copy.deepcopy(example.body)
@@ -201,10 +201,22 @@ def job_for(guide: Guide, example: Example, run: Run) -> dict[str, Any]:
         base = next(e.body for e in EXAMPLES if e.key == outcome.base)
         job = kit.merged(base, job)
     job = kit.shrunk(job)
-    if run.parent is not None:
-        job["config"]["model_id"] = guide.models[run.parent]
+    if parent_id is not None:
+        job["config"]["model_id"] = parent_id
     job["job_id"] = new_id(example.key)
     return job
+
+
+async def model_of(guide: Guide, key: str) -> str:
+    """The model an example registered; run first here when this test runs alone or first."""
+    if key not in guide.models:
+        example = next(e for e in EXAMPLES if e.key == key)
+        run = next(r for r in OUTCOMES[key].runs if r.expect == "registered")
+        ran = guide.ran
+        guide.ran = []
+        await run_example(guide, example, run)
+        guide.ran = ran
+    return guide.models[key]
 
 
 @contextlib.contextmanager
@@ -222,7 +234,8 @@ def weights_for(guide: Guide, job: dict[str, Any]) -> Iterator[None]:
 
 async def run_example(guide: Guide, example: Example, run: Run) -> tuple[dict, Any, list]:
     """One run through the stack; checks it ended as ``run`` says."""
-    job = job_for(guide, example, run)
+    parent_id = await model_of(guide, run.parent) if run.parent is not None else None
+    job = job_for(example, parent_id)
     with weights_for(guide, job) if run.weights else contextlib.nullcontext():
         end, events = await run_to_end(guide.services, job)
     if run.expect == "rejected":

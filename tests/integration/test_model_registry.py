@@ -24,6 +24,7 @@ from sparktrainer.registry.runner import Projector
 from sparktrainer.replay.engine import replay
 from sparktrainer.replay.spec import ReplaySpec
 from sparktrainer.storage.s3 import ObjectStore
+from tests.conftest import own_stack_fixture
 from tests.integration.model_registry_kit import (
     AUTH,
     RegistryStack,
@@ -36,6 +37,7 @@ from tests.integration.model_registry_kit import (
 from tests.integration.tap import produce
 
 pytestmark = pytest.mark.integration
+stack = own_stack_fixture()  # these tests fold and replay the whole log
 NAME = f"digits-{uuid.uuid4().hex[:8]}"
 TRAIN, FINETUNE = "Initial Model Training", "Fine-tuning on New Task"
 
@@ -46,19 +48,13 @@ async def rs(stack, tmp_path_factory) -> AsyncIterator[RegistryStack]:
         yield services
 
 
-@pytest.fixture(scope="module")
-def seen() -> dict[str, Any]:
-    """What earlier tests of the story found (model ids by version, ...)."""
-    return {}
-
-
 async def set_alias(rs: RegistryStack, alias: str, version: int, by: str) -> None:
     r = await rs.api.put(f"/api/registered-models/{NAME}/aliases/{alias}",
                          json={"version": version, "by": by}, headers=AUTH)  # fmt: skip
     assert r.status_code == 202, r.text
 
 
-async def test_three_runs_with_one_name_are_versions_1_2_3(rs: RegistryStack, seen) -> None:
+async def _three_runs_with_one_name_are_versions_1_2_3(rs: RegistryStack, seen) -> None:
     jobs = [job(TRAIN, register_as=NAME) for _ in range(3)]
     events = await run_jobs(rs, *jobs)
     assert all(isinstance(end_of(evs), JobCompleted) for evs in events.values()), events
@@ -74,7 +70,7 @@ async def test_three_runs_with_one_name_are_versions_1_2_3(rs: RegistryStack, se
     ]  # fmt: skip
 
 
-async def test_an_alias_moved_twice_keeps_its_history(rs: RegistryStack, seen) -> None:
+async def _an_alias_moved_twice_keeps_its_history(rs: RegistryStack, seen) -> None:
     for version, by in ((1, "alice"), (3, "bob"), (2, "carol")):
         await set_alias(rs, "champion", version, by)
     path = f"/api/registered-models/{NAME}/aliases/champion/history"
@@ -91,7 +87,7 @@ async def test_an_alias_moved_twice_keeps_its_history(rs: RegistryStack, seen) -
     assert refused.status_code == 404 and "no version 9" in refused.json()["detail"]
 
 
-async def test_a_finetune_from_the_champion_records_the_concrete_parent(
+async def _a_finetune_from_the_champion_records_the_concrete_parent(
     rs: RegistryStack, seen
 ) -> None:
     probe = job(FINETUNE, model_id=f"{NAME}@nosuch")  # the validator's view is warm now
@@ -114,7 +110,7 @@ async def test_a_finetune_from_the_champion_records_the_concrete_parent(
     seen["child"] = child["job_id"]
 
 
-async def test_a_download_through_the_api_matches_every_sha256(rs: RegistryStack, seen) -> None:
+async def _a_download_through_the_api_matches_every_sha256(rs: RegistryStack, seen) -> None:
     ref = f"{NAME}:1"
     assert (await rs.api.get(f"/api/models/{ref}/files")).status_code == 401  # the token applies
     listing = (await rs.api.get(f"/api/models/{ref}/files", headers=AUTH)).json()
@@ -139,7 +135,7 @@ async def test_a_download_through_the_api_matches_every_sha256(rs: RegistryStack
     assert missing.status_code == 404
 
 
-async def test_archived_models_leave_lists_and_stay_parents(rs: RegistryStack, seen) -> None:
+async def _archived_models_leave_lists_and_stay_parents(rs: RegistryStack, seen) -> None:
     r = await rs.api.post(f"/api/models/{NAME}:1/archive", json={"by": "frank"}, headers=AUTH)
     assert r.status_code == 202, r.text
     await until(rs.api, f"/api/models/{seen['ids'][1]}", lambda r: r.json()["status"] == "archived")
@@ -154,7 +150,7 @@ async def test_archived_models_leave_lists_and_stay_parents(rs: RegistryStack, s
     assert isinstance(end_of(events), JobCompleted), end_of(events)
 
 
-async def test_deleted_models_are_tombstones_and_the_janitor_removes_their_files(
+async def _deleted_models_are_tombstones_and_the_janitor_removes_their_files(
     rs: RegistryStack, seen, store: ObjectStore
 ) -> None:
     aliased = await rs.api.request("DELETE", f"/api/models/{NAME}@champion", headers=AUTH)
@@ -204,9 +200,7 @@ def registry_of(db) -> dict[str, Any]:
         conn.close()
 
 
-async def test_a_rebuild_and_a_replay_give_the_same_registry(
-    rs: RegistryStack, seen, tmp_path
-) -> None:
+async def _a_rebuild_and_a_replay_give_the_same_registry(rs: RegistryStack, seen, tmp_path) -> None:
     async def folded(db, rebuild: bool = False) -> dict[str, Any]:
         projector = Projector(rs.settings, db)
         await projector.start(rebuild=rebuild)
@@ -255,7 +249,7 @@ def hostile_records() -> list[tuple[bytes | None, list[tuple[str, bytes]]]]:
     ]  # fmt: skip
 
 
-async def test_every_consumer_of_the_registry_topics_survives_hostile_records(
+async def _every_consumer_of_the_registry_topics_survives_hostile_records(
     rs: RegistryStack, seen
 ) -> None:
     health = (await rs.api.get("/api/health")).json()["projector"]
@@ -275,3 +269,19 @@ async def test_every_consumer_of_the_registry_topics_survives_hostile_records(
     assert validated.config.model_id == seen["ids"][3]  # type: ignore[attr-defined]
     await until(rs.api, "/api/health", lambda _: rs.trainer.janitor.stats.sweeps > sweeps + 1)
     assert rs.directory.projector.stats.unreadable >= 2 * len(hostile_records())
+
+
+async def test_the_registry_story_on_one_name(
+    rs: RegistryStack, store: ObjectStore, tmp_path
+) -> None:
+    """The steps in order, in one test: each builds on what the ones before it left (so the
+    story runs alone and in any test order); a failure names its step in the traceback."""
+    seen: dict[str, Any] = {}  # what earlier steps found (model ids by version, ...)
+    await _three_runs_with_one_name_are_versions_1_2_3(rs, seen)
+    await _an_alias_moved_twice_keeps_its_history(rs, seen)
+    await _a_finetune_from_the_champion_records_the_concrete_parent(rs, seen)
+    await _a_download_through_the_api_matches_every_sha256(rs, seen)
+    await _archived_models_leave_lists_and_stay_parents(rs, seen)
+    await _deleted_models_are_tombstones_and_the_janitor_removes_their_files(rs, seen, store)
+    await _a_rebuild_and_a_replay_give_the_same_registry(rs, seen, tmp_path)
+    await _every_consumer_of_the_registry_topics_survives_hostile_records(rs, seen)

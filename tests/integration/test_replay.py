@@ -20,9 +20,11 @@ from sparktrainer.registry.models import list_models
 from sparktrainer.registry.runner import Projector
 from sparktrainer.replay.engine import rejected_sources, replay
 from sparktrainer.replay.spec import ReplayError, ReplaySpec
+from tests.conftest import own_stack_fixture
 from tests.integration.registry_kit import model, progress, publish, started, unique, validated
 
 pytestmark = pytest.mark.integration
+stack = own_stack_fixture()  # these tests fold and replay the whole log
 
 
 async def make_topic(settings, records: list[tuple[int, bytes | None, bytes, list]]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,10 @@ from sparktrainer.validation.door import answer, decide
 from tests import guide
 
 LIMITS = Limits()
-FUZZ = settings(max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
+# Examples per property in each run of the suite (hypothesis draws new ones every run). A deep
+# run: SPARKTRAINER_FUZZ_EXAMPLES=5000 make test PYTEST_ARGS=tests/unit/test_fuzz_door.py
+FUZZ_EXAMPLES = int(os.environ.get("SPARKTRAINER_FUZZ_EXAMPLES", "400"))
+FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 json_scalars = st.one_of(
     st.none(),

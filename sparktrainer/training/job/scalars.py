@@ -10,6 +10,7 @@ drops what the previous attempt logged past the checkpoint and the run goes on a
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,23 @@ class ScalarLog:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.folder.mkdir(parents=True, exist_ok=True)
+                self._wait_past_existing_files()
                 self._writer = SummaryWriter(
                     str(self.folder), purge_step=self._purge_step, flush_secs=FLUSH_EVERY_S
                 )
             except (ImportError, OSError) as e:  # no tensorboard installed, a full disk
                 self._fail(e)
         return self._writer
+
+    def _wait_past_existing_files(self) -> None:
+        """TensorBoard reads a folder's files in name order, and a name starts with its second
+        of creation (``events.out.tfevents.{second}.{host}.{pid}.{n}``; ``n`` compares as text,
+        so 10 sorts before 9): a file made in the same second as one already there may be read
+        first, its purge lost. So a new file starts in a later second (at most a second's wait)."""
+        seconds = [_second_of(p.name) for p in self.folder.glob("events.out.tfevents.*")]
+        newest = max((s for s in seconds if s is not None), default=None)
+        if newest is not None:
+            time.sleep(max(0.0, min(1.0, newest + 1 - time.time())))
 
     def _fail(self, error: BaseException) -> None:
         self._broken = True
@@ -91,3 +103,8 @@ class ScalarLog:
             self._writer = None
         self._closed = True
         return found
+
+
+def _second_of(name: str) -> int | None:
+    part = name.removeprefix("events.out.tfevents.").split(".", 1)[0]
+    return int(part) if part.isdigit() else None

@@ -109,7 +109,22 @@ def test_lifecycle_moves_the_job_forward(conn: sqlite3.Connection) -> None:
     assert job is not None
     assert job["status"] == "running"
     assert job["progress"]["epoch"] == 2 and job["progress"]["loss"] == 0.5
-    assert job["warnings"] == [] and job["name"] == "mlp" and job["type"] == "train"
+    assert job["warnings"] == ["w"] and job["name"] == "mlp" and job["type"] == "train"
+
+
+def test_the_job_row_is_the_same_whichever_topic_is_folded_first() -> None:
+    """A rebuild folds the validated and lifecycle topics in another order than the live fold."""
+    rows = []
+    for validated_first in (True, False):
+        conn = store.connect(":memory:")
+        if validated_first:
+            apply(conn, "sparktrainer.jobs.validated", 0, 0, validated())
+        fold_all(conn, started(), progress())
+        if not validated_first:
+            apply(conn, "sparktrainer.jobs.validated", 0, 0, validated())
+        rows.append(get_job(conn, "j1"))
+    assert rows[0] == rows[1]
+    assert rows[0] is not None and rows[0]["created_at"] == iso(at(1))
 
 
 def test_event_at_or_below_stored_offset_is_skipped(conn: sqlite3.Connection) -> None:
