@@ -61,11 +61,14 @@ class MemoryStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
 
-    def put_file(self, key: str, path: Path) -> None:
+    def put_file(self, key: str, path: Path, sha256: str | None = None) -> None:
         self.objects[key] = path.read_bytes()
 
     def exists(self, key: str) -> bool:
         return key in self.objects
+
+    def copy(self, source: str, key: str) -> None:
+        self.objects[key] = self.objects[source]  # latest.pt -> previous.pt, as S3 copies
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [k for k in self.objects if k.startswith(prefix)]

@@ -71,6 +71,9 @@ class MemoryStore:
     def exists(self, key: str) -> bool:
         return key in self.objects
 
+    def copy(self, source: str, key: str) -> None:
+        self.objects[key] = self.objects[source]  # latest.pt -> previous.pt, as S3 copies
+
     def delete_prefix(self, prefix: str) -> int:
         keys = [k for k in self.objects if k.startswith(prefix)]
         for key in keys:

@@ -161,6 +161,13 @@ def change_fields(body: dict[str, Any]) -> tuple[str, str | None]:
     return by, reason
 
 
+async def change_request(request: Request) -> tuple[str, str | None]:
+    """``by`` and ``reason`` of a DELETE or POST change: from its JSON body, else its query."""
+    body = await json_object(request, optional=True)
+    query = {k: request.query_params[k] for k in ("by", "reason") if k in request.query_params}
+    return change_fields({**query, **body})
+
+
 async def publish_change(request: Request, plan: Callable[..., Any], *args: Any) -> Any:
     """Plan a registry change on the read model (4xx when refused), publish its event."""
     state = state_of(request)

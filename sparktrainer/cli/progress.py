@@ -54,6 +54,7 @@ class JobView:
             "submitted", total=None, epoch="-", loss="-", acc="-", eta="-"
         )
         self.last: Any = None
+        self.validated: JobValidated | None = None  # what the end line recalls (parent, name)
 
     def __enter__(self) -> JobView:
         self.progress.start()
@@ -70,6 +71,8 @@ class JobView:
             return
         if self.plain:
             err.print(f"{short_type(event.ce_type)} {escape(_summary(event))}", highlight=False)
+        if isinstance(event, JobValidated):
+            self.validated = event
         if isinstance(event, JobValidated | SweepValidated):
             self.progress.update(self.task, description="validated")
             for warning in () if self.plain else event.warnings:  # plain: in the line above
@@ -116,7 +119,13 @@ class JobView:
         ev = self.last
         if isinstance(ev, JobCompleted):
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in ev.metrics.items())
-            return f"model {ev.model_id}" + (f" ({metrics})" if metrics else "")
+            told = [f"model {ev.model_id}" + (f" ({metrics})" if metrics else "")]
+            if self.validated is not None and self.validated.parent_ref is not None:
+                parent = self.validated.parent_ref
+                told.append(f"fine-tuned from {parent.ref} = {parent.model_id}")
+            if self.validated is not None and self.validated.register_as:
+                told.append(f"registered under {self.validated.register_as}")
+            return "; ".join(told)
         if isinstance(ev, JobRejected):
             return "; ".join(ev.errors)
         if isinstance(ev, JobFailed):

@@ -184,6 +184,7 @@ class JobStarted(LifecycleEvent):
         default=None, description="The optimizer step the checkpoint it resumes from was taken at"
     )
     total_epochs: int
+    skipped_checkpoints: list[str] = Field(default_factory=list)  # bad ones passed over, why
 
 
 class JobProgress(LifecycleEvent):
@@ -290,8 +291,7 @@ class JobCancelled(LifecycleEvent):
 
 
 class JobPreempted(LifecycleEvent):
-    """The attempt stopped because its trainer is going away (SIGTERM, a termination notice);
-    not an end: the job goes back to its partition and the next trainer resumes it."""
+    """The attempt stopped as its trainer went away (SIGTERM, a notice); not an end."""
 
     ce_type: ClassVar[str] = "io.sparktrainer.job.preempted.v1"
     status: ClassVar[str] = "running"  # between owners; the next JobStarted takes it over
@@ -300,9 +300,8 @@ class JobPreempted(LifecycleEvent):
     cause: FailureReason = FailureReason.PREEMPTED
     step: int | None = Field(
         default=None,
-        description="The optimizer step of the checkpoint taken at the stop, which the next "
-        "attempt resumes from; None when none was taken in the grace (it resumes from the last "
-        "periodic checkpoint, or from the start)",
+        description="The step of the checkpoint taken at the stop, where the next attempt "
+        "resumes; None: none in the grace (it resumes from the last periodic one)",
     )
     retriable: bool = Field(default=True, description="Always: the job will run again")
 

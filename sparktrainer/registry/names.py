@@ -112,12 +112,14 @@ def _alias_set(conn: sqlite3.Connection, ev: ModelAliasSet) -> None:
 
 
 def _alias_removed(conn: sqlite3.Connection, ev: ModelAliasRemoved) -> None:
+    if alias_target(conn, ev.name, ev.alias) is None:
+        return  # removed already (a repeated DELETE raced the fold): nothing moved, no row
     _move(conn, ev, None)
 
 
 NAMES = Concern(
     name="names",
-    version=1,
+    version=2,  # v2: a removal of an alias not set adds no history row
     ddl=DDL,
     topics=(t.MODELS_REGISTERED, t.MODELS_CHANGES),
     folds={ModelRegistered: _version, ModelAliasSet: _alias_set, ModelAliasRemoved: _alias_removed},

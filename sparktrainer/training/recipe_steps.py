@@ -101,6 +101,7 @@ def announce(ctx: JobContext, launch: Launch | None, resume: ResumeState | None)
             resumed_from_epoch=resume.epoch if resume else None,
             resumed_from_step=resume.step if resume else None,
             total_epochs=ctx.config.epochs,
+            skipped_checkpoints=list(ctx.checkpoints.skipped),
         )
     )
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from sparktrainer.cli.common import err
+from sparktrainer.cli.common import err, out
 from sparktrainer.cli.progress import JobView
-from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobValidated, ParentRef
+from sparktrainer.contracts.events import (
+    CheckpointSaved,
+    JobCompleted,
+    JobProgress,
+    JobValidated,
+    ParentRef,
+)
 
 VALIDATED = JobValidated(
     job_id="j1", name="tune", type="finetune", framework="pytorch", config_kind="pytorch.mlp",
@@ -61,3 +67,14 @@ def test_each_event_line_says_its_facts() -> None:
     )
     assert step == "job.progress epoch 1/2 step 5/10 train loss 0.5000 acc 0.7500 ETA 0:03"
     assert "train loss 0.4000 acc 0.8000 val_loss 0.4500 val_acc 0.7000" in epoch
+
+
+def test_the_end_line_says_the_model_its_parent_and_its_name() -> None:
+    with out.capture() as captured, JobView("j1", as_json=False) as view:
+        view.update(VALIDATED)
+        view.update(JobCompleted(job_id="j1", model_id="j1", metrics={"val_accuracy": 0.91}))
+        view.done("completed")
+    assert captured.get().strip() == (
+        "completed j1: model j1 (val_accuracy 0.91); fine-tuned from digits@latest = m7; "
+        "registered under digits"
+    )

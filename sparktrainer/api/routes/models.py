@@ -14,9 +14,8 @@ from fastapi.responses import JSONResponse
 from sparktrainer.api.routes.paging import Limit, Offset
 from sparktrainer.api.state import (
     ApiError,
-    change_fields,
+    change_request,
     existing,
-    json_object,
     model_of,
     publish_change,
     state_of,
@@ -81,7 +80,7 @@ def model_lineage(request: Request, ref: str) -> JSONResponse:
 @router.post("/{ref}/archive", status_code=202)
 async def archive(request: Request, ref: str) -> JSONResponse:
     """Publish model.archived: the model leaves default lists, stays usable as a parent."""
-    by, reason = change_fields(await json_object(request, optional=True))
+    by, reason = await change_request(request)
     event = await publish_change(request, changes.archived, ref, by, reason)
     return JSONResponse({"model_id": event.model_id, "archive_requested": True}, 202)
 
@@ -89,7 +88,7 @@ async def archive(request: Request, ref: str) -> JSONResponse:
 @router.delete("/{ref}", status_code=202)
 async def delete(request: Request, ref: str) -> JSONResponse:
     """Publish model.deleted: no more fine-tunes or downloads; files go after the grace period."""
-    by, reason = change_fields(await json_object(request, optional=True))
+    by, reason = await change_request(request)
     event = await publish_change(request, changes.deleted, ref, by, reason)
     grace_s = state_of(request).settings.model_delete_grace_s
     return JSONResponse(

@@ -13,6 +13,7 @@ from sparktrainer.api.routes.paging import Limit, Offset
 from sparktrainer.api.state import (
     ApiError,
     change_fields,
+    change_request,
     existing,
     json_object,
     publish_change,
@@ -60,6 +61,6 @@ async def set_alias(request: Request, name: str, alias: str) -> JSONResponse:
 @router.delete("/{name}/aliases/{alias}", status_code=202)
 async def remove_alias(request: Request, name: str, alias: str) -> JSONResponse:
     """Remove ``name@alias``."""
-    by, reason = change_fields(await json_object(request, optional=True))
+    by, reason = await change_request(request)
     await publish_change(request, changes.alias_removed, name, alias, by, reason)
     return JSONResponse({"name": name, "alias": alias, "removed": True}, 202)

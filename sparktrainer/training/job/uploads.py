@@ -4,7 +4,11 @@ Training does not wait for S3: ``save`` hands the file to one upload thread and 
 previous upload is awaited first, so at most one is in flight and they land in order. The
 job's TensorBoard files go along (``checkpoints/{id}/logs/``), as they were at the checkpoint.
 Each checkpoint upload records the file's sha256 with the object (and in CheckpointSaved); a
-resume refuses a checkpoint whose bytes are not the ones recorded.
+resume refuses a checkpoint whose bytes are not the ones recorded. Before a new checkpoint
+replaces ``latest.pt`` the old one is copied (server-side, its sha256 with it) to
+``previous.pt``: a resume takes the newest one that verifies, logs ``checkpoint_skipped`` for
+each it passed over (also in ``JobStarted.skipped_checkpoints``), and refuses only when none
+does. An S3 PUT is atomic, so an upload killed halfway leaves ``latest.pt`` as it was.
 """
 
 from __future__ import annotations
@@ -15,16 +19,20 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import structlog
 from pydantic import BaseModel
 
 from sparktrainer.contracts.events import CheckpointSaved
+from sparktrainer.errors import StorageError, UnsafeArtifactError
 from sparktrainer.storage.layout import LOGS_DIR, MAX_LOG_FILES, checkpoint_prefix
 from sparktrainer.storage.s3 import ObjectStore, sha256_file
 from sparktrainer.training.checkpoint import check_sha256
 from sparktrainer.training.job.scalars import ScalarLog
 
 CHECKPOINT_NAME = "latest.pt"
+PREVIOUS_NAME = "previous.pt"  # the checkpoint before latest.pt: the fallback of a bad one
 Emit = Callable[[BaseModel], None]
+log = structlog.get_logger(__name__)
 
 
 class CheckpointUploads:
@@ -36,6 +44,8 @@ class CheckpointUploads:
         self.store, self.job_id, self.attempt, self.emit = store, job_id, attempt, emit
         self.logs = logs
         self.key = checkpoint_prefix(job_id) + CHECKPOINT_NAME
+        self.previous_key = checkpoint_prefix(job_id) + PREVIOUS_NAME
+        self.skipped: list[str] = []  # checkpoints a resume passed over, each with why
         self._uploads = ThreadPoolExecutor(1, thread_name_prefix="ckpt-upload")
         self._pending: Future[None] | None = None
         self.uploaded_step: int | None = None  # the step of the last checkpoint that landed
@@ -56,6 +66,7 @@ class CheckpointUploads:
             shutil.rmtree(logs_dir, ignore_errors=True)
             size, digest = staged.stat().st_size, sha256_file(staged)
             started = time.monotonic()
+            self._keep_previous()
             self.store.put_file(self.key, staged, sha256=digest)
             upload_s = time.monotonic() - started
             staged.unlink(missing_ok=True)
@@ -75,6 +86,15 @@ class CheckpointUploads:
 
         self._pending = self._uploads.submit(upload)
 
+    def _keep_previous(self) -> None:
+        """Copy ``latest.pt`` to ``previous.pt`` before it is replaced. A copy that fails (an
+        object past S3's 5 GiB copy limit, say) only costs the fallback: logged, upload goes on."""
+        try:
+            if self.uploaded_step is not None or self.store.exists(self.key):
+                self.store.copy(self.key, self.previous_key)
+        except StorageError as e:
+            log.warning("checkpoint_previous_not_kept", job_id=self.job_id, error=str(e)[:300])
+
     def wait(self) -> None:
         """Block until the checkpoint upload in flight (if any) is done; re-raise its error."""
         if self._pending is not None:
@@ -82,13 +102,26 @@ class CheckpointUploads:
             pending.result()
 
     def load(self, local: Path) -> Path | None:
-        """Download this job's last checkpoint to ``local`` (verified); None when there is none."""
-        if not self.store.exists(self.key):
-            return None
-        recorded = self.store.recorded_sha256(self.key)
-        self.store.get_file(self.key, local)
-        check_sha256(local, recorded, f"checkpoint {self.key}")
-        return local
+        """Download this job's newest checkpoint that verifies to ``local``; None when there is
+        none. One that does not verify is skipped for the one before (``skipped`` says why);
+        when every one there fails, the first refusal is raised."""
+        refusals: list[UnsafeArtifactError] = []
+        for key in (self.key, self.previous_key):
+            if not self.store.exists(key):
+                continue
+            recorded = self.store.recorded_sha256(key)
+            self.store.get_file(key, local)
+            try:
+                check_sha256(local, recorded, f"checkpoint {key}")
+            except UnsafeArtifactError as e:
+                refusals.append(e)
+                self.skipped.append(f"{key}: {e}"[:300])
+                log.warning("checkpoint_skipped", job_id=self.job_id, key=key, why=str(e)[:300])
+                continue
+            return local
+        if refusals:
+            raise refusals[0]
+        return None
 
     def load_logs(self, folder: Path) -> int:
         """Download the TensorBoard files the last checkpoint carried; how many there were."""

@@ -70,6 +70,13 @@ def test_an_alias_moved_twice_keeps_its_history() -> None:
     assert d3 is not None and d3["aliases"] == ["digits@champion"]
 
 
+def test_removing_an_alias_twice_records_one_removal() -> None:
+    log = story()  # a second DELETE that raced the fold of the first publishes a second event
+    log.add(ModelAliasRemoved(name="digits", alias="staging", by="dave", at=at(15)))
+    staging = names.alias_history(log.folded(), "digits", "staging")
+    assert [(m["action"], m["by"]) for m in staging] == [("set", "alice"), ("removed", "carol")]
+
+
 def test_every_fold_order_of_the_two_topics_gives_the_same_registry() -> None:
     log = story()
     first = snapshot(log.folded(seed=0), "digits")

@@ -1,8 +1,10 @@
-"""Checkpoint on stop, in-process on the real S3 server (issue 18 item 1).
+"""Checkpoint on stop and atomic checkpoints, in-process on the real S3 server (issue 18
+items 1 and 4).
 
 A preempt on the job's stop flag (what the worker sets on SIGTERM) checkpoints the last
 optimizer step before the next batch and raises JobPreemptedError naming that step; the next
-attempt resumes there and ends exactly where an unbroken run ends.
+attempt resumes there and ends exactly where an unbroken run ends. A checkpoint whose bytes are
+not the ones recorded (half-written, corrupted) is skipped for the one before it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pytest
 import torch
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
-from sparktrainer.errors import JobPreemptedError
+from sparktrainer.errors import JobCancelledError, JobPreemptedError
 from sparktrainer.training.job.stopping import StopCheck, StopFlag
 from sparktrainer.training.recipes import run_recipe_job
 
@@ -62,6 +64,40 @@ def test_a_preempted_job_resumes_at_its_step_and_ends_like_an_unbroken_run(
     assert started.resumed_from_step == STOP_AT
     steps = [e.step for e in second.events if isinstance(e, JobProgress)]
     assert steps[0] == STOP_AT + 1 and steps[-1] == 32
+    want = stored(unbroken, "model.pth")["model_state_dict"]
+    got = stored(job, "model.pth")["model_state_dict"]
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], atol=1e-6, rtol=1e-5)
+
+
+def test_a_half_written_checkpoint_is_skipped_for_the_one_before(
+    make_ctx, stored, s3, job_id, tmp_path
+) -> None:
+    config = {**MLP, "checkpoint_every_steps": 5}
+    unbroken, job = job_id("unbroken-ckpt"), job_id("half-written")
+    run_recipe_job(make_ctx(unbroken, "pytorch.mlp", config))
+    first = make_ctx(job, "pytorch.mlp", config)
+    emit = first.emit
+
+    def stop_after_two(event) -> None:
+        emit(event)
+        if isinstance(event, CheckpointSaved) and event.step >= 10:
+            first.stop.set("cancel", "stop after two checkpoints")
+
+    first.emit = stop_after_two
+    with pytest.raises(JobCancelledError):
+        run_recipe_job(first)
+    latest, previous = [e for e in first.events if isinstance(e, CheckpointSaved)][-1:-3:-1]
+    local = tmp_path / "latest.pt"
+    s3.get_file(latest.key, local)
+    local.write_bytes(local.read_bytes()[: local.stat().st_size // 2])  # cut off halfway
+    s3.put_file(latest.key, local, sha256=latest.sha256)  # the hash of the whole file
+    second = make_ctx(job, "pytorch.mlp", config, attempt=2)
+    run_recipe_job(second)
+    [started] = [e for e in second.events if isinstance(e, JobStarted)]
+    assert started.resumed_from_step == previous.step < latest.step
+    [skipped] = started.skipped_checkpoints
+    assert skipped.startswith(latest.key) and "recorded when it was uploaded" in skipped
     want = stored(unbroken, "model.pth")["model_state_dict"]
     got = stored(job, "model.pth")["model_state_dict"]
     for name in want:

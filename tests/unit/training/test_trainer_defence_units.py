@@ -78,6 +78,9 @@ def test_a_checkpoint_whose_bytes_are_not_the_recorded_ones_is_refused(
     s3.get_file(saved[-1].key, local)
     local.write_bytes(local.read_bytes() + b"\0")  # one byte more: still loads as torch
     s3.put_file(saved[-1].key, local, sha256=saved[-1].sha256)  # the old hash, new bytes
+    # With no good checkpoint left to fall back to (test_stop_checkpoints.py shows the
+    # fallback), the resume is refused.
+    s3.delete(saved[-1].key.replace("latest.pt", "previous.pt"))
     second = make_ctx(job_id("tampered-ckpt"), "pytorch.mlp", DIGITS_MLP, attempt=2)
     with pytest.raises(UnsafeArtifactError, match=r"is not the .* recorded when it was uploaded"):
         run_recipe_job(second)
