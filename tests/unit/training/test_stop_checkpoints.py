@@ -102,3 +102,17 @@ def test_a_half_written_checkpoint_is_skipped_for_the_one_before(
     got = stored(job, "model.pth")["model_state_dict"]
     for name in want:
         torch.testing.assert_close(got[name], want[name], atol=1e-6, rtol=1e-5)
+
+
+def test_a_preempt_past_its_grace_is_killed_and_resumes_from_the_last_periodic_one() -> None:
+    from sparktrainer.settings import Settings
+    from sparktrainer.training.worker.warm import WarmWorker, _StopAsked
+
+    worker = WarmWorker(Settings(preempt_grace_s=3.0, worker_stop_grace_s=9.0))
+    preempt = _StopAsked("preempt", "the trainer is stopping (SIGTERM)", at=0.0)
+    assert worker._grace_s(preempt) == 3.0
+    assert worker._grace_s(_StopAsked("cancel", "asked", at=0.0)) == 9.0
+    killed = worker._stopped_by_force(preempt)
+    assert killed.status == "preempted" and killed.retriable and killed.checkpoint_step is None
+    assert "did not stop within 3 s" in killed.reason
+    assert "resumes from its last periodic checkpoint" in killed.reason
