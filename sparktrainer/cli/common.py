@@ -133,7 +133,14 @@ def print_fields(record: dict[str, Any], names: Iterable[str] | None = None) -> 
     for name in names if names is not None else record:
         value = record.get(name)
         if value not in (None, [], {}):
-            out.print(f"[bold]{name}[/]: {escape(str(value))}", highlight=False)
+            out.print(f"[bold]{name}[/]: {escape(_shown(value))}", highlight=False)
+
+
+def _shown(value: Any) -> str:
+    """A field as a person reads it: JSON for dicts and lists (not Python's repr), text as is."""
+    if isinstance(value, dict | list | tuple | bool):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
 
 
 def read_json_file(path: str) -> Any:

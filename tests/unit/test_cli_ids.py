@@ -126,3 +126,8 @@ def test_models_list_refuses_a_sort_metric_no_model_has(capsys, db) -> None:
     assert "created_at, version, name" in printed
     code, printed = _run(capsys, db, "models", "list", "--sort", "name", "--json")
     assert code == 0 and LONER in printed
+
+
+def test_show_prints_nested_fields_as_json_not_python(capsys, db) -> None:
+    code, printed = _run(capsys, db, "jobs", "show", LONER)
+    assert code == 0 and '"loss": 0.5' in printed and "'loss'" not in printed, printed
