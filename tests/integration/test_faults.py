@@ -422,21 +422,22 @@ async def test_jobs_past_their_time_limit_are_stopped_and_failed(
         assert svc.producer is not None
         own = mlp_job("own-limit", epochs=900, max_runtime_s=1.5)
         capped = mlp_job("capped", epochs=900)  # asks for no limit: the deployment's applies
-        started = time.monotonic()
         for job in (own, capped):
             await produce(svc.producer, JOBS_SUBMITTED, job)
         statuses = await svc.wait_terminal([own["job_id"], capped["job_id"]], timeout_s=90)
-        elapsed = time.monotonic() - started
         assert set(statuses.values()) == {"failed"}, statuses
         assert "time limit of 1.5 s" in svc.job_row(own["job_id"])["reason"]
         assert "time limit of 4 s" in svc.job_row(capped["job_id"])["reason"]
-        assert elapsed < 60, elapsed  # 900 epochs would take minutes
     told = stories(await read_log(settings, mark))
     for job in (own, capped):
         end = assert_answered_once(told[job["job_id"]], job["job_id"])
         assert isinstance(end, JobFailed) and end.error_type == "JobTimeout", end
         assert not end.retriable
-        assert len(told[job["job_id"]].distinct(JobStarted)) == 1  # stopped, not retried
+        [start] = told[job["job_id"]].distinct(JobStarted)  # stopped, not retried
+        # Stopped by its limit, not by running out of epochs: the trainer's own clock and steps.
+        epochs = [e.epoch for e in told[job["job_id"]].distinct(JobProgress)]
+        assert max(epochs, default=0) < 900, epochs
+        assert (end.at - start.at).total_seconds() < 30, (start.at, end.at)
 
 
 @pytest.mark.slow

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 
@@ -65,7 +68,9 @@ async def test_a_second_job_starts_warm(worker, make_job, recorder) -> None:
     outcome = await worker.run(make_job(new_id("w-warm"), "pytorch.mlp", config), 1, recorder(mark))
     assert outcome.status == "completed", outcome.reason
     assert worker.pid == pid
-    assert first_step[0] < 1.0  # no torch import: the child is warm (typically ~0.05 s)
+    # No torch import before the first step: it comes sooner than a bare import of torch takes
+    # on this machine now (typically 0.05 s against 1-2 s; both slow down alike under load).
+    assert first_step[0] < await asyncio.to_thread(_torch_import_s), first_step
 
 
 async def test_a_failing_job_then_a_good_one_in_the_same_worker(worker, make_job, recorder) -> None:
@@ -188,3 +193,10 @@ async def test_training_data_from_an_npz_in_s3(worker, make_job, recorder, store
     outcome = await worker.run(make_job(new_id("w-npz"), "pytorch.mlp", config), 1, recorder())
     assert outcome.status == "completed", outcome.reason
     assert outcome.registered.metrics["val_accuracy"] > 0.6  # chance is 1/3
+
+
+def _torch_import_s() -> float:
+    """How long a fresh interpreter takes to import torch and torchvision here."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import torch, torchvision"], check=True, timeout=120)
+    return time.monotonic() - started
