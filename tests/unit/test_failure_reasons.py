@@ -25,7 +25,11 @@ def test_an_event_written_before_causes_existed_still_decodes() -> None:
 
 def test_a_cause_round_trips_and_an_unknown_one_is_refused() -> None:
     ev = JobFailed(
-        job_id="j1", reason="killed", error_type="WorkerDied", cause="crashed", signal=11
+        job_id="j1",
+        reason="killed",
+        error_type="WorkerDied",
+        cause=FailureReason.CRASHED,
+        signal=11,
     )
     back = JobFailed.model_validate_json(ev.model_dump_json())
     assert back.cause is FailureReason.CRASHED and back.signal == 11
