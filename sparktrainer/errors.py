@@ -66,3 +66,11 @@ class HandedBack(SparkTrainerError):
     owner runs it again (a job preempted on a trainer that is stopping)."""
 
     retriable = True
+
+
+class DataError(TrainingError):
+    """The job's data set is missing, unreadable or malformed; fix the data."""
+
+
+class ModelUnavailableError(TrainingError):
+    """A model the job starts from (hub, registered, pretrained weights) cannot be loaded."""

@@ -11,6 +11,7 @@ from sparktrainer.cli.common import err, out, print_json, short_type
 from sparktrainer.client.follow import final_status
 from sparktrainer.contracts.events import (
     CheckpointSaved,
+    JobCancelled,
     JobCompleted,
     JobFailed,
     JobProgress,
@@ -128,9 +129,21 @@ class JobView:
             return "; ".join(told)
         if isinstance(ev, JobRejected):
             return "; ".join(ev.errors)
-        if isinstance(ev, JobFailed):
-            return f"{ev.error_type}: {ev.reason}"
+        if isinstance(ev, JobFailed | JobCancelled):
+            return _why(ev)
         return str(getattr(ev, "reason", "") or "")
+
+
+def _why(ev: JobFailed | JobCancelled) -> str:
+    """``[cause, signal 9, retriable] ErrorType: reason`` (old events have no cause)."""
+    tags = [ev.cause.value] if ev.cause else []
+    if isinstance(ev, JobFailed) and ev.signal:
+        tags.append(f"signal {ev.signal}")
+    if ev.retriable:
+        tags.append("retriable")
+    head = f"[{', '.join(tags)}] " if tags else ""
+    kind = f"{ev.error_type}: " if isinstance(ev, JobFailed) else ""
+    return f"{head}{kind}{ev.reason}"
 
 
 def _fmt(value: float | None) -> str:

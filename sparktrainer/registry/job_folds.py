@@ -94,6 +94,9 @@ def _new_job(job_id: str, at: str) -> Row:
         "metrics": None,
         "model_id": None,
         "reason": None,
+        "cause": None,
+        "retriable": None,
+        "signal": None,
         "device": None,
         "worker": None,
         "attempt": 1,
@@ -246,9 +249,12 @@ def _ended(status: str) -> Callable[[Row | None, Any], Row | None]:
             return None
         new["status"], new["status_at"] = status, at
         if isinstance(ev, JobCompleted):
-            new.update(model_id=ev.model_id, metrics=dict(ev.metrics), reason=None)
-        elif isinstance(ev, JobFailed):
+            new.update(model_id=ev.model_id, metrics=dict(ev.metrics), reason=None, cause=None)
+            return _touched(new, row, at)
+        new.update(cause=ev.cause.value if ev.cause else None, retriable=int(ev.retriable))
+        if isinstance(ev, JobFailed):
             new["reason"] = f"{ev.error_type}: {ev.reason}" if ev.error_type else ev.reason
+            new["signal"] = ev.signal
         else:
             new["reason"] = ev.reason
         return _touched(new, row, at)

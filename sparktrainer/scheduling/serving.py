@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sparktrainer.contracts.events import JobFailed, JobValidated
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.scheduling import BY_NAME, CLASS_NAMES, classes_for_devices
 from sparktrainer.errors import ConfigurationError
 from sparktrainer.settings import Settings
@@ -36,4 +37,5 @@ def unserved(job: JobValidated, topic: str, classes: tuple[str, ...]) -> JobFail
         )[:500],
         error_type="Misrouted",
         retriable=False,
+        cause=FailureReason.CONFIG,
     )

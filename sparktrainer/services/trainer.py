@@ -25,6 +25,7 @@ from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
 from sparktrainer.contracts.fairshare import FairShare, Ledger, shares_of
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.records import (
     Received,
     SkipCounter,
@@ -35,6 +36,7 @@ from sparktrainer.contracts.schedule_events import TrainerHeartbeat
 from sparktrainer.contracts.tenants import load_tenants
 from sparktrainer.contracts.topics import JOBS_CONTROL, TRAINERS, class_topics
 from sparktrainer.contracts.trace import job_trace, traced
+from sparktrainer.errors import StorageError
 from sparktrainer.scheduling.picker import PriorityWaiting
 from sparktrainer.scheduling.presence import Presence, trainer_id
 from sparktrainer.scheduling.serving import served_classes, unserved
@@ -203,6 +205,8 @@ class TrainerService:
                 max_attempts=self.settings.job_max_attempts,
                 admit=self._admit,
             )
+        for record in records:
+            self._observe(job, record)  # the end: the failures counter sees its reason
         return [traced(r, trace) for r in records]
 
     async def _admit(self, job: JobValidated) -> list[str]:
@@ -232,6 +236,9 @@ class TrainerService:
             reason=f"trainer could not run the job: {type(error).__name__}: {error}"[:500],
             error_type=type(error).__name__,
             retriable=True,
+            cause=FailureReason.STORAGE
+            if isinstance(error, StorageError)
+            else FailureReason.INTERNAL,
         )
         return [traced(encode(failed, SOURCE), job_trace(rec.headers, job.job_id))]
 

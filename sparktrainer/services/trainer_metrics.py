@@ -14,7 +14,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobValidated
+from sparktrainer.contracts.events import (
+    CheckpointSaved,
+    JobCancelled,
+    JobFailed,
+    JobProgress,
+    JobValidated,
+)
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.training.worker.warm import WarmWorker
 
 _SECONDS = (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
@@ -51,6 +58,12 @@ class TrainerObserver:
             "Peak GPU memory of the running job at its last report (absent without a GPU)",
             registry=None,
         )
+        self.failures = Counter(
+            "sparktrainer_trainer_failures",
+            "Jobs this trainer ended failed or cancelled, by reason (contracts/failures.py)",
+            ["reason"],
+            registry=None,
+        )
         self._last: JobProgress | None = None
         self._first_seen: set[tuple[str, int]] = set()
 
@@ -62,6 +75,10 @@ class TrainerObserver:
                 self.upload_time.observe(event.upload_s)
         elif isinstance(event, JobProgress):
             self._progress(job, event)
+        elif isinstance(event, JobFailed):
+            self.failures.labels(reason=(event.cause or FailureReason.INTERNAL).value).inc()
+        elif isinstance(event, JobCancelled) and event.already_ended is None:
+            self.failures.labels(reason=(event.cause or FailureReason.CANCELLED).value).inc()
 
     def _progress(self, job: JobValidated, report: JobProgress) -> None:
         if (job.job_id, report.attempt) not in self._first_seen and report.phase == "step":
@@ -84,7 +101,7 @@ class TrainerObserver:
     def collectors(self) -> list[Collector]:
         """The instruments, to register with the service's registry."""
         return [self.start_delay, self.step_time, self.upload_time, self.upload_bytes,
-                self.gpu_memory]  # fmt: skip
+                self.gpu_memory, self.failures]  # fmt: skip
 
 
 class WorkerCollector(Collector):
@@ -105,5 +122,13 @@ class WorkerCollector(Collector):
             "sparktrainer_worker_restarts", "Times the warm training process died and was replaced"
         )
         restarts.add_metric([], self.worker.restarts)
+        attempts = CounterMetricFamily(
+            "sparktrainer_trainer_attempt_failures",
+            "Attempts the worker ended without a model (retried ones too), by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.worker.failures.items()):
+            attempts.add_metric([reason], count)
         yield jobs
         yield restarts
+        yield attempts

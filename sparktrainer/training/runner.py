@@ -31,6 +31,7 @@ from sparktrainer.contracts.events import (
     ModelRegistered,
     now,
 )
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.errors import HandedBack
 from sparktrainer.storage.layout import checkpoint_prefix
 from sparktrainer.storage.outcomes import (
@@ -154,7 +155,14 @@ async def drive_job(
         return await _finish(
             store,
             job.job_id,
-            [JobCancelled(job_id=job.job_id, attempt=attempt, reason=cancel.reason)],
+            [
+                JobCancelled(
+                    job_id=job.job_id,
+                    attempt=attempt,
+                    reason=cancel.reason,
+                    cause=FailureReason.CANCELLED,
+                )
+            ],
         )
     cancels.running = job
     try:
@@ -186,6 +194,7 @@ def _refused(job: JobValidated, reasons: list[str]) -> JobFailed:
         job_id=job.job_id,
         reason="the trainer refused the job before building anything: " + "; ".join(reasons),
         error_type="InvalidJobError",
+        cause=FailureReason.CONFIG,
     )
 
 
@@ -196,6 +205,7 @@ def _exhausted(job: JobValidated, starts: int, max_attempts: int) -> JobFailed:
         reason=f"the job was started {starts} times and never ended (its trainer or worker died "
         f"each time); it is not started again (SPARKTRAINER_JOB_MAX_ATTEMPTS={max_attempts})",
         error_type="AttemptsExhausted",
+        cause=FailureReason.ATTEMPTS_EXHAUSTED,
     )
 
 
@@ -270,7 +280,10 @@ async def _conclude(
     elif outcome.status == "cancelled":
         terminal = [
             JobCancelled(
-                job_id=job.job_id, attempt=attempt, reason=outcome.reason or "cancel requested"
+                job_id=job.job_id,
+                attempt=attempt,
+                reason=outcome.reason or "cancel requested",
+                cause=outcome.cause or FailureReason.CANCELLED,
             )
         ]
     else:
@@ -281,6 +294,8 @@ async def _conclude(
                 reason=outcome.reason or "training failed",
                 error_type=outcome.error_type or "TrainingError",
                 retriable=outcome.retriable,
+                cause=outcome.cause or FailureReason.INTERNAL,
+                signal=outcome.signal,
             )
         ]
     return await _finish(store, job.job_id, terminal)

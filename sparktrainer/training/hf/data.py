@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 
 from sparktrainer.contracts.jobspec import DataSpec
-from sparktrainer.errors import TrainingError
+from sparktrainer.errors import DataError
 from sparktrainer.training.sources import DataObjects
 
 Task = Literal["classification", "generation"]
@@ -115,11 +115,11 @@ def load_text_data(
         names = None
     elif spec.source.startswith("s3://"):
         if objects is None:
-            raise TrainingError(f"data source {spec.source} needs an object store")
+            raise DataError(f"data source {spec.source} needs an object store")
         rows = _read_rows(spec, objects)
         texts, labels, names = _columns(rows, spec, task, num_classes)
     else:
-        raise TrainingError(
+        raise DataError(
             f"data source '{spec.source}' is not text: use 'synthetic' or an s3:// JSONL/CSV file "
             "for Hugging Face jobs"
         )
@@ -135,7 +135,7 @@ def _read_rows(spec: DataSpec, objects: DataObjects) -> list[dict[str, Any]]:
             suffix, ""
         )  # type: ignore[assignment]
     if fmt not in ("jsonl", "csv"):
-        raise TrainingError(
+        raise DataError(
             f"{spec.source}: Hugging Face jobs read JSONL or CSV text; set data.format to "
             "'jsonl' or 'csv' (or name the file .jsonl/.csv)"
         )
@@ -148,7 +148,7 @@ def _read_rows(spec: DataSpec, objects: DataObjects) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise TrainingError(f"{spec.source} line {number} is not JSON: {e.msg}") from e
+                raise DataError(f"{spec.source} line {number} is not JSON: {e.msg}") from e
     return rows
 
 
@@ -156,12 +156,12 @@ def _columns(
     rows: list[dict[str, Any]], spec: DataSpec, task: Task, num_classes: int
 ) -> tuple[list[str], list[int] | None, list[str] | None]:
     if not rows:
-        raise TrainingError(f"{spec.source} has no rows")
+        raise DataError(f"{spec.source} has no rows")
     missing = [
         i for i, r in enumerate(rows, 1) if not isinstance(r, dict) or spec.text_field not in r
     ]
     if missing:
-        raise TrainingError(
+        raise DataError(
             f"{spec.source}: row {missing[0]} has no '{spec.text_field}' field "
             f"({len(missing)} rows affected); set data.text_field to the text column"
         )
@@ -169,13 +169,13 @@ def _columns(
     if task == "generation":
         return texts, None, None
     if any(spec.label_field not in r for r in rows):
-        raise TrainingError(
+        raise DataError(
             f"{spec.source}: rows lack the label field '{spec.label_field}'; set data.label_field"
         )
     raw = [r[spec.label_field] for r in rows]
     labels, names = _label_ids(raw)
     if max(labels) >= num_classes:
-        raise TrainingError(
+        raise DataError(
             f"{spec.source} has {max(labels) + 1} classes but num_classes is {num_classes}: "
             "raise num_classes or fix the labels"
         )
@@ -232,7 +232,7 @@ def encode_texts(
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
     empty = [i for i, x in enumerate(ids) if not x]
     if empty:
-        raise TrainingError(f"text {empty[0]} tokenizes to nothing ({len(empty)} such texts)")
+        raise DataError(f"text {empty[0]} tokenizes to nothing ({len(empty)} such texts)")
     tensors = [torch.tensor(x, dtype=torch.long) for x in ids]
     return Encoded(tensors, torch.tensor(labels, dtype=torch.long) if labels is not None else None)
 

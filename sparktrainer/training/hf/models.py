@@ -19,7 +19,12 @@ import torch
 
 from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.jobspec import HuggingFaceConfig, check_relative_key
-from sparktrainer.errors import InvalidJobError, ObjectNotFound, TrainingError
+from sparktrainer.errors import (
+    InvalidJobError,
+    ModelUnavailableError,
+    ObjectNotFound,
+    TrainingError,
+)
 from sparktrainer.storage.layout import METADATA, model_prefix
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.training.checkpoint import artifact_hashes, check_sha256
@@ -75,7 +80,7 @@ def resolve_source(
             raise InvalidJobError([problem])
         path = Path(cfg.model_path).expanduser().resolve()
         if not (path / "config.json").is_file():
-            raise TrainingError(
+            raise ModelUnavailableError(
                 f"model_path '{cfg.model_path}' is not a transformers model folder on this "
                 "trainer (no config.json there); save one with save_pretrained or use "
                 "model_source 'model_id'"
@@ -109,7 +114,7 @@ def fetch_from_hub(name: str, *, weights: bool) -> Path:
         hub_errors.RevisionNotFoundError,
         hub_errors.HFValidationError,
     ) as e:
-        raise TrainingError(
+        raise ModelUnavailableError(
             f"model '{name}' is not on the Hugging Face hub or is not accessible "
             f"({type(e).__name__}); check model_name"
         ) from e
@@ -137,13 +142,13 @@ def hub_unreachable(error: BaseException) -> bool:
     return False
 
 
-def hub_unreachable_error(name: str, error: BaseException) -> TrainingError:
+def hub_unreachable_error(name: str, error: BaseException) -> ModelUnavailableError:
     """The error for a hub model that is neither reachable nor cached."""
     from huggingface_hub import constants
 
     offline = constants.is_offline_mode()
     why = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "network error"
-    err = TrainingError(
+    err = ModelUnavailableError(
         f"could not load model '{name}': the Hugging Face hub could not be reached ({why}) and "
         f"the model is not in the local cache {constants.HF_HUB_CACHE} (HF_HOME). Download it "
         "into that cache on the trainer, or use model_source 'local' with model_path, or "
@@ -162,7 +167,7 @@ def download_registered(store: ObjectStore, model_id: str, target: Path) -> dict
     try:
         meta = store.get_json(prefix + METADATA)
     except ObjectNotFound as e:
-        raise TrainingError(
+        raise ModelUnavailableError(
             f"model '{model_id}' is not registered (no {prefix}{METADATA}); "
             "list models to find its id"
         ) from e

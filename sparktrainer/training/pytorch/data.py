@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from sparktrainer.contracts.jobspec import DataSpec
-from sparktrainer.errors import TrainingError
+from sparktrainer.errors import DataError
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.training.sources import DataObjects, npz_bytes
 
@@ -96,7 +96,7 @@ def fit_to_shape(x: torch.Tensor, shape: Shape, what: str) -> torch.Tensor:
     if len(shape) == 1:
         flat = x.reshape(n, -1)
         if flat.shape[1] != shape[0]:
-            raise TrainingError(
+            raise DataError(
                 f"{what} has {flat.shape[1]} features per sample but the model's input_size is "
                 f"{shape[0]}: set input_size to {flat.shape[1]}"
             )
@@ -112,7 +112,7 @@ def _as_nchw(x: torch.Tensor, shape: Shape, what: str) -> torch.Tensor:
             return x.reshape(n, *shape)
         if side * side == x.shape[1]:
             return x.reshape(n, 1, side, side)
-        raise TrainingError(
+        raise DataError(
             f"{what} has flat samples of {x.shape[1]} values, which are neither square images "
             f"nor {list(shape)}: store images as (N, C, H, W) or (N, H, W)"
         )
@@ -121,7 +121,7 @@ def _as_nchw(x: torch.Tensor, shape: Shape, what: str) -> torch.Tensor:
     if x.dim() == 4:
         channels_last = x.shape[1] not in (1, 3) and x.shape[3] in (1, 3)
         return x.permute(0, 3, 1, 2) if channels_last else x
-    raise TrainingError(f"{what} samples have {x.dim() - 1} dimensions; images need 2 or 3")
+    raise DataError(f"{what} samples have {x.dim() - 1} dimensions; images need 2 or 3")
 
 
 def _fit_image(x: torch.Tensor, shape: Shape, what: str) -> torch.Tensor:
@@ -132,7 +132,7 @@ def _fit_image(x: torch.Tensor, shape: Shape, what: str) -> torch.Tensor:
         elif channels == 1:
             x = x.mean(dim=1, keepdim=True)
         else:
-            raise TrainingError(
+            raise DataError(
                 f"{what} images have {x.shape[1]} channels but the model takes {channels}"
             )
     if tuple(x.shape[2:]) != (height, width):
@@ -142,10 +142,10 @@ def _fit_image(x: torch.Tensor, shape: Shape, what: str) -> torch.Tensor:
 
 def _check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
     if y.numel() == 0:
-        raise TrainingError(f"{what} has no samples")
+        raise DataError(f"{what} has no samples")
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= num_classes:
-        raise TrainingError(
+        raise DataError(
             f"{what} has labels {low}..{high} but the model has {num_classes} outputs: "
             f"set num_classes/output_size to at least {high + 1}"
         )
@@ -159,9 +159,7 @@ def _split(
     if fraction > 0 and n_val == 0 and n > 1:
         n_val = 1
     if n - n_val < 1:
-        raise TrainingError(
-            f"{n} samples leave nothing to train on with validation_split {fraction}"
-        )
+        raise DataError(f"{n} samples leave nothing to train on with validation_split {fraction}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val, train = perm[:n_val], perm[n_val:]
     return SplitData(x[train], y[train], x[val], y[val], names)
@@ -172,7 +170,7 @@ def _split(
 
 def _from_s3(spec: DataSpec, shape: Shape, objects: DataObjects | None) -> _Raw:
     if objects is None:
-        raise TrainingError(f"data source {spec.source} needs an object store")
+        raise DataError(f"data source {spec.source} needs an object store")
     store, key = objects.locate(spec.source)
     fmt = spec.format if spec.format != "auto" else _guess_format(key)
     what = spec.source
@@ -182,7 +180,7 @@ def _from_s3(spec: DataSpec, shape: Shape, objects: DataObjects | None) -> _Raw:
         "image_folder": lambda: _image_folder(objects, store, key, shape, what),
     }
     if fmt not in loaders:
-        raise TrainingError(
+        raise DataError(
             f"data format '{fmt}' of {spec.source} is for text models; PyTorch classifiers "
             "read .npz, CSV or an image folder"
         )
@@ -204,9 +202,9 @@ def _npz(blob: bytes, what: str, objects: DataObjects) -> _Raw:
         y_name = next(k for k in ("y", "Y") if k in arrays.files)
         x, y = arrays[x_name], arrays[y_name]
     except StopIteration as e:
-        raise TrainingError(f"{what} must hold arrays 'X' and 'y'") from e
+        raise DataError(f"{what} must hold arrays 'X' and 'y'") from e
     except ValueError as e:
-        raise TrainingError(
+        raise DataError(
             f"{what} is not a plain .npz of arrays (pickled objects are refused)"
         ) from e
     return _Raw(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)), what)
@@ -215,13 +213,13 @@ def _npz(blob: bytes, what: str, objects: DataObjects) -> _Raw:
 def _csv(blob: bytes, label_column: str, what: str) -> _Raw:
     rows = list(csv.reader(io.StringIO(blob.decode("utf-8-sig"))))
     if not rows or label_column not in rows[0]:
-        raise TrainingError(f"{what} has no '{label_column}' column (set data.label_column)")
+        raise DataError(f"{what} has no '{label_column}' column (set data.label_column)")
     at = rows[0].index(label_column)
     body = [r for r in rows[1:] if r]
     try:
         feats = [[float(v) for i, v in enumerate(r) if i != at] for r in body]
     except ValueError as e:
-        raise TrainingError(f"{what}: every column but '{label_column}' must be numeric") from e
+        raise DataError(f"{what}: every column but '{label_column}' must be numeric") from e
     labels = [r[at] for r in body]
     names = None
     if not all(v.lstrip("-").isdigit() for v in labels):
@@ -240,7 +238,7 @@ def _image_folder(
     keys = [k for k in store.list(prefix) if "/" in k[len(prefix) :]]
     names = sorted({k[len(prefix) :].split("/", 1)[0] for k in keys})
     if len(shape) != 3 or not names:
-        raise TrainingError(f"{what} needs class sub-folders of images and a conv model")
+        raise DataError(f"{what} needs class sub-folders of images and a conv model")
     channels, height, width = shape
     images, labels = [], []
     for key in sorted(keys):
@@ -248,7 +246,7 @@ def _image_folder(
             with Image.open(io.BytesIO(objects.read(store, key, what))) as opened:
                 img = opened.convert("L" if channels == 1 else "RGB").resize((width, height))
         except OSError as e:
-            raise TrainingError(f"{what}: {key} is not a readable image") from e
+            raise DataError(f"{what}: {key} is not a readable image") from e
         pixels = np.asarray(img, dtype=np.float32) / 255.0
         images.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
         labels.append(names.index(key[len(prefix) :].split("/", 1)[0]))

@@ -21,7 +21,7 @@ from sparktrainer.contracts.jobspec import (
     TorchvisionConfig,
     TrainingOptions,
 )
-from sparktrainer.errors import ObjectNotFound, TrainingError
+from sparktrainer.errors import ModelUnavailableError, ObjectNotFound, TrainingError
 from sparktrainer.storage.layout import METADATA, model_key
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.training.checkpoint import artifact_hashes, check_sha256, safe_load
@@ -128,7 +128,7 @@ def _from_parent(
         store.get_file(model_key(parent, "config.json"), arch_file)
         store.get_file(model_key(parent, "model.pth"), local)
     except ObjectNotFound as e:
-        raise TrainingError(
+        raise ModelUnavailableError(
             f"model '{parent}' is not registered or incomplete (needs models/{parent}/"
             "config.json, model.pth and metadata.json): fine-tune a model from the models list"
         ) from e

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from sparktrainer.errors import TrainingError, UnsafeArtifactError
+from sparktrainer.errors import ModelUnavailableError, TrainingError, UnsafeArtifactError
 from sparktrainer.training.checkpoint import safe_load
 
 MANIFEST = "manifest.json"
@@ -67,7 +67,7 @@ def local_state_dict(weights_dir: Path, model_name: str) -> dict[str, torch.Tens
         return None
     path, expected = found
     if not path.is_file():
-        raise TrainingError(f"pretrained weights for {model_name} missing: no file {path}")
+        raise ModelUnavailableError(f"pretrained weights for {model_name} missing: no file {path}")
     actual = file_sha256(path)
     if actual != expected:
         raise TrainingError(

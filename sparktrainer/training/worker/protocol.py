@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sparktrainer.contracts.events import ModelRegistered
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.errors import JobCancelledError, JobPreemptedError, SparkTrainerError
 from sparktrainer.training.worker.budget import is_out_of_memory
+from sparktrainer.training.worker.causes import cause_of_error
 
 REASON_MAX_CHARS = 2000
 
@@ -34,6 +36,8 @@ class Outcome:
     resumed_from_epoch: int | None = None
     duration_s: float = 0.0
     checkpoint_step: int | None = None  # preempted: the step of the checkpoint taken at the stop
+    cause: FailureReason | None = None
+    signal: int | None = None  # the signal that ended the worker (cause crashed / oom_killed)
 
     @classmethod
     def from_child(cls, fields: dict[str, Any]) -> Outcome:
@@ -48,6 +52,7 @@ class Outcome:
             resumed_from_epoch=fields.get("resumed_from_epoch"),
             duration_s=float(fields.get("duration_s", 0.0)),
             checkpoint_step=fields.get("checkpoint_step"),
+            cause=FailureReason(fields["cause"]) if fields.get("cause") else None,
         )
 
 
@@ -62,7 +67,8 @@ def preempted_fields(error: JobPreemptedError, uploaded: bool) -> dict[str, Any]
     where = f"at step {step}" if step is not None else "without a checkpoint of its own"
     reason = f"{error} (stopped {where})"[:REASON_MAX_CHARS]
     return {"status": "preempted", "reason": reason, "error_type": "JobPreempted",
-            "retriable": True, "checkpoint_step": step}  # fmt: skip
+            "retriable": True, "checkpoint_step": step,
+            "cause": FailureReason.PREEMPTED.value}  # fmt: skip
 
 
 def failure_fields(error: BaseException, memory_budget: str = "") -> dict[str, Any]:
@@ -72,8 +78,10 @@ def failure_fields(error: BaseException, memory_budget: str = "") -> dict[str, A
     retried: the same job would need the same memory again.
     """
     message = str(error).strip() or "no message"
+    cause = cause_of_error(error).value
     if isinstance(error, JobCancelledError):
-        return {"status": "cancelled", "reason": message, "error_type": type(error).__name__}
+        return {"status": "cancelled", "reason": message, "error_type": type(error).__name__,
+                "cause": cause}  # fmt: skip
     retriable = isinstance(error, SparkTrainerError) and error.retriable
     error_type = type(error).__name__
     if is_out_of_memory(error):
@@ -84,4 +92,5 @@ def failure_fields(error: BaseException, memory_budget: str = "") -> dict[str, A
         )
         error_type, retriable = "MemoryBudgetExceeded", False
     reason = f"{type(error).__name__}: {message}"[:REASON_MAX_CHARS]
-    return {"status": "failed", "reason": reason, "error_type": error_type, "retriable": retriable}
+    return {"status": "failed", "reason": reason, "error_type": error_type, "retriable": retriable,
+            "cause": cause}  # fmt: skip

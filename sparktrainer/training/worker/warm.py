@@ -10,6 +10,7 @@ child for the next job.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import multiprocessing as mp
 import threading
@@ -23,10 +24,12 @@ from pydantic import BaseModel
 
 from sparktrainer.contracts.caps import Capacity, show_bytes
 from sparktrainer.contracts.events import EVENT_TYPES, JobValidated
+from sparktrainer.contracts.failures import FailureReason, retry_helps
 from sparktrainer.errors import SparkTrainerError
 from sparktrainer.settings import Settings
 from sparktrainer.training.job.spec import time_limit_s
 from sparktrainer.training.worker.budget import MemoryWatch, budget_note, memory_budget_bytes
+from sparktrainer.training.worker.causes import OomKills, cause_of_exit, signal_name
 from sparktrainer.training.worker.child import child_main
 from sparktrainer.training.worker.protocol import Outcome
 
@@ -75,11 +78,13 @@ class WarmWorker:
         self._forced: Outcome | None = None  # why the guard killed the child
         self._preempting: str | None = None  # set once the trainer stops: every job stops
         self._memory = MemoryWatch(memory_budget_bytes(settings))
+        self._oom: OomKills | None = None  # the running job's cgroup OOM-kill count
         self.capacity: Capacity | None = None  # what the child reported when it got ready
         self.import_s: float | None = None
         self.gpus: list[tuple[str, int]] = []  # (name, memory bytes) of each GPU the child sees
         self.jobs_completed = self.jobs_failed = self.jobs_cancelled = self.restarts = 0
         self.jobs_preempted = 0
+        self.failures: collections.Counter[str] = collections.Counter()  # attempts by cause
 
     @property
     def pid(self) -> int | None:
@@ -156,7 +161,7 @@ class WarmWorker:
         finally:
             self._running = None
             guard.cancel()
-        outcome = outcome or self._death_outcome("before it took the job")
+        outcome = outcome or self._death_outcome(None, False, "before it took the job")
         self._count(outcome)
         return outcome
 
@@ -174,6 +179,7 @@ class WarmWorker:
         """Run the job on ``child``; None when the child died before accepting it."""
         failure: BaseException | None = None
         accepted = False
+        self._oom = OomKills(child.process.pid)
         try:
             child.commands.send(("run", seq, job.model_dump_json(), attempt))
             asked = self._stop_asked
@@ -224,7 +230,8 @@ class WarmWorker:
             self._starting = asyncio.create_task(self._spawn())  # warm again for the next job
         log.warning("worker_died", pid=child.process.pid, exit_code=code)
         forced, self._forced = self._forced, None
-        return forced or self._death_outcome(f"(exit code {code})")
+        oom, self._oom = self._oom, None
+        return forced or self._death_outcome(code, oom is not None and oom.happened())
 
     # -- the guard -------------------------------------------------------------------------
 
@@ -272,6 +279,7 @@ class WarmWorker:
             reason=f"the job used {show_bytes(used)} of memory, above "
             f"{budget_note(self.settings)}: lower batch_size, the data or the model",
             error_type="MemoryBudgetExceeded",
+            cause=FailureReason.MEMORY_BUDGET,
         )
 
     def _stopped_by_force(self, asked: _StopAsked) -> Outcome:
@@ -283,18 +291,36 @@ class WarmWorker:
                 reason=f"{reason}; it resumes from its last periodic checkpoint",
                 error_type="JobPreempted",
                 retriable=True,
+                cause=FailureReason.PREEMPTED,
             )
         if asked.kind == "cancel":
-            return Outcome(status="cancelled", reason=reason, error_type="JobCancelledError")
-        return Outcome(status="failed", reason=reason, error_type="JobTimeout")
+            return Outcome(
+                status="cancelled",
+                reason=reason,
+                error_type="JobCancelledError",
+                cause=FailureReason.CANCELLED,
+            )
+        return Outcome(
+            status="failed", reason=reason, error_type="JobTimeout", cause=FailureReason.TIMEOUT
+        )
 
     @staticmethod
-    def _death_outcome(detail: str) -> Outcome:
+    def _death_outcome(code: int | None, oom_killed: bool, detail: str = "") -> Outcome:
+        """A worker that died on its own: OOM-killed by the kernel, or crashed (by a signal)."""
+        cause, signum = cause_of_exit(code, oom_killed)
+        how = (
+            "was killed by the kernel's OOM killer (its memory cgroup counted an OOM kill): "
+            "lower batch_size or give the trainer more memory"
+            if cause is FailureReason.OOM_KILLED
+            else f"died ({signal_name(signum) if signum else f'exit code {code}'})"
+        )
         return Outcome(
             status="failed",
-            reason=f"training worker died {detail}",
+            reason=f"training worker {how}{' ' + detail if detail else ''}",
             error_type="WorkerDied",
-            retriable=True,
+            retriable=retry_helps(cause),
+            cause=cause,
+            signal=signum,
         )
 
     def cancel(self, job_id: str, reason: str = "cancel requested") -> bool:
@@ -339,6 +365,8 @@ class WarmWorker:
         child.commands.close()
 
     def _count(self, outcome: Outcome) -> None:
+        if outcome.status != "completed":
+            self.failures[(outcome.cause or FailureReason.INTERNAL).value] += 1
         if outcome.status == "completed":
             self.jobs_completed += 1
         elif outcome.status == "cancelled":
