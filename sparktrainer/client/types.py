@@ -42,6 +42,9 @@ class JobState(BaseModel):
     warnings: list[str] = []
     model_id: str | None = None
     reason: str | None = None
+    cause: str | None = None  # why a failed or cancelled job ended (contracts.failures)
+    retriable: bool | None = None  # whether another attempt can help that cause
+    signal: int | None = None  # the signal that ended the worker (cause crashed / oom_killed)
     updated_at: str | None = None
 
     @property

@@ -116,6 +116,8 @@ def list_jobs(
 def _job(row: sqlite3.Row) -> Row:
     job = decoded(row, JOB_JSON)
     job.pop("status_at", None)
+    if job["retriable"] is not None:  # SQLite keeps it as 0/1; answers say true/false
+        job["retriable"] = bool(job["retriable"])
     return job
 
 

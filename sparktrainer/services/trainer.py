@@ -24,8 +24,8 @@ from sparktrainer.bus.reader import LogReader
 from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
-from sparktrainer.contracts.fairshare import FairShare, Ledger, shares_of
 from sparktrainer.contracts.failures import FailureReason
+from sparktrainer.contracts.fairshare import FairShare, Ledger, shares_of
 from sparktrainer.contracts.records import (
     Received,
     SkipCounter,

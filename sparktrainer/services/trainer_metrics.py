@@ -18,6 +18,7 @@ from sparktrainer.contracts.events import (
     CheckpointSaved,
     JobCancelled,
     JobFailed,
+    JobPreempted,
     JobProgress,
     JobValidated,
 )
@@ -60,7 +61,8 @@ class TrainerObserver:
         )
         self.failures = Counter(
             "sparktrainer_trainer_failures",
-            "Jobs this trainer ended failed or cancelled, by reason (contracts/failures.py)",
+            "Jobs this trainer ended failed or cancelled or gave back preempted, by reason "
+            "(contracts/failures.py)",
             ["reason"],
             registry=None,
         )
@@ -79,6 +81,8 @@ class TrainerObserver:
             self.failures.labels(reason=(event.cause or FailureReason.INTERNAL).value).inc()
         elif isinstance(event, JobCancelled) and event.already_ended is None:
             self.failures.labels(reason=(event.cause or FailureReason.CANCELLED).value).inc()
+        elif isinstance(event, JobPreempted):
+            self.failures.labels(reason=event.cause.value).inc()
 
     def _progress(self, job: JobValidated, report: JobProgress) -> None:
         if (job.job_id, report.attempt) not in self._first_seen and report.phase == "step":

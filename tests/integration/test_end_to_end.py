@@ -28,6 +28,7 @@ from sparktrainer.contracts.events import (
     JobStarted,
     ModelRegistered,
 )
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
 from sparktrainer.registry.models import lineage, list_models
 from tests import guide
@@ -170,6 +171,7 @@ async def test_a_failing_job_then_a_good_one(stack, store, services) -> None:
     end, _ = await run_to_end(services, bad)
     assert isinstance(end, JobFailed)
     assert "no/such/data.npz" in end.reason and "Traceback" not in end.reason
+    assert end.cause is FailureReason.DATA and not end.retriable, end
     good = small(guide.by_name("Initial Model Training"))
     end, events = await run_to_end(services, good)
     assert isinstance(end, JobCompleted)

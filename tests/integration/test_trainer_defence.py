@@ -27,6 +27,7 @@ from sparktrainer.contracts.events import (
     JobStarted,
     JobValidated,
 )
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
@@ -100,6 +101,7 @@ async def test_a_job_past_the_memory_budget_fails_naming_it_and_the_trainer_goes
     assert isinstance(end, JobFailed) and end.error_type == "MemoryBudgetExceeded", end
     assert "worker memory budget of 1.5 GiB" in end.reason, end.reason
     assert "SPARKTRAINER_WORKER_MEMORY_BUDGET_BYTES" in end.reason and not end.retriable
+    assert end.cause is FailureReason.MEMORY_BUDGET, end
     assert len(told[hog["job_id"]].distinct(JobStarted)) <= 1  # not retried
     assert isinstance(assert_answered_once(told[after["job_id"]], after["job_id"]), JobCompleted)
     assert svc.alive() == {"validator": True, "trainer": True, "projector": True}
@@ -119,6 +121,7 @@ async def test_the_start_past_the_attempt_limit_ends_the_job_before_it_runs(
     end = assert_answered_once(story, job.job_id)
     assert isinstance(end, JobFailed) and end.error_type == "AttemptsExhausted", end
     assert "started 2 times" in end.reason and "SPARKTRAINER_JOB_MAX_ATTEMPTS=2" in end.reason
+    assert end.cause is FailureReason.ATTEMPTS_EXHAUSTED and not end.retriable, end
     assert not story.distinct(JobStarted), kinds(story)
 
 
@@ -133,6 +136,7 @@ async def test_the_trainer_refuses_what_the_validator_passes_but_it_cannot_run(
     end = assert_answered_once(story, wide["job_id"])
     assert isinstance(end, JobFailed) and end.error_type == "InvalidJobError", end
     assert "SPARKTRAINER_CPU_MAX_WORLD_SIZE" in end.reason and not story.distinct(JobStarted)
+    assert end.cause is FailureReason.CONFIG, end
 
 
 async def test_a_taken_id_is_refused_and_a_true_duplicate_stays_one_job(svc: Services) -> None:
@@ -203,6 +207,7 @@ async def test_a_tampered_parent_is_refused_before_its_weights_load(
     end = assert_answered_once(told[child["job_id"]], child["job_id"])
     assert isinstance(end, JobFailed) and end.error_type == "UnsafeArtifactError", end
     assert "model.pth of model" in end.reason and "sha256" in end.reason, end.reason
+    assert end.cause is FailureReason.MODEL_UNAVAILABLE, end
 
 
 async def test_a_job_stuck_in_setup_is_stopped_by_its_time_limit_and_by_a_cancel(
@@ -240,6 +245,8 @@ async def test_a_job_stuck_in_setup_is_stopped_by_its_time_limit_and_by_a_cancel
     end = assert_answered_once(told[timed["job_id"]], timed["job_id"])
     assert isinstance(end, JobFailed) and end.error_type == "JobTimeout", end
     assert "time limit of 2 s" in end.reason and "did not stop within 2 s" in end.reason
+    assert end.cause is FailureReason.TIMEOUT, end
     end = assert_answered_once(told[cancelled["job_id"]], cancelled["job_id"])
     assert isinstance(end, JobCancelled) and "stop it" in end.reason, end
+    assert end.cause is FailureReason.CANCELLED, end
     assert statuses == {after["job_id"]: "completed"}

@@ -44,7 +44,8 @@ def cause_of_error(error: BaseException) -> FailureReason:
         (ModelUnavailableError, FailureReason.MODEL_UNAVAILABLE),
         (InvalidJobError, FailureReason.CONFIG),
         (ConfigurationError, FailureReason.CONFIG),
-        (UnsafeArtifactError, FailureReason.DATA),
+        # a parent model or checkpoint whose bytes are not the recorded ones
+        (UnsafeArtifactError, FailureReason.MODEL_UNAVAILABLE),
         (ObjectNotFound, FailureReason.DATA),
         (StorageError, FailureReason.STORAGE),
     ]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.storage.layout import checkpoint_prefix, model_prefix
 from sparktrainer.training.checkpoint import safe_load
 
@@ -77,11 +78,9 @@ async def test_a_failing_job_then_a_good_one_in_the_same_worker(worker, make_job
     pid = worker.pid
     bad = {**DIGITS_MLP, "input_size": 10}
     failed = await worker.run(make_job(new_id("w-bad"), "pytorch.mlp", bad), 1, recorder())
-    assert failed.status == "failed" and failed.error_type == "TrainingError"
-    assert (
-        failed.reason.startswith("TrainingError: digits")
-        and "set input_size to 64" in failed.reason
-    )
+    assert failed.status == "failed" and failed.error_type == "DataError"
+    assert failed.cause is FailureReason.DATA
+    assert failed.reason.startswith("DataError: digits") and "set input_size to 64" in failed.reason
     assert "Traceback" not in failed.reason and not failed.retriable
     good = await worker.run(make_job(new_id("w-good"), "pytorch.mlp", DIGITS_MLP), 1, recorder())
     assert good.status == "completed" and worker.pid == pid
@@ -125,7 +124,8 @@ async def test_sigkill_mid_job_then_resume_from_the_checkpoint(
 
     died = await worker.run(job, 1, recorder(kill_after_second_checkpoint))
     assert died.status == "failed" and died.retriable
-    assert died.reason == "training worker died (exit code -9)"
+    assert died.reason == "training worker died (SIGKILL)"
+    assert died.cause is FailureReason.CRASHED and died.signal == signal.SIGKILL
     assert list(store.list(checkpoint_prefix(job_id)))  # the checkpoint survived
     seen = recorder()
     resumed = await worker.run(job, 2, seen)
