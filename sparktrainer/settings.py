@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     # trainer as SIGTERM does. Empty: no notice file is watched.
     preempt_notice_file: str = ""
     cpu_max_world_size: int = Field(default=2, ge=1)  # DDP processes on a trainer without GPUs
+    # Each attempt's stdout, stderr and logging (jobs/{id}/logs/attempt-{n}.log): at most this
+    # many bytes are kept (its head and tail), uploaded with each checkpoint, at most this often
+    # while it reports progress, and at the attempt's end.
+    job_log_max_bytes: int = Field(default=4 * 2**20, ge=4096)
+    job_log_upload_every_s: float = Field(default=30.0, gt=0)
 
     # What jobs may read. Comma-separated bucket names jobs may take data from (empty: the
     # deployment's own bucket, S3_BUCKET); never the embedded broker's log bucket.

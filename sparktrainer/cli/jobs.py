@@ -7,6 +7,7 @@ sparktrainer jobs show ID [--json]
 sparktrainer jobs watch ID [--timeout S] [--json]
 sparktrainer jobs cancel ID [--reason TEXT]
 sparktrainer jobs metrics ID [--json] | tensorboard ID     (cli/job_metrics.py)
+sparktrainer jobs logs ID [--attempt N]                    (cli/job_logs.py)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from sparktrainer.cli.common import (
     run,
     safe_id,
 )
+from sparktrainer.cli.job_logs import add_logs_action
 from sparktrainer.cli.job_metrics import register_job_actions
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested, JobSubmitted
@@ -73,7 +75,7 @@ def register(subparsers: Any) -> None:
     add_db_options(p)
     p.set_defaults(func=cmd_validate)
 
-    jobs = subparsers.add_parser("jobs", help="list, show, watch or cancel jobs")
+    jobs = subparsers.add_parser("jobs", help="list, show, watch, cancel jobs or read their logs")
     sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     p = sub.add_parser("list", help="jobs from the registry read model")
     p.add_argument("--status", help="only jobs of this status")
@@ -100,6 +102,7 @@ def register(subparsers: Any) -> None:
     add_db_options(p)
     p.set_defaults(func=cmd_cancel)
     register_job_actions(sub)
+    add_logs_action(sub)
 
 
 def _job_from(path: str) -> JobSubmitted:

@@ -1,4 +1,5 @@
-"""Where things live in the bucket: ``models/{id}/`` and ``checkpoints/{job_id}/``.
+"""Where things live in the bucket: ``models/{id}/``, ``checkpoints/{job_id}/`` and a job's
+own output, ``jobs/{job_id}/logs/attempt-{n}.log``.
 
 Both hold the job's TensorBoard event files under ``logs/``.
 
@@ -31,3 +32,13 @@ def model_key(model_id: str, name: str) -> str:
 def checkpoint_prefix(job_id: str) -> str:
     """``checkpoints/{job_id}/``: the resumable state of a running job."""
     return f"{CHECKPOINTS}/{check_safe_id(job_id)}/"
+
+
+def job_logs_prefix(job_id: str) -> str:
+    """``jobs/{job_id}/logs/``: the output of each attempt of a job (kept after it ends)."""
+    return f"jobs/{check_safe_id(job_id)}/logs/"
+
+
+def job_log_key(job_id: str, attempt: int) -> str:
+    """``jobs/{job_id}/logs/attempt-{n}.log``: one attempt's stdout, stderr and logging."""
+    return f"{job_logs_prefix(job_id)}attempt-{int(attempt)}.log"

@@ -44,6 +44,7 @@ from sparktrainer.storage.outcomes import (
     write_outcome,
 )
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.worker.joblogs import AttemptLog
 from sparktrainer.training.worker.protocol import Outcome
 from sparktrainer.training.worker.warm import WarmWorker
 
@@ -240,11 +241,18 @@ async def _run_guarded(
     """Run in the worker; if this task is cancelled (rebalance, shutdown) stop the job quietly.
 
     A start handed back this way is not the job's fault: it is given back to the attempt count
-    (a trainer killed outright cannot, and that start counts).
+    (a trainer killed outright cannot, and that start counts). The attempt's log is uploaded
+    as it goes and once more at its end, before its end is announced.
     """
-    task = asyncio.ensure_future(worker.run(job, attempt, forward))
+    attempt_log = AttemptLog(worker.logs, store, job.job_id, attempt)
+
+    async def seen(event: BaseModel) -> None:
+        await forward(event)
+        await attempt_log.saw(event)
+
+    task = asyncio.ensure_future(worker.run(job, attempt, seen))
     try:
-        return await asyncio.shield(task)
+        outcome = await asyncio.shield(task)
     except asyncio.CancelledError:
         worker.cancel(
             job.job_id, "trainer lost the job (rebalance or shutdown); resuming elsewhere"
@@ -257,7 +265,11 @@ async def _run_guarded(
             await asyncio.wait_for(
                 asyncio.to_thread(release_attempt, store, job.job_id, attempt), 10
             )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(attempt_log.ended(), 10)
         raise
+    await attempt_log.ended()
+    return outcome
 
 
 async def _conclude(

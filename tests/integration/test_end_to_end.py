@@ -31,6 +31,7 @@ from sparktrainer.contracts.events import (
 from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
 from sparktrainer.registry.models import lineage, list_models
+from sparktrainer.storage.job_logs import read_job_log
 from tests import guide
 from tests.integration.services_kit import ANSWERS as ALL
 from tests.integration.services_kit import ended, run_to_end, running_services, wait_listed
@@ -172,6 +173,8 @@ async def test_a_failing_job_then_a_good_one(stack, store, services) -> None:
     assert isinstance(end, JobFailed)
     assert "no/such/data.npz" in end.reason and "Traceback" not in end.reason
     assert end.cause is FailureReason.DATA and not end.retriable, end
+    log, _ = read_job_log(store, bad["job_id"], 1)  # uploaded before the end was announced
+    assert b"no/such/data.npz" in log and b"Traceback" in log
     good = small(guide.by_name("Initial Model Training"))
     end, events = await run_to_end(services, good)
     assert isinstance(end, JobCompleted)

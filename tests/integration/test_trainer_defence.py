@@ -30,6 +30,7 @@ from sparktrainer.contracts.events import (
 from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.topics import JOBS_SUBMITTED
 from sparktrainer.settings import Settings
+from sparktrainer.storage.job_logs import logged_attempts
 from sparktrainer.storage.s3 import ObjectStore
 from tests.integration.faults_kit import (
     STORY_TOPICS,
@@ -246,6 +247,7 @@ async def test_a_job_stuck_in_setup_is_stopped_by_its_time_limit_and_by_a_cancel
     assert isinstance(end, JobFailed) and end.error_type == "JobTimeout", end
     assert "time limit of 2 s" in end.reason and "did not stop within 2 s" in end.reason
     assert end.cause is FailureReason.TIMEOUT, end
+    assert logged_attempts(store, timed["job_id"]) == [1]  # the killed worker's log is kept
     end = assert_answered_once(told[cancelled["job_id"]], cancelled["job_id"])
     assert isinstance(end, JobCancelled) and "stop it" in end.reason, end
     assert end.cause is FailureReason.CANCELLED, end

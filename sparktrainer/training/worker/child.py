@@ -2,8 +2,9 @@
 
 It imports torch, torchvision and the PyTorch recipe once, says "ready", then runs one job
 at a time, each in a fresh temp workdir. A control thread reads the parent's commands so a
-cancel reaches the running job's stop flag between two steps. The messages both ways are in
-``protocol``.
+cancel reaches the running job's stop flag between two steps. While a job runs, the child's
+stdout and stderr write to the attempt's log file the parent named (``joblogs``). The messages
+both ways are in ``protocol``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sparktrainer.errors import JobPreemptedError
 from sparktrainer.settings import Settings
 from sparktrainer.training.job.stopping import StopFlag
 from sparktrainer.training.worker.budget import apply_limits, budget_note, capacity
+from sparktrainer.training.worker.joblogs import captured
 from sparktrainer.training.worker.protocol import failure_fields, outcome_fields, preempted_fields
 
 log = structlog.get_logger(__name__)
@@ -46,14 +48,16 @@ def child_main(settings: Settings, commands: Connection, events: Connection) -> 
     apply_limits(settings)
     ready = {"pid": os.getpid(), "import_s": time.monotonic() - started, "gpus": visible_gpus()}
     send(("ready", {**ready, "capacity": capacity(settings)}))
-    jobs: queue.Queue[tuple[int, str, int, StopFlag] | None] = queue.Queue()
+    jobs: queue.Queue[tuple[int, str, int, StopFlag, str] | None] = queue.Queue()
     threading.Thread(
         target=_control, args=(commands, jobs, send), name="worker-control", daemon=True
     ).start()
     runner = ChildJobRunner(settings, send)
     while (item := jobs.get()) is not None:
-        seq, job_json, attempt, stop = item
-        send(("outcome", seq, runner.run(seq, job_json, attempt, stop)))
+        seq, job_json, attempt, stop, log_path = item
+        with captured(Path(log_path)):
+            fields = runner.run(seq, job_json, attempt, stop)
+        send(("outcome", seq, fields))
 
 
 def warm_imports() -> None:
@@ -91,9 +95,9 @@ def _control(commands: Connection, jobs: queue.Queue[Any], send: Any) -> None:
         except (EOFError, OSError):
             os._exit(1)  # the parent died: nobody is left to report to
         if command[0] == "run":
-            _, seq, job_json, attempt = command
+            _, seq, job_json, attempt, log_path = command
             current = (seq, StopFlag())
-            jobs.put((seq, job_json, attempt, current[1]))
+            jobs.put((seq, job_json, attempt, current[1], log_path))
             send(("accepted", seq))
         elif command[0] == "cancel" and current is not None and current[0] == command[1]:
             kind = command[3] if len(command) > 3 else "cancel"  # or "timeout"

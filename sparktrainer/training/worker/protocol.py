@@ -1,6 +1,7 @@
 """What travels between ``WarmWorker`` and its child process, over two one-way pipes.
 
-Parent to child: ``("run", seq, job_json, attempt)``, ``("cancel", seq, reason, kind)`` (kind
+Parent to child: ``("run", seq, job_json, attempt, log_path)`` (the file the job's stdout and
+stderr go to), ``("cancel", seq, reason, kind)`` (kind
 ``cancel`` or ``timeout``), ``("stop",)``. Child to parent: ``("ready", info)`` (info: pid,
 import time, ``capacity``: the fields of ``contracts.caps.Capacity``), ``("accepted", seq)``,
 ``("event", seq, ce_type, json)``,

@@ -31,6 +31,7 @@ from sparktrainer.training.job.spec import time_limit_s
 from sparktrainer.training.worker.budget import MemoryWatch, budget_note, memory_budget_bytes
 from sparktrainer.training.worker.causes import OomKills, cause_of_exit, signal_name
 from sparktrainer.training.worker.child import child_main
+from sparktrainer.training.worker.joblogs import JobLogs
 from sparktrainer.training.worker.protocol import Outcome
 
 log = structlog.get_logger(__name__)
@@ -78,6 +79,7 @@ class WarmWorker:
         self._forced: Outcome | None = None  # why the guard killed the child
         self._preempting: str | None = None  # set once the trainer stops: every job stops
         self._memory = MemoryWatch(memory_budget_bytes(settings))
+        self.logs = JobLogs(settings)  # each attempt's stdout/stderr, for the runner to upload
         self._oom: OomKills | None = None  # the running job's cgroup OOM-kill count
         self.capacity: Capacity | None = None  # what the child reported when it got ready
         self.import_s: float | None = None
@@ -181,7 +183,8 @@ class WarmWorker:
         accepted = False
         self._oom = OomKills(child.process.pid)
         try:
-            child.commands.send(("run", seq, job.model_dump_json(), attempt))
+            log_path = str(self.logs.path(job.job_id, attempt))
+            child.commands.send(("run", seq, job.model_dump_json(), attempt, log_path))
             asked = self._stop_asked
             if asked is not None:  # asked while the child was (re)starting
                 child.commands.send(("cancel", seq, asked.reason, asked.kind))
@@ -355,6 +358,7 @@ class WarmWorker:
             except SparkTrainerError:
                 pass
         child, self._child = self._child, None
+        self.logs.close()
         if child is None:
             return
         self._send(child, ("stop",))

@@ -86,6 +86,52 @@ async def test_a_failing_job_then_a_good_one_in_the_same_worker(worker, make_job
     assert good.status == "completed" and worker.pid == pid
 
 
+async def test_an_attempts_output_is_kept_and_read_through_the_cli_and_the_api(
+    worker, make_job, store, settings, tmp_path, capsysbinary
+) -> None:
+    """A job that fails in setup: its worker's log (the traceback) is in S3 before its end."""
+    import httpx
+
+    from sparktrainer.api.app import create_app
+    from sparktrainer.cli.main import main as cli
+    from sparktrainer.contracts.envelope import decode
+    from sparktrainer.contracts.events import JobFailed
+    from sparktrainer.storage.job_logs import logged_attempts, read_job_log
+    from sparktrainer.training.runner import CancelBook, drive_job
+
+    job = make_job(new_id("w-logs"), "pytorch.mlp", {**DIGITS_MLP, "input_size": 10})
+    sent: list = []
+
+    async def send(record) -> None:
+        sent.append(record)
+
+    [end] = await drive_job(job, worker=worker, store=store, cancels=CancelBook(), send=send,
+                            max_attempts=1)  # fmt: skip
+    assert isinstance(decode(end.value, end.headers), JobFailed)
+    assert logged_attempts(store, job.job_id) == [1]
+    text, size = read_job_log(store, job.job_id, 1)
+    assert b"job_failed" in text and b"Traceback" in text and b"set input_size to 64" in text
+    assert size == len(text) and not worker.logs.path(job.job_id, 1).exists()
+
+    app = create_app(settings, db_path=tmp_path / "api.sqlite3")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+            whole = await api.get(f"/api/jobs/{job.job_id}/logs")
+            tail = await api.get(f"/api/jobs/{job.job_id}/logs", params={"offset": size - 40})
+            other = await api.get(f"/api/jobs/{job.job_id}/logs", params={"attempt": 2})
+    assert whole.status_code == 200 and whole.content == text
+    assert whole.headers["x-attempt"] == "1" and whole.headers["x-log-size"] == str(size)
+    assert tail.status_code == 200 and tail.content == text[-40:]
+    assert other.status_code == 404 and "attempts [1]" in other.json()["detail"]
+
+    capsysbinary.readouterr()
+    assert cli(["jobs", "logs", job.job_id]) == 0
+    printed = capsysbinary.readouterr()
+    assert printed.out == text and b"attempt 1 of [1]" in printed.err
+    assert cli(["jobs", "logs", job.job_id, "--attempt", "3"]) == 2
+
+
 async def test_cancel_stops_the_job_at_its_next_step(worker, make_job, recorder, store) -> None:
     job_id = new_id("w-cancel")
 
