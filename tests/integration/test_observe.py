@@ -393,6 +393,7 @@ async def test_the_dashboard_follows_a_job_draws_its_curves_lineage_and_checks_a
              model(f"{root}-c", base=f"{root}-b", lineage=[f"{root}-b", f"{root}-a"])]  # fmt: skip
     await publish(stack, *chain, ModelAliasSet(name=root, alias="champion", version=2, by="ci"))
     await asyncio.to_thread(_job_page, s)
+    await asyncio.to_thread(_failed_job_page, s, stack.s3_bucket)
     await asyncio.to_thread(_models_pages, s, root)
     await asyncio.to_thread(_submit_page, s)
 
@@ -415,6 +416,22 @@ def _job_page(s: Scenario) -> None:
     assert "Checkpoints" in b.find_element("id", "job-checkpoints").text
     assert "[object" not in b.find_element("tag name", "main").text  # values, not JS objects
     screenshot(b, "job")
+
+
+def _failed_job_page(s: Scenario, bucket: str) -> None:
+    """A job whose data is missing: its page says the cause and shows the worker's log."""
+    b = s.browser
+    bad = {**guide.with_config(JOB, data={"source": f"s3://{bucket}/no/such/data.npz"}),
+           "job_id": unique("observe-bad")}  # fmt: skip
+    _post(s.url("api/jobs"), bad, {"content-type": "application/json"})
+    b.get(s.url(f"#/jobs/{bad['job_id']}"))
+    wait_for(b, "document.querySelector('#job-head[data-status=\"failed\"]')", 120)
+    facts = b.find_element("css selector", "#job-head dl.facts").text
+    assert "Cause" in facts and "data" in facts, facts
+    logs = "document.getElementById('job-logs')?.textContent"
+    wait_for(b, f"{logs}?.includes('no/such/data.npz') && {logs}.includes('Traceback')", 30)
+    assert "attempt 1" in b.find_element("id", "job-logs").text
+    screenshot(b, "job-failed")
 
 
 def _models_pages(s: Scenario, root: str) -> None:

@@ -217,10 +217,12 @@ function jobView(jobId) {
     if (!r.ok) return;
     const job = r.body;
     head.replaceChildren(jobHeader(job));
-    const shown = JSON.stringify([job.errors, job.warnings, job.reason, job.checkpoints, job.config, job.model_id]);
+    // The log is uploaded with each checkpoint and at the end: fetched again when those change.
+    const shown = JSON.stringify([job.status, job.errors, job.warnings, job.reason, job.checkpoints, job.config, job.model_id]);
     if (shown !== configShown) {
       configShown = shown;
-      details.replaceChildren(jobMessages(job), jobCheckpoints(job), jobConfig(job));
+      const logs = await jobLogs(job.job_id);
+      details.replaceChildren(jobMessages(job), jobCheckpoints(job), logs, jobConfig(job));
     }
     const m = await api(`/api/jobs/${encodeURIComponent(jobId)}/metrics?since=${plots.cursor}`);
     if (m.ok && (m.body.cursor !== plots.cursor || m.body.reset)) plots.merge(m.body);
@@ -236,6 +238,7 @@ function jobHeader(job) {
     ["Kind", job.config_kind || ""],
     ["Device", job.device || ""],
     ["Attempt", job.attempt],
+    ["Cause", job.cause ? [job.cause, job.signal ? `signal ${job.signal}` : "", job.retriable ? "a retry may help" : ""].filter(Boolean).join(", ") : ""],
     ["Samples/s", num(p.samples_per_s, 3)],
     ["ETA", typeof p.eta_s === "number" && job.status === "running" ? `${Math.round(p.eta_s)} s` : ""],
     ["Model", job.model_id ? link(`#/models/${encodeURIComponent(job.model_id)}`, job.model_id) : ""],
@@ -256,6 +259,26 @@ function jobMessages(job) {
   ];
   return el("div", { class: "card", id: "job-messages" }, el("h2", {}, "Errors and warnings"),
     items.length ? el("ul", { class: "messages" }, items) : el("div", { class: "empty" }, "None."));
+}
+
+// The latest attempt's log (text, not JSON: fetched here, not through api()); its last 64 KiB.
+async function jobLogs(jobId) {
+  const card = el("div", { class: "card", id: "job-logs" }, el("h2", {}, "Log"));
+  const headers = {};
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let r;
+  try { r = await fetch(`/api/jobs/${encodeURIComponent(jobId)}/logs`, { headers }); } catch (e) { r = null; }
+  if (!r || !r.ok) {
+    const why = !r ? "The API did not answer." : r.status === 404 ? "No log yet: it is uploaded with each checkpoint and at the end."
+      : r.status === 401 ? "Reading logs needs the API token." : `Not readable (HTTP ${r.status}).`;
+    card.append(el("div", { class: "empty" }, why));
+    return card;
+  }
+  const text = await r.text();
+  card.append(el("div", { class: "sub" }, `attempt ${r.headers.get("X-Attempt")} (attempts with a log: ${r.headers.get("X-Attempts")}), ${bytes(Number(r.headers.get("X-Log-Size")))}`),
+    el("pre", { class: "json log" }, text.length > 65536 ? "…" + text.slice(-65536) : text || "(empty)"));
+  return card;
 }
 
 function jobCheckpoints(job) {
