@@ -1,17 +1,25 @@
-"""``sparktrainer jobs logs ID [--attempt N]``: an attempt's output, read from S3.
+"""``sparktrainer jobs logs ID [--attempt N] [--follow]``: an attempt's output, read from S3.
 
 The log goes to stdout as stored (stdout, stderr and logging of the worker, secrets replaced,
 head and tail within ``job_log_max_bytes``); which attempt it is goes to stderr. Exit 2 when
-the job has no log yet (not started, or an id the store does not know).
+the job has no log yet (not started, or an id the store does not know). ``--follow`` prints
+what each upload adds, moves on to a newer attempt, and returns once the job's end is recorded
+(or after ``--timeout``, exit 4).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
-from sparktrainer.cli.common import OK, CliError, command, err, load_settings, safe_id
+from sparktrainer.cli.common import OK, TIMED_OUT, CliError, command, err, load_settings, safe_id
+
+if TYPE_CHECKING:
+    from sparktrainer.storage.s3 import ObjectStore
+
+POLL_S = 1.0  # S3 is asked this often while following (an upload comes every few seconds)
 
 
 def add_logs_action(sub: Any) -> None:
@@ -19,24 +27,67 @@ def add_logs_action(sub: Any) -> None:
     p = sub.add_parser("logs", help="a job attempt's stdout, stderr and logging (from S3)")
     p.add_argument("job_id", help="the job's whole id")
     p.add_argument("--attempt", type=int, help="this attempt (default: the latest with a log)")
+    p.add_argument("--follow", action="store_true", help="print what is added until the job ends")
+    p.add_argument("--timeout", type=float, help="with --follow: give up after this many seconds")
     p.set_defaults(func=cmd_logs)
 
 
 @command
 def cmd_logs(args: argparse.Namespace) -> int:
-    """Print the attempt's log."""
+    """Print the attempt's log (and, following, what comes after it)."""
     from sparktrainer.storage.job_logs import logged_attempts, read_job_log
-    from sparktrainer.storage.s3 import ObjectStore
+    from sparktrainer.storage.s3 import ObjectStore  # S3's client loads only for this command
 
     job_id = safe_id(args.job_id)
     store = ObjectStore.from_settings(load_settings())
+    if args.follow:
+        return _follow(store, job_id, args.attempt, args.timeout)
     attempts = logged_attempts(store, job_id)
-    if not attempts or (args.attempt is not None and args.attempt not in attempts):
+    attempt = _chosen(attempts, args.attempt)
+    if attempt is None:
         has = f"it has logs of attempts {attempts}" if attempts else "none is stored"
         raise CliError(f"No log of job '{job_id}' attempt {args.attempt or 'any'}: {has}")
-    attempt = args.attempt or attempts[-1]
     data, size = read_job_log(store, job_id, attempt)
     err.print(f"job {job_id} attempt {attempt} of {attempts}: {size} bytes", highlight=False)
+    _write(data)
+    return OK
+
+
+def _chosen(attempts: list[int], wanted: int | None) -> int | None:
+    """The attempt asked for when it has a log, else the latest (None: no log to show)."""
+    if wanted is not None:
+        return wanted if wanted in attempts else None
+    return attempts[-1] if attempts else None
+
+
+def _write(data: bytes) -> None:
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
-    return OK
+
+
+def _follow(store: ObjectStore, job_id: str, wanted: int | None, timeout_s: float | None) -> int:
+    """Poll the log until the job's end is recorded; a newer attempt is printed from its start.
+
+    A log past its cap is replaced by its head and tail at each upload: following shows no
+    more of it then (read it whole once the job ended).
+    """
+    from sparktrainer.storage.job_logs import logged_attempts, read_job_log
+    from sparktrainer.storage.outcomes import read_outcome
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    shown, offset = None, 0
+    while deadline is None or time.monotonic() < deadline:
+        ended = read_outcome(store, job_id) is not None  # first: the log is whole by then
+        attempt = _chosen(logged_attempts(store, job_id), wanted)
+        if attempt is not None:
+            if attempt != shown:
+                err.print(f"job {job_id} attempt {attempt}", highlight=False)
+                shown, offset = attempt, 0
+            data, size = read_job_log(store, job_id, attempt, offset)
+            _write(data)
+            offset = max(offset, size)
+        if ended:
+            return OK
+        time.sleep(POLL_S)
+    err.print(f"[yellow]gave up after {timeout_s:g} s: the job has not ended[/]")
+    return TIMED_OUT

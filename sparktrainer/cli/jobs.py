@@ -7,7 +7,7 @@ sparktrainer jobs show ID [--json]
 sparktrainer jobs watch ID [--timeout S] [--json]
 sparktrainer jobs cancel ID [--reason TEXT]
 sparktrainer jobs metrics ID [--json] | tensorboard ID     (cli/job_metrics.py)
-sparktrainer jobs logs ID [--attempt N]                    (cli/job_logs.py)
+sparktrainer jobs logs ID [--attempt N] [--follow]         (cli/job_logs.py)
 """
 
 from __future__ import annotations

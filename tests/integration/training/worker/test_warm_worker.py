@@ -105,8 +105,12 @@ async def test_an_attempts_output_is_kept_and_read_through_the_cli_and_the_api(
     async def send(record) -> None:
         sent.append(record)
 
+    follow = ["jobs", "logs", job.job_id, "--follow", "--timeout", "120"]
+    follower = asyncio.ensure_future(asyncio.to_thread(cli, follow))  # before the job exists
     [end] = await drive_job(job, worker=worker, store=store, cancels=CancelBook(), send=send,
                             max_attempts=1)  # fmt: skip
+    assert await follower == 0  # returned once the end was recorded, the log printed whole
+    followed = capsysbinary.readouterr()
     assert isinstance(decode(end.value, end.headers), JobFailed)
     assert logged_attempts(store, job.job_id) == [1]
     text, size = read_job_log(store, job.job_id, 1)
@@ -125,7 +129,7 @@ async def test_an_attempts_output_is_kept_and_read_through_the_cli_and_the_api(
     assert tail.status_code == 200 and tail.content == text[-40:]
     assert other.status_code == 404 and "attempts [1]" in other.json()["detail"]
 
-    capsysbinary.readouterr()
+    assert followed.out == text and b"attempt 1" in followed.err
     assert cli(["jobs", "logs", job.job_id]) == 0
     printed = capsysbinary.readouterr()
     assert printed.out == text and b"attempt 1 of [1]" in printed.err
