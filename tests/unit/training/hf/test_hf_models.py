@@ -9,7 +9,7 @@ import pytest
 
 from sparktrainer.contracts.events import JobStarted
 from sparktrainer.contracts.jobspec import HuggingFaceConfig
-from sparktrainer.errors import TrainingError
+from sparktrainer.errors import ModelUnavailableError, TrainingError
 from sparktrainer.training.hf.models import fetch_from_hub, hub_unreachable, resolve_source
 from sparktrainer.training.hf.recipe import train_huggingface
 
@@ -82,14 +82,14 @@ def test_hub_model_in_the_cache_trains_offline(offline_hub, tiny_bert, hf_ctx, j
 def test_missing_local_path_says_what_a_model_folder_is(hf_ctx, job_id, tmp_path) -> None:
     config = {"model_source": "local", "model_path": str(tmp_path / "nope")}
     ctx = hf_ctx(job_id("local-missing"), config)
-    with pytest.raises(TrainingError, match="is not a transformers model folder"):
+    with pytest.raises(ModelUnavailableError, match="is not a transformers model folder"):
         train_huggingface(ctx)
 
 
 def test_unknown_registered_model(s3, job_id, tmp_path) -> None:
     ghost = job_id("ghost")
     cfg = HuggingFaceConfig(model_source="model_id", model_id=ghost)
-    with pytest.raises(TrainingError, match=f"model '{ghost}' is not registered"):
+    with pytest.raises(ModelUnavailableError, match=f"model '{ghost}' is not registered"):
         resolve_source(cfg, "finetune", s3, tmp_path)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
-from sparktrainer.errors import JobCancelledError, TrainingError
+from sparktrainer.errors import JobCancelledError, ModelUnavailableError, TrainingError
 from sparktrainer.training.recipes import run_recipe_job
 
 DIGITS_MLP = {
@@ -136,7 +136,7 @@ def test_nan_loss_fails_with_a_clear_reason(make_ctx, s3, job_id) -> None:
 def test_unknown_parent_fails_before_training(make_ctx, job_id) -> None:
     config = {"model_id": job_id("nope")}
     ctx = make_ctx(job_id("orphan"), "pytorch.registered", config, job_type="finetune")
-    with pytest.raises(TrainingError, match=f"model '{job_id('nope')}' is not registered"):
+    with pytest.raises(ModelUnavailableError, match=f"model '{job_id('nope')}' is not registered"):
         run_recipe_job(ctx)
     assert ctx.events == []
 
