@@ -219,6 +219,7 @@ class S3Gate:
         self._release = asyncio.Event()
         self._pattern: bytes | None = None
         self._server: asyncio.Server | None = None
+        self.refused = 0  # connections that found the server down (each an attempt of a call)
 
     async def start(self) -> None:
         """Listen on a free loopback port."""
@@ -239,6 +240,7 @@ class S3Gate:
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:  # the server is down: the client sees its connection dropped
+            self.refused += 1
             writer.close()
             return
 

@@ -1,7 +1,7 @@
 """Hostile input and security: no secret in any output, the broker's authentication, resource caps.
 
 The door's fuzzing lives in tests/unit/test_fuzz_door.py and a pickle hidden in a checkpoint in
-test_faults.py; this file runs whole processes and reads everything they said.
+test_faults_store.py; this file runs whole processes and reads everything they said.
 """
 
 from __future__ import annotations
