@@ -32,7 +32,7 @@ PYTEST_WORKERS ?= 3
 ifneq ($(findstring tests/,$(PYTEST_ARGS))$(findstring -k ,$(PYTEST_ARGS))$(findstring -m ,$(PYTEST_ARGS)),)
 COVERAGE_MIN ?= 0
 endif
-COVERAGE_MIN ?= 82
+COVERAGE_MIN ?= 84
 PYTEST_FLAGS = -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30 --cov --cov-report=term \
 	--cov-fail-under=$(COVERAGE_MIN)
 

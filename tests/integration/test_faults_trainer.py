@@ -168,8 +168,8 @@ async def test_jobs_past_their_time_limit_are_stopped_and_failed(
 async def test_a_job_longer_than_max_poll_interval_keeps_its_trainer_in_the_group(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """max_poll_interval 3 s, a 10 s job, two trainers in the group: no rebalance, no takeover."""
-    jobs_settings = settings.model_copy(update={"kafka_max_poll_interval_ms": 3000})
+    """max_poll_interval 2 s, a 7 s job, two trainers in the group: no rebalance, no takeover."""
+    jobs_settings = settings.model_copy(update={"kafka_max_poll_interval_ms": 2000})
     mark = await log_ends(settings, STORY_TOPICS)
     async with Services(settings, tmp_path / "reg.sqlite3", trainer_settings=jobs_settings) as svc:
         assert svc.producer is not None and svc.trainer is not None
@@ -185,7 +185,7 @@ async def test_a_job_longer_than_max_poll_interval_keeps_its_trainer_in_the_grou
             job = mlp_job("long", epochs=900)
             await produce(svc.producer, JOBS_SUBMITTED, job)
             await until(lambda: (svc.job_row(job["job_id"]) or {}).get("status") == "running")
-            await asyncio.sleep(10.0)  # > 3 x max_poll_interval
+            await asyncio.sleep(7.0)  # > 3 x max_poll_interval
             after = (first.jobs.stats.rebalances, second.jobs.stats.rebalances)
             await send(
                 svc.producer,
