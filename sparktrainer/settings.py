@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -206,6 +206,9 @@ class Settings(BaseSettings):
     api_port: int = 8080
     api_token: SecretStr | None = None
     api_open_reads: bool = False  # with a token: leave GET requests open to everyone
+    # Host headers the API answers (comma-separated, '*': any); others get 421, so a page
+    # on a rebound DNS name cannot reach it. Default: the bind address and localhost.
+    api_allowed_hosts: str = ""
 
     # Operator metrics: each consumer serves Prometheus text on its own port (0: off)
     metrics_host: str = "127.0.0.1"
@@ -216,6 +219,17 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("api_token")
+    @classmethod
+    def _no_empty_token(cls, token: SecretStr | None) -> SecretStr | None:
+        """An empty token would let an empty ``Authorization: Bearer`` in: refuse to start."""
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError(
+                "SPARKTRAINER_API_TOKEN is set but empty: set a long random token, or unset it "
+                "to run without one"
+            )
+        return token
 
     @property
     def registry_db_path(self) -> Path:

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sparktrainer.api.auth import TokenGuard
+from sparktrainer.api.door import DoorGuard
 from sparktrainer.api.routes import (
     compare,
     dashboard,
@@ -93,7 +94,10 @@ def create_app(
         lifespan=state.lifespan,
     )
     app.state.sparktrainer = state
-    app.add_middleware(TokenGuard, settings=settings)
+    app.add_middleware(
+        TokenGuard, credentials=state.credentials, open_reads=settings.api_open_reads
+    )
+    app.add_middleware(DoorGuard, settings=settings)  # outside the token: shape before identity
     _install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

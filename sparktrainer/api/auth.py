@@ -1,10 +1,13 @@
-"""The bearer token: with ``SPARKTRAINER_API_TOKEN`` set, every route but /api/health needs it.
+"""Who a request is: the bearer token establishes its tenant; without one, every route but
+/api/health is refused (when any token is configured).
 
-One ASGI middleware in front of every route (the docs, OpenAPI and /metrics included), so a
-route added later is protected without saying so. Open besides /api/health: the dashboard's
-shell (``/`` and its files under ``/static/``, the same files as in the package, no data); the
-page itself sends the token with every API call. ``SPARKTRAINER_API_OPEN_READS`` leaves GET
-and HEAD requests open.
+A token is ``SPARKTRAINER_API_TOKEN`` (the default tenant's) or one whose sha256 a tenant lists
+in the tenants file (contracts/tenants.py); the tenant it names is put in the request's scope
+(``tenant_of``), never read from a body. One ASGI middleware in front of every route (the docs,
+OpenAPI and /metrics included), so a route added later is protected without saying so. Open
+besides /api/health: the dashboard's shell (``/`` and its files under ``/static/``, no data);
+the page itself sends the token with every API call. ``SPARKTRAINER_API_OPEN_READS`` leaves GET
+and HEAD requests open (they establish no tenant unless they carry a token).
 """
 
 from __future__ import annotations
@@ -13,59 +16,91 @@ import hmac
 import json
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sparktrainer.contracts.tenants import DEFAULT_TENANT, Tenants, load_tenants
 from sparktrainer.settings import Settings
 
 OPEN_PATHS = frozenset({"/api/health", "/"})
 OPEN_PREFIXES = ("/static/",)
 READS = frozenset({"GET", "HEAD"})
 MESSAGE = "Missing or wrong bearer token: send 'Authorization: Bearer <token>'"
+TENANT_KEY = "sparktrainer_tenant"
 
 
-def token_matches(settings: Settings, authorization: str) -> bool:
-    """Whether an ``Authorization`` header carries the configured token (constant time)."""
-    expected = settings.api_token
-    if expected is None:
-        return True
-    scheme, _, given = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode(), expected.get_secret_value().encode()
-    )
+class Credentials:
+    """The API's tokens: which tenant each establishes (built once per app)."""
+
+    def __init__(self, settings: Settings, tenants: Tenants | None = None) -> None:
+        self.tenants = tenants if tenants is not None else load_tenants(settings.tenants_file)
+        token = settings.api_token
+        self._default_token = token.get_secret_value().encode() if token else None
+        self.required = self._default_token is not None or self.tenants.has_tokens()
+
+    def tenant(self, authorization: str) -> str | None:
+        """The tenant an ``Authorization`` header establishes; None when it establishes none."""
+        if not self.required:
+            return DEFAULT_TENANT
+        scheme, _, given = authorization.partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            return None
+        if self._default_token is not None and hmac.compare_digest(
+            given.encode("utf-8", "surrogateescape"), self._default_token
+        ):
+            return DEFAULT_TENANT
+        found = self.tenants.by_token(given)
+        return found.name if found else None
+
+
+def tenant_of(request: Request) -> str:
+    """The tenant the guard established for this request (the default one when none)."""
+    return str(request.scope.get(TENANT_KEY) or DEFAULT_TENANT)
 
 
 class TokenGuard:
-    """Answers 401 to any HTTP request without the token (when one is set)."""
+    """Answers 401 to any HTTP request without a known token (when one is configured)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app, self.settings = app, settings
+    def __init__(self, app: ASGIApp, credentials: Credentials, open_reads: bool) -> None:
+        self.app, self.credentials, self.open_reads = app, credentials, open_reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._open(scope):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if token_matches(self.settings, headers.get("authorization", "")):
+        authorization = ""
+        for key, value in scope["headers"]:
+            if key.lower() == b"authorization":
+                authorization = value.decode("latin-1")
+        tenant = self.credentials.tenant(authorization)
+        if tenant is not None:
+            scope[TENANT_KEY] = tenant
+        if tenant is not None or self._open(scope):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": MESSAGE}).encode()
-        await send(_start(401, body))
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 401, MESSAGE, ((b"www-authenticate", b"Bearer"),))
 
     def _open(self, scope: Scope) -> bool:
         path = scope["path"]
-        if self.settings.api_token is None or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return True
-        return self.settings.api_open_reads and scope["method"] in READS
+        return self.open_reads and scope["method"] in READS
 
 
-def _start(status: int, body: bytes) -> dict[str, Any]:
-    return {
+async def send_error(
+    send: Send, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """Answer ``{"detail": ...}`` with ``status`` straight from a middleware."""
+    body = json.dumps({"detail": detail}).encode()
+    start: dict[str, Any] = {
         "type": "http.response.start",
         "status": status,
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b"Bearer"),
+            *headers,
         ],
     }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})

@@ -14,6 +14,8 @@ from starlette.responses import Response
 from sparktrainer.registry.store import jobs_by_status
 from sparktrainer.telemetry.prometheus import JobsByState, ServiceMetrics
 
+# A made-up method would add a series per spelling: everything else is one label.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
@@ -44,6 +46,7 @@ class ApiMetrics:
         started = time.perf_counter()
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        self.requests.labels(request.method[:16], route, str(response.status_code)).inc()
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        self.requests.labels(method, route, str(response.status_code)).inc()
         self.latency.labels(route).observe(time.perf_counter() - started)
         return response

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 
-from sparktrainer.api.auth import MESSAGE, token_matches
+from sparktrainer.api.auth import MESSAGE, Credentials
 from sparktrainer.api.metrics import ApiMetrics
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.contracts.caps import check_shape
@@ -57,6 +57,7 @@ class ApiState:
         self, settings: Settings, db_path: Path | str | None, with_projector: bool
     ) -> None:
         self.settings = settings
+        self.credentials = Credentials(settings)
         self.db_path = db_path or settings.registry_db_path
         self.registry = RegistryStore(self.db_path)
         self.metrics = ApiMetrics(self.db_path)
@@ -221,5 +222,6 @@ async def _capped_body(request: Request, limit: int) -> bytes:
 def require_token(request: Request) -> None:
     """The token even where reads are open (``api_open_reads``): a model's files are its
     weights, so downloads keep needing it. Every other route is guarded by ``auth.TokenGuard``."""
-    if not token_matches(state_of(request).settings, request.headers.get("authorization", "")):
+    credentials = state_of(request).credentials
+    if credentials.tenant(request.headers.get("authorization", "")) is None:
         raise ApiError(401, MESSAGE, headers={"WWW-Authenticate": "Bearer"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,9 +147,21 @@ def _finite_float(text: str) -> float:
     return number
 
 
+# A lone surrogate can only come in as a ``\\uD800``-style escape (UTF-8 cannot carry one).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def strict_json(value: bytes | str) -> Any:
-    """JSON as RFC 8259 has it: NaN, Infinity and numbers that overflow to them are refused."""
-    return json.loads(value, parse_constant=_no_constant, parse_float=_finite_float)
+    """JSON as RFC 8259 has it: NaN, Infinity, numbers that overflow to them, and strings with
+    a lone surrogate (no UTF-8 can write them back) are refused."""
+    data = json.loads(value, parse_constant=_no_constant, parse_float=_finite_float)
+    suspect = not value.isascii() if isinstance(value, str) else False
+    if suspect or _SURROGATE_ESCAPE.search(value.encode() if isinstance(value, str) else value):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError("a string holds a lone surrogate (\\uD800-\\uDFFF unpaired)") from e
+    return data
 
 
 def _json(value: bytes) -> Any:

@@ -33,6 +33,7 @@ from sparktrainer.services.validator import build_runtime
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from tests import guide
+from tests.integration.registry_kit import JSON
 from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
 
 TOKEN = "registry-test-token"
@@ -80,7 +81,9 @@ async def registry_stack(stack: Settings, home: Path) -> AsyncIterator[RegistryS
         await trainer.wait_positioned(300)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", headers=JSON
+            ) as api:
                 await until(api, "/api/health", lambda r: r.json()["projector"]["ready"])
                 yield RegistryStack(settings, api, producer, validator, directory, trainer)
     finally:

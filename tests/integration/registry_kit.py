@@ -22,6 +22,8 @@ from tests import guide
 
 SOURCE = "tests/registry"
 GUIDE_MLP = guide.by_name("Initial Model Training")
+# What every write to the API carries (api/door.py answers 415 without it)
+JSON = {"content-type": "application/json"}
 
 
 def unique(prefix: str) -> str:

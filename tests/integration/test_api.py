@@ -21,6 +21,7 @@ from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation.checks import validate_job
 from tests.integration.registry_kit import (
     GUIDE_MLP,
+    JSON,
     completed,
     model,
     progress,
@@ -40,7 +41,9 @@ async def client(stack, tmp_path_factory) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(stack, with_projector=True, db_path=tmp_path_factory.mktemp("api") / "r.db")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=JSON
+        ) as c:
             await poll(c, "/api/health", lambda r: r.json()["projector"]["ready"])
             yield c
 
@@ -147,7 +150,7 @@ async def test_cancel_publishes_a_cancel_request(stack, client) -> None:
     assert isinstance(event, CancelRequested) and event.reason == "enough"
     await publish(stack, completed(job_id))
     await poll(client, f"/api/jobs/{job_id}", status_is("completed"))
-    r = await client.post(f"/api/jobs/{job_id}/cancel")
+    r = await client.post(f"/api/jobs/{job_id}/cancel", json={})
     assert r.status_code == 409 and "already ended" in r.json()["detail"]
 
 
@@ -230,7 +233,9 @@ async def test_with_a_token_every_route_but_health_needs_it(stack, tmp_path: Pat
     app = create_app(settings, db_path=tmp_path / "r.db")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=JSON
+        ) as c:
             assert (await c.post("/api/jobs", json=GUIDE_MLP)).status_code == 401
             wrong = {"Authorization": "Bearer nope"}
             r = await c.post("/api/jobs", json=GUIDE_MLP, headers=wrong)
@@ -247,7 +252,7 @@ async def test_with_a_token_every_route_but_health_needs_it(stack, tmp_path: Pat
             for path in paths:
                 assert (await c.get(path)).status_code == 401, path
                 assert (await c.get(path, headers=wrong)).status_code == 401, path
-            assert (await c.post("/api/jobs/x/cancel", headers=wrong)).status_code == 401
+            assert (await c.post("/api/jobs/x/cancel", json={}, headers=wrong)).status_code == 401
             assert (await c.post("/api/jobs/validate", json=GUIDE_MLP)).status_code == 401
             for shell in (
                 "/api/health",
@@ -262,7 +267,9 @@ async def test_with_a_token_every_route_but_health_needs_it(stack, tmp_path: Pat
     app = create_app(opened, db_path=tmp_path / "r.db")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=JSON
+        ) as c:
             assert (await c.get("/api/models")).status_code == 200  # reads left open
             assert (await c.post("/api/jobs", json=GUIDE_MLP)).status_code == 401
 
@@ -287,7 +294,9 @@ async def test_kafka_down_is_503_not_500(stack, tmp_path: Path) -> None:
     app = create_app(settings, db_path=tmp_path / "r.db")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=JSON
+        ) as c:
             r = await c.post("/api/jobs", json=GUIDE_MLP)
             assert r.status_code == 503 and "nothing was published" in r.json()["detail"]
             assert (await c.get("/api/models")).status_code == 200

@@ -33,6 +33,7 @@ from sparktrainer.contracts.topics import (
 )
 from sparktrainer.registry.sweeps import get_sweep
 from tests.integration.procs import kill_group, start_consumer
+from tests.integration.registry_kit import JSON
 from tests.integration.schedule_kit import (
     digits_job,
     door_and_read_model,
@@ -169,7 +170,9 @@ async def _assert_listed(settings, db, sweep_id: str, projector) -> None:
         r["status"] for r in table}  # fmt: skip
     assert all(r["val_loss"] is not None for r in table if r["status"] == "completed")
     app = create_app(settings, db_path=db)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost", headers=JSON
+    ) as c:
         answer = (await c.get(f"/api/sweeps/{sweep_id}")).json()
         assert [r["trial"] for r in answer["trial_table"]] == list(range(1, 5))
         assert answer["ranking"][0] == answer["ended"]["best_trial"]
