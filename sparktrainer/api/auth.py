@@ -29,7 +29,7 @@ MESSAGE = "Missing or wrong bearer token: send 'Authorization: Bearer <token>'"
 TENANT_KEY = "sparktrainer_tenant"
 
 
-class Credentials:
+class ApiCredentials:
     """The API's tokens: which tenant each establishes (built once per app)."""
 
     def __init__(self, settings: Settings, tenants: Tenants | None = None) -> None:
@@ -62,7 +62,7 @@ def tenant_of(request: Request) -> str:
 class TokenGuard:
     """Answers 401 to any HTTP request without a known token (when one is configured)."""
 
-    def __init__(self, app: ASGIApp, credentials: Credentials, open_reads: bool) -> None:
+    def __init__(self, app: ASGIApp, credentials: ApiCredentials, open_reads: bool) -> None:
         self.app, self.credentials, self.open_reads = app, credentials, open_reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 
-from sparktrainer.api.auth import MESSAGE, Credentials
+from sparktrainer.api.auth import MESSAGE, ApiCredentials
 from sparktrainer.api.metrics import ApiMetrics
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.contracts.caps import check_shape
@@ -57,7 +57,7 @@ class ApiState:
         self, settings: Settings, db_path: Path | str | None, with_projector: bool
     ) -> None:
         self.settings = settings
-        self.credentials = Credentials(settings)
+        self.credentials = ApiCredentials(settings)
         self.db_path = db_path or settings.registry_db_path
         self.registry = RegistryStore(self.db_path)
         self.metrics = ApiMetrics(self.db_path)

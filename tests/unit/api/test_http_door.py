@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from sparktrainer.api.app import create_app
-from sparktrainer.api.auth import Credentials
+from sparktrainer.api.auth import ApiCredentials
 from sparktrainer.api.door import allowed_hosts, host_name
 from sparktrainer.contracts.tenants import Tenants, token_digest
 from sparktrainer.settings import Settings
@@ -92,9 +92,9 @@ def test_tokens_establish_their_tenant(tmp_path: Path) -> None:
     tenants = Tenants.model_validate(
         {"tenants": [{"name": "vision", "token_sha256": [token_digest("v-token")]}]}
     )
-    open_door = Credentials(_settings(tmp_path))
+    open_door = ApiCredentials(_settings(tmp_path))
     assert not open_door.required and open_door.tenant("") == "default"
-    credentials = Credentials(_settings(tmp_path, api_token=SecretStr("root")), tenants)
+    credentials = ApiCredentials(_settings(tmp_path, api_token=SecretStr("root")), tenants)
     assert credentials.tenant("Bearer v-token") == "vision"
     assert credentials.tenant("bearer root") == "default"
     for wrong in ("", "Bearer", "Bearer ", "Bearer nope", "Basic v-token", "Bearer \udc80"):
