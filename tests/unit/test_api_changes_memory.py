@@ -18,6 +18,7 @@ from sparktrainer.contracts.events import Artifact, ModelRegistered
 from sparktrainer.contracts.model_events import ModelAliasSet
 
 pytestmark = pytest.mark.memory
+JSON_TYPE = {"Content-Type": "application/json"}  # the door wants it on every write
 HISTORY = "/api/registered-models/digits/aliases/prod/history"
 
 
@@ -26,7 +27,9 @@ async def api(memory_settings, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(memory_settings, with_projector=True, db_path=tmp_path / "api.sqlite3")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=JSON_TYPE
+        ) as client:
             yield client
 
 

@@ -121,7 +121,7 @@ async def test_the_api_and_the_client_show_the_cause(memory_settings, tmp_path) 
     app = create_app(memory_settings, with_projector=True, db_path=tmp_path / "api.sqlite3")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as api:
             await publish(memory_settings, encode(died, "test"))
             for _ in range(200):  # bounded: 20 s for the projector to fold one record
                 r = await api.get("/api/jobs/j-oom")

@@ -120,7 +120,7 @@ async def test_an_attempts_output_is_kept_and_read_through_the_cli_and_the_api(
     app = create_app(settings, db_path=tmp_path / "api.sqlite3")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as api:
             whole = await api.get(f"/api/jobs/{job.job_id}/logs")
             tail = await api.get(f"/api/jobs/{job.job_id}/logs", params={"offset": size - 40})
             other = await api.get(f"/api/jobs/{job.job_id}/logs", params={"attempt": 2})
