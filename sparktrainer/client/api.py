@@ -155,6 +155,10 @@ class AsyncClient:
         """Waiting jobs per resource class, running jobs, trainers, tenants' usage."""
         return await self.api.queue()
 
+    async def logs(self, job_id: str, attempt: int | None = None) -> str:
+        """An attempt's output (the latest unless ``attempt``); ``NotFound`` before any is kept."""
+        return await self.api.logs(job_id, attempt)
+
 
 class Client:
     """``AsyncClient`` for code without a loop (scripts, notebooks): ``with Client() as c``."""
@@ -230,6 +234,9 @@ class Client:
 
     def download(self, ref: str, directory: str | Path) -> list[Path]:
         return self._run(self.aio.download(ref, directory))
+
+    def logs(self, job_id: str, attempt: int | None = None) -> str:
+        return self._run(self.aio.logs(job_id, attempt))
 
     def queue(self) -> dict[str, Any]:
         return self._run(self.aio.queue())

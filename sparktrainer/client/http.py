@@ -95,6 +95,10 @@ class HttpTransport:
     async def queue(self) -> dict[str, Any]:
         return dict(await self._json("GET", "/api/queue"))
 
+    async def logs(self, job_id: str, attempt: int | None) -> str:
+        path = f"/api/jobs/{_seg(job_id)}/logs"
+        return (await self._answer("GET", path, params=_given(attempt=attempt))).text
+
 
 def _seg(text: str) -> str:
     """One path segment: an id or ref never reaches another route ('/', '?', '#' quoted)."""

@@ -70,7 +70,7 @@ async def api(settings, tmp_path, unique, monkeypatch) -> AsyncIterator[str]:
             yield url
 
 
-async def test_the_readme_example_runs_and_errors_are_typed(api, tmp_path) -> None:
+async def test_the_readme_example_runs_and_errors_are_typed(api, settings, tmp_path) -> None:
     scope: dict[str, Any] = {}
     await asyncio.to_thread(exec, readme_example(), scope)  # the sync Client, as written
     done, model, curves = scope["done"], scope["model"], scope["curves"]
@@ -87,11 +87,27 @@ async def test_the_readme_example_runs_and_errors_are_typed(api, tmp_path) -> No
         assert (await client.validate(typed)).valid
         files = await client.download(done.model_id, tmp_path / "model")
         assert any(p.name == "metadata.json" for p in files)
+        await _a_failed_jobs_log(client, scope["job"], settings.s3_bucket)
         await _refusals(client, done.job_id, tmp_path)
     with pytest.raises(Unauthorized):
         await AsyncClient(api, token="wrong").jobs()
     with pytest.raises(Unreachable):
         await AsyncClient("http://127.0.0.1:9").jobs()
+
+
+async def _a_failed_jobs_log(client: AsyncClient, job: dict[str, Any], bucket: str) -> None:
+    """A job whose data is missing fails; its log holds the worker's traceback naming it."""
+    missing = f"s3://{bucket}/no/such/client-data.npz"
+    config = {**job["config"], "epochs": 1, "data": {**job["config"]["data"], "source": missing}}
+    submitted = await client.submit({**job, "config": config})
+    with pytest.raises(JobNotCompleted) as failed:
+        await client.wait(submitted.job_id, timeout_s=120)
+    assert failed.value.job.status == "failed" and failed.value.job.cause == "data"
+    log = await client.logs(submitted.job_id[:8])  # the latest attempt; a prefix names the job
+    assert "Traceback" in log and "no/such/client-data.npz" in log, log[-2000:]
+    assert await client.logs(submitted.job_id, attempt=1) == log
+    with pytest.raises(NotFound, match="attempts \\[1\\]"):
+        await client.logs(submitted.job_id, attempt=2)
 
 
 async def _refusals(client: AsyncClient, ended: str, tmp_path: Path) -> None:
