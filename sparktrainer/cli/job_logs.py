@@ -35,7 +35,12 @@ def add_logs_action(sub: Any) -> None:
 @command
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print the attempt's log (and, following, what comes after it)."""
-    from sparktrainer.storage.job_logs import logged_attempts, read_job_log
+    from sparktrainer.storage.job_logs import (
+        chosen_attempt,
+        logged_attempts,
+        no_log_reason,
+        read_job_log,
+    )
     from sparktrainer.storage.s3 import ObjectStore  # S3's client loads only for this command
 
     job_id = safe_id(args.job_id)
@@ -43,21 +48,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(store, job_id, args.attempt, args.timeout)
     attempts = logged_attempts(store, job_id)
-    attempt = _chosen(attempts, args.attempt)
+    attempt = chosen_attempt(attempts, args.attempt)
     if attempt is None:
-        has = f"it has logs of attempts {attempts}" if attempts else "none is stored"
-        raise CliError(f"No log of job '{job_id}' attempt {args.attempt or 'any'}: {has}")
+        raise CliError(no_log_reason(job_id, attempts, args.attempt))
     data, size = read_job_log(store, job_id, attempt)
     err.print(f"job {job_id} attempt {attempt} of {attempts}: {size} bytes", highlight=False)
     _write(data)
     return OK
-
-
-def _chosen(attempts: list[int], wanted: int | None) -> int | None:
-    """The attempt asked for when it has a log, else the latest (None: no log to show)."""
-    if wanted is not None:
-        return wanted if wanted in attempts else None
-    return attempts[-1] if attempts else None
 
 
 def _write(data: bytes) -> None:
@@ -71,14 +68,14 @@ def _follow(store: ObjectStore, job_id: str, wanted: int | None, timeout_s: floa
     A log past its cap is replaced by its head and tail at each upload: following shows no
     more of it then (read it whole once the job ended).
     """
-    from sparktrainer.storage.job_logs import logged_attempts, read_job_log
+    from sparktrainer.storage.job_logs import chosen_attempt, logged_attempts, read_job_log
     from sparktrainer.storage.outcomes import read_outcome
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     shown, offset = None, 0
     while deadline is None or time.monotonic() < deadline:
         ended = read_outcome(store, job_id) is not None  # first: the log is whole by then
-        attempt = _chosen(logged_attempts(store, job_id), wanted)
+        attempt = chosen_attempt(logged_attempts(store, job_id), wanted)
         if attempt is not None:
             if attempt != shown:
                 err.print(f"job {job_id} attempt {attempt}", highlight=False)

@@ -21,6 +21,19 @@ def logged_attempts(store: ObjectStore, job_id: str) -> list[int]:
     return sorted(int(m.group(1)) for m in found if m)
 
 
+def chosen_attempt(attempts: list[int], wanted: int | None) -> int | None:
+    """The attempt asked for when it has a log, else the latest (None: no log to show)."""
+    if wanted is not None:
+        return wanted if wanted in attempts else None
+    return attempts[-1] if attempts else None
+
+
+def no_log_reason(job_id: str, attempts: list[int], wanted: int | None) -> str:
+    """Why ``chosen_attempt`` found nothing to show, for the CLI and the API alike."""
+    has = f"it has logs of attempts {attempts}" if attempts else "none is stored yet"
+    return f"No log of job '{job_id}' attempt {wanted or 'any'}: {has}"
+
+
 def read_job_log(
     store: ObjectStore, job_id: str, attempt: int, offset: int = 0
 ) -> tuple[bytes, int]:

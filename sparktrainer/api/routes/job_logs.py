@@ -17,7 +17,12 @@ from sparktrainer.api.state import ApiError, require_token, state_of
 from sparktrainer.contracts.jobspec import check_safe_id
 from sparktrainer.errors import ObjectNotFound
 from sparktrainer.registry.jobs import get_job
-from sparktrainer.storage.job_logs import logged_attempts, read_job_log
+from sparktrainer.storage.job_logs import (
+    chosen_attempt,
+    logged_attempts,
+    no_log_reason,
+    read_job_log,
+)
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
 
@@ -41,10 +46,9 @@ def job_logs(
     if store is None:
         raise ApiError(503, "No S3 endpoint configured (SPARKTRAINER_S3_ENDPOINT)")
     attempts = logged_attempts(store, job_id)
-    if not attempts or (attempt is not None and attempt not in attempts):
-        has = f"it has logs of attempts {attempts}" if attempts else "none is stored yet"
-        raise ApiError(404, f"No log of job '{job_id}' attempt {attempt or 'any'}: {has}")
-    chosen = attempt or attempts[-1]
+    chosen = chosen_attempt(attempts, attempt)
+    if chosen is None:
+        raise ApiError(404, no_log_reason(job_id, attempts, attempt))
     try:
         body, size = read_job_log(store, job_id, chosen, offset)
     except ObjectNotFound as e:
