@@ -30,7 +30,8 @@ import os
 # Three workers and their trainer processes share the cores: one math thread each, set before
 # torch is first imported. With torch's default (a thread a core) the idle OpenMP threads spin
 # against each other's work, and the suite took twice the CPU time (tests/unit/training: 309 s
-# of CPU for 135 tests, 161 s with one thread). SPARKTRAINER code sets no thread count of its own.
+# of CPU for 135 tests, 161 s with one thread). Only DDP ranks set their own count
+# (training/distributed.py).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import re
 import time
