@@ -200,6 +200,9 @@ class Settings(BaseSettings):
     # Tenants (contracts/tenants.py): the file listing them, their quotas and credentials
     # (JSON, or TOML by suffix); unset: one default tenant with every right
     tenants_file: Path | None = None
+    # The tenant a process with no credential of its own acts for: the CLI's registry changes
+    # (an operator's tool: Kafka's ACLs trust it to write models.changes). A name in that file.
+    tenant: str = Field(default="default", min_length=1, max_length=63)
 
     # HTTP API (the dashboard at /, Prometheus metrics at /metrics)
     api_host: str = "127.0.0.1"
