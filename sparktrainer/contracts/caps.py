@@ -161,6 +161,10 @@ class Capacity:
             return 1
         return int(spec.world_size or len(self.gpu_memory_bytes) or 2)
 
+    def gpus_held(self, config: Any) -> int:
+        """How many GPUs a job's config holds here: one per process (none on a CPU trainer)."""
+        return min(self.processes(config), len(self.gpu_memory_bytes))
+
 
 def check_capacity(estimate: ResourceEstimate | None, config: Any, capacity: Capacity) -> list[str]:
     """The job against this trainer: its processes against the devices, its memory the budget."""

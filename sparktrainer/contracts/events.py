@@ -41,6 +41,7 @@ from sparktrainer.contracts.scheduling import (
     Resources,
 )
 from sparktrainer.contracts.tenants import DEFAULT_TENANT, TenantName
+from sparktrainer.contracts.usage import Measured
 
 __all__ = ["Event", "RecordSource", "derived_job_id", "deterministic_id", "now"]
 
@@ -237,7 +238,7 @@ class CheckpointSaved(LifecycleEvent):
         return deterministic_id(self.ce_type, self.job_id, self.epoch, self.step)
 
 
-class JobCompleted(LifecycleEvent):
+class JobCompleted(LifecycleEvent, Measured):
     """The job finished and its model is registered under ``model_id``."""
 
     ce_type: ClassVar[str] = "io.sparktrainer.job.completed.v1"
@@ -251,7 +252,7 @@ class JobCompleted(LifecycleEvent):
         return deterministic_id(self.ce_type, self.job_id)
 
 
-class JobFailed(LifecycleEvent):
+class JobFailed(LifecycleEvent, Measured):
     """The job ended without a model; ``reason`` says why, ``retriable`` whether to retry."""
 
     ce_type: ClassVar[str] = "io.sparktrainer.job.failed.v1"
@@ -271,7 +272,7 @@ class JobFailed(LifecycleEvent):
         return deterministic_id(self.ce_type, self.job_id)
 
 
-class JobCancelled(LifecycleEvent):
+class JobCancelled(LifecycleEvent, Measured):
     """The job stopped on request; no model is registered."""
 
     ce_type: ClassVar[str] = "io.sparktrainer.job.cancelled.v1"
@@ -290,7 +291,7 @@ class JobCancelled(LifecycleEvent):
         return deterministic_id(self.ce_type, self.job_id, self.already_ended or "")
 
 
-class JobPreempted(LifecycleEvent):
+class JobPreempted(LifecycleEvent, Measured):
     """The attempt stopped as its trainer went away (SIGTERM, a notice); not an end."""
 
     ce_type: ClassVar[str] = "io.sparktrainer.job.preempted.v1"

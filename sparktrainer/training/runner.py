@@ -32,6 +32,7 @@ from sparktrainer.contracts.events import (
     now,
 )
 from sparktrainer.contracts.failures import FailureReason
+from sparktrainer.contracts.usage import AttemptUsage
 from sparktrainer.errors import HandedBack
 from sparktrainer.storage.layout import checkpoint_prefix
 from sparktrainer.storage.outcomes import (
@@ -44,6 +45,7 @@ from sparktrainer.storage.outcomes import (
     write_outcome,
 )
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.worker.clock import AttemptClock
 from sparktrainer.training.worker.joblogs import AttemptLog
 from sparktrainer.training.worker.protocol import Outcome
 from sparktrainer.training.worker.warm import WarmWorker
@@ -167,25 +169,31 @@ async def drive_job(
         )
     cancels.running = job
     try:
-        attempt, outcome = await _train(job, attempt, worker, store, send, limit)
+        attempt, outcome, used = await _train(job, attempt, worker, store, send, limit)
     finally:
         cancels.running = None
     if outcome.status == "preempted":
-        await _hand_back(job, attempt, outcome, store, send)
-    return await _conclude(job, attempt, outcome, store, send)
+        await _hand_back(job, attempt, outcome, store, send, used)
+    return await _conclude(job, attempt, outcome, store, send, used)
 
 
 async def _hand_back(
-    job: JobValidated, attempt: int, outcome: Outcome, store: ObjectStore, send: Send
+    job: JobValidated,
+    attempt: int,
+    outcome: Outcome,
+    store: ObjectStore,
+    send: Send,
+    used: list[AttemptUsage],
 ) -> None:
     """A preempted attempt is no end: announce it, keep it out of the attempt limit and give
     the record back undone (raises HandedBack); the next owner resumes from its checkpoint."""
     await asyncio.to_thread(note_handover, store, job.job_id)
     step = outcome.checkpoint_step
     reason = outcome.reason or "the trainer stopped"
-    await send(
-        encode(JobPreempted(job_id=job.job_id, attempt=attempt, reason=reason, step=step), SOURCE)
+    preempted = JobPreempted(
+        job_id=job.job_id, attempt=attempt, reason=reason, step=step, usage=used
     )
+    await send(encode(preempted, SOURCE))
     log.info("job_preempted", attempt=attempt, step=step)
     raise HandedBack(f"job {job.job_id} preempted at attempt {attempt}: {reason}")
 
@@ -217,16 +225,19 @@ async def _train(
     store: ObjectStore,
     send: Send,
     max_attempts: int,
-) -> tuple[int, Outcome]:
-    """Run the job, again after a retriable failure; the last attempt and its outcome."""
+) -> tuple[int, Outcome, list[AttemptUsage]]:
+    """Run the job, again after a retriable failure; the last attempt, its outcome, and what
+    each attempt used."""
 
     async def forward(event: BaseModel) -> None:
         await send(encode(event, SOURCE))
 
+    used: list[AttemptUsage] = []
     while True:
-        outcome = await _run_guarded(worker, job, attempt, forward, store)
+        outcome, usage = await _run_guarded(worker, job, attempt, forward, store)
+        used.append(usage)
         if not (outcome.status == "failed" and outcome.retriable and attempt < max_attempts):
-            return attempt, outcome
+            return attempt, outcome, used
         log.warning("job_retry", attempt=attempt, reason=outcome.reason)
         attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
 
@@ -237,22 +248,28 @@ async def _run_guarded(
     attempt: int,
     forward: Callable[[BaseModel], Awaitable[None]],
     store: ObjectStore,
-) -> Outcome:
+) -> tuple[Outcome, AttemptUsage]:
     """Run in the worker; if this task is cancelled (rebalance, shutdown) stop the job quietly.
 
     A start handed back this way is not the job's fault: it is given back to the attempt count
     (a trainer killed outright cannot, and that start counts). The attempt's log is uploaded
-    as it goes and once more at its end, before its end is announced.
+    as it goes and once more at its end, before its end is announced. The trainer's clock
+    measures what the attempt used (``training/worker/clock.py``).
     """
     attempt_log = AttemptLog(worker.logs, store, job.job_id, attempt)
+    gpus = worker.capacity.gpus_held(job.config) if worker.capacity is not None else 0
+    clock = AttemptClock(lambda: worker.pid, gpus)
 
     async def seen(event: BaseModel) -> None:
+        clock.sample()
         await forward(event)
         await attempt_log.saw(event)
 
     task = asyncio.ensure_future(worker.run(job, attempt, seen))
     try:
-        outcome = await asyncio.shield(task)
+        with clock.sampling():
+            outcome = await asyncio.shield(task)
+        usage = clock.usage(attempt)
     except asyncio.CancelledError:
         worker.cancel(
             job.job_id, "trainer lost the job (rebalance or shutdown); resuming elsewhere"
@@ -269,11 +286,16 @@ async def _run_guarded(
             await asyncio.wait_for(attempt_log.ended(), 10)
         raise
     await attempt_log.ended()
-    return outcome
+    return outcome, usage
 
 
 async def _conclude(
-    job: JobValidated, attempt: int, outcome: Outcome, store: ObjectStore, send: Send
+    job: JobValidated,
+    attempt: int,
+    outcome: Outcome,
+    store: ObjectStore,
+    send: Send,
+    used: list[AttemptUsage],
 ) -> list[OutRecord]:
     terminal: list[BaseModel]
     if outcome.status == "completed" and outcome.registered is not None:
@@ -287,6 +309,7 @@ async def _conclude(
                 model_id=reg.model_id,
                 metrics=reg.metrics,
                 duration_s=outcome.duration_s,
+                usage=used,
             ),
         ]
     elif outcome.status == "cancelled":
@@ -296,6 +319,7 @@ async def _conclude(
                 attempt=attempt,
                 reason=outcome.reason or "cancel requested",
                 cause=outcome.cause or FailureReason.CANCELLED,
+                usage=used,
             )
         ]
     else:
@@ -308,6 +332,7 @@ async def _conclude(
                 retriable=outcome.retriable,
                 cause=outcome.cause or FailureReason.INTERNAL,
                 signal=outcome.signal,
+                usage=used,
             )
         ]
     return await _finish(store, job.job_id, terminal)

@@ -111,7 +111,10 @@ async def test_an_attempts_output_is_kept_and_read_through_the_cli_and_the_api(
                             max_attempts=1)  # fmt: skip
     assert await follower == 0  # returned once the end was recorded, the log printed whole
     followed = capsysbinary.readouterr()
-    assert isinstance(decode(end.value, end.headers), JobFailed)
+    ended = decode(end.value, end.headers)
+    assert isinstance(ended, JobFailed)
+    [used] = ended.usage  # the trainer's clock: the attempt held the worker, which used CPU
+    assert used.attempt == 1 and used.wall_s > 0 and used.cpu_s > 0 and used.gpu_s == 0
     assert logged_attempts(store, job.job_id) == [1]
     text, size = read_job_log(store, job.job_id, 1)
     assert b"job_failed" in text and b"Traceback" in text and b"set input_size to 64" in text
