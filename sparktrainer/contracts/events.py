@@ -153,6 +153,7 @@ class JobRejected(Event):
     source: RecordSource | None = None
     raw_excerpt: str | None = Field(default=None, description="First bytes of the raw record")
     rejected_at: Instant = Field(default_factory=now)
+    tenant: TenantName = DEFAULT_TENANT  # its door's tenant (the default: none was established)
 
 
 class LifecycleEvent(Event):

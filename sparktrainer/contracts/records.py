@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from sparktrainer.contracts.envelope import REPLAY_HEADER, decode, header_map
 from sparktrainer.contracts.events import JobValidated, RecordSource, derived_job_id
 from sparktrainer.contracts.jobspec import check_safe_id
+from sparktrainer.contracts.schedule_events import SweepValidated
 
 log = structlog.get_logger(__name__)
 KEY_EXCERPT_CHARS = 256
@@ -108,11 +109,13 @@ def decode_received(rec: Received, expected: type[BaseModel] | None = None) -> A
     return decode(rec.value, rec.headers, expected, topic=rec.topic)
 
 
-def content_fingerprint(job: JobValidated) -> str:
-    """The sha256 of what a job asks for: equal for a true duplicate, different for a takeover.
+def content_fingerprint(job: JobValidated | SweepValidated) -> str:
+    """The sha256 of what a job or sweep asks for (its tenant too): equal for a true duplicate,
+    different for a takeover.
 
     The validator and the trainer both compute it from the JobValidated they hold, so a job
-    redelivered, replayed or re-validated keeps its fingerprint.
+    redelivered, replayed or re-validated keeps its fingerprint; a sweep's, from its
+    SweepValidated (the validator claims a sweep's id as it does a job's).
     """
     content = job.model_dump(mode="json", exclude=_NOT_CONTENT)
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))

@@ -41,6 +41,16 @@ def submission_topic(tenant: str) -> str:
     return f"{TENANT_TOPIC_PREFIX}{tenant}{_TENANT_SUBMITTED_SUFFIX}"
 
 
+def tenant_prefix(tenant: str) -> str:
+    """The topic prefix whose prefixed ACLs are one tenant's (its Kafka users write under it)."""
+    return f"{TENANT_TOPIC_PREFIX}{tenant}."
+
+
+def door_topics(tenants: tuple[str, ...]) -> tuple[str, ...]:
+    """Every submission door of these tenants, the plain one first (what the validator reads)."""
+    return tuple(dict.fromkeys((JOBS_SUBMITTED, *(submission_topic(n) for n in tenants))))
+
+
 def submission_tenant(topic: str) -> str | None:
     """The tenant whose submission door ``topic`` is ("default" for the plain one), else None."""
     if topic == JOBS_SUBMITTED:
@@ -126,6 +136,14 @@ READERS: dict[str, tuple[str, ...]] = {
     SWEEPS: ("sweep-controller", *EVERY_READER),
     TRAINERS: (*EVERY_READER, "trainer"),  # each trainer folds who runs what (fair share)
 }
+# The tenants' doors, one prefix per tenant (``tenant_prefix``), are not in the tables above:
+# which tenants exist is configuration (the tenants file). Each tenant's own Kafka users
+# (``kafka_users``) may write only under their tenant's prefix; these roles get the whole
+# ``TENANT_TOPIC_PREFIX``: the api (it writes the door of the tenant a token establishes) and
+# the operator (people who run the company's runner may submit for any team), while the
+# validator and every reader read all of them. infra/acls.py renders both.
+TENANT_DOOR_WRITERS: tuple[str, ...] = ("api", "operator")
+TENANT_DOOR_READERS: tuple[str, ...] = ("validator", *EVERY_READER)
 # Consumer groups by role (a prefix: the trainer's cancel responder is ``<group>-control``).
 # The others assign partitions by hand and use no group.
 GROUP_PREFIXES: dict[str, str] = {

@@ -186,7 +186,8 @@ class TrainerService:
             return []  # not a job we can name; logged with its coordinates
         if misrouted := unserved(job, rec.topic, self.classes):
             return [traced(encode(misrouted, SOURCE), job_trace(rec.headers, job.job_id))]
-        if await asyncio.to_thread(claim, self.store, job.job_id, content_fingerprint(job)):
+        fingerprint = content_fingerprint(job)
+        if await asyncio.to_thread(claim, self.store, job.job_id, fingerprint, job.tenant):
             self.skipped.skip(rec, "job_id_taken", f"{job.job_id} belongs to a different job")
             return []
         await self.worker.start()  # its capacity (devices, memory budget) is known from here

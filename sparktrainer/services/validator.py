@@ -1,8 +1,11 @@
-"""The validator's wiring: the consumer runtime over jobs.submitted, and its registry directory.
+"""The validator's wiring: the consumer runtime over the submission doors, and its registry
+directory.
 
-Every record is answered exactly once (``validation.door``). Fine-tunes name their parent by
-id, NAME:VERSION or NAME@ALIAS; the ``RegistryDirectory`` (a read model of the registry topics
-of its own, caught up with the log before each lookup) resolves it.
+It reads the plain door and every configured tenant's door (the tenants file); every record is
+answered exactly once (``validation.door``), stamped with the tenant of the door it came on.
+Fine-tunes name their parent by id, NAME:VERSION or NAME@ALIAS; the ``RegistryDirectory`` (a
+read model of the registry topics of its own, caught up with the log before each lookup)
+resolves it.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import argparse
 import asyncio
 import time
 
+from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.bus.runtime import ConsumerRuntime
 from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.refs import ModelDirectory
-from sparktrainer.contracts.topics import JOBS_SUBMITTED
+from sparktrainer.contracts.tenants import load_tenants
+from sparktrainer.contracts.topics import door_topics
 from sparktrainer.contracts.trace import job_trace, traced
 from sparktrainer.registry.directory import RegistryDirectory
 from sparktrainer.settings import Settings
@@ -37,11 +42,12 @@ def build_runtime(
 ) -> ConsumerRuntime:
     """The validator's runtime: many records at once, each answered exactly once."""
     access = Access.from_settings(settings)
+    tenants = load_tenants(settings.tenants_file)
 
     async def handle(rec: Received) -> list[OutRecord]:
         started_ns = time.time_ns()
         answers = await asyncio.to_thread(
-            door.answer, rec, store, settings.limits, directory, access
+            door.answer, rec, store, settings.limits, directory, access, tenants
         )
         return [in_trace(rec, answer, started_ns) for answer in answers]
 
@@ -55,12 +61,17 @@ def build_runtime(
         settings,
         name="validator",
         group_id=group_id,
-        topics=(JOBS_SUBMITTED,),
+        topics=validator_topics(settings),
         handler=handle,
         on_failure=on_failure,
         concurrency=settings.validator_concurrency,
         **options,  # type: ignore[arg-type]
     )
+
+
+def validator_topics(settings: Settings) -> tuple[str, ...]:
+    """What the validator reads: the plain door and each configured tenant's door."""
+    return door_topics(load_tenants(settings.tenants_file).names)
 
 
 def in_trace(rec: Received, answer: OutRecord, started_ns: int) -> OutRecord:
@@ -74,12 +85,14 @@ class ValidatorService:
     """The runtime, with the registry directory open around it."""
 
     def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        self.settings = settings
         store = ObjectStore.from_settings(settings) if settings.s3_endpoint else None
         self.directory = RegistryDirectory(settings)
         self.runtime = build_runtime(settings, store, args.group_id, self.directory)
 
     async def run(self) -> None:
-        """Open the directory, answer records until stopped, close it."""
+        """Make the tenants' doors, open the directory, answer records until stopped, close it."""
+        await ensure_topics(self.settings, self.runtime.topics)
         async with self.directory:
             await self.runtime.run()
 

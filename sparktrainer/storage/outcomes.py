@@ -2,7 +2,8 @@
 
 ``jobs/{job_id}/outcome.json`` is written once a job ends, before its terminal event is sent,
 and holds those events; ``jobs/{job_id}/attempt.json`` counts the starts of the job;
-``jobs/{job_id}/claim.json`` holds the fingerprint of the job that owns the id.
+``jobs/{job_id}/claim.json`` holds the fingerprint of the job or sweep that owns the id, and
+its tenant and kind (who owns it: the trainer and the sweep controller read it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparktrainer.contracts.jobspec import check_safe_id
+from sparktrainer.contracts.tenants import DEFAULT_TENANT
 from sparktrainer.errors import ObjectNotFound
 from sparktrainer.storage.s3 import ObjectStore
 
@@ -86,25 +88,54 @@ def release_attempt(store: ObjectStore, job_id: str, attempt: int) -> None:
         store.put_json(_key(job_id, "attempt.json"), {**state, "attempt": attempt - 1})
 
 
+@dataclass(frozen=True)
+class IdClaim:
+    """Who owns a job id: the content fingerprint, the tenant, and whether a job or a sweep."""
+
+    fingerprint: str
+    tenant: str = DEFAULT_TENANT  # claims written before tenants: the default tenant's
+    kind: str = "job"  # "job" or "sweep"
+
+
+def claimed_by(store: ObjectStore, job_id: str) -> IdClaim | None:
+    """The claim on ``job_id`` (None: nobody holds it; an unreadable claim counts as none)."""
+    try:
+        held = store.get_json(_key(job_id, "claim.json"))
+    except (ObjectNotFound, ValueError):
+        return None
+    if not isinstance(held, dict) or not isinstance(held.get("fingerprint"), str):
+        return None
+    tenant, kind = held.get("tenant", DEFAULT_TENANT), held.get("kind", "job")
+    return IdClaim(
+        fingerprint=held["fingerprint"],
+        tenant=tenant if isinstance(tenant, str) else DEFAULT_TENANT,
+        kind=kind if isinstance(kind, str) else "job",
+    ) if held["fingerprint"] else None  # fmt: skip
+
+
 def claim_holder(store: ObjectStore, job_id: str) -> str | None:
     """The content fingerprint of the job that owns ``job_id`` (None: nobody yet)."""
-    try:
-        held = store.get_json(_key(job_id, "claim.json")).get("fingerprint")
-    except (ObjectNotFound, ValueError, AttributeError):
-        return None
-    return held if isinstance(held, str) and held else None
+    held = claimed_by(store, job_id)
+    return held.fingerprint if held else None
 
 
-def claim(store: ObjectStore, job_id: str, fingerprint: str) -> str | None:
-    """Take ``job_id`` for the job with this content fingerprint, unless another job has it.
+def claim(
+    store: ObjectStore,
+    job_id: str,
+    fingerprint: str,
+    tenant: str = DEFAULT_TENANT,
+    kind: str = "job",
+) -> str | None:
+    """Take ``job_id`` for the job (or sweep) with this content fingerprint, unless another has it.
 
-    Returns None when the id is this job's (claimed now, or earlier by the same content) and
-    the other job's fingerprint when the id is taken. Two different jobs claiming one new id in
-    the same instant may both succeed (S3 has no compare-and-set here); the later write wins
-    and its trainer run is the one the id keeps.
+    Returns None when the id is this one's (claimed now, or earlier by the same content) and
+    the other's fingerprint when the id is taken. The claim records ``tenant`` and ``kind``. Two
+    different jobs claiming one new id in the same instant may both succeed (S3 has no
+    compare-and-set here); the later write wins and its trainer run is the one the id keeps.
     """
     held = claim_holder(store, job_id)
     if held is not None:
         return None if held == fingerprint else held
-    store.put_json(_key(job_id, "claim.json"), {"fingerprint": fingerprint})
+    record = {"fingerprint": fingerprint, "tenant": tenant, "kind": kind}
+    store.put_json(_key(job_id, "claim.json"), record)
     return None

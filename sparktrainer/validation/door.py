@@ -1,4 +1,4 @@
-"""The public door: turn any record on jobs.submitted into exactly one verdict.
+"""The public door: turn any record on a submission door into exactly one verdict.
 
 Forgiving on purpose: binary-mode CloudEvents, structured-mode CloudEvents and a bare JSON job
 typed into a Kafka UI (no key, no headers) are all submissions. Anything else is answered
@@ -23,12 +23,14 @@ from sparktrainer.contracts.records import (
 )
 from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.contracts.schedule_events import SweepValidated
+from sparktrainer.contracts.tenants import DEFAULT_TENANT, Tenants
 from sparktrainer.settings import Limits
 from sparktrainer.storage.outcomes import claim, claim_holder
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation import messages
 from sparktrainer.validation.checks import ValidationResult
 from sparktrainer.validation.sweeps import validate_submission
+from sparktrainer.validation.tenancy import door_tenant, priority_problems
 
 SOURCE = "sparktrainer/validator"
 _EXCERPT_BYTES = 200
@@ -44,11 +46,14 @@ def decide(
     limits: Limits,
     directory: ModelDirectory | None = None,
     access: Access | None = None,
+    tenants: Tenants | None = None,
 ) -> Verdict:
     """The verdict on one record: validated with its normalized config, or rejected.
 
-    With a store, a valid job also claims its id: a different job under an id already taken is
-    rejected, under an id of its own (answering under the taken id would end the other job).
+    The tenant is the one whose door ``rec.topic`` is (``tenants``: the tenants file; None: the
+    default tenant alone), stamped on the verdict. With a store, a valid job or sweep also
+    claims its id: a different one under an id already taken is rejected, under an id of its
+    own (answering under the taken id would end the other job).
     """
     size = len(rec.value or b"")
     if size > limits.submission_bytes:
@@ -59,28 +64,42 @@ def decide(
                 "send data by reference (an s3:// URI in config.data.source), not inline"
             ],
         )
+    tenant, problem = door_tenant(rec.topic, tenants or Tenants())
+    if tenant is None:
+        return rejected(rec, [problem or "no tenant"])
     try:
         _, body = unwrap(rec.value, rec.headers)
     except EnvelopeError as e:
-        return rejected(rec, [f"Submission could not be read: {e}"])
+        return rejected(rec, [f"Submission could not be read: {e}"], tenant=tenant.name)
     job_id, warnings = job_id_for(rec, body)
     result = validate_submission(body, store, limits, directory, access)
     result.warnings[:0] = warnings
+    result.errors.extend(priority_problems(result, tenant))
+    return _verdict(rec, store, job_id, result, tenant.name)
+
+
+def _verdict(
+    rec: Received, store: ObjectStore | None, job_id: str, result: ValidationResult, tenant: str
+) -> Verdict:
+    """Validated (a job or a sweep, its id claimed for ``tenant``) or rejected."""
     if not result.valid:
         if store is not None and claim_holder(store, job_id) is not None:
             # The id is a job's already: its verdict stands; this one answers under its own id.
             errors = [messages.id_taken(job_id), *result.errors]
-            return rejected(rec, errors, result, job_id=derived_id(rec))
-        return rejected(rec, result.errors, result, job_id=job_id)
+            return rejected(rec, errors, result, job_id=derived_id(rec), tenant=tenant)
+        return rejected(rec, result.errors, result, job_id=job_id, tenant=tenant)
+    verdict: JobValidated | SweepValidated
     if result.sweep is not None:
-        return _sweep(rec, job_id, result)
-    validated = _validated(rec, job_id, result)
-    if store is not None and claim(store, job_id, content_fingerprint(validated)) is not None:
-        return rejected(rec, [messages.id_taken(job_id)], result, job_id=derived_id(rec))
-    return validated
+        verdict, kind = _sweep(rec, job_id, result, tenant), "sweep"
+    else:
+        verdict, kind = _validated(rec, job_id, result, tenant), "job"
+    if store is not None and claim(store, job_id, content_fingerprint(verdict), tenant, kind):
+        errors = [messages.id_taken(job_id)]
+        return rejected(rec, errors, result, job_id=derived_id(rec), tenant=tenant)
+    return verdict
 
 
-def _sweep(rec: Received, job_id: str, result: ValidationResult) -> SweepValidated:
+def _sweep(rec: Received, job_id: str, result: ValidationResult, tenant: str) -> SweepValidated:
     assert result.request is not None and result.sweep is not None
     req = result.request
     return SweepValidated(
@@ -89,11 +108,11 @@ def _sweep(rec: Received, job_id: str, result: ValidationResult) -> SweepValidat
         framework=req.framework,  # type: ignore[arg-type]  # checked against FRAMEWORKS_RUN
         config=result.sweep,
         trials=result.trials,
-        **_told(rec, result),
+        **_told(rec, result, tenant),
     )
 
 
-def _told(rec: Received, result: ValidationResult) -> dict[str, Any]:
+def _told(rec: Received, result: ValidationResult, tenant: str) -> dict[str, Any]:
     """What a validated job and a validated sweep both carry over from the request."""
     assert result.request is not None
     req = result.request
@@ -105,10 +124,11 @@ def _told(rec: Received, result: ValidationResult) -> dict[str, Any]:
         "submitted_by": req.submitted_by,
         "warnings": result.warnings,
         "source": rec.source(),
+        "tenant": tenant,
     }
 
 
-def _validated(rec: Received, job_id: str, result: ValidationResult) -> JobValidated:
+def _validated(rec: Received, job_id: str, result: ValidationResult, tenant: str) -> JobValidated:
     assert result.request is not None and result.config is not None and result.kind is not None
     assert result.resource_class is not None
     req, cfg = result.request, result.config
@@ -126,7 +146,7 @@ def _validated(rec: Received, job_id: str, result: ValidationResult) -> JobValid
         trial=req.trial,
         register_as=req.register_as,
         parent_ref=result.parent_ref,
-        **_told(rec, result),
+        **_told(rec, result, tenant),
     )
 
 
@@ -136,6 +156,7 @@ def rejected(
     result: ValidationResult | None = None,
     *,
     job_id: str | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> JobRejected:
     """The rejected answer to ``rec``: under its job id (the key's when the body is unreadable)."""
     raw = rec.value or b""
@@ -147,6 +168,7 @@ def rejected(
         name=name,
         source=rec.source(),
         raw_excerpt=_PRINTABLE.sub("?", raw[:_EXCERPT_BYTES].decode("utf-8", errors="replace")),
+        tenant=tenant,
     )
 
 
@@ -156,7 +178,8 @@ def answer(
     limits: Limits,
     directory: ModelDirectory | None = None,
     access: Access | None = None,
+    tenants: Tenants | None = None,
 ) -> list[OutRecord]:
     """The one output record for an input record (within the message limit)."""
-    verdict = decide(rec, store, limits, directory, access)
+    verdict = decide(rec, store, limits, directory, access, tenants)
     return [encode(verdict, SOURCE, max_bytes=limits.message_bytes)]

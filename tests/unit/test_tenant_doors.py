@@ -1,0 +1,114 @@
+"""Who asks, at the door: the tenant is the door's, its priority ceiling holds, ids are claimed
+with their tenant, and a sweep claims its id as a job does (issue 17 items 1 and 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparktrainer.contracts.events import JobRejected, JobValidated
+from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.schedule_events import SweepValidated
+from sparktrainer.contracts.tenants import Tenants, load_tenants
+from sparktrainer.contracts.topics import JOBS_SUBMITTED, submission_topic
+from sparktrainer.settings import Limits
+from sparktrainer.storage.outcomes import claimed_by
+from sparktrainer.validation.door import decide
+from tests.tenants_kit import DictStore, write_two_teams
+
+JOB = {
+    "type": "train",
+    "framework": "pytorch",
+    "config": {"architecture": "custom", "input_size": 64, "output_size": 10, "epochs": 1,
+               "data": {"source": "digits"}},
+}  # fmt: skip
+SPACE = {"learning_rate": {"type": "choice", "values": [0.01, 0.1]}}
+
+
+@pytest.fixture
+def tenants(tmp_path: Path) -> Tenants:
+    return load_tenants(write_two_teams(tmp_path).path)
+
+
+def on(topic: str, body: dict[str, Any], offset: int = 0) -> Received:
+    return Received(topic, 0, offset, None, json.dumps(body).encode(), (), 1_700_000_000_000)
+
+
+def sweep(job_id: str, **fields: Any) -> dict[str, Any]:
+    config = {"base": JOB, "space": SPACE, "max_trials": 2, "max_concurrent": 1}
+    return {"job_id": job_id, "type": "sweep", "framework": "pytorch", "config": config, **fields}
+
+
+def test_the_tenant_is_the_doors_never_the_bodys(tenants: Tenants) -> None:
+    vision = decide(on(submission_topic("vision"), {**JOB, "job_id": "v1"}), None, Limits(),
+                    tenants=tenants)  # fmt: skip
+    plain = decide(on(JOBS_SUBMITTED, {**JOB, "job_id": "d1"}), None, Limits(), tenants=tenants)
+    assert isinstance(vision, JobValidated) and vision.tenant == "vision"
+    assert isinstance(plain, JobValidated) and plain.tenant == "default"
+    claimed = decide(on(submission_topic("vision"), {**JOB, "tenant": "speech"}), None, Limits(),
+                     tenants=tenants)  # fmt: skip
+    assert isinstance(claimed, JobRejected) and claimed.tenant == "vision"
+    assert claimed.errors == ["Unknown field 'tenant': remove it or check its spelling"]
+    swept = decide(on(submission_topic("speech"), sweep("sw-s")), None, Limits(), tenants=tenants)
+    assert isinstance(swept, SweepValidated) and swept.tenant == "speech"
+
+
+def test_a_door_of_no_configured_tenant_is_refused(tenants: Tenants) -> None:
+    verdict = decide(on(submission_topic("ghost"), JOB), None, Limits(), tenants=tenants)
+    assert isinstance(verdict, JobRejected)
+    assert verdict.errors == [
+        "tenant 'ghost' (from the topic sparktrainer.tenants.ghost.jobs.submitted) is not in the "
+        "tenants file (SPARKTRAINER_TENANTS_FILE): ask an operator to add it"
+    ]
+    other = decide(on("sparktrainer.jobs.lifecycle", JOB), None, Limits(), tenants=tenants)
+    assert isinstance(other, JobRejected) and "is not a submission door" in other.errors[0]
+
+
+def test_a_priority_above_the_tenants_ceiling_is_rejected(tenants: Tenants) -> None:
+    door = submission_topic("vision")
+    high = decide(on(door, {**JOB, "priority": "high"}), None, Limits(), tenants=tenants)
+    assert isinstance(high, JobRejected)
+    assert high.errors == [
+        "priority 'high' is above what tenant 'vision' may ask for (max_priority 'normal', in "
+        "the tenants file): ask for 'normal' or lower"
+    ]
+    base = {**JOB, "priority": "high"}
+    swept = decide(on(door, {**sweep("sw-h"), "config": {**sweep("x")["config"], "base": base}}),
+                   None, Limits(), tenants=tenants)  # fmt: skip
+    assert isinstance(swept, JobRejected)
+    assert [e.split(" is above")[0] for e in swept.errors] == ["config.base.priority 'high'"]
+    ok = decide(on(door, {**JOB, "priority": "low"}), None, Limits(), tenants=tenants)
+    assert isinstance(ok, JobValidated)
+    # without a tenants file the default tenant may ask for anything, as before tenants
+    assert isinstance(decide(on(JOBS_SUBMITTED, {**JOB, "priority": "high"}), None, Limits()),
+                      JobValidated)  # fmt: skip
+
+
+def test_claims_record_the_tenant_and_a_sweep_claims_its_id_as_a_job_does(
+    tenants: Tenants,
+) -> None:
+    store = DictStore()
+    vision, speech = submission_topic("vision"), submission_topic("speech")
+    job = decide(on(vision, {**JOB, "job_id": "shared"}, 1), store, Limits(), tenants=tenants)
+    assert isinstance(job, JobValidated)
+    held = claimed_by(store, "shared")
+    assert held is not None and (held.tenant, held.kind) == ("vision", "job")
+    # another team's sweep under the finished job's id: rejected under an id of its own
+    taken = decide(on(speech, sweep("shared"), 2), store, Limits(), tenants=tenants)
+    assert isinstance(taken, JobRejected) and taken.job_id != "shared"
+    assert "already taken" in taken.errors[0] and taken.tenant == "speech"
+    # the same job on another team's door is another job (its tenant is part of what it is)
+    again = decide(on(speech, {**JOB, "job_id": "shared"}, 3), store, Limits(), tenants=tenants)
+    assert isinstance(again, JobRejected) and again.job_id != "shared"
+    # a sweep claims its own id: a redelivery stays the sweep, a job under it is refused
+    first = decide(on(speech, sweep("sw-1"), 4), store, Limits(), tenants=tenants)
+    redelivered = decide(on(speech, sweep("sw-1"), 4), store, Limits(), tenants=tenants)
+    assert isinstance(first, SweepValidated) and isinstance(redelivered, SweepValidated)
+    held = claimed_by(store, "sw-1")
+    assert held is not None and (held.tenant, held.kind) == ("speech", "sweep")
+    squat = decide(on(vision, {**JOB, "job_id": "sw-1"}, 5), store, Limits(), tenants=tenants)
+    assert isinstance(squat, JobRejected) and squat.job_id != "sw-1"
+    assert claimed_by(store, "sw-1") == held  # the owner's claim is untouched
