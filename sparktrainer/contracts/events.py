@@ -96,10 +96,7 @@ class JobValidated(Event):
     )
     sweep_id: SafeId | None = None
     trial: NonNegInt | None = None
-    tenant: TenantName = Field(
-        default=DEFAULT_TENANT,
-        description="The tenant its submission door established (contracts/tenants.py)",
-    )
+    tenant: TenantName = DEFAULT_TENANT  # its submission door's (contracts/tenants.py)
 
     def home_topic(self) -> str:
         """The topic of the job's resource class and priority."""
