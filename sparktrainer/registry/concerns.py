@@ -14,12 +14,14 @@ from sparktrainer.registry.jobs import JOBS
 from sparktrainer.registry.metric_series import METRIC_SERIES
 from sparktrainer.registry.models import MODELS
 from sparktrainer.registry.names import NAMES
+from sparktrainer.registry.owners import OWNERS
 from sparktrainer.registry.queue import QUEUE
 from sparktrainer.registry.retirement import RETIREMENT
 from sparktrainer.registry.sweeps import SWEEPS
 
 # NAMES and RETIREMENT fold model.registered after MODELS has written the model's row.
 CONCERNS: tuple[Concern, ...] = (
+    OWNERS,
     MODELS,
     JOBS,
     NAMES,

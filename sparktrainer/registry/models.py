@@ -8,6 +8,8 @@ from typing import Any
 
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import ModelRegistered
+from sparktrainer.contracts.ownership import may_register
+from sparktrainer.registry import owners
 from sparktrainer.registry.concern import Concern
 from sparktrainer.registry.names import names_of
 from sparktrainer.registry.retirement import retirements_of
@@ -36,7 +38,8 @@ CREATE TABLE IF NOT EXISTS models (
     storage_prefix TEXT NOT NULL,
     registered_name TEXT,  -- names.py: the name this model is a version of (first by name)
     version INTEGER,
-    status TEXT NOT NULL DEFAULT 'live'  -- retirement.py: live, archived or deleted
+    status TEXT NOT NULL DEFAULT 'live',  -- retirement.py: live, archived or deleted
+    tenant TEXT NOT NULL  -- owners.py: whose model it is (its first registration's tenant)
 );
 CREATE INDEX IF NOT EXISTS models_by_created ON models (created_at DESC, model_id);
 CREATE INDEX IF NOT EXISTS models_by_status ON models (status, created_at DESC, model_id);
@@ -57,7 +60,14 @@ _SUMMARY = "model_id, name, framework, task, base_model_id, created_at, data"
 
 
 def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
-    """Upsert by model id: a replayed registration rewrites the same row."""
+    """Upsert by model id: a replayed registration rewrites the same row.
+
+    A registration of a model id another tenant owns changes nothing (it is counted).
+    """
+    owner = owners.model_owner(conn, ev.model_id)
+    if owner is not None and not may_register(owner, ev.tenant):
+        owners.refuse(conn, ev, "model", ev.model_id, owner)
+        return
     data = ev.model_dump(mode="json")
     row = {
         k: data[k]
@@ -72,6 +82,7 @@ def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
             "domain",
             "description",
             "storage_prefix",
+            "tenant",
         )
     }
     for column in MODEL_JSON:
@@ -93,7 +104,7 @@ def _register(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
 
 MODELS = Concern(
     name="models",
-    version=3,
+    version=4,  # v4: each model's tenant; another tenant's registration of its id is refused
     ddl=DDL,
     topics=(t.MODELS_REGISTERED,),
     folds={ModelRegistered: _register},

@@ -16,7 +16,9 @@ from typing import Any
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.contracts.model_events import ModelAliasRemoved, ModelAliasSet
-from sparktrainer.registry.concern import Concern
+from sparktrainer.contracts.ownership import may_register
+from sparktrainer.registry import owners
+from sparktrainer.registry.concern import Concern, Fold
 from sparktrainer.registry.rows import Page, Row, bounded, iso
 
 DDL = """
@@ -53,9 +55,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS alias_history_order ON alias_history (name, al
 
 
 def _version(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
-    """The next version of the name, unless this model already is one of its versions."""
+    """The next version of the name, unless this model already is one of its versions.
+
+    Only the name's owner adds versions (contracts/ownership.py): another tenant's registration
+    of it is counted and changes nothing, so ``NAME@latest`` stays the owner's model.
+    """
     name = ev.register_as
-    if name is None:
+    if name is None or owners.model_owner(conn, ev.model_id) != ev.tenant:
+        return  # unnamed, or a registration of another tenant's model (models.py counted it)
+    claimed = owners.claim_name(conn, ev)
+    owner = owners.name_owner(conn, name)
+    assert owner is not None  # claimed now or before
+    if not may_register(owner, ev.tenant):
+        owners.refuse(conn, ev, "name", name, owner)
         return
     known = conn.execute(
         "SELECT 1 FROM model_versions WHERE name = ? AND model_id = ?", (name, ev.model_id)
@@ -73,6 +85,9 @@ def _version(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
         "model_versions WHERE model_id = ? ORDER BY name LIMIT 1) WHERE model_id = ?",
         (ev.model_id, ev.model_id),
     )
+    if claimed:  # alias moves folded before the name had an owner count now, in their order
+        for change in owners.unparked(conn, "name", name):
+            _FOLDS[type(change)](conn, change)
 
 
 def _seen(conn: sqlite3.Connection, event_id: str) -> bool:
@@ -108,21 +123,25 @@ def _move(
 
 
 def _alias_set(conn: sqlite3.Connection, ev: ModelAliasSet) -> None:
-    _move(conn, ev, ev.version)
+    if owners.admitted(conn, ev):
+        _move(conn, ev, ev.version)
 
 
 def _alias_removed(conn: sqlite3.Connection, ev: ModelAliasRemoved) -> None:
+    if not owners.admitted(conn, ev):
+        return
     if alias_target(conn, ev.name, ev.alias) is None:
         return  # removed already (a repeated DELETE raced the fold): nothing moved, no row
     _move(conn, ev, None)
 
 
+_FOLDS: dict[type, Fold] = {ModelAliasSet: _alias_set, ModelAliasRemoved: _alias_removed}
 NAMES = Concern(
     name="names",
-    version=2,  # v2: a removal of an alias not set adds no history row
+    version=3,  # v3: only a name's owner adds versions and moves its aliases (owners.py)
     ddl=DDL,
     topics=(t.MODELS_REGISTERED, t.MODELS_CHANGES),
-    folds={ModelRegistered: _version, ModelAliasSet: _alias_set, ModelAliasRemoved: _alias_removed},
+    folds={ModelRegistered: _version, **_FOLDS},
 )
 
 

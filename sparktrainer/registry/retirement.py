@@ -1,6 +1,7 @@
 """The retirement concern: archived and deleted models, and when a deleted one's files went.
 
-Retirement events are keyed by the model id, so one model's are folded in order. Deleted is
+Retirement events are keyed by the model id, so one model's are folded in order, and only its
+owner's count (``owners.py``; one folded before the registration waits for it). Deleted is
 final, and the first archive's and the first delete's who, when and why are the ones kept; a
 deleted model's row stays in ``models`` as a tombstone. The status is copied onto the model's
 row (for the lists' index) from both sides, so registration and retirement may be folded in
@@ -15,7 +16,8 @@ from collections.abc import Sequence
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import ModelRegistered
 from sparktrainer.contracts.model_events import ModelArchived, ModelDeleted, ModelPurged
-from sparktrainer.registry.concern import Concern
+from sparktrainer.registry import owners
+from sparktrainer.registry.concern import Concern, Fold
 from sparktrainer.registry.rows import Row, iso
 
 DDL = """
@@ -43,6 +45,8 @@ def _copy_status(conn: sqlite3.Connection, model_id: str) -> None:
 
 
 def _archived(conn: sqlite3.Connection, ev: ModelArchived) -> None:
+    if not owners.admitted(conn, ev):
+        return
     conn.execute(
         "INSERT INTO model_retirement (model_id, status, archived_by, archived_at, "
         "archive_reason) VALUES (?, 'archived', ?, ?, ?) ON CONFLICT (model_id) DO UPDATE SET "
@@ -57,6 +61,8 @@ def _archived(conn: sqlite3.Connection, ev: ModelArchived) -> None:
 
 
 def _deleted(conn: sqlite3.Connection, ev: ModelDeleted) -> None:
+    if not owners.admitted(conn, ev):
+        return
     conn.execute(
         "INSERT INTO model_retirement (model_id, status, deleted_by, deleted_at, delete_reason) "
         "VALUES (?, 'deleted', ?, ?, ?) ON CONFLICT (model_id) DO UPDATE SET status = 'deleted', "
@@ -70,6 +76,8 @@ def _deleted(conn: sqlite3.Connection, ev: ModelDeleted) -> None:
 
 def _purged(conn: sqlite3.Connection, ev: ModelPurged) -> None:
     """The files are gone: a purge without a delete (a hand-made event) also retires it."""
+    if not owners.admitted(conn, ev):
+        return
     conn.execute(
         "INSERT INTO model_retirement (model_id, status, files_removed, files_removed_at) "
         "VALUES (?, 'deleted', ?, ?) ON CONFLICT (model_id) DO UPDATE SET status = 'deleted', "
@@ -81,20 +89,19 @@ def _purged(conn: sqlite3.Connection, ev: ModelPurged) -> None:
 
 
 def _registered(conn: sqlite3.Connection, ev: ModelRegistered) -> None:
-    _copy_status(conn, ev.model_id)  # retired before its registration was folded
+    """Retirements folded before the registration count now (the owner's), in their order."""
+    for change in owners.unparked(conn, "model", ev.model_id):
+        _FOLDS[type(change)](conn, change)
+    _copy_status(conn, ev.model_id)
 
 
+_FOLDS: dict[type, Fold] = {ModelArchived: _archived, ModelDeleted: _deleted, ModelPurged: _purged}
 RETIREMENT = Concern(
     name="retirement",
-    version=1,
+    version=2,  # v2: only a model's owner retires it (owners.py)
     ddl=DDL,
     topics=(t.MODELS_CHANGES, t.MODELS_REGISTERED),
-    folds={
-        ModelArchived: _archived,
-        ModelDeleted: _deleted,
-        ModelPurged: _purged,
-        ModelRegistered: _registered,
-    },
+    folds={**_FOLDS, ModelRegistered: _registered},
 )
 
 

@@ -207,8 +207,9 @@ def result(sweep: Sweep, winner: Trial, prefix: str) -> list[BaseModel]:
     metric = spec.config.metric
     model = events.ModelRegistered(
         **reg.model_dump(exclude={"model_id", "job_id", "name", "storage_prefix", "tags",
-                                  "description", "created_at"}),
+                                  "description", "created_at", "tenant"}),
         model_id=spec.sweep_id, job_id=spec.sweep_id, name=spec.name, storage_prefix=prefix,
+        tenant=spec.tenant,  # the sweep's owner owns its model (and a name it registers as)
         tags=[*spec.tags, "sweep", f"best-trial:{winner.n}"][-64:],
         description=f"Best trial {winner.n} ({winner.job_id}) of sweep {spec.sweep_id}: "
         f"{metric} {value:.6g}",

@@ -76,6 +76,7 @@ class ModelPublisher:
             domain=job.domain,
             description=job.description,
             register_as=job.register_as,
+            tenant=job.tenant,  # the job's owner owns its model (contracts/ownership.py)
         )
         self._upload_metadata(event, extra_metadata or {})
         return event

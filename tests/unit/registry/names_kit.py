@@ -29,8 +29,10 @@ def named(model_id: str, name: str | None, t: float = 0, **kw: Any) -> ModelRegi
     return registered(model_id, register_as=name, created_at=at(t), **kw)
 
 
-def alias(name: str, alias_: str, version: int, t: float, by: str = "alice") -> ModelAliasSet:
-    return ModelAliasSet(name=name, alias=alias_, version=version, by=by, at=at(t))
+def alias(
+    name: str, alias_: str, version: int, t: float, by: str = "alice", tenant: str = "default"
+) -> ModelAliasSet:
+    return ModelAliasSet(name=name, alias=alias_, version=version, by=by, at=at(t), tenant=tenant)
 
 
 @dataclass

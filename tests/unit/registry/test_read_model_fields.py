@@ -173,6 +173,7 @@ DERIVED: dict[tuple[type, str, str], Expect] = {
     (ModelRegistered, "model_versions", "version"): lambda ev, row: 1,
     (ModelRegistered, "model_versions", "registered_at"): lambda ev, row: iso(ev.created_at),
     (ModelRegistered, "model_retirement", "status"): lambda ev, row: "live",
+    (ModelRegistered, "name_owners", "name"): lambda ev, row: ev.register_as,  # its owner
     (ModelAliasSet, "model_aliases", "set_by"): lambda ev, row: ev.by,
     (ModelAliasSet, "model_aliases", "set_at"): lambda ev, row: iso(ev.at),
     **{(k, "alias_history", "event_id"): (lambda ev, row: ev.event_id()) for k in

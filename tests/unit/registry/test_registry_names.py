@@ -101,8 +101,10 @@ def test_aliases_point_at_versions_whatever_came_first() -> None:
     log = Log()
     log.add(alias("late", "champion", 2, t=1))  # the alias event folded before the version
     conn = log.folded()
-    assert names.alias_target(conn, "late", "champion") == 2
+    # an alias of a name nobody owns yet waits for the name's first registration (its owner)
+    assert names.alias_target(conn, "late", "champion") is None
     apply(conn, REGISTERED, 0, 0, named("a", "late"))
+    assert names.alias_target(conn, "late", "champion") == 2
     apply(conn, REGISTERED, 0, 1, named("b", "late"))
     b = get_model(conn, "b")
     assert b is not None and b["aliases"] == ["late@champion"]
