@@ -81,3 +81,6 @@ class ModelDirectory(Protocol):
 
     def resolve(self, ref: ModelRef) -> FoundModel:
         """The model ``ref`` names; a plain id the registry does not know has status None."""
+
+    def name_owner(self, name: str) -> str | None:
+        """The tenant that owns a model name (contracts/ownership.py); None: nobody yet."""

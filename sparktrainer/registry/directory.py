@@ -6,6 +6,8 @@
   topics only, caught up with the log end *as of the lookup* before each resolution, so a
   fine-tune sees every registry change the broker acknowledged before it was judged.
   Concurrent lookups share a catch-up that began after they asked; see docs/ARCHITECTURE.md.
+
+Both also say who owns a model name (``name_owner``), for the validator's ``register_as`` check.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.refs import FoundModel, ModelRef
+from sparktrainer.registry import owners
 from sparktrainer.registry.resolve import resolve_ref
 from sparktrainer.registry.runner import Projector
 from sparktrainer.registry.store import RegistryStore
@@ -35,6 +38,10 @@ class ReadModelDirectory:
     def resolve(self, ref: ModelRef) -> FoundModel:
         """See :func:`registry.resolve.resolve_ref`."""
         return resolve_ref(self._conn(), ref)
+
+    def name_owner(self, name: str) -> str | None:
+        """See :func:`registry.owners.name_owner`."""
+        return owners.name_owner(self._conn(), name)
 
 
 class RegistryDirectory:
@@ -84,9 +91,17 @@ class RegistryDirectory:
 
     def resolve(self, ref: ModelRef) -> FoundModel:
         """Catch up, then resolve (called from a worker thread, never the event loop's)."""
+        return resolve_ref(self._caught_up(), ref)
+
+    def name_owner(self, name: str) -> str | None:
+        """Catch up, then tell who owns ``name`` (from a worker thread, as :meth:`resolve`)."""
+        return owners.name_owner(self._caught_up(), name)
+
+    def _caught_up(self) -> sqlite3.Connection:
+        """This thread's connection, once a catch-up fresh enough for this lookup is done."""
         if self._loop is None or self._store is None:
             raise RuntimeError("RegistryDirectory.start() has not been called")
         asked_at = time.monotonic() - self.settings.validator_registry_staleness_s
         future = asyncio.run_coroutine_threadsafe(self.fresh(asked_at), self._loop)
         future.result(timeout=self.settings.validator_registry_timeout_s + 5)
-        return resolve_ref(self._store.conn(), ref)
+        return self._store.conn()

@@ -30,7 +30,7 @@ from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation import messages
 from sparktrainer.validation.checks import ValidationResult
 from sparktrainer.validation.sweeps import validate_submission
-from sparktrainer.validation.tenancy import door_tenant, priority_problems
+from sparktrainer.validation.tenancy import door_tenant, name_problems, priority_problems
 
 SOURCE = "sparktrainer/validator"
 _EXCERPT_BYTES = 200
@@ -75,6 +75,7 @@ def decide(
     result = validate_submission(body, store, limits, directory, access)
     result.warnings[:0] = warnings
     result.errors.extend(priority_problems(result, tenant))
+    result.errors.extend(name_problems(result, tenant.name, directory))
     return _verdict(rec, store, job_id, result, tenant.name)
 
 

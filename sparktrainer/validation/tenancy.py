@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sparktrainer.contracts.ownership import may_register, name_taken
+from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.contracts.scheduling import LEVEL
 from sparktrainer.contracts.tenants import Tenant, Tenants
 from sparktrainer.contracts.topics import submission_tenant
@@ -61,3 +63,21 @@ def priority_problems(result: ValidationResult, tenant: Tenant) -> list[str]:
         for field, value in dict(asked).items()
         if LEVEL.get(value, 0) > ceiling
     ]
+
+
+def name_problems(
+    result: ValidationResult, tenant: str, directory: ModelDirectory | None
+) -> list[str]:
+    """A ``register_as`` (a sweep's base's too: its trials and its model take it) that names
+    another tenant's model name (contracts/ownership.py); without a registry view, none."""
+    if result.request is None or directory is None:
+        return []
+    names = [result.request.register_as]
+    if result.sweep is not None:
+        names.append(result.sweep.base.get("register_as"))
+    problems = []
+    for name in dict.fromkeys(n for n in names if isinstance(n, str)):
+        owner = directory.name_owner(name)
+        if owner is not None and not may_register(owner, tenant):
+            problems.append(name_taken(name, owner, tenant))
+    return problems
