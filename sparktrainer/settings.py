@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     schedule_aging_s: float = Field(default=300.0, ge=0)
     schedule_priorities: bool = True  # false: oldest first, whatever the priority
     trainer_heartbeat_s: float = Field(default=10.0, gt=0)
+    # Every reader refuses an event holding a time more than this past its record's broker
+    # time (contracts/records.py check_instants): the clock skew a producer is allowed.
+    event_time_ahead_max_s: float = Field(default=300.0, gt=0)
 
     # The model registry
     # A deleted model's files stay this long (jobs validated before the delete still train

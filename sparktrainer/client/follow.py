@@ -91,7 +91,9 @@ class JobFollower:
             )
             for record in records:
                 try:
-                    event = decode_received(record)  # ours, and on its own topic
+                    event = decode_received(  # ours, on its own topic, at a time it can hold
+                        record, time_ahead_max_s=self.settings.event_time_ahead_max_s
+                    )
                 except EnvelopeError:
                     continue  # anyone can write these topics: what is not an event is skipped
                 if subject_of(event) != self.job_id:

@@ -18,15 +18,22 @@ def now() -> datetime:
 
 
 def _in_utc(at: datetime) -> datetime:
-    """A time any producer may write, as UTC; one that UTC cannot hold is not a time."""
+    """An aware time, as UTC; a naive one, or one UTC cannot hold, is not an instant."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(
+            "has no time zone: write an instant with its offset, e.g. 2026-01-01T05:00:00Z"
+        )
     try:
-        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+        return at.astimezone(UTC)
     except OverflowError as e:  # 0001-01-01T00:00+05:00, 9999-12-31T23:59-05:00
         raise ValueError("is outside the years 1 to 9999 once in UTC") from e
 
 
-# Every time on an event: timezone-aware UTC (naive ones are read as UTC), so that any two
-# compare and every one prints (a time past year 9999 in UTC is refused with the record).
+# Every time on an event, the one type of every time field on the bus: an aware instant, held
+# as UTC, so that any two compare and every one prints. A naive time is refused with the record
+# (read as UTC it meant whatever its writer's clock meant; compared with an aware one it raised
+# TypeError in whoever compared it). How far ahead of its record's broker time an instant may
+# be is checked where records are read (``contracts/records.py`` ``check_instants``).
 Instant = Annotated[datetime, AfterValidator(_in_utc)]
 
 

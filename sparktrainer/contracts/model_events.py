@@ -11,13 +11,12 @@ and, like the validator and the janitor, lets only the owner's changes count
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, Field, StrictInt
 
 from sparktrainer.contracts import topics
-from sparktrainer.contracts.event_base import Event, deterministic_id, now
+from sparktrainer.contracts.event_base import Event, Instant, deterministic_id, now
 from sparktrainer.contracts.jobspec import ModelName, SafeId, check_alias
 from sparktrainer.contracts.tenants import DEFAULT_TENANT, TenantName
 
@@ -40,7 +39,7 @@ class ModelChange(Event):
     actor: str | None = Field(
         default=None, max_length=256, description="Free text the requester gave (a claim, shown)"
     )
-    at: datetime = Field(default_factory=now)
+    at: Instant = Field(default_factory=now)
     reason: str | None = Field(default=None, max_length=1024)
 
 

@@ -10,21 +10,26 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from pydantic import BaseModel
 
-from sparktrainer.contracts.envelope import REPLAY_HEADER, decode, header_map
+from sparktrainer.contracts.envelope import REPLAY_HEADER, EnvelopeError, decode, header_map
 from sparktrainer.contracts.events import JobValidated, RecordSource, derived_job_id
 from sparktrainer.contracts.jobspec import check_safe_id
 from sparktrainer.contracts.schedule_events import SweepValidated
+from sparktrainer.settings import Settings
 
 log = structlog.get_logger(__name__)
 KEY_EXCERPT_CHARS = 256
 # What makes two validated jobs the same job (when they were validated and why is not).
 _NOT_CONTENT = {"warnings", "source", "validated_at"}
+# How far an instant on an event may run ahead of its record's broker time, by default.
+TIME_AHEAD_MAX_S: float = Settings.model_fields["event_time_ahead_max_s"].default
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,65 @@ def derived_id(rec: Received) -> str:
     return derived_job_id(rec.topic, rec.partition, rec.offset)
 
 
-def decode_received(rec: Received, expected: type[BaseModel] | None = None) -> Any:
-    """One of our events from a consumed record, accepted only on its own topic.
+class TimeAheadError(EnvelopeError):
+    """An event claims a time later than its record could have been written: a forged time."""
+
+
+def decode_received(
+    rec: Received,
+    expected: type[BaseModel] | None = None,
+    *,
+    time_ahead_max_s: float = TIME_AHEAD_MAX_S,
+) -> Any:
+    """One of our events from a consumed record, accepted only on its own topic and only with
+    no time past its record's broker time (:func:`check_instants`).
 
     Raises ``EnvelopeError`` for anything else (the caller skips or answers it).
     """
-    return decode(rec.value, rec.headers, expected, topic=rec.topic)
+    event = decode(rec.value, rec.headers, expected, topic=rec.topic)
+    check_instants(event, rec, time_ahead_max_s)
+    return event
+
+
+def broker_time(rec: Received, now: datetime | None = None) -> datetime:
+    """When the broker took the record, as far as a reader can tell: its timestamp, but never
+    later than the reader's own clock (a producer may set a record's CreateTime; none was
+    written in the future), and the reader's clock when it has none."""
+    clock = now or datetime.now(UTC)
+    if rec.timestamp_ms is None or rec.timestamp_ms < 0:
+        return clock
+    try:
+        stamped = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
+    except (OverflowError, ValueError, OSError):  # past year 9999: no calendar holds it
+        return clock
+    return min(stamped, clock)
+
+
+def check_instants(
+    event: BaseModel, rec: Received, time_ahead_max_s: float, now: datetime | None = None
+) -> None:
+    """Refuse an event holding an instant more than ``time_ahead_max_s`` past its record's
+    broker time: a heartbeat dated 9999 would count as alive for good, a cancel dated ahead
+    would stop a job submitted later. Earlier times pass (a replayed record is old news)."""
+    limit = broker_time(rec, now) + timedelta(seconds=time_ahead_max_s)
+    for name, at in _instants(event):
+        if at > limit:
+            raise TimeAheadError(
+                f"{name} {at.isoformat()} is more than {time_ahead_max_s:g} s past the record's "
+                f"broker time {limit - timedelta(seconds=time_ahead_max_s):%Y-%m-%dT%H:%M:%SZ}"
+            )
+
+
+def _instants(value: Any, path: str = "") -> Iterator[tuple[str, datetime]]:
+    """Every time an event holds, with where (fields of nested models and lists included)."""
+    if isinstance(value, datetime):
+        yield path or "time", value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _instants(getattr(value, name), f"{path}.{name}" if path else name)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _instants(item, f"{path}[{i}]")
 
 
 def content_fingerprint(job: JobValidated | SweepValidated) -> str:

@@ -91,7 +91,7 @@ def deleted(conn: sqlite3.Connection, ref: str, by: str, reason: str | None) -> 
     found = resolved(conn, ref)
     if found.status == "deleted":
         raise ChangeRefused(409, found.deleted_message())
-    pointing = _aliases_at(conn, found.model_id)
+    pointing = aliases_at(conn, found.model_id)
     if pointing:
         raise ChangeRefused(
             409,
@@ -101,7 +101,8 @@ def deleted(conn: sqlite3.Connection, ref: str, by: str, reason: str | None) -> 
     return ModelDeleted(model_id=found.model_id, by=by, reason=reason)
 
 
-def _aliases_at(conn: sqlite3.Connection, model_id: str) -> list[str]:
+def aliases_at(conn: sqlite3.Connection, model_id: str) -> list[str]:
+    """Every ``name@alias`` pointing at the model (through the version it is of its name)."""
     rows = conn.execute(
         "SELECT a.name, a.alias FROM model_aliases a JOIN model_versions v "
         "ON v.name = a.name AND v.version = a.version WHERE v.model_id = ? ORDER BY 1, 2",

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 
 from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.bus.reader import LogReader
-from sparktrainer.contracts.records import Received, SkipCounter, decode_received
+from sparktrainer.contracts.records import Received, SkipCounter, TimeAheadError, decode_received
 from sparktrainer.registry import db, store
 from sparktrainer.registry.concern import RawDecoder
 from sparktrainer.registry.concerns import CONCERNS, PROJECTED_TOPICS
@@ -167,11 +167,15 @@ class Projector:
         try:
             # Not CloudEvents (the public door): the concern reads it; else our event, only
             # on its own topic (a registration on jobs.lifecycle registers nothing).
-            event = raw(r, self.settings.limits) if raw is not None else decode_received(r)
+            event = (
+                raw(r, self.settings.limits)
+                if raw is not None
+                else decode_received(r, time_ahead_max_s=self.settings.event_time_ahead_max_s)
+            )
         except Exception as e:  # whatever a record holds, the partition goes on
             self.stats.unreadable += 1
             self.counts[(r.topic, "unreadable")] += 1
-            self.skips.skip(r, "unreadable", e)
+            self.skips.skip(r, "time_ahead" if isinstance(e, TimeAheadError) else "unreadable", e)
             event = None
         return Folded(r.topic, r.partition, r.offset, event)
 

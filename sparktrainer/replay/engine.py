@@ -193,7 +193,9 @@ async def rejected_sources(settings: Settings, source: str) -> frozenset[tuple[i
     async with Reader(settings, ReplaySpec(source=t.JOBS_REJECTED)) as reader:
         async for record in reader.records():
             try:
-                event = decode_received(record, JobRejected)
+                event = decode_received(
+                    record, JobRejected, time_ahead_max_s=settings.event_time_ahead_max_s
+                )
             except EnvelopeError:
                 continue
             if event.source is not None and event.source.topic == source:

@@ -7,6 +7,12 @@ the topic is quiet and ``janitor_interval_s`` has passed it sweeps: each model d
 first, so it stops looking registered at once), then ``model.purged`` is announced. Two
 trainers purging the same model is harmless: deleting is idempotent and the purge event's id is
 derived from the model id.
+
+The grace counts from when the broker took the deletion (its record's timestamp, never later
+than this trainer's clock: ``contracts/records.py`` broker_time), never from the ``at`` the
+deletion claims: a deletion dated 1970 waits its day like any other. At purge time a registry
+view of its own (the projector's folds over the registry topics, in memory, caught up with the
+log end first) says which aliases point at the model: while one does, its files stay.
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ from aiokafka.errors import KafkaError
 
 from sparktrainer.bus.kafka import send
 from sparktrainer.bus.reader import LogReader
-from sparktrainer.contracts.envelope import EnvelopeError, decode, encode
+from sparktrainer.contracts.envelope import EnvelopeError, encode
 from sparktrainer.contracts.events import now
 from sparktrainer.contracts.model_events import ModelDeleted, ModelPurged
+from sparktrainer.contracts.records import SkipCounter, broker_time, decode_received
 from sparktrainer.contracts.topics import MODELS_CHANGES
 from sparktrainer.errors import StorageError
+from sparktrainer.registry.changes import aliases_at
+from sparktrainer.registry.directory import REGISTRY_TOPICS
+from sparktrainer.registry.runner import Projector
 from sparktrainer.settings import Settings
 from sparktrainer.storage.layout import METADATA, model_key, model_prefix
 from sparktrainer.storage.s3 import ObjectStore
@@ -54,6 +64,7 @@ class JanitorStats:
     sweeps: int = 0
     purged: int = 0
     files_removed: int = 0
+    kept_for_alias: int = 0  # purges put off because an alias pointed at the model
 
 
 class Janitor:
@@ -66,17 +77,22 @@ class Janitor:
 
     def __init__(self, settings: Settings, store: ObjectStore, producer: AIOKafkaProducer) -> None:
         self.settings, self.store, self.producer = settings, store, producer
-        self.deleted: dict[str, datetime] = {}
+        self.deleted: dict[str, datetime] = {}  # model id -> when the broker took the delete
         self.purged: set[str] = set()
+        self.held: set[str] = set()  # due, but an alias points at it (logged once)
         self.stats = JanitorStats()
+        self.skipped = SkipCounter("janitor")
+        self.registry = Projector(settings, ":memory:", topics=REGISTRY_TOPICS, create_topics=False)
+        self._registry_open = False
 
     def __repr__(self) -> str:
         return f"Janitor({self.stats})"
 
-    def fold(self, event: object) -> None:
-        """Take one event of models.changes into account (others are ignored)."""
+    def fold(self, event: object, taken_at: datetime) -> None:
+        """Take one event of models.changes, which the broker took at ``taken_at``, into
+        account (others are ignored); a deletion's own ``at`` is a claim and is not read."""
         if isinstance(event, ModelDeleted) and event.model_id not in self.deleted:
-            self.deleted[event.model_id] = event.at
+            self.deleted[event.model_id] = taken_at
             self.stats.deletions_seen += 1
         elif isinstance(event, ModelPurged):
             self.purged.add(event.model_id)
@@ -88,11 +104,30 @@ class Janitor:
             m for m, t in self.deleted.items() if m not in self.purged and t + grace <= at
         )
 
+    async def _pointed_at(self, model_ids: list[str]) -> dict[str, list[str]]:
+        """The aliases pointing at each model, as of the registry topics' ends now."""
+        if not model_ids:
+            return {}
+        if not self._registry_open:
+            await self.registry.start()
+            self._registry_open = True
+        await self.registry.catch_up(timeout_s=self.settings.validator_registry_timeout_s)
+        return {m: aliases_at(self.registry.conn, m) for m in model_ids}
+
     async def sweep(self) -> int:
-        """Purge every model that is due and announce it; how many were purged."""
+        """Purge every model that is due, no alias pointing at it, and announce it; how many."""
         self.stats.sweeps += 1
         done = 0
-        for model_id in self.due(now()):
+        due = self.due(now())
+        pointing = await self._pointed_at(due)
+        for model_id in due:
+            if pointing[model_id]:
+                self.stats.kept_for_alias += 1
+                if model_id not in self.held:
+                    self.held.add(model_id)
+                    log.warning("model_files_kept", model_id=model_id, aliases=pointing[model_id],
+                                why="an alias points at the deleted model")  # fmt: skip
+                continue
             files = await asyncio.to_thread(purge_model, self.store, model_id)
             event = ModelPurged(model_id=model_id, files_removed=files, by=SOURCE)
             await send(self.producer, encode(event, SOURCE))
@@ -112,16 +147,24 @@ class Janitor:
                 log.warning("janitor_restart", error=f"{type(e).__name__}: {e}"[:300])
                 await asyncio.sleep(max(1.0, self.settings.janitor_interval_s))
 
+    async def _close_registry(self) -> None:
+        await self.registry.close()
+        self._registry_open = False
+
     async def _follow(self) -> None:
         """Read models.changes from its start; sweep whenever it is quiet and a sweep is due."""
-        async with LogReader(self.settings) as reader:
+        async with LogReader(self.settings) as reader, contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._close_registry)
             await reader.assign_at_beginning(await reader.partitions((MODELS_CHANGES,)))
             last_sweep = float("-inf")
             while True:
                 records = await reader.read(timeout_ms=500)
                 for r in records:
-                    with contextlib.suppress(EnvelopeError):
-                        self.fold(decode(r.value, r.headers))
+                    try:
+                        limit_s = self.settings.event_time_ahead_max_s
+                        self.fold(decode_received(r, time_ahead_max_s=limit_s), broker_time(r))
+                    except EnvelopeError as e:
+                        self.skipped.skip(r, "unreadable", e)
                 if records or time.monotonic() - last_sweep < self.settings.janitor_interval_s:
                     continue
                 last_sweep = time.monotonic()

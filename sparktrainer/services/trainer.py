@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from pydantic import BaseModel
 
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.bus.reader import LogReader
@@ -53,6 +55,7 @@ from sparktrainer.training.runner import SOURCE, CancelBook, answer_cancel, driv
 from sparktrainer.training.worker.warm import WarmWorker
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T", bound=BaseModel)
 GROUP = "sparktrainer-trainer"
 STOP_MARGIN_S = 5.0  # past preempt_grace_s: the preempted event and the hand-back
 NOTICE_POLL_S = 0.5
@@ -164,7 +167,14 @@ class TrainerService:
             while True:
                 for r in await reader.read(timeout_ms=200):
                     with contextlib.suppress(EnvelopeError):  # counted by the registry's view
-                        self.fleet.fold(decode_received(r, TrainerHeartbeat))
+                        self.fleet.fold(self._decode(r, TrainerHeartbeat))
+
+    def _decode(self, rec: Received, expected: type[T]) -> T:
+        """One of our events from a record (EnvelopeError: not one, or dated past its record)."""
+        event: T = decode_received(
+            rec, expected, time_ahead_max_s=self.settings.event_time_ahead_max_s
+        )
+        return event
 
     def __repr__(self) -> str:
         return (
@@ -180,7 +190,7 @@ class TrainerService:
         submission under an id of its own).
         """
         try:
-            job = decode_received(rec, JobValidated)
+            job = self._decode(rec, JobValidated)
         except EnvelopeError as e:
             self.skipped.skip(rec, "not_a_validated_job", e)
             return []  # not a job we can name; logged with its coordinates
@@ -229,7 +239,7 @@ class TrainerService:
     async def job_failed(self, rec: Received, error: BaseException) -> list[OutRecord]:
         """The runner itself failed (e.g. S3 down past its retries): the job still ends."""
         try:
-            job = decode_received(rec, JobValidated)
+            job = self._decode(rec, JobValidated)
         except EnvelopeError:
             return []
         failed = JobFailed(
@@ -246,7 +256,7 @@ class TrainerService:
     async def handle_cancel(self, rec: Received) -> list[OutRecord]:
         """Answer a cancel for a job that had already ended."""
         try:
-            cancel = decode_received(rec, CancelRequested)
+            cancel = self._decode(rec, CancelRequested)
         except EnvelopeError as e:
             self.skipped.skip(rec, "not_a_cancel", e)
             return []
@@ -260,7 +270,7 @@ class TrainerService:
             while True:
                 for r in await reader.read(timeout_ms=200):
                     with contextlib.suppress(EnvelopeError):  # the responder logs those
-                        self.cancels.request(decode_received(r, CancelRequested))
+                        self.cancels.request(self._decode(r, CancelRequested))
 
     async def run(self) -> int:
         """Start the worker and the loops; stop when the job loop stops."""

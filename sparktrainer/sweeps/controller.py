@@ -25,8 +25,8 @@ from pydantic import BaseModel
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts import topics as t
-from sparktrainer.contracts.envelope import EnvelopeError, decode, encode
-from sparktrainer.contracts.records import Received
+from sparktrainer.contracts.envelope import EnvelopeError, encode
+from sparktrainer.contracts.records import Received, decode_received
 from sparktrainer.errors import StorageError
 from sparktrainer.settings import Settings
 from sparktrainer.storage.layout import METADATA, model_key, model_prefix
@@ -121,7 +121,7 @@ class SweepController:
                 self.counts[(r.topic, "skipped")] += 1
                 continue
             try:
-                event = decode(r.value, r.headers)
+                event = decode_received(r, time_ahead_max_s=self.settings.event_time_ahead_max_s)
             except EnvelopeError:
                 self.stats.unreadable += 1
                 self.counts[(r.topic, "unreadable")] += 1

@@ -22,21 +22,30 @@ def janitor(grace_s: float) -> Janitor:
 
 def test_a_deleted_model_is_due_once_its_grace_has_passed() -> None:
     j = janitor(3600)
-    j.fold(ModelDeleted(model_id="m1", at=T0))
-    j.fold(ModelDeleted(model_id="m2", at=T0 + timedelta(minutes=30)))
-    j.fold(ModelDeleted(model_id="m1", at=T0 + timedelta(hours=5)))  # a second delete: first wins
+    j.fold(ModelDeleted(model_id="m1"), T0)
+    j.fold(ModelDeleted(model_id="m2"), T0 + timedelta(minutes=30))
+    j.fold(ModelDeleted(model_id="m1"), T0 + timedelta(hours=5))  # a second delete: first wins
     assert j.due(T0 + timedelta(minutes=59)) == []
     assert j.due(T0 + timedelta(hours=1)) == ["m1"]
     assert j.due(T0 + timedelta(hours=2)) == ["m1", "m2"]
-    j.fold(ModelPurged(model_id="m1", files_removed=3))
+    j.fold(ModelPurged(model_id="m1", files_removed=3), T0)
     assert j.due(T0 + timedelta(hours=2)) == ["m2"]
     assert j.stats.deletions_seen == 2
 
 
+def test_the_grace_counts_from_when_the_broker_took_the_deletion_not_its_claimed_at() -> None:
+    # The record: a deletion claiming 1970 purged a model 5 s after it was sent.
+    j = janitor(24 * 3600)
+    j.fold(ModelDeleted(model_id="m1", at=datetime(1970, 1, 1, tzinfo=UTC)), T0)
+    assert j.due(T0 + timedelta(seconds=5)) == []
+    assert j.due(T0 + timedelta(hours=23, minutes=59)) == []
+    assert j.due(T0 + timedelta(days=1)) == ["m1"]
+
+
 def test_other_events_change_nothing() -> None:
     j = janitor(0)
-    j.fold(object())
-    j.fold(ModelPurged(model_id="never-deleted", files_removed=0))
+    j.fold(object(), T0)
+    j.fold(ModelPurged(model_id="never-deleted", files_removed=0), T0)
     assert j.due(T0) == []
 
 

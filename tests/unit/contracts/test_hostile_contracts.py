@@ -235,9 +235,9 @@ def test_a_time_that_utc_cannot_hold_makes_the_record_unreadable(at: str) -> Non
     with pytest.raises(EnvelopeError, match="outside the years 1 to 9999"):
         decode_received(Received(JOBS_LIFECYCLE, 0, 0, b"j1", json.dumps(body).encode(),
                                  tuple(record.headers), None))  # fmt: skip
-    naive = JobFailed.model_validate({"job_id": "j1", "reason": "r", "error_type": "E",
-                                      "at": "2026-01-01T05:00:00"})  # fmt: skip
-    assert naive.at.utcoffset() == timedelta(0)  # read as UTC: it compares with any other time
+    offset = JobFailed.model_validate({"job_id": "j1", "reason": "r", "error_type": "E",
+                                       "at": "2026-01-01T05:00:00+02:00"})  # fmt: skip
+    assert offset.at.utcoffset() == timedelta(0) and offset.at.hour == 3  # held as UTC
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])

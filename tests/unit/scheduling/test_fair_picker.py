@@ -21,7 +21,8 @@ MLP = {"input_size": 4, "output_size": 2}
 
 def rec(job_id: str, tenant: str, offset: int, age_s: float = 0) -> Received:
     job = JobValidated(job_id=job_id, name=job_id, type="train", framework="pytorch",
-                       config_kind="pytorch.mlp", config=MLP, tenant=tenant)  # fmt: skip
+                       config_kind="pytorch.mlp", config=MLP, tenant=tenant,
+                       validated_at=NOW - timedelta(seconds=age_s))  # fmt: skip
     out = encode(job, "test")
     ts = NOW_MS - int(age_s * 1000)
     return Received(validated_topic("cpu", "normal"), 0, offset, out.key, out.value,
