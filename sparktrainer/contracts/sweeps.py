@@ -51,6 +51,10 @@ class Choice(_Strict):
         """The values to check a base job with: all of them."""
         return list(self.values)
 
+    def admits(self, value: object) -> bool:
+        """Whether ``value`` is one of the values, of the same JSON type (``true`` is not 1)."""
+        return any(_same(value, v) for v in self.values)
+
 
 class Range(_Strict):
     """A number between ``low`` and ``high``: uniform, log-uniform, or an integer (``step``)."""
@@ -86,8 +90,29 @@ class Range(_Strict):
         """The values to check a base job with: both ends."""
         return [self.low, self.high]
 
+    def admits(self, value: object) -> bool:
+        """Whether ``value`` is a number of the range (an int range's: an integer on a step)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.type == "int":
+            on_step = (
+                (value - self.low) % (self.step or 1) == 0 if isinstance(value, int) else False
+            )
+            return on_step and self.low <= value <= self.high
+        # A log-uniform draw is exp(log(x)): its ends may be off by a rounding.
+        slack = _ROUNDING * max(abs(self.low), abs(self.high))
+        return math.isfinite(value) and self.low - slack <= value <= self.high + slack
+
 
 Param = Annotated[Choice | Range, Field(discriminator="type")]
+_ROUNDING = 1e-9
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal and of the same type, lists element by element (JSON's sense of the same value)."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 class EarlyStopping(_Strict):
@@ -142,6 +167,20 @@ class SweepConfig(_Strict):
                     "(use choice, or an int range with a step)"
                 )
         return self
+
+    def plan_problem(self, params: dict[str, Any]) -> str | None:
+        """Why ``params`` is not a point of the space (None: it is): every parameter of the
+        space, each a value it admits, and nothing else."""
+        if set(params) != set(self.space):
+            missing, extra = (
+                sorted(set(self.space) - set(params)),
+                sorted(set(params) - set(self.space)),
+            )
+            return f"parameters differ from the space (missing {missing[:5]}, unknown {extra[:5]})"
+        for name, param in self.space.items():
+            if not param.admits(params[name]):
+                return f"{name}={repr(params[name])[:60]} is not in the space ({param.type})"
+        return None
 
     def better(self) -> Direction:
         """The direction that is better: the sweep's, else the metric's natural one."""

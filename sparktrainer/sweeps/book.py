@@ -77,6 +77,7 @@ class SweepBook:
         self.sweeps: dict[str, Sweep] = {}
         self.ended: set[str] = set()
         self.by_job: dict[str, tuple[str, int]] = {}
+        self.plans_refused = 0  # plans that break the trial-id rule or do not fit the space
 
     def __repr__(self) -> str:
         return f"SweepBook(open={len(self.sweeps)}, ended={len(self.ended)})"
@@ -126,9 +127,13 @@ class SweepBook:
         return sweep.sweep_id
 
     def _planned(self, sweep: Sweep, ev: sched.TrialPlanned) -> str | None:
-        """The first plan of trial n stands; a plan that breaks the id rule is not one."""
+        """The first plan of trial n stands; a plan that breaks the id rule, or whose
+        parameters are not a point of the sweep's space (a forged one), is not one."""
+        if ev.trial in sweep.trials:
+            return None
         valid = 1 <= ev.trial <= sweep.spec.trials and ev.job_id == trial_id(ev.sweep_id, ev.trial)
-        if not valid or ev.trial in sweep.trials:
+        if not valid or sweep.spec.config.plan_problem(ev.params) is not None:
+            self.plans_refused += 1
             return None
         metric = sweep.spec.config.metric
         sweep.trials[ev.trial] = Trial(ev.trial, ev.job_id, dict(ev.params), metric)

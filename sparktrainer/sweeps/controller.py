@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
 
@@ -184,7 +184,8 @@ class SweepController:
 
 
 class OpenSweeps(Collector):
-    """``sparktrainer_sweeps_open``: sweeps the controller is running, counted at scrape time."""
+    """``sparktrainer_sweeps_open`` (sweeps the controller is running) and the plans it ignored,
+    counted at scrape time."""
 
     def __init__(self, book: SweepBook) -> None:
         self.book = book
@@ -193,6 +194,12 @@ class OpenSweeps(Collector):
         gauge = GaugeMetricFamily("sparktrainer_sweeps_open", "Sweeps not ended yet")
         gauge.add_metric([], len(self.book.sweeps))
         yield gauge
+        refused = CounterMetricFamily(
+            "sparktrainer_sweep_plans_refused",
+            "Trial plans ignored: they break the trial-id rule or do not fit the sweep's space",
+        )
+        refused.add_metric([], self.book.plans_refused)
+        yield refused
 
 
 def copy_model(store: ObjectStore, winner: Trial, model: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from sparktrainer.contracts.events import (
@@ -32,6 +33,7 @@ from sparktrainer.contracts.sweeps import SweepConfig
 from sparktrainer.settings import Limits
 from sparktrainer.sweeps.book import SweepBook
 from sparktrainer.sweeps.decide import Register, next_actions, result
+from sparktrainer.sweeps.sampling import suggest
 
 BASE = {
     "type": "train",
@@ -224,3 +226,41 @@ def test_forged_plans_and_oversized_sweeps_change_nothing_or_end_failed() -> Non
     sim.drive("sw2")
     [ended] = [e for e in of(sim.log, SweepEnded) if e.sweep_id == "sw2"]
     assert ended.status == "failed" and "trials" in (ended.reason or "")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"learning_rate": "fast", "hidden_layers": [16]},  # the issue's: a wrong type
+        {"learning_rate": 0.5, "hidden_layers": [16]},  # a number the choice does not list
+        {"learning_rate": 0.01, "hidden_layers": [True]},  # true is not 1 (nor 16)
+        {"learning_rate": 0.01},  # a parameter missing
+        {"learning_rate": 0.01, "hidden_layers": [16], "name": {"x": 1}},  # one not in the space
+    ],
+)
+def test_a_plan_that_does_not_fit_the_space_is_ignored_counted_and_the_sweep_goes_on(
+    params: dict[str, Any],
+) -> None:
+    sim = Sim()
+    sim.publish(spec())
+    forged = TrialPlanned(sweep_id="sw1", trial=1, job_id="sw1-t001", params=params)
+    assert sim.book.fold(forged) is None and sim.book.plans_refused == 1
+    sim.run()  # the controller plans trial 1 itself: every one of its own plans fits
+    assert "sw1" in sim.book.ended and sim.book.plans_refused == 1
+    assert {p.params["learning_rate"] for p in of(sim.log, TrialPlanned)} == set(LRS)
+
+
+def test_the_controllers_own_draws_fit_the_space_of_every_kind_of_range() -> None:
+    space = {"lr": {"type": "loguniform", "low": 1e-5, "high": 1.0},
+             "wd": {"type": "uniform", "low": 0, "high": 1},
+             "width": {"type": "int", "low": 8, "high": 64, "step": 8}}  # fmt: skip
+    c = SweepConfig.model_validate({"base": BASE, "space": space, "max_trials": 50})
+    for n in range(1, 51):
+        assert c.plan_problem(suggest(c, n, [])) is None
+    assert (
+        c.plan_problem({"lr": 1e-3, "wd": 0.5, "width": 12}) == "width=12 is not in the space (int)"
+    )
+    assert c.plan_problem({"lr": 1e-3, "wd": 0.5, "width": 16.0}) is not None  # a float
+    assert c.plan_problem({"lr": 2.0, "wd": 0.5, "width": 16}) is not None
+    assert c.plan_problem({"lr": 1e-3, "wd": True, "width": 16}) is not None
+    assert c.plan_problem({"lr": float("nan"), "wd": 0.5, "width": 16}) is not None
