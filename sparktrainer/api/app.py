@@ -32,6 +32,7 @@ from sparktrainer.api.routes import (
     queue,
     registered_models,
     sweeps,
+    usage,
 )
 from sparktrainer.api.state import ApiError, ApiState
 from sparktrainer.registry.ids import AmbiguousId
@@ -50,6 +51,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     metrics.router,
     queue.router,
     sweeps.router,
+    usage.router,
     dashboard.router,
 )
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "sparktrainer.cli.queue",  # queue
     "sparktrainer.cli.sweeps",  # sweeps list/show
     "sparktrainer.cli.compare",  # compare
+    "sparktrainer.cli.usage",  # usage
 )
 # Which module registers each top-level command (a unit test keeps this true); a command
 # not listed here still works: every module is imported to find it.
@@ -41,6 +42,7 @@ COMMANDS = {
     "queue": "sparktrainer.cli.queue",
     "sweeps": "sparktrainer.cli.sweeps",
     "compare": "sparktrainer.cli.compare",
+    "usage": "sparktrainer.cli.usage",
 }
 
 

@@ -22,7 +22,14 @@ from pydantic import BaseModel
 
 from sparktrainer.client.errors import JobNotCompleted, NotFound, Refused
 from sparktrainer.client.http import HttpTransport
-from sparktrainer.client.types import JobState, JobVerdict, Listing, Model, Submitted
+from sparktrainer.client.types import (
+    JobState,
+    JobVerdict,
+    Listing,
+    Model,
+    Submitted,
+    TenantUsage,
+)
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8080"  # where `sparktrainer up` serves the API
@@ -155,6 +162,11 @@ class AsyncClient:
         """Waiting jobs per resource class, running jobs, trainers, tenants' usage."""
         return await self.api.queue()
 
+    async def usage(self, tenant: str | None = None, days: int = 30) -> list[TenantUsage]:
+        """GPU- and CPU-seconds by day and class: one tenant's, or every tenant's this token
+        may read (its own; all for the default tenant's)."""
+        return await self.api.usage(tenant, days)
+
     async def logs(self, job_id: str, attempt: int | None = None) -> str:
         """An attempt's output (the latest unless ``attempt``); ``NotFound`` before any is kept."""
         return await self.api.logs(job_id, attempt)
@@ -240,6 +252,9 @@ class Client:
 
     def queue(self) -> dict[str, Any]:
         return self._run(self.aio.queue())
+
+    def usage(self, tenant: str | None = None, days: int = 30) -> list[TenantUsage]:
+        return self._run(self.aio.usage(tenant, days))
 
 
 async def _next(events: AsyncGenerator[JobState, None]) -> JobState:

@@ -12,7 +12,15 @@ from urllib.parse import quote
 import httpx
 
 from sparktrainer.client.errors import Unreachable, error_for
-from sparktrainer.client.types import JobState, JobVerdict, Listing, Model, ModelFile, Submitted
+from sparktrainer.client.types import (
+    JobState,
+    JobVerdict,
+    Listing,
+    Model,
+    ModelFile,
+    Submitted,
+    TenantUsage,
+)
 
 MAX_ERROR_CHARS = 2000  # of an error answer's body: enough for the API's message and errors
 
@@ -94,6 +102,15 @@ class HttpTransport:
 
     async def queue(self) -> dict[str, Any]:
         return dict(await self._json("GET", "/api/queue"))
+
+    async def usage(self, tenant: str | None, days: int) -> list[TenantUsage]:
+        if tenant is not None:
+            path = f"/api/tenants/{_seg(tenant)}/usage"
+            return [
+                TenantUsage.model_validate(await self._json("GET", path, params={"days": days}))
+            ]
+        found = await self._json("GET", "/api/usage", params={"days": days})
+        return [TenantUsage.model_validate(t) for t in found["tenants"]]
 
     async def logs(self, job_id: str, attempt: int | None) -> str:
         path = f"/api/jobs/{_seg(job_id)}/logs"

@@ -87,3 +87,18 @@ class Listing(BaseModel):
     def models(self) -> list[Model]:
         """The items as models."""
         return [Model.model_validate(i) for i in self.items]
+
+
+class TenantUsage(BaseModel):
+    """One tenant's use of the trainers since a day: totals, per class, per day and class.
+
+    Each figure set holds ``attempts``, ``jobs``, ``wall_s`` (trainer-seconds), ``cpu_s`` and
+    ``gpu_s`` (the trainer's own clock, contracts/usage.py).
+    """
+
+    model_config = ConfigDict(extra="allow")
+    tenant: str
+    since: str | None = None
+    totals: dict[str, Any] = {}
+    classes: list[dict[str, Any]] = []
+    days: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from sparktrainer.registry.owners import OWNERS
 from sparktrainer.registry.queue import QUEUE
 from sparktrainer.registry.retirement import RETIREMENT
 from sparktrainer.registry.sweeps import SWEEPS
+from sparktrainer.registry.usage import USAGE
 
 # NAMES and RETIREMENT fold model.registered after MODELS has written the model's row.
 CONCERNS: tuple[Concern, ...] = (
@@ -30,6 +31,7 @@ CONCERNS: tuple[Concern, ...] = (
     JOB_DETAILS,
     QUEUE,
     SWEEPS,
+    USAGE,
 )
 
 # Every topic some concern reads, in a stable order.

@@ -92,7 +92,7 @@ class TrainerService:
             max_entries=settings.cancel_memory_entries,
             ttl_s=settings.cancel_memory_s,
         )
-        self.observer = TrainerObserver()
+        self.observer = TrainerObserver(load_tenants(settings.tenants_file).names)
         self.classes: tuple[str, ...] = ()  # the resource classes served: known once started
         self.presence_id = trainer_id()  # what its heartbeats on sparktrainer.trainers name it
         self.fleet = FleetUsage(me=self.presence_id)  # who runs what, from the heartbeats

@@ -2,12 +2,14 @@
 
 Histograms: a job's wait from validated to its first training step, seconds per optimizer
 step (between two reports of one epoch, so validation is not counted), checkpoint uploads;
-counters: checkpoint bytes, jobs by how they ended, worker restarts; a gauge of GPU memory.
+counters: checkpoint bytes, jobs by how they ended, worker restarts, the CPU- and GPU-seconds
+of each attempt's usage by tenant and class; a gauge of GPU memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -17,6 +19,7 @@ from prometheus_client.registry import Collector
 from sparktrainer.contracts.events import (
     CheckpointSaved,
     JobCancelled,
+    JobCompleted,
     JobFailed,
     JobPreempted,
     JobProgress,
@@ -27,12 +30,16 @@ from sparktrainer.training.worker.warm import WarmWorker
 
 _SECONDS = (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 _STEP_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+OTHER_TENANT = "_other"  # the label of a tenant the trainer's file does not list (no valid name)
+ENDS = (JobCompleted, JobFailed, JobCancelled, JobPreempted)
+COUNTED_ATTEMPTS = 10_000  # attempts remembered, so a re-announced end is not counted twice
 
 
 class TrainerObserver:
     """Observations from one trainer's event stream (one job at a time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tenants: Iterable[str] = ()) -> None:
+        self.tenants = frozenset(tenants)
         self.start_delay = Histogram(
             "sparktrainer_job_start_delay_seconds",
             "From a job's validation to its first reported training step",
@@ -66,11 +73,26 @@ class TrainerObserver:
             ["reason"],
             registry=None,
         )
+        self.cpu_seconds = Counter(
+            "sparktrainer_trainer_cpu_seconds",
+            "CPU seconds of the worker and its ranks over each attempt, by tenant and class",
+            ["tenant", "class"],
+            registry=None,
+        )
+        self.gpu_seconds = Counter(
+            "sparktrainer_trainer_gpu_seconds",
+            "Seconds each attempt held its GPUs, times how many, by tenant and class",
+            ["tenant", "class"],
+            registry=None,
+        )
+        self._counted: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._last: JobProgress | None = None
         self._first_seen: set[tuple[str, int]] = set()
 
     def observe(self, job: JobValidated, event: Any) -> None:
         """Take what an event of ``job`` says about time, bytes and memory."""
+        if isinstance(event, ENDS):
+            self._usage(job, event)
         if isinstance(event, CheckpointSaved):
             self.upload_bytes.inc(event.size_bytes)
             if event.upload_s is not None:
@@ -83,6 +105,20 @@ class TrainerObserver:
             self.failures.labels(reason=(event.cause or FailureReason.CANCELLED).value).inc()
         elif isinstance(event, JobPreempted):
             self.failures.labels(reason=event.cause.value).inc()
+
+    def _usage(
+        self, job: JobValidated, end: JobCompleted | JobFailed | JobCancelled | JobPreempted
+    ) -> None:
+        """Each attempt's CPU- and GPU-seconds, once (a stored end is re-announced as sent)."""
+        tenant = job.tenant if job.tenant in self.tenants else OTHER_TENANT
+        for used in end.usage:
+            if (job.job_id, used.attempt) in self._counted:
+                continue
+            self._counted[(job.job_id, used.attempt)] = None
+            if len(self._counted) > COUNTED_ATTEMPTS:
+                self._counted.popitem(last=False)
+            self.cpu_seconds.labels(tenant, job.resource_class).inc(used.cpu_s)
+            self.gpu_seconds.labels(tenant, job.resource_class).inc(used.gpu_s)
 
     def _progress(self, job: JobValidated, report: JobProgress) -> None:
         if (job.job_id, report.attempt) not in self._first_seen and report.phase == "step":
@@ -105,7 +141,7 @@ class TrainerObserver:
     def collectors(self) -> list[Collector]:
         """The instruments, to register with the service's registry."""
         return [self.start_delay, self.step_time, self.upload_time, self.upload_bytes,
-                self.gpu_memory, self.failures]  # fmt: skip
+                self.gpu_memory, self.failures, self.cpu_seconds, self.gpu_seconds]  # fmt: skip
 
 
 class WorkerCollector(Collector):

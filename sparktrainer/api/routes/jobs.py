@@ -24,6 +24,7 @@ from sparktrainer.contracts.trace import TraceContext, traced
 from sparktrainer.registry.directory import ReadModelDirectory
 from sparktrainer.registry.job_details import job_details
 from sparktrainer.registry.jobs import get_job, list_jobs
+from sparktrainer.registry.usage import job_usage
 from sparktrainer.telemetry.tracing import span
 from sparktrainer.validation.messages import from_pydantic
 from sparktrainer.verdict import check
@@ -80,7 +81,9 @@ def job(request: Request, job_id: str) -> JSONResponse:
     """One job: status, last progress, errors and warnings, its config and checkpoints."""
     registry = state_of(request).registry
     found = existing(registry.read(get_job, job_id), "job", job_id)
-    return JSONResponse({**found, **registry.read(job_details, found["job_id"])})
+    job_id = found["job_id"]
+    details = registry.read(job_details, job_id)
+    return JSONResponse({**found, **details, "usage": registry.read(job_usage, job_id)})
 
 
 @router.post("/{job_id}/cancel", status_code=202)
