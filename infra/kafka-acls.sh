@@ -12,9 +12,9 @@ acl() { "$bin/kafka-acls.sh" --bootstrap-server "$B" --add --force "$@" > /dev/n
 user api "${KAFKA_USER_API_PASSWORD:?set KAFKA_USER_API_PASSWORD}"
 user operator "${KAFKA_USER_OPERATOR_PASSWORD:?set KAFKA_USER_OPERATOR_PASSWORD}"
 user ui "${KAFKA_USER_UI_PASSWORD:?set KAFKA_USER_UI_PASSWORD}"
-user sweep-controller "${KAFKA_USER_SWEEP_CONTROLLER_PASSWORD:?set KAFKA_USER_SWEEP_CONTROLLER_PASSWORD}"
 user validator "${KAFKA_USER_VALIDATOR_PASSWORD:?set KAFKA_USER_VALIDATOR_PASSWORD}"
 user trainer "${KAFKA_USER_TRAINER_PASSWORD:?set KAFKA_USER_TRAINER_PASSWORD}"
+user sweep-controller "${KAFKA_USER_SWEEP_CONTROLLER_PASSWORD:?set KAFKA_USER_SWEEP_CONTROLLER_PASSWORD}"
 user projector "${KAFKA_USER_PROJECTOR_PASSWORD:?set KAFKA_USER_PROJECTOR_PASSWORD}"
 acl --allow-principal User:api --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
@@ -35,6 +35,7 @@ acl --allow-principal User:api --operation Read --operation Describe --resource-
 acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.normal
 acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.low
 acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
+acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
 acl --allow-principal User:operator --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
@@ -55,6 +56,7 @@ acl --allow-principal User:operator --operation Read --operation Describe --reso
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.normal
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.low
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
+acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
 acl --allow-principal User:ui --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
@@ -75,13 +77,8 @@ acl --allow-principal User:ui --operation Read --operation Describe --resource-p
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.normal
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.low
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
+acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
-acl --allow-principal User:sweep-controller --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
-acl --allow-principal User:sweep-controller --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.rejected
-acl --allow-principal User:sweep-controller --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.lifecycle
-acl --allow-principal User:sweep-controller --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.control
-acl --allow-principal User:sweep-controller --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.models.registered
-acl --allow-principal User:sweep-controller --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
 acl --allow-principal User:validator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.rejected
@@ -99,6 +96,7 @@ acl --allow-principal User:validator --operation Write --operation Describe --re
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.normal
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.low
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
+acl --allow-principal User:validator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:validator --operation Read --resource-pattern-type prefixed --group sparktrainer-validator
 acl --allow-principal User:trainer --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
 acl --allow-principal User:trainer --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.lifecycle
@@ -118,6 +116,12 @@ acl --allow-principal User:trainer --operation Read --operation Describe --resou
 acl --allow-principal User:trainer --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.low
 acl --allow-principal User:trainer --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
 acl --allow-principal User:trainer --operation Read --resource-pattern-type prefixed --group sparktrainer-trainer
+acl --allow-principal User:sweep-controller --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.rejected
+acl --allow-principal User:sweep-controller --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.lifecycle
+acl --allow-principal User:sweep-controller --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.control
+acl --allow-principal User:sweep-controller --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.models.registered
+acl --allow-principal User:sweep-controller --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
+acl --allow-principal User:sweep-controller --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.rejected
@@ -137,5 +141,6 @@ acl --allow-principal User:projector --operation Read --operation Describe --res
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.normal
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.low
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
+acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
-echo "Kafka users and ACLs set: api operator ui sweep-controller validator trainer projector"
+echo "Kafka users and ACLs set: api operator ui validator trainer sweep-controller projector"

@@ -32,7 +32,7 @@ from sparktrainer.contracts.jobspec import (
     check_safe_id,
 )
 from sparktrainer.contracts.kinds import KINDS, JobConfig
-from sparktrainer.contracts.schedule_events import SWEEP_EVENTS, TrainerHeartbeat
+from sparktrainer.contracts.schedule_events import SWEEP_EVENTS, TrainerHeartbeat, TrialSubmission
 from sparktrainer.contracts.scheduling import (
     CLASS_NAMES,
     DEFAULT_CLASS,
@@ -390,6 +390,7 @@ OWNED_EVENTS: tuple[type[Event], ...] = (
     ModelRegistered,
     *SWEEP_EVENTS,
     TrainerHeartbeat,
+    TrialSubmission,
 )
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     JobSubmitted.ce_type: JobSubmitted,

@@ -8,9 +8,9 @@ from pydantic import Field
 
 from sparktrainer.contracts import topics
 from sparktrainer.contracts.event_base import Event, Instant, RecordSource, deterministic_id, now
-from sparktrainer.contracts.jobspec import Framework
+from sparktrainer.contracts.jobspec import Framework, JobRequest, SafeId
 from sparktrainer.contracts.scheduling import DEFAULT_PRIORITY, Priority, Resources
-from sparktrainer.contracts.sweeps import SweepConfig
+from sparktrainer.contracts.sweeps import SweepConfig, trial_id
 from sparktrainer.contracts.tenants import DEFAULT_TENANT, TenantName
 
 # -- sweeps (topic sparktrainer.sweeps, key = sweep id) -------------------------------------
@@ -106,6 +106,46 @@ class SweepEnded(SweepEvent):
     at: Instant = Field(default_factory=now)
 
 
+class TrialRejected(SweepEvent):
+    """The validator could not take a trial under its id (another job holds it): the trial has
+    failed, and the sweep goes on without it (never waits for it)."""
+
+    ce_type: ClassVar[str] = "io.sparktrainer.sweep.trial-rejected.v1"
+
+    trial: int
+    job_id: str
+    errors: list[str]
+    at: Instant = Field(default_factory=now)
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.sweep_id, self.trial)
+
+
+# -- the sweep controller's trials (topic sparktrainer.sweeps.trials, key = trial job id) ----
+
+
+class TrialSubmission(Event):
+    """The sweep controller submits a trial: the only way a job gets ``sweep_id`` and ``trial``.
+
+    Its topic's only writer is the sweep-controller role, so ``tenant`` (the sweep's) is the
+    controller's word; the validator checks ``job`` as it checks any submission.
+    """
+
+    ce_type: ClassVar[str] = "io.sparktrainer.sweep.trial-submission.v1"
+    topic: ClassVar[str] = topics.SWEEP_TRIALS
+
+    sweep_id: SafeId
+    trial: int = Field(ge=1)
+    tenant: TenantName
+    job: JobRequest
+
+    def subject(self) -> str:
+        return trial_id(self.sweep_id, self.trial)
+
+    def event_id(self) -> str:
+        return deterministic_id(self.ce_type, self.sweep_id, self.trial)
+
+
 # -- trainers (topic sparktrainer.trainers, key = trainer id) ------------------------------
 
 
@@ -142,5 +182,6 @@ SWEEP_EVENTS: tuple[type[SweepEvent], ...] = (
     TrialPlanned,
     TrialSubmitted,
     TrialStopped,
+    TrialRejected,
     SweepEnded,
 )

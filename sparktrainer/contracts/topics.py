@@ -20,6 +20,10 @@ MODELS_REGISTERED = "sparktrainer.models.registered"
 MODELS_CHANGES = "sparktrainer.models.changes"
 SWEEPS = "sparktrainer.sweeps"
 TRAINERS = "sparktrainer.trainers"
+# The sweep controller's own path to the validator: its trials (TrialSubmission), never a door.
+# Only the sweep-controller role writes it, so a trial's sweep_id, trial and tenant are the
+# controller's word, where on a door they would be anyone's claim.
+SWEEP_TRIALS = "sparktrainer.sweeps.trials"
 # One submission door per tenant (contracts/tenants.py): prefixed ACLs give the topics under
 # ``sparktrainer.tenants.{name}.`` only to that tenant's Kafka users, so the topic a record was
 # read from establishes its tenant; the plain door is the default tenant's.
@@ -83,6 +87,7 @@ ALL_TOPICS: tuple[str, ...] = (
     MODELS_CHANGES,
     *(t for t in VALIDATED_TOPICS if t != JOBS_VALIDATED),
     SWEEPS,
+    SWEEP_TRIALS,
     TRAINERS,
 )
 
@@ -96,6 +101,8 @@ DESCRIPTIONS: dict[str, str] = {
     MODELS_CHANGES: "Registry changes: alias set/removed (key = model name), archived, deleted, "
     "purged (key = model id).",
     SWEEPS: "Validated sweeps and the sweep controller's decisions (trials planned, stopped).",
+    SWEEP_TRIALS: "The sweep controller's trials for the validator (key = trial job id): the "
+    "only way in for a job with sweep_id and trial.",
     TRAINERS: "Trainer heartbeats: the classes each trainer serves and the job it runs.",
     **{
         t: f"Validated jobs of resource class '{c}' ({BY_NAME[c].description}), priority {p}, "
@@ -115,7 +122,7 @@ DESCRIPTIONS: dict[str, str] = {
 # sweep-controller, operator (people: the CLI, replay), ui (Kafka UI).
 EVERY_READER = ("projector", "api", "operator", "ui")
 WRITERS: dict[str, tuple[str, ...]] = {
-    JOBS_SUBMITTED: ("api", "operator", "ui", "sweep-controller"),
+    JOBS_SUBMITTED: ("api", "operator", "ui"),
     **{t: ("validator",) for t in VALIDATED_TOPICS},
     JOBS_REJECTED: ("validator",),
     JOBS_LIFECYCLE: ("trainer", "sweep-controller"),
@@ -123,6 +130,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     MODELS_REGISTERED: ("trainer", "sweep-controller"),
     MODELS_CHANGES: ("api", "operator", "trainer"),
     SWEEPS: ("validator", "sweep-controller"),
+    SWEEP_TRIALS: ("sweep-controller",),
     TRAINERS: ("trainer",),
 }
 READERS: dict[str, tuple[str, ...]] = {
@@ -134,6 +142,7 @@ READERS: dict[str, tuple[str, ...]] = {
     MODELS_REGISTERED: ("validator", "sweep-controller", *EVERY_READER),
     MODELS_CHANGES: ("validator", "trainer", *EVERY_READER),
     SWEEPS: ("sweep-controller", *EVERY_READER),
+    SWEEP_TRIALS: ("validator", *EVERY_READER),
     TRAINERS: (*EVERY_READER, "trainer"),  # each trainer folds who runs what (fair share)
 }
 # The tenants' doors, one prefix per tenant (``tenant_prefix``), are not in the tables above:

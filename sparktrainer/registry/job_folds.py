@@ -102,6 +102,7 @@ def _new_job(job_id: str, at: str) -> Row:
         "attempt": 1,
         "created_at": at,
         "updated_at": at,
+        "tenant": None,  # the verdict's: the tenant its door established
     }
 
 
@@ -140,7 +141,7 @@ def fold_submission(row: Row | None, ev: Submission) -> Row | None:
 
 
 def _accepted(
-    row: Row | None, job_id: str, at: str, warnings: list[str], **fields: Any
+    row: Row | None, job_id: str, at: str, warnings: list[str], tenant: str, **fields: Any
 ) -> Row | None:
     """A positive verdict: clears the errors of an earlier rejection, fills what was unknown."""
     new = dict(row) if row else _new_job(job_id, at)
@@ -149,13 +150,14 @@ def _accepted(
     elif STATUS_RANK[new["status"]] > STATUS_RANK["validated"] and not new["warnings"]:
         new["warnings"] = list(warnings)  # the verdict folded after the job moved on
     _fill(new, **fields)
+    new["tenant"] = tenant  # the verdict's word on the id's owner stands over a raw guess
     return _touched(new, row, at)
 
 
 def fold_validated(row: Row | None, ev: JobValidated) -> Row | None:
     """Validated: name, type and warnings; clears the errors of an earlier rejection."""
     return _accepted(
-        row, ev.job_id, iso(ev.validated_at), ev.warnings,
+        row, ev.job_id, iso(ev.validated_at), ev.warnings, ev.tenant,
         name=ev.name, type=ev.type, framework=ev.framework, config_kind=ev.config_kind,
     )  # fmt: skip
 
@@ -163,7 +165,7 @@ def fold_validated(row: Row | None, ev: JobValidated) -> Row | None:
 def fold_sweep_validated(row: Row | None, ev: SweepValidated) -> Row | None:
     """A validated sweep is a job too: its controller's lifecycle events move it on."""
     return _accepted(
-        row, ev.sweep_id, iso(ev.validated_at), ev.warnings,
+        row, ev.sweep_id, iso(ev.validated_at), ev.warnings, ev.tenant,
         name=ev.name, type=SWEEP_TYPE, framework=ev.framework, config_kind=SWEEP_TYPE,
     )  # fmt: skip
 
@@ -178,7 +180,7 @@ def fold_rejected(row: Row | None, ev: JobRejected) -> Row | None:
             list(ev.errors),
             list(ev.warnings),
         )
-    _fill(new, name=ev.name)
+    _fill(new, name=ev.name, tenant=ev.tenant)
     return _touched(new, row, at)
 
 

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker TEXT,
     attempt INTEGER NOT NULL,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    tenant TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_updated ON jobs (updated_at DESC, job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, updated_at DESC);
@@ -88,7 +89,7 @@ def _submission(rec: Received, limits: Limits) -> Submission | None:
 
 JOBS = Concern(
     name="jobs",
-    version=2,
+    version=3,
     ddl=DDL,
     topics=(t.JOBS_SUBMITTED, *t.VALIDATED_TOPICS, t.JOBS_REJECTED, t.JOBS_LIFECYCLE, t.SWEEPS),
     folds={**{kind: _fold for kind in JOB_FOLDS}, ModelRegistered: _link_model},

@@ -16,6 +16,7 @@ from sparktrainer.contracts.schedule_events import (
     SweepEnded,
     SweepValidated,
     TrialPlanned,
+    TrialRejected,
     TrialStopped,
     TrialSubmitted,
 )
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS sweeps (
     early_stopping TEXT NOT NULL,
     config TEXT NOT NULL,
     ended TEXT,
-    validated_at TEXT NOT NULL
+    validated_at TEXT NOT NULL,
+    tenant TEXT NOT NULL DEFAULT 'default'
 );
 CREATE TABLE IF NOT EXISTS trials (
     job_id TEXT PRIMARY KEY,
@@ -45,7 +47,8 @@ CREATE TABLE IF NOT EXISTS trials (
     params TEXT NOT NULL,
     submitted INTEGER NOT NULL,
     stopped TEXT,
-    planned_at TEXT NOT NULL
+    planned_at TEXT NOT NULL,
+    rejected TEXT
 );
 CREATE INDEX IF NOT EXISTS trials_by_sweep ON trials (sweep_id, trial);
 """
@@ -54,7 +57,7 @@ CREATE INDEX IF NOT EXISTS trials_by_sweep ON trials (sweep_id, trial);
 def _validated(conn: sqlite3.Connection, ev: SweepValidated) -> None:
     c = ev.config
     conn.execute(
-        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (sweep_id) "
+        "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (sweep_id) "
         "DO NOTHING",
         (
             ev.sweep_id,
@@ -67,6 +70,7 @@ def _validated(conn: sqlite3.Connection, ev: SweepValidated) -> None:
             c.early_stopping.rule,
             c.model_dump_json(),
             iso(ev.validated_at),
+            ev.tenant,
         ),
     )
 
@@ -74,7 +78,7 @@ def _validated(conn: sqlite3.Connection, ev: SweepValidated) -> None:
 def _planned(conn: sqlite3.Connection, ev: TrialPlanned) -> None:
     """The first plan of a trial stands (a restarted controller never plans it again)."""
     conn.execute(
-        "INSERT INTO trials VALUES (?, ?, ?, ?, 0, NULL, ?) ON CONFLICT (job_id) DO NOTHING",
+        "INSERT INTO trials VALUES (?, ?, ?, ?, 0, NULL, ?, NULL) ON CONFLICT (job_id) DO NOTHING",
         (ev.job_id, ev.sweep_id, ev.trial, json.dumps(ev.params), iso(ev.planned_at)),
     )
 
@@ -90,6 +94,14 @@ def _stopped(conn: sqlite3.Connection, ev: TrialStopped) -> None:
     )
 
 
+def _rejected(conn: sqlite3.Connection, ev: TrialRejected) -> None:
+    """Its id is another job's: the jobs row under that id is not this trial's."""
+    conn.execute(
+        "UPDATE trials SET rejected = ? WHERE job_id = ? AND sweep_id = ? AND rejected IS NULL",
+        ("; ".join(ev.errors)[:1000], ev.job_id, ev.sweep_id),
+    )
+
+
 def _ended(conn: sqlite3.Connection, ev: SweepEnded) -> None:
     conn.execute(
         "UPDATE sweeps SET ended = ? WHERE sweep_id = ? AND ended IS NULL",
@@ -99,7 +111,7 @@ def _ended(conn: sqlite3.Connection, ev: SweepEnded) -> None:
 
 SWEEPS = Concern(
     name="sweeps",
-    version=1,
+    version=2,
     ddl=DDL,
     topics=(t.SWEEPS,),
     folds={
@@ -107,6 +119,7 @@ SWEEPS = Concern(
         TrialPlanned: _planned,
         TrialSubmitted: _submitted,
         TrialStopped: _stopped,
+        TrialRejected: _rejected,
         SweepEnded: _ended,
     },
 )
@@ -121,7 +134,7 @@ def list_sweeps(conn: sqlite3.Connection, limit: int = 50, offset: int = 0) -> P
     limit, offset = bounded(limit, offset)
     total = conn.execute("SELECT count(*) FROM sweeps").fetchone()[0]
     rows = conn.execute(
-        "SELECT s.sweep_id, s.name, s.sampler, s.metric, s.direction, s.trials, s.ended, "
+        "SELECT s.sweep_id, s.name, s.sampler, s.metric, s.direction, s.trials, s.ended, s.tenant, "
         "j.status, (SELECT count(*) FROM trials WHERE sweep_id = s.sweep_id) AS planned "
         "FROM sweeps s LEFT JOIN jobs j ON j.job_id = s.sweep_id "
         "ORDER BY s.validated_at DESC, s.sweep_id LIMIT ? OFFSET ?",
@@ -131,6 +144,10 @@ def list_sweeps(conn: sqlite3.Connection, limit: int = 50, offset: int = 0) -> P
 
 
 def _trial(r: sqlite3.Row, metric: str) -> Row:
+    if r["rejected"]:  # the jobs row under its id is another job's: none of it is shown
+        return {"trial": r["trial"], "job_id": r["job_id"], "params": json.loads(r["params"]),
+                "status": "rejected", metric: None, "epoch": None, "stopped": None,
+                "reason": r["rejected"], "model_id": None}  # fmt: skip
     metrics = json.loads(r["metrics"]) if r["metrics"] else {}
     progress = json.loads(r["progress"]) if r["progress"] else {}
     value = metrics.get(metric) if r["status"] == "completed" else progress.get(metric)

@@ -21,7 +21,7 @@ from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.contracts.tenants import load_tenants
-from sparktrainer.contracts.topics import door_topics
+from sparktrainer.contracts.topics import SWEEP_TRIALS, door_topics
 from sparktrainer.contracts.trace import job_trace, traced
 from sparktrainer.registry.directory import RegistryDirectory
 from sparktrainer.settings import Settings
@@ -70,8 +70,9 @@ def build_runtime(
 
 
 def validator_topics(settings: Settings) -> tuple[str, ...]:
-    """What the validator reads: the plain door and each configured tenant's door."""
-    return door_topics(load_tenants(settings.tenants_file).names)
+    """What the validator reads: the plain door, each configured tenant's door, and the sweep
+    controller's trials."""
+    return (*door_topics(load_tenants(settings.tenants_file).names), SWEEP_TRIALS)
 
 
 def in_trace(rec: Received, answer: OutRecord, started_ns: int) -> OutRecord:

@@ -91,7 +91,11 @@ class SweepBook:
         """Fold one event; the id of the open sweep it changed (None: nothing changed)."""
         if isinstance(
             event,
-            sched.SweepValidated | sched.TrialPlanned | sched.TrialSubmitted | sched.TrialStopped,
+            sched.SweepValidated
+            | sched.TrialPlanned
+            | sched.TrialSubmitted
+            | sched.TrialStopped
+            | sched.TrialRejected,
         ):
             return self._sweep_event(event)
         if isinstance(event, sched.SweepEnded):
@@ -122,6 +126,10 @@ class SweepBook:
             return None
         if isinstance(ev, sched.TrialSubmitted):
             trial.submitted = True
+        elif isinstance(ev, sched.TrialRejected):
+            if trial.ended:
+                return None
+            trial.status = "rejected"  # its id is another job's: whatever it does is not ours
         elif trial.stopped is None:
             trial.stopped = ev.reason
         return sweep.sweep_id

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sparktrainer.contracts import events
 from sparktrainer.contracts import schedule_events as sched
 from sparktrainer.contracts.caps import check_sweep
-from sparktrainer.contracts.jobspec import SWEEP_TYPE
+from sparktrainer.contracts.jobspec import SWEEP_TYPE, JobRequest
 from sparktrainer.contracts.sweeps import trial_id, trial_job
 from sparktrainer.settings import Limits
 from sparktrainer.sweeps.book import Sweep, Trial
@@ -88,14 +88,17 @@ def _cancel(sweep: Sweep, _: Limits) -> list[Action] | None:
 
 
 def _submit(sweep: Sweep, _: Limits) -> list[Action] | None:
-    """A planned trial goes out as an ordinary job (once more after a crash in between)."""
+    """A planned trial goes out (once more after a crash in between) on the controller's own
+    topic, with the sweep's tenant: the validator answers it as an ordinary job."""
     trial = next((t for t in sweep.trials.values() if not t.submitted and not t.ended), None)
     if trial is None:
         return None
     spec = sweep.spec
-    job = trial_job(spec.sweep_id, spec.name, spec.config.base, trial.n, trial.params)
+    job = JobRequest.model_validate(
+        trial_job(spec.sweep_id, spec.name, spec.config.base, trial.n, trial.params)
+    )
     return [
-        events.JobSubmitted.model_validate(job),
+        sched.TrialSubmission(sweep_id=spec.sweep_id, trial=trial.n, tenant=spec.tenant, job=job),
         sched.TrialSubmitted(sweep_id=spec.sweep_id, trial=trial.n, job_id=trial.job_id),
     ]
 

@@ -17,27 +17,36 @@ from sparktrainer.contracts.fitting import capped
 from sparktrainer.contracts.records import (
     Received,
     content_fingerprint,
+    decode_received,
     derived_id,
     job_id_for,
     key_job_id,
 )
 from sparktrainer.contracts.refs import ModelDirectory
-from sparktrainer.contracts.schedule_events import SweepValidated
+from sparktrainer.contracts.schedule_events import SweepValidated, TrialRejected, TrialSubmission
+from sparktrainer.contracts.sweeps import trial_id
 from sparktrainer.contracts.tenants import DEFAULT_TENANT, Tenants
+from sparktrainer.contracts.topics import SWEEP_TRIALS
 from sparktrainer.settings import Limits
 from sparktrainer.storage.outcomes import claim, claim_holder
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation import messages
 from sparktrainer.validation.checks import ValidationResult
 from sparktrainer.validation.sweeps import validate_submission
-from sparktrainer.validation.tenancy import door_tenant, name_problems, priority_problems
+from sparktrainer.validation.tenancy import (
+    door_tenant,
+    lineage_problems,
+    name_problems,
+    priority_problems,
+    trial_tenant_problems,
+)
 
 SOURCE = "sparktrainer/validator"
 _EXCERPT_BYTES = 200
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
-Verdict = JobValidated | JobRejected | SweepValidated
+Verdict = JobValidated | JobRejected | SweepValidated | TrialRejected
 
 
 def decide(
@@ -64,6 +73,8 @@ def decide(
                 "send data by reference (an s3:// URI in config.data.source), not inline"
             ],
         )
+    if rec.topic == SWEEP_TRIALS:
+        return _trial(rec, store, limits, directory, access, tenants or Tenants())
     tenant, problem = door_tenant(rec.topic, tenants or Tenants())
     if tenant is None:
         return rejected(rec, [problem or "no tenant"])
@@ -74,9 +85,43 @@ def decide(
     job_id, warnings = job_id_for(rec, body)
     result = validate_submission(body, store, limits, directory, access)
     result.warnings[:0] = warnings
+    result.errors.extend(lineage_problems(body))
     result.errors.extend(priority_problems(result, tenant))
     result.errors.extend(name_problems(result, tenant.name, directory))
     return _verdict(rec, store, job_id, result, tenant.name)
+
+
+def _trial(
+    rec: Received,
+    store: ObjectStore | None,
+    limits: Limits,
+    directory: ModelDirectory | None,
+    access: Access | None,
+    tenants: Tenants,
+) -> Verdict:
+    """A trial on the sweep controller's own topic: its sweep, number and tenant are the
+    controller's word (the topic's only writer); its job is checked as any job is. A trial
+    whose id another job holds is a TrialRejected for its sweep, never an answer under that id.
+    """
+    try:
+        sub = decode_received(rec, TrialSubmission)
+    except EnvelopeError as e:
+        return rejected(rec, [f"Not a trial submission: {e}"])
+    job_id = trial_id(sub.sweep_id, sub.trial)
+    lineage = {"job_id": job_id, "sweep_id": sub.sweep_id, "trial": sub.trial}
+    body = {**sub.job.model_dump(mode="json"), **lineage}
+    result = validate_submission(body, store, limits, directory, access)
+    result.errors.extend(trial_tenant_problems(sub, tenants, store))
+    tenant = tenants.get(sub.tenant)
+    if tenant is not None:
+        result.errors.extend(priority_problems(result, tenant))
+        result.errors.extend(name_problems(result, tenant.name, directory))
+    verdict = _verdict(rec, store, job_id, result, sub.tenant)
+    if isinstance(verdict, JobRejected) and verdict.job_id != job_id:
+        return TrialRejected(
+            sweep_id=sub.sweep_id, trial=sub.trial, job_id=job_id, errors=verdict.errors
+        )
+    return verdict
 
 
 def _verdict(

@@ -12,9 +12,12 @@ from typing import Any
 
 from sparktrainer.contracts.ownership import may_register, name_taken
 from sparktrainer.contracts.refs import ModelDirectory
+from sparktrainer.contracts.schedule_events import TrialSubmission
 from sparktrainer.contracts.scheduling import LEVEL
 from sparktrainer.contracts.tenants import Tenant, Tenants
 from sparktrainer.contracts.topics import submission_tenant
+from sparktrainer.storage.outcomes import claimed_by
+from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation.checks import ValidationResult
 
 LINEAGE_FIELDS = ("sweep_id", "trial")
@@ -81,3 +84,18 @@ def name_problems(
         if owner is not None and not may_register(owner, tenant):
             problems.append(name_taken(name, owner, tenant))
     return problems
+
+
+def trial_tenant_problems(
+    sub: TrialSubmission, tenants: Tenants, store: ObjectStore | None
+) -> list[str]:
+    """A trial's tenant is configured and, where the store says, the one that owns its sweep."""
+    if tenants.get(sub.tenant) is None:
+        return [f"tenant '{sub.tenant}' of sweep {sub.sweep_id} is not in the tenants file"]
+    owner = claimed_by(store, sub.sweep_id) if store is not None else None
+    if owner is not None and (owner.kind, owner.tenant) != ("sweep", sub.tenant):
+        return [
+            f"{sub.sweep_id} is not a sweep of tenant '{sub.tenant}' (its id is held by a "
+            f"{owner.kind} of tenant '{owner.tenant}'): the trial is not submitted"
+        ]
+    return []

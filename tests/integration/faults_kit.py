@@ -39,7 +39,6 @@ from sparktrainer.contracts.topics import (
     JOBS_CONTROL,
     JOBS_LIFECYCLE,
     JOBS_REJECTED,
-    JOBS_SUBMITTED,
     JOBS_VALIDATED,
     MODELS_REGISTERED,
     VALIDATED_TOPICS,
@@ -58,6 +57,7 @@ from sparktrainer.errors import StorageError
 from sparktrainer.registry import db, jobs, models
 from sparktrainer.registry.runner import Projector
 from sparktrainer.services.trainer import TrainerService
+from sparktrainer.services.validator import validator_topics
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation.checks import validate_job
@@ -299,7 +299,9 @@ class Services:
 
     async def __aenter__(self) -> Services:
         groups = {n: f"{self.prefix}-{n}" for n in ("validator", "trainer", "control")}
-        await start_group_at_end(self.settings, groups["validator"], JOBS_SUBMITTED)
+        await start_group_at_end(
+            self.settings, groups["validator"], *validator_topics(self.settings)
+        )
         await start_group_at_end(self.settings, groups["trainer"], *VALIDATED_TOPICS)
         await start_group_at_end(self.settings, groups["control"], JOBS_CONTROL)
         jobs_settings = self.trainer_settings or self.settings

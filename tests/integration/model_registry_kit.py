@@ -29,7 +29,7 @@ from sparktrainer.contracts.topics import (
 )
 from sparktrainer.registry.directory import RegistryDirectory
 from sparktrainer.services.trainer import TrainerService
-from sparktrainer.services.validator import build_runtime
+from sparktrainer.services.validator import build_runtime, validator_topics
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from tests import guide
@@ -62,7 +62,7 @@ async def registry_stack(stack: Settings, home: Path) -> AsyncIterator[RegistryS
                 "janitor_interval_s": 0.3, "api_open_reads": True}  # downloads still need it
     )  # fmt: skip
     groups = {n: f"registry-{n}-{suffix}" for n in ("validator", "trainer", "control")}
-    await start_group_at_end(settings, groups["validator"], JOBS_SUBMITTED)
+    await start_group_at_end(settings, groups["validator"], *validator_topics(settings))
     await start_group_at_end(settings, groups["trainer"], JOBS_VALIDATED)
     await start_group_at_end(settings, groups["control"], JOBS_CONTROL)
     directory = RegistryDirectory(settings)

@@ -12,9 +12,10 @@ from typing import Any
 
 from consumers.validator import build_runtime
 from sparktrainer.contracts.events import JobStarted
-from sparktrainer.contracts.topics import JOBS_CONTROL, JOBS_SUBMITTED, class_topics
+from sparktrainer.contracts.topics import JOBS_CONTROL, class_topics
 from sparktrainer.registry.runner import Projector
 from sparktrainer.services.trainer import TrainerService
+from sparktrainer.services.validator import validator_topics
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from tests.integration.tap import start_group_at_end
@@ -74,7 +75,7 @@ async def stop_trainer(trainer: TrainerService, task: asyncio.Task[int]) -> None
 async def door_and_read_model(settings: Settings, db: Path) -> AsyncIterator[Projector]:
     """A validator (fresh group at the end of jobs.submitted) and a projector, as tasks."""
     group = f"sched-validator-{uuid.uuid4().hex[:8]}"
-    await start_group_at_end(settings, group, JOBS_SUBMITTED)
+    await start_group_at_end(settings, group, *validator_topics(settings))
     validator = build_runtime(settings, ObjectStore.from_settings(settings), group_id=group)
     projector = Projector(settings, db)
     await projector.start()

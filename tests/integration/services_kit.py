@@ -28,6 +28,7 @@ from sparktrainer.contracts.topics import (
 from sparktrainer.registry.models import get_model
 from sparktrainer.registry.runner import Projector
 from sparktrainer.services.trainer import TrainerService
+from sparktrainer.services.validator import validator_topics
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
@@ -49,7 +50,7 @@ class Services:
 async def running_services(settings: Settings, prefix: str, db: Path) -> AsyncIterator[Services]:
     """Validator, trainer and projector as `sparktrainer up` runs them (groups ``prefix-*``)."""
     groups = {name: f"{prefix}-{name}" for name in ("validator", "trainer", "control")}
-    await start_group_at_end(settings, groups["validator"], JOBS_SUBMITTED)
+    await start_group_at_end(settings, groups["validator"], *validator_topics(settings))
     await start_group_at_end(settings, groups["trainer"], *VALIDATED_TOPICS)
     await start_group_at_end(settings, groups["control"], JOBS_CONTROL)
     store = ObjectStore.from_settings(settings)

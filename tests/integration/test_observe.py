@@ -50,6 +50,7 @@ from sparktrainer.registry.metric_series import (
     metric_series_concern,
 )
 from sparktrainer.registry.runner import Projector
+from sparktrainer.services.validator import validator_topics
 from tests import guide
 from tests.integration.observe_kit import (
     chromium,
@@ -136,7 +137,7 @@ def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, 
 @pytest.fixture(scope="module")
 async def scenario(stack, tmp_path_factory):
     group = unique("observe")
-    await start_group_at_end(stack, f"{group}-validator", JOBS_SUBMITTED)
+    await start_group_at_end(stack, f"{group}-validator", *validator_topics(stack))
     await start_group_at_end(stack, f"{group}-trainer", *VALIDATED_TOPICS)
     await start_group_at_end(stack, f"{group}-trainer-control", JOBS_CONTROL)
     home = tmp_path_factory.mktemp("observe-home")

@@ -36,6 +36,7 @@ from sparktrainer.embedded import DEFAULT_SERVICES, EmbeddedStack, embedded_avai
 from sparktrainer.embedded.processes import pick_ports, port_open, spawn
 from sparktrainer.embedded.servers import TANSU, tansu_argv, tansu_binary, tansu_env
 from sparktrainer.errors import ObjectNotFound
+from sparktrainer.services.validator import validator_topics
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from tests.integration.faults_kit import FAST, log, mlp_job, needs_embedded
@@ -405,7 +406,7 @@ async def test_caps_set_in_the_environment_reject_jobs_before_they_train(
 ) -> None:
     """A validator process with SPARKTRAINER_MAX_* caps: every job beyond one is rejected."""
     group = unique("caps-validator")
-    await start_group_at_end(settings, group, JOBS_SUBMITTED)
+    await start_group_at_end(settings, group, *validator_topics(settings))
     caps = {
         "SPARKTRAINER_MAX_EPOCHS": "5",
         "SPARKTRAINER_MAX_BATCH_SIZE": "64",

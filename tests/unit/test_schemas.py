@@ -22,8 +22,8 @@ def test_asyncapi_names_every_topic_and_event() -> None:
     doc = json.loads(render()["asyncapi.json"])
     assert doc["asyncapi"] == "3.0.0"
     addresses = {c["address"] for c in doc["channels"].values()}
-    assert "sparktrainer.jobs.submitted" in addresses and len(addresses) == 20
-    assert len(doc["components"]["messages"]) == 23
+    assert "sparktrainer.jobs.submitted" in addresses and len(addresses) == 21
+    assert len(doc["components"]["messages"]) == 25
     changes = doc["channels"]["models-changes"]["messages"]
     assert set(changes) == {
         "model-alias-set-v1",

@@ -9,11 +9,14 @@ from typing import Any
 
 import pytest
 
+from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import JobRejected, JobValidated
+from sparktrainer.contracts.jobspec import JobRequest
 from sparktrainer.contracts.records import Received
-from sparktrainer.contracts.schedule_events import SweepValidated
+from sparktrainer.contracts.schedule_events import SweepValidated, TrialRejected, TrialSubmission
+from sparktrainer.contracts.sweeps import trial_job
 from sparktrainer.contracts.tenants import Tenants, load_tenants
-from sparktrainer.contracts.topics import JOBS_SUBMITTED, submission_topic
+from sparktrainer.contracts.topics import JOBS_SUBMITTED, SWEEP_TRIALS, submission_topic
 from sparktrainer.settings import Limits
 from sparktrainer.storage.outcomes import claimed_by
 from sparktrainer.validation.door import decide
@@ -112,3 +115,49 @@ def test_claims_record_the_tenant_and_a_sweep_claims_its_id_as_a_job_does(
     squat = decide(on(vision, {**JOB, "job_id": "sw-1"}, 5), store, Limits(), tenants=tenants)
     assert isinstance(squat, JobRejected) and squat.job_id != "sw-1"
     assert claimed_by(store, "sw-1") == held  # the owner's claim is untouched
+
+
+def trial_record(sweep_id: str, n: int, tenant: str, offset: int = 0) -> Received:
+    job = trial_job(sweep_id, "sw", JOB, n, {"learning_rate": 0.01})
+    sub = TrialSubmission(sweep_id=sweep_id, trial=n, tenant=tenant,
+                          job=JobRequest.model_validate(job))  # fmt: skip
+    out = encode(sub, "sparktrainer/sweep-controller")
+    return Received(out.topic, 0, offset, out.key, out.value, tuple(out.headers), 1)
+
+
+def test_sweep_id_and_trial_come_only_from_the_controllers_topic(tenants: Tenants) -> None:
+    forged = {**JOB, "job_id": "sw-t001", "sweep_id": "sw", "trial": 1}
+    verdict = decide(on(submission_topic("vision"), forged), None, Limits(), tenants=tenants)
+    assert isinstance(verdict, JobRejected)
+    assert verdict.errors == [
+        "sweep_id and trial may not be set on a submission: only the sweep controller submits "
+        "a sweep's trials (submit a sweep with type 'sweep', or remove these fields)"
+    ]
+    trial = decide(trial_record("sw", 1, "speech"), None, Limits(), tenants=tenants)
+    assert isinstance(trial, JobValidated)
+    assert (trial.job_id, trial.sweep_id, trial.trial, trial.tenant) == ("sw-t001", "sw", 1,
+                                                                         "speech")  # fmt: skip
+    bare = Received(SWEEP_TRIALS, 0, 9, b"sw-t002", json.dumps(forged).encode(), (), 1)
+    refused = decide(bare, None, Limits(), tenants=tenants)
+    assert isinstance(refused, JobRejected) and refused.errors[0].startswith("Not a trial")
+
+
+def test_a_squatted_trial_id_is_a_rejected_trial_for_its_sweep(tenants: Tenants) -> None:
+    store = DictStore()
+    sweep_rec = on(submission_topic("speech"), sweep("sw"), 1)
+    assert isinstance(decide(sweep_rec, store, Limits(), tenants=tenants), SweepValidated)
+    squat = decide(on(submission_topic("vision"), {**JOB, "job_id": "sw-t001"}, 2), store,
+                   Limits(), tenants=tenants)  # fmt: skip
+    assert isinstance(squat, JobValidated)  # a plain id, free when it came
+    verdict = decide(trial_record("sw", 1, "speech"), store, Limits(), tenants=tenants)
+    assert isinstance(verdict, TrialRejected)
+    assert (verdict.sweep_id, verdict.trial, verdict.job_id) == ("sw", 1, "sw-t001")
+    assert "already taken" in verdict.errors[0]
+    assert claimed_by(store, "sw-t001").tenant == "vision"  # the squatter keeps what it took
+    # a trial stamped with another tenant than its sweep's owner is not submitted
+    stolen = decide(trial_record("sw", 2, "vision"), store, Limits(), tenants=tenants)
+    assert isinstance(stolen, JobRejected) and stolen.job_id == "sw-t002"
+    assert stolen.errors == [
+        "sw is not a sweep of tenant 'vision' (its id is held by a sweep of tenant 'speech'): "
+        "the trial is not submitted"
+    ]

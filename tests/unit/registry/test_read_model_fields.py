@@ -44,6 +44,7 @@ from sparktrainer.contracts.schedule_events import (
     SweepValidated,
     TrainerHeartbeat,
     TrialPlanned,
+    TrialRejected,
     TrialStopped,
     TrialSubmitted,
 )
@@ -118,6 +119,7 @@ def story() -> list[Any]:
         TrialSubmitted(sweep_id="sw", trial=1, job_id="sw-t001"),
         TrialStopped(sweep_id="sw", trial=1, job_id="sw-t001", rule="median", epoch=6,
                      reason="worse than the median", at=at(18)),
+        TrialRejected(sweep_id="sw", trial=1, job_id="sw-t001", errors=["id taken"], at=at(18)),
         SweepEnded(sweep_id="sw", status="completed", best_trial=1, best_job_id="sw-t001",
                    model_id="m1", value=0.5, reason="all trials ended", at=at(19)),
         TrainerHeartbeat(trainer_id="tr-1", group="grp", classes=["gpu-large", "cpu"], gpus=2,
@@ -218,6 +220,7 @@ DERIVED: dict[tuple[type, str, str], Expect] = {
     (TrialSubmitted, "trials", "submitted"): lambda ev, row: 1,
     (TrialStopped, "trials", "stopped"): lambda ev, row: ev.model_dump(
         mode="json", include={"rule", "epoch", "reason"}),
+    (TrialRejected, "trials", "rejected"): lambda ev, row: "; ".join(ev.errors),
 }  # fmt: skip
 # Cells the read model keeps for itself (change counters, names it gives): no event field.
 OWN = {

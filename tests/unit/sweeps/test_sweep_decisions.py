@@ -19,14 +19,16 @@ from sparktrainer.contracts.events import (
     JobCompleted,
     JobProgress,
     JobStarted,
-    JobSubmitted,
     ModelRegistered,
 )
+from sparktrainer.contracts.jobspec import JobRequest
 from sparktrainer.contracts.schedule_events import (
     SweepEnded,
     SweepValidated,
     TrialPlanned,
+    TrialRejected,
     TrialStopped,
+    TrialSubmission,
     TrialSubmitted,
 )
 from sparktrainer.contracts.sweeps import SweepConfig
@@ -87,8 +89,9 @@ class Sim:
                 active = self.book.sweeps[sweep_id].active()
                 self.most_active = max(self.most_active, len(active))
 
-    def submitted(self) -> list[JobSubmitted]:
-        return [e for e in self.log if isinstance(e, JobSubmitted)]
+    def submitted(self) -> list[JobRequest]:
+        """The trials' jobs, as the controller sent them on its own topic."""
+        return [e.job for e in self.log if isinstance(e, TrialSubmission)]
 
     def tick(self) -> None:
         """Each submitted trial that has not ended moves one epoch (or ends)."""
@@ -171,7 +174,7 @@ def test_a_restart_from_the_log_plans_nothing_twice_and_resubmits_only_the_unmar
     for e in sim.log:
         restarted.book.fold(e)
     again = next_actions(restarted.book.sweeps["sw1"], Limits())
-    assert isinstance(again[0], JobSubmitted) and again[0].job_id == lost[0].job_id
+    assert isinstance(again[0], TrialSubmission) and again[0].job.job_id == lost[0].job_id
     restarted.run()
     plans = of(restarted.log, TrialPlanned)
     assert sorted(p.trial for p in plans) == list(range(1, 9))  # each once
@@ -264,3 +267,20 @@ def test_the_controllers_own_draws_fit_the_space_of_every_kind_of_range() -> Non
     assert c.plan_problem({"lr": 2.0, "wd": 0.5, "width": 16}) is not None
     assert c.plan_problem({"lr": 1e-3, "wd": True, "width": 16}) is not None
     assert c.plan_problem({"lr": float("nan"), "wd": 0.5, "width": 16}) is not None
+
+
+def test_a_trial_whose_id_another_job_holds_fails_and_the_sweep_goes_on_and_ends() -> None:
+    sim = Sim()
+    sim.publish(spec(max_trials=3, max_concurrent=1, early_stopping={"rule": "none"}))
+    sim.drive()
+    [first] = of(sim.log, TrialSubmission)
+    assert (first.tenant, first.job.sweep_id, first.job.trial) == ("default", "sw1", 1)
+    squatted = TrialRejected(sweep_id="sw1", trial=1, job_id="sw1-t001", errors=["taken"])
+    sim.publish(squatted)
+    # the squatter's own events under that id change nothing: the trial has ended
+    sim.publish(JobCompleted(job_id="sw1-t001", model_id="sw1-t001", metrics={"val_loss": 0.0}))
+    sim.drive()
+    sim.run()
+    [ended] = of(sim.log, SweepEnded)
+    assert ended.status == "completed" and ended.best_trial != 1
+    assert sim.book.ended == {"sw1"}
