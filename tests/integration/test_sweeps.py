@@ -20,15 +20,20 @@ from sparktrainer.contracts.events import (
     JobCompleted,
     JobFailed,
     JobStarted,
-    JobSubmitted,
     ModelRegistered,
 )
-from sparktrainer.contracts.schedule_events import SweepEnded, TrialPlanned, TrialStopped
+from sparktrainer.contracts.schedule_events import (
+    SweepEnded,
+    TrialPlanned,
+    TrialStopped,
+    TrialSubmission,
+)
 from sparktrainer.contracts.topics import (
     JOBS_LIFECYCLE,
     JOBS_REJECTED,
     JOBS_SUBMITTED,
     MODELS_REGISTERED,
+    SWEEP_TRIALS,
     SWEEPS,
 )
 from sparktrainer.registry.sweeps import get_sweep
@@ -105,7 +110,7 @@ async def test_a_sweep_survives_a_killed_controller_and_registers_its_best_trial
         controller = await start_consumer(CONTROLLER, None, env)
         try:
             async with Tap(settings, SWEEPS, JOBS_LIFECYCLE, JOBS_REJECTED, MODELS_REGISTERED,
-                           JOBS_SUBMITTED) as tap:  # fmt: skip
+                           SWEEP_TRIALS) as tap:  # fmt: skip
                 await hostile_records(producer, sweep_id)
                 await produce(producer, JOBS_SUBMITTED, sweep_job(sweep_id))
                 await tap.wait_for(trial_of(sweep_id, TERMINAL), 1, 240)
@@ -131,7 +136,7 @@ def _assert_every_trial_once(events: list, sweep_id: str) -> None:
              if isinstance(e, TrialPlanned) and e.sweep_id == sweep_id}  # fmt: skip
     assert sorted(n for n, _ in plans) == list(range(1, 5)), plans  # each planned once, one way
     trials = {f"{sweep_id}-t{n:03d}" for n in range(1, 5)}
-    submitted = Counter(e.job_id for e in events if isinstance(e, JobSubmitted))
+    submitted = Counter(e.job.job_id for e in events if isinstance(e, TrialSubmission))
     assert set(submitted) == trials and max(submitted.values()) <= 2, submitted
     starts = Counter(e.job_id for e in events if isinstance(e, JobStarted) and e.job_id in trials)
     assert starts == Counter(trials), starts  # trained once each: none lost, none twice
