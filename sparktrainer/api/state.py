@@ -16,13 +16,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 
-from sparktrainer.api.auth import MESSAGE, ApiCredentials
+from sparktrainer.api.auth import MESSAGE, ApiCredentials, tenant_of
 from sparktrainer.api.metrics import ApiMetrics
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.contracts.caps import check_shape
 from sparktrainer.contracts.envelope import OutRecord, encode, strict_json
 from sparktrainer.errors import ConfigurationError
-from sparktrainer.registry.changes import ChangeRefused, resolved
+from sparktrainer.registry.changes import Asker, ChangeRefused, resolved
 from sparktrainer.registry.models import get_model
 from sparktrainer.registry.runner import Projector
 from sparktrainer.registry.store import RegistryStore
@@ -152,21 +152,29 @@ def model_of(request: Request, ref: str) -> dict[str, Any]:
     return existing(state.registry.read(get_model, found.model_id), "model", ref)
 
 
-def change_fields(body: dict[str, Any]) -> tuple[str, str | None]:
-    """``by`` (who asks, as claimed; default the API) and ``reason`` of a registry change."""
-    by, reason = body.get("by", SOURCE), body.get("reason")
-    if not isinstance(by, str) or not 0 < len(by) <= 256:
-        raise ApiError(422, "'by' must be a string of 1 to 256 characters")
+def change_fields(request: Request, body: dict[str, Any]) -> tuple[Asker, str | None]:
+    """Who asks for a registry change (the token's tenant, and the body's free-text ``actor``)
+    and its ``reason``. A ``by`` is refused: who asked is what the token establishes."""
+    if "by" in body:
+        raise ApiError(
+            422,
+            "'by' is not taken from a request: a change is stamped with the tenant your token "
+            "establishes; say who you are in 'actor' (free text, shown beside it)",
+        )
+    actor, reason = body.get("actor"), body.get("reason")
+    if actor is not None and (not isinstance(actor, str) or not 0 < len(actor) <= 128):
+        raise ApiError(422, "'actor' must be a string of 1 to 128 characters")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
         raise ApiError(422, "'reason' must be a string of at most 1024 characters")
-    return by, reason
+    return Asker(tenant_of(request), actor), reason
 
 
-async def change_request(request: Request) -> tuple[str, str | None]:
-    """``by`` and ``reason`` of a DELETE or POST change: from its JSON body, else its query."""
+async def change_request(request: Request) -> tuple[Asker, str | None]:
+    """Who asks and why, for a DELETE or POST change: from its JSON body, else its query."""
     body = await json_object(request, optional=True)
-    query = {k: request.query_params[k] for k in ("by", "reason") if k in request.query_params}
-    return change_fields({**query, **body})
+    names = ("by", "actor", "reason")
+    query = {k: request.query_params[k] for k in names if k in request.query_params}
+    return change_fields(request, {**query, **body})
 
 
 async def publish_change(request: Request, plan: Callable[..., Any], *args: Any) -> Any:

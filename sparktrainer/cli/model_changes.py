@@ -7,7 +7,9 @@
     sparktrainer models history digits@champion        # every move: who, when, from, to
 
 Changes are checked against the read model (caught up first), then published on
-models.changes; they show once the projector has folded them.
+models.changes, stamped with the tenant ``SPARKTRAINER_TENANT`` names (default: default; an
+operator's tool, trusted to write that topic): only the owner of a name or model may change it.
+They show once the projector has folded them.
 """
 
 from __future__ import annotations
@@ -34,17 +36,19 @@ from sparktrainer.cli.common import (
     run,
 )
 from sparktrainer.contracts.envelope import encode
+from sparktrainer.contracts.tenants import load_tenants
 from sparktrainer.registry import changes
 from sparktrainer.registry.names import alias_history, get_name, list_names
+from sparktrainer.settings import Settings
 
 SOURCE = "sparktrainer/cli"
 
 
-def _who() -> str:
+def _who() -> str | None:
     try:
-        return f"{getpass.getuser()} (cli)"
+        return getpass.getuser()[:128]
     except (KeyError, OSError):  # no user name in this environment
-        return SOURCE
+        return None
 
 
 def add_change_actions(sub: Any) -> None:
@@ -76,11 +80,27 @@ def add_change_actions(sub: Any) -> None:
 
 
 def _change_options(p: argparse.ArgumentParser, func: Any) -> None:
-    p.add_argument("--by", default=None, help="who asks (default: your user name)")
+    p.add_argument(
+        "--actor", default=None, help="who you are, shown beside the tenant (default: your user)"
+    )
     p.add_argument("--reason")
     p.add_argument("--json", action="store_true")
     add_db_options(p)
     p.set_defaults(func=func)
+
+
+def acting_tenant(settings: Settings) -> str:
+    """The tenant this operator acts for: ``SPARKTRAINER_TENANT``, one the tenants file lists."""
+    try:
+        known = load_tenants(settings.tenants_file)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    if known.get(settings.tenant) is None:
+        raise CliError(
+            f"SPARKTRAINER_TENANT '{settings.tenant[:64]}' is not a tenant of the tenants file "
+            f"(tenants: {', '.join(known.names)})"
+        )
+    return settings.tenant
 
 
 def _split(target: str) -> tuple[str, str]:
@@ -93,9 +113,10 @@ def _split(target: str) -> tuple[str, str]:
 def _publish(args: argparse.Namespace, plan: Any, *plan_args: Any) -> BaseModel:
     """Check the change on the caught-up read model, then publish its event."""
     settings = load_settings()
+    asker = changes.Asker(acting_tenant(settings), args.actor or _who())
     registry = read_model(settings, args)
     try:
-        event: BaseModel = plan(registry.conn(), *plan_args, args.by or _who(), args.reason)
+        event: BaseModel = plan(registry.conn(), *plan_args, asker, args.reason)
     except changes.ChangeRefused as e:
         raise CliError(str(e)) from e
     run(publish(settings, encode(event, SOURCE)))

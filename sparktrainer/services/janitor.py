@@ -12,14 +12,19 @@ The grace counts from when the broker took the deletion (its record's timestamp,
 than this trainer's clock: ``contracts/records.py`` broker_time), never from the ``at`` the
 deletion claims: a deletion dated 1970 waits its day like any other. At purge time a registry
 view of its own (the projector's folds over the registry topics, in memory, caught up with the
-log end first) says which aliases point at the model: while one does, its files stay.
+log end first) says which aliases point at the model: while one does, its files stay. The same
+view says who owns the model (``registry/owners.py``): only the owner's deletion counts, its
+grace from the owner's deletion, and the purge is announced in the owner's name
+(``contracts/ownership.py``), so a deletion forged by another tenant removes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,9 +37,11 @@ from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts.envelope import EnvelopeError, encode
 from sparktrainer.contracts.events import now
 from sparktrainer.contracts.model_events import ModelDeleted, ModelPurged
+from sparktrainer.contracts.ownership import may_change
 from sparktrainer.contracts.records import SkipCounter, broker_time, decode_received
 from sparktrainer.contracts.topics import MODELS_CHANGES
 from sparktrainer.errors import StorageError
+from sparktrainer.registry import owners
 from sparktrainer.registry.changes import aliases_at
 from sparktrainer.registry.directory import REGISTRY_TOPICS
 from sparktrainer.registry.runner import Projector
@@ -65,6 +72,7 @@ class JanitorStats:
     purged: int = 0
     files_removed: int = 0
     kept_for_alias: int = 0  # purges put off because an alias pointed at the model
+    foreign: int = 0  # deletions or purges by a tenant that does not own the model (once each)
 
 
 class Janitor:
@@ -77,8 +85,10 @@ class Janitor:
 
     def __init__(self, settings: Settings, store: ObjectStore, producer: AIOKafkaProducer) -> None:
         self.settings, self.store, self.producer = settings, store, producer
-        self.deleted: dict[str, datetime] = {}  # model id -> when the broker took the delete
-        self.purged: set[str] = set()
+        # model id -> tenant -> when the broker took that tenant's first delete of it
+        self.deleted: dict[str, dict[str, datetime]] = {}
+        self.purged: dict[str, set[str]] = {}  # model id -> tenants whose purge was announced
+        self.foreign: set[tuple[str, str]] = set()  # (model id, tenant) not its owner
         self.held: set[str] = set()  # due, but an alias points at it (logged once)
         self.stats = JanitorStats()
         self.skipped = SkipCounter("janitor")
@@ -91,35 +101,58 @@ class Janitor:
     def fold(self, event: object, taken_at: datetime) -> None:
         """Take one event of models.changes, which the broker took at ``taken_at``, into
         account (others are ignored); a deletion's own ``at`` is a claim and is not read."""
-        if isinstance(event, ModelDeleted) and event.model_id not in self.deleted:
-            self.deleted[event.model_id] = taken_at
-            self.stats.deletions_seen += 1
+        if isinstance(event, ModelDeleted):
+            by_tenant = self.deleted.setdefault(event.model_id, {})
+            if event.tenant not in by_tenant:
+                by_tenant[event.tenant] = taken_at
+                self.stats.deletions_seen += 1
         elif isinstance(event, ModelPurged):
-            self.purged.add(event.model_id)
+            self.purged.setdefault(event.model_id, set()).add(event.tenant)
 
-    def due(self, at: datetime) -> list[str]:
-        """The deleted models whose grace period has passed at ``at`` and that are not purged."""
+    def due(self, at: datetime, owner_of: Callable[[str], str | None]) -> list[str]:
+        """The models whose owner's deletion is past its grace at ``at`` and not purged yet
+        (``owner_of``: the registry's owner of a model, None when it has none)."""
         grace = timedelta(seconds=self.settings.model_delete_grace_s)
-        return sorted(
-            m for m, t in self.deleted.items() if m not in self.purged and t + grace <= at
-        )
+        out = []
+        for model_id, by_tenant in self.deleted.items():
+            owner = owner_of(model_id)
+            if owner is None:
+                continue  # not registered (yet): nobody may delete it
+            self._count_foreign(model_id, owner, [*by_tenant, *self.purged.get(model_id, ())])
+            taken = [t for tenant, t in by_tenant.items() if may_change(owner, tenant)]
+            purged = any(may_change(owner, t) for t in self.purged.get(model_id, ()))
+            if taken and not purged and min(taken) + grace <= at:
+                out.append(model_id)
+        return sorted(out)
 
-    async def _pointed_at(self, model_ids: list[str]) -> dict[str, list[str]]:
-        """The aliases pointing at each model, as of the registry topics' ends now."""
-        if not model_ids:
-            return {}
+    def _count_foreign(self, model_id: str, owner: str, tenants: list[str]) -> None:
+        for tenant in tenants:
+            if not may_change(owner, tenant) and (model_id, tenant) not in self.foreign:
+                self.foreign.add((model_id, tenant))
+                self.stats.foreign += 1
+                why = "a deletion or purge by a tenant that does not own the model"
+                log.warning(
+                    "model_change_skipped", model_id=model_id, tenant=tenant, owner=owner, why=why
+                )
+
+    async def _view(self) -> sqlite3.Connection:
+        """The registry view, caught up with the registry topics' ends as of now."""
         if not self._registry_open:
             await self.registry.start()
             self._registry_open = True
         await self.registry.catch_up(timeout_s=self.settings.validator_registry_timeout_s)
-        return {m: aliases_at(self.registry.conn, m) for m in model_ids}
+        return self.registry.conn
 
     async def sweep(self) -> int:
         """Purge every model that is due, no alias pointing at it, and announce it; how many."""
         self.stats.sweeps += 1
         done = 0
-        due = self.due(now())
-        pointing = await self._pointed_at(due)
+        if not self.deleted:
+            return 0
+        view = await self._view()
+        owner_of = {m: owners.model_owner(view, m) for m in self.deleted}
+        due = self.due(now(), owner_of.get)
+        pointing = {m: aliases_at(view, m) for m in due}
         for model_id in due:
             if pointing[model_id]:
                 self.stats.kept_for_alias += 1
@@ -129,9 +162,11 @@ class Janitor:
                                 why="an alias points at the deleted model")  # fmt: skip
                 continue
             files = await asyncio.to_thread(purge_model, self.store, model_id)
-            event = ModelPurged(model_id=model_id, files_removed=files, by=SOURCE)
+            owner = owner_of[model_id]
+            assert owner is not None  # due() passes over a model without one
+            event = ModelPurged(model_id=model_id, files_removed=files, by=SOURCE, tenant=owner)
             await send(self.producer, encode(event, SOURCE))
-            self.purged.add(model_id)
+            self.purged.setdefault(model_id, set()).add(owner)
             self.stats.purged += 1
             self.stats.files_removed += files
             log.info("model_files_removed", model_id=model_id, files=files)

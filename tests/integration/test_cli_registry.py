@@ -311,14 +311,14 @@ async def test_models_alias_list_history_and_download(stack, env, tmp_path) -> N
     files = {"model.pth": b"weights" * 1000, "sub/config.json": b'{"builder": "mlp"}'}
     for model_id in ids:
         await _uploaded_model(stack, model_id, name, files)
-    rc, out, err = await cli(env, "models", "alias", f"{name}@champion", "1", "--by", "alice")
+    rc, out, err = await cli(env, "models", "alias", f"{name}@champion", "1", "--actor", "alice")
     assert rc == 0, err
     rc, out, err = await cli(env, "models", "alias", f"{name}@champion", "2", "--json")
     assert rc == 0 and lines(out)[0]["version"] == 2, err
     rc, out, err = await cli(env, "models", "history", f"{name}@champion", "--json")
     moves = lines(out)[0]["history"]
     assert [(m["previous_version"], m["version"]) for m in moves] == [(None, 1), (1, 2)]
-    assert moves[0]["by"] == "alice"
+    assert moves[0]["by"] == "default (alice)"  # SPARKTRAINER_TENANT (unset), the actor
     rc, out, _ = await cli(env, "models", "list", "--name", name, "--alias", "champion", "--json")
     assert [m["model_id"] for m in lines(out)[0]["models"]] == [ids[1]]
     rc, out, err = await cli(env, "models", "download", f"{name}@champion", str(tmp_path / "d"))

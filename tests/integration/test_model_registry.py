@@ -50,7 +50,7 @@ async def rs(stack, tmp_path_factory) -> AsyncIterator[RegistryStack]:
 
 async def set_alias(rs: RegistryStack, alias: str, version: int, by: str) -> None:
     r = await rs.api.put(f"/api/registered-models/{NAME}/aliases/{alias}",
-                         json={"version": version, "by": by}, headers=AUTH)  # fmt: skip
+                         json={"version": version, "actor": by}, headers=AUTH)  # fmt: skip
     assert r.status_code == 202, r.text
 
 
@@ -76,9 +76,9 @@ async def _an_alias_moved_twice_keeps_its_history(rs: RegistryStack, seen) -> No
     path = f"/api/registered-models/{NAME}/aliases/champion/history"
     r = await until(rs.api, path, lambda r: r.status_code == 200 and len(r.json()["history"]) == 3)
     assert [(m["previous_version"], m["version"], m["by"]) for m in r.json()["history"]] == [
-        (None, 1, "alice"),
-        (1, 3, "bob"),
-        (3, 2, "carol"),
+        (None, 1, "default (alice)"),  # the token's tenant, and the actor the body gave
+        (1, 3, "default (bob)"),
+        (3, 2, "default (carol)"),
     ]
     model = (await rs.api.get(f"/api/models/{NAME}@champion")).json()
     assert model["model_id"] == seen["ids"][2] and model["aliases"] == [f"{NAME}@champion"]
@@ -136,7 +136,7 @@ async def _a_download_through_the_api_matches_every_sha256(rs: RegistryStack, se
 
 
 async def _archived_models_leave_lists_and_stay_parents(rs: RegistryStack, seen) -> None:
-    r = await rs.api.post(f"/api/models/{NAME}:1/archive", json={"by": "frank"}, headers=AUTH)
+    r = await rs.api.post(f"/api/models/{NAME}:1/archive", json={"actor": "frank"}, headers=AUTH)
     assert r.status_code == 202, r.text
     await until(rs.api, f"/api/models/{seen['ids'][1]}", lambda r: r.json()["status"] == "archived")
     live = (await rs.api.get("/api/models", params={"name": NAME})).json()["models"]
@@ -156,14 +156,15 @@ async def _deleted_models_are_tombstones_and_the_janitor_removes_their_files(
     aliased = await rs.api.request("DELETE", f"/api/models/{NAME}@champion", headers=AUTH)
     assert aliased.status_code == 409 and "move or remove the alias" in aliased.json()["detail"]
     v1 = seen["ids"][1]
-    r = await rs.api.request("DELETE", f"/api/models/{NAME}:1", json={"by": "grace",
+    r = await rs.api.request("DELETE", f"/api/models/{NAME}:1", json={"actor": "grace",
                              "reason": "trained on the wrong split"}, headers=AUTH)  # fmt: skip
     assert r.status_code == 202, r.text
     await until(rs.api, f"/api/models/{v1}", lambda r: r.json()["status"] == "deleted")
     rejected = (await run_jobs(rs, child := job(FINETUNE, model_id=f"{NAME}:1")))[child["job_id"]]
     end = end_of(rejected)
     assert isinstance(end, JobRejected), end
-    assert "was deleted by grace" in end.errors[0] and "trained on the wrong split" in end.errors[0]
+    assert "was deleted by default (grace)" in end.errors[0]
+    assert "trained on the wrong split" in end.errors[0]
     gone = await rs.api.get(f"/api/models/{v1}/files", headers=AUTH)
     assert gone.status_code == 410
     janitor = rs.trainer.janitor
@@ -175,7 +176,7 @@ async def _deleted_models_are_tombstones_and_the_janitor_removes_their_files(
     assert list(store.list(f"models/{v1}/")) == []
     retired = tomb.json()["retired"]
     assert (retired["deleted_by"], retired["files_removed"]) == (
-        "grace",
+        "default (grace)",
         len(tomb.json()["artifacts"]) + 1,
     )
 

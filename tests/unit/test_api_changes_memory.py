@@ -1,6 +1,8 @@
-"""Registry changes through the real API on the in-memory broker: who asked, from the query too.
+"""Registry changes through the real API on the in-memory broker: who asks, and who may.
 
-A DELETE rarely carries a body; ``?by=`` and ``?reason=`` say who and why there.
+Who asks is the tenant the bearer token establishes (``by``), never a claim; the body or, for a
+DELETE that rarely carries one, the query may add a free-text ``actor`` and a ``reason``. Two
+teams (tests/tenants_kit.py): ``vision`` owns ``digits``; ``speech`` may read it, not change it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sparktrainer.cli.common import publish
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import Artifact, ModelRegistered
 from sparktrainer.contracts.model_events import ModelAliasSet
+from tests.tenants_kit import TwoTeams, write_two_teams
 
 pytestmark = pytest.mark.memory
 JSON_TYPE = {"Content-Type": "application/json"}  # the door wants it on every write
@@ -23,8 +26,14 @@ HISTORY = "/api/registered-models/digits/aliases/prod/history"
 
 
 @pytest.fixture
-async def api(memory_settings, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(memory_settings, with_projector=True, db_path=tmp_path / "api.sqlite3")
+def teams(tmp_path) -> TwoTeams:
+    return write_two_teams(tmp_path)
+
+
+@pytest.fixture
+async def api(memory_settings, teams, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = teams.settings(memory_settings)
+    app = create_app(settings, with_projector=True, db_path=tmp_path / "api.sqlite3")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
@@ -33,31 +42,64 @@ async def api(memory_settings, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-async def _until(api: httpx.AsyncClient, check: Callable[[httpx.Response], bool]) -> list:
+async def _until(
+    api: httpx.AsyncClient, teams: TwoTeams, check: Callable[[httpx.Response], bool]
+) -> list:
     for _ in range(200):  # bounded: 20 s for the projector to fold a record or two
-        r = await api.get(HISTORY)
+        r = await api.get(HISTORY, headers=teams.auth("speech"))  # reads are every tenant's
         if check(r):
             return list(r.json()["history"])
         await asyncio.sleep(0.1)
     raise AssertionError(f"still {r.status_code} {r.text[:300]}")
 
 
-async def test_delete_takes_by_and_reason_from_the_query(api, memory_settings) -> None:
+async def _vision_owns_digits(memory_settings) -> None:
     model = ModelRegistered(model_id="d1", job_id="d1", name="d1", framework="pytorch",
                             architecture={"architecture": "custom"}, register_as="digits",
                             artifacts=[Artifact(path="model.pth", size_bytes=1, sha256="ab" * 32)],
-                            storage_prefix="models/d1/")  # fmt: skip
+                            storage_prefix="models/d1/", tenant="vision")  # fmt: skip
     await publish(memory_settings, encode(model, "test"))
-    await publish(memory_settings, encode(ModelAliasSet(name="digits", alias="prod", version=1,
-                                                        by="alice"), "test"))  # fmt: skip
-    await _until(api, lambda r: r.status_code == 200)
-    r = await api.delete("/api/registered-models/digits/aliases/prod?by=dave&reason=rollback")
+    alias = ModelAliasSet(name="digits", alias="prod", version=1, tenant="vision", by="vision")
+    await publish(memory_settings, encode(alias, "test"))
+
+
+async def test_the_owner_changes_with_its_token_the_actor_beside_it(
+    api, teams, memory_settings
+) -> None:
+    await _vision_owns_digits(memory_settings)
+    await _until(api, teams, lambda r: r.status_code == 200)
+    vision = teams.auth("vision")
+    url = "/api/registered-models/digits/aliases/prod"
+    r = await api.delete(url + "?actor=dave&reason=rollback", headers=vision)
     assert r.status_code == 202, r.text
-    moves = await _until(api, lambda r: len(r.json()["history"]) == 2)
+    moves = await _until(api, teams, lambda r: len(r.json()["history"]) == 2)
     assert [(m["action"], m["by"], m["reason"]) for m in moves] == [
-        ("set", "alice", None), ("removed", "dave", "rollback")
+        ("set", "vision", None), ("removed", "vision (dave)", "rollback")
     ]  # fmt: skip
-    r = await api.delete("/api/registered-models/digits/aliases/prod?by=dave")
+    r = await api.delete(url + "?actor=dave", headers=vision)
     assert r.status_code == 404 and "is not set" in r.json()["detail"]
-    r = await api.delete("/api/models/d1?by=" + "x" * 257)
-    assert r.status_code == 422 and "'by' must be" in r.json()["detail"]
+    r = await api.delete("/api/models/d1?actor=" + "x" * 129, headers=vision)
+    assert r.status_code == 422 and "'actor' must be" in r.json()["detail"]
+    r = await api.delete("/api/models/d1?by=vision", headers=vision)
+    assert r.status_code == 422 and "'by' is not taken from a request" in r.json()["detail"]
+
+
+async def test_another_tenants_changes_are_refused_and_its_reads_are_open(
+    api, teams, memory_settings
+) -> None:
+    await _vision_owns_digits(memory_settings)
+    await _until(api, teams, lambda r: r.status_code == 200)
+    speech = teams.auth("speech")
+    tries = [
+        api.put("/api/registered-models/digits/aliases/prod", json={"version": 1}, headers=speech),
+        api.delete("/api/registered-models/digits/aliases/prod", headers=speech),
+        api.post("/api/models/digits@prod/archive", json={"actor": "mallory"}, headers=speech),
+        api.delete("/api/models/d1", headers=speech),
+    ]
+    for answer in [await t for t in tries]:
+        assert answer.status_code == 403, answer.text
+        assert "belongs to tenant 'vision', not to 'speech'" in answer.json()["detail"]
+    listed = (await api.get("/api/models", headers=speech)).json()["models"]
+    assert [(m["model_id"], m["tenant"], m["status"]) for m in listed] == [("d1", "vision", "live")]
+    shown = (await api.get("/api/models/digits@prod", headers=speech)).json()
+    assert shown["tenant"] == "vision" and shown["aliases"] == ["digits@prod"]

@@ -85,8 +85,37 @@ async def test_an_alias_keeps_a_deleted_models_files_and_hostile_times_are_skipp
         await send(producer, encode(ModelAliasRemoved(name="digits", alias="prod"), "test"))
         await until(lambda: janitor.stats.purged == 1, "m1 purged once its alias is gone")
         assert files.keys == {"models/m2/model.pth"} and not task.done()
-        assert janitor.purged == {"m1"}
+        assert janitor.purged == {"m1": {"default"}}  # announced in the owner's name
         assert MODELS_CHANGES == ModelPurged.topic  # the purge is announced where it was read
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+
+
+async def test_a_deletion_forged_by_another_tenant_removes_nothing(
+    memory_settings: Settings,
+) -> None:
+    settings = memory_settings.model_copy(
+        update={"model_delete_grace_s": 0.0, "janitor_interval_s": 0.05}
+    )
+    files = Files("models/v1/metadata.json", "models/v1/model.pth")
+    producer = make_producer(settings)
+    await producer.start()
+    janitor = Janitor(settings, files, producer)  # type: ignore[arg-type]
+    task = asyncio.create_task(janitor.run())
+    try:
+        await send(producer, encode(model("v1", tenant="vision"), "test"))
+        forged = ModelDeleted(model_id="v1", tenant="speech", by="vision")  # a claimed by
+        await send(producer, encode(forged, "intruder"))
+        await send(producer, encode(ModelPurged(model_id="v1", tenant="speech",
+                                                files_removed=0), "intruder"))  # fmt: skip
+        await until(lambda: janitor.stats.foreign == 1 and janitor.stats.sweeps >= 2, "skipped")
+        assert files.exists("models/v1/model.pth") and janitor.stats.purged == 0
+        await send(producer, encode(ModelDeleted(model_id="v1", tenant="vision"), "test"))
+        await until(lambda: janitor.stats.purged == 1, "v1 purged once its owner deleted it")
+        assert files.keys == set() and janitor.purged["v1"] == {"speech", "vision"}
+        assert not task.done()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -1,7 +1,9 @@
 """Endpoints under /api/models: search, show, lineage, archive, delete.
 
 Everywhere a model is named, ``{ref}`` is its id, ``NAME:VERSION`` or ``NAME@ALIAS``. Archive
-and delete are events on models.changes (202); the read model shows them once folded.
+and delete are events on models.changes (202), stamped with the token's tenant: the model's
+owner's only (403 otherwise). The read model shows them once folded. Reads are open to every
+tenant; each model row names its ``tenant``.
 """
 
 from __future__ import annotations
@@ -80,16 +82,16 @@ def model_lineage(request: Request, ref: str) -> JSONResponse:
 @router.post("/{ref}/archive", status_code=202)
 async def archive(request: Request, ref: str) -> JSONResponse:
     """Publish model.archived: the model leaves default lists, stays usable as a parent."""
-    by, reason = await change_request(request)
-    event = await publish_change(request, changes.archived, ref, by, reason)
+    asker, reason = await change_request(request)
+    event = await publish_change(request, changes.archived, ref, asker, reason)
     return JSONResponse({"model_id": event.model_id, "archive_requested": True}, 202)
 
 
 @router.delete("/{ref}", status_code=202)
 async def delete(request: Request, ref: str) -> JSONResponse:
     """Publish model.deleted: no more fine-tunes or downloads; files go after the grace period."""
-    by, reason = await change_request(request)
-    event = await publish_change(request, changes.deleted, ref, by, reason)
+    asker, reason = await change_request(request)
+    event = await publish_change(request, changes.deleted, ref, asker, reason)
     grace_s = state_of(request).settings.model_delete_grace_s
     return JSONResponse(
         {"model_id": event.model_id, "delete_requested": True, "files_removed_after_s": grace_s},

@@ -1,7 +1,8 @@
 """Endpoints under /api/registered-models: names, their versions, aliases and alias history.
 
 Setting or removing an alias publishes ``model.alias-set`` / ``model.alias-removed`` on
-models.changes (202); the read model shows the move once it has folded it.
+models.changes (202), stamped with the tenant the token establishes; only the name's owner may
+(403 otherwise). The read model shows the move once it has folded it.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def alias_moves(request: Request, name: str, alias: str) -> JSONResponse:
 
 @router.put("/{name}/aliases/{alias}", status_code=202)
 async def set_alias(request: Request, name: str, alias: str) -> JSONResponse:
-    """Point ``name@alias`` at a version: body ``{"version": 3, "by"?, "reason"?}``."""
+    """Point ``name@alias`` at a version: body ``{"version": 3, "actor"?, "reason"?}``."""
     body = await json_object(request)
-    by, reason = change_fields(body)
+    asker, reason = change_fields(request, body)
     event = await publish_change(
-        request, changes.alias_set, name, alias, body.get("version"), by, reason
+        request, changes.alias_set, name, alias, body.get("version"), asker, reason
     )
     return JSONResponse({"name": name, "alias": alias, "version": event.version}, 202)
 
@@ -61,6 +62,6 @@ async def set_alias(request: Request, name: str, alias: str) -> JSONResponse:
 @router.delete("/{name}/aliases/{alias}", status_code=202)
 async def remove_alias(request: Request, name: str, alias: str) -> JSONResponse:
     """Remove ``name@alias``."""
-    by, reason = await change_request(request)
-    await publish_change(request, changes.alias_removed, name, alias, by, reason)
+    asker, reason = await change_request(request)
+    await publish_change(request, changes.alias_removed, name, alias, asker, reason)
     return JSONResponse({"name": name, "alias": alias, "removed": True}, 202)

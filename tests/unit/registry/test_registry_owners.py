@@ -21,7 +21,7 @@ from sparktrainer.contracts.model_events import (
     ModelPurged,
 )
 from sparktrainer.contracts.refs import ModelRef
-from sparktrainer.registry import owners
+from sparktrainer.registry import changes, owners
 from sparktrainer.registry.fold import apply
 from sparktrainer.registry.models import get_model, list_models
 from sparktrainer.registry.names import alias_target, latest_version
@@ -91,6 +91,31 @@ def test_a_change_waits_for_its_registration_then_counts_if_the_owners() -> None
     assert conn.execute("SELECT count(*) FROM parked_changes").fetchone()[0] == 0
     assert {m["model_id"]: m["status"] for m in _all(conn)} == {"c1": "deleted", "c2": "live"}
     assert owners.foreign_records(conn)["total"] == 1  # d's archive of c's model
+
+
+@pytest.mark.parametrize(
+    ("plan", "args", "says"),
+    [
+        (changes.alias_set, ("digits", "prod", 2), "Model name 'digits' belongs to tenant 'a'"),
+        (changes.alias_removed, ("digits", "prod"), "Model name 'digits' belongs to tenant 'a'"),
+        (changes.archived, ("digits:1",), "Model 'a1' belongs to tenant 'a', not to 'b'"),
+        (changes.deleted, ("digits@latest",), "Model 'a2' belongs to tenant 'a', not to 'b'"),
+    ],
+)
+def test_a_change_of_another_tenants_name_or_model_is_refused_with_403(plan, args, says) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(changes.ChangeRefused, match=says) as refused:
+        plan(contested().folded(), *args, changes.Asker("b", "mallory"), None)
+    assert refused.value.status == 403
+
+
+def test_the_owner_changes_its_own_and_the_change_says_who() -> None:
+    conn = contested().folded()
+    moved = changes.alias_set(conn, "digits", "prod", 2, changes.Asker("a", "alice"), "ship")
+    assert (moved.tenant, moved.by, moved.actor) == ("a", "a (alice)", "alice")
+    assert changes.archived(conn, "b1", changes.Asker("b"), None).tenant == "b"
+    with pytest.raises(changes.ChangeRefused, match="No registered name 'nobody'") as unknown:
+        changes.alias_removed(conn, "nobody", "prod", changes.Asker("a"), None)
+    assert unknown.value.status == 404
 
 
 def _versions(conn: sqlite3.Connection) -> list[sqlite3.Row]:

@@ -109,13 +109,15 @@ def test_a_dangling_alias_says_where_it_points() -> None:
 )
 def test_changes_the_read_model_refuses(plan, args, status: int, says: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(changes.ChangeRefused, match=says) as refused:
-        plan(retired_log().folded(), *args, "tester", None)
+        plan(retired_log().folded(), *args, changes.Asker("default", "tester"), None)
     assert refused.value.status == status
 
 
 def test_changes_the_read_model_allows() -> None:
     conn = retired_log().folded()
-    moved = changes.alias_set(conn, "digits", "champion", 1, "tester", "rollback")
-    assert (moved.name, moved.alias, moved.version, moved.by) == ("digits", "champion", 1, "tester")
-    assert changes.deleted(conn, "digits:1", "tester", None).model_id == "d1"
-    assert changes.archived(conn, "other", "tester", None).model_id == "other"
+    tester = changes.Asker("default", "tester")
+    moved = changes.alias_set(conn, "digits", "champion", 1, tester, "rollback")
+    assert (moved.name, moved.alias, moved.version) == ("digits", "champion", 1)
+    assert (moved.tenant, moved.actor, moved.by) == ("default", "tester", "default (tester)")
+    assert changes.deleted(conn, "digits:1", tester, None).model_id == "d1"
+    assert changes.archived(conn, "other", changes.Asker("default"), None).by == "default"
