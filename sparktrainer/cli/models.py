@@ -116,8 +116,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print_json(page.as_dict("models"))
         return OK
     ids = [m["model_id"] for m in page.items]
-    table = Table(id_column("model id", ids), "name", "version", "aliases", "framework", "task",
-                  "metric", "size", "created")  # fmt: skip
+    table = Table(id_column("model id", ids), "name", "version", "aliases", "tenant",
+                  "framework", "task", "metric", "size", "created")  # fmt: skip
     for m in page.items:
         version = f"{m['registered_name']}:{m['version']}" if m["registered_name"] else ""
         table.add_row(
@@ -125,6 +125,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             escape(m["name"] or ""),
             escape(version) + ("" if m["status"] == "live" else f" [dim]({m['status']})[/]"),
             escape(", ".join(a.split("@", 1)[1] for a in m["aliases"])),
+            escape(m["tenant"]),
             escape(m["framework"]),
             escape(m["task"]),
             _metric(m["metrics"]),
@@ -153,6 +154,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
             "aliases",
             "status",
             "retired",
+            "tenant",
             "framework",
             "task",
             "base_model_id",

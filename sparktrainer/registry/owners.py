@@ -120,9 +120,14 @@ def unparked(conn: sqlite3.Connection, kind: SubjectKind, subject: str) -> list[
     ]
 
 
+def foreign_count(conn: sqlite3.Connection) -> int:
+    """How many records the rule kept out."""
+    return int(conn.execute("SELECT count(*) FROM foreign_records").fetchone()[0])
+
+
 def foreign_records(conn: sqlite3.Connection, limit: int = 100) -> dict[str, Any]:
     """How many records the rule kept out, and the latest ``limit`` of them."""
-    total = conn.execute("SELECT count(*) FROM foreign_records").fetchone()[0]
+    total = foreign_count(conn)
     rows = conn.execute(
         "SELECT event_id, kind, subject, ce_type, tenant, owner FROM foreign_records "
         "ORDER BY rowid DESC LIMIT ?",

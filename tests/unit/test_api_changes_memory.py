@@ -99,6 +99,17 @@ async def test_another_tenants_changes_are_refused_and_its_reads_are_open(
     for answer in [await t for t in tries]:
         assert answer.status_code == 403, answer.text
         assert "belongs to tenant 'vision', not to 'speech'" in answer.json()["detail"]
+    # the same move forged onto the topic in speech's name: skipped and counted by the fold
+    forged = ModelAliasSet(name="digits", alias="prod", version=1, tenant="speech", by="vision")
+    await publish(memory_settings, encode(forged, "intruder"))
+    for _ in range(200):  # bounded: 20 s for the projector to fold it
+        if (await api.get("/api/health")).json()["foreign_records"] == 1:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the forged move was not counted")
+    moves = await _until(api, teams, lambda r: r.status_code == 200)
+    assert [(m["action"], m["by"]) for m in moves] == [("set", "vision")]
     listed = (await api.get("/api/models", headers=speech)).json()["models"]
     assert [(m["model_id"], m["tenant"], m["status"]) for m in listed] == [("d1", "vision", "live")]
     shown = (await api.get("/api/models/digits@prod", headers=speech)).json()

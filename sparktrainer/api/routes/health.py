@@ -7,13 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from sparktrainer.api.state import state_of
+from sparktrainer.registry.owners import foreign_count
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/api/health")
 def health(request: Request) -> dict[str, Any]:
-    """Always 200 while the process serves; ``projector.ready`` once it follows the log."""
+    """Always 200 while the process serves; ``projector.ready`` once it follows the log; how
+    many registrations and changes by a tenant that does not own their name or model it skipped."""
     state = state_of(request)
     projector = state.projector
     return {
@@ -24,4 +26,6 @@ def health(request: Request) -> dict[str, Any]:
             "ready": bool(projector and projector.ready.is_set()),
             **(vars(projector.stats) if projector else {}),
         },
+        # records the ownership rule kept out of the read model (registry/owners.py)
+        "foreign_records": state.registry.read(foreign_count),
     }

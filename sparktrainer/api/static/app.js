@@ -361,13 +361,13 @@ function modelsView() {
     const roots = models.filter((m) => !m.base_model_id || !byId.has(m.base_model_id)).reverse();
     body.replaceChildren(el("h2", {}, "Lineage"), models.length ? tree(roots, (m) => kids.get(m.model_id) || []) : el("div", { class: "empty" }, "No models registered yet."));
     const named = models.some((m) => m.registered_name);
-    const heads = ["Model", ...(named ? ["Version", "Aliases"] : []), "Framework", "Task", "Size", "Created"];
+    const heads = ["Model", ...(named ? ["Version", "Aliases"] : []), "Tenant", "Framework", "Task", "Size", "Created"];
     table.replaceChildren(el("h2", {}, "All models"), el("table", { id: "models-table" },
       el("thead", {}, el("tr", {}, heads.map((h) => el("th", {}, h)))),
       el("tbody", {}, models.map((m) => el("tr", { "data-model-id": m.model_id },
         el("td", {}, link(`#/models/${encodeURIComponent(m.model_id)}`, m.name || m.model_id), el("div", { class: "mono sub" }, m.model_id)),
         ...(named ? [el("td", { class: "mono" }, versionOf(m)), el("td", { class: "mono" }, (m.aliases || []).join(", "))] : []),
-        el("td", {}, m.framework), el("td", {}, m.task), el("td", { class: "num" }, bytes(m.size_bytes)), el("td", {}, when(m.created_at)))))));
+        el("td", {}, m.tenant), el("td", {}, m.framework), el("td", {}, m.task), el("td", { class: "num" }, bytes(m.size_bytes)), el("td", {}, when(m.created_at)))))));
   });
 }
 
@@ -391,7 +391,7 @@ async function modelView(modelId) {
   $view.replaceChildren(
     el("div", { class: "card" }, el("h1", {}, m.name), el("div", { class: "sub mono" }, m.model_id),
       el("dl", { class: "facts" },
-        ...[["Framework", m.framework], ["Task", m.task], ["Version", versionOf(m)], ["Aliases", (m.aliases || []).join(", ")],
+        ...[["Tenant", m.tenant], ["Framework", m.framework], ["Task", m.task], ["Version", versionOf(m)], ["Aliases", (m.aliases || []).join(", ")],
           ["Status", m.status === "live" ? "" : retiredText(m)],
           ["Trained by", link(`#/jobs/${encodeURIComponent(m.job_id)}`, m.job_id)], ["Created", when(m.created_at)],
           ["Tags", (m.tags || []).join(", ")], ["License", m.license], ["Size", bytes(m.size_bytes)]]
