@@ -74,8 +74,10 @@ def test_resnet_learns_digits(make_ctx, job_id) -> None:
 
 
 def test_resnet18_learns_digits_from_scratch(make_ctx, job_id) -> None:
-    # resnet18 costs ~11M multiply-adds a sample at any input size: one epoch of big batches
-    # keeps this test to seconds; its batch-norm statistics lag, hence the lower bar.
+    # resnet18 costs ~11M multiply-adds a sample at any input size: one epoch keeps this test to
+    # seconds. Batches of 32 give its batch-norm statistics ~45 steps to follow the weights: with
+    # 64 (~22 steps) the running statistics lagged so far that val accuracy was 0.22 while the
+    # training accuracy was 0.74.
     config = {
         "model_name": "resnet18",
         "num_classes": 10,
@@ -83,13 +85,11 @@ def test_resnet18_learns_digits_from_scratch(make_ctx, job_id) -> None:
         "freeze_layers": False,
         "input_shape": [3, 8, 8],
         "epochs": 1,
-        "batch_size": 64,
+        "batch_size": 32,
         "learning_rate": 0.002,
         "data": {"source": "digits"},
     }
-    assert_learned(
-        run_recipe_job(make_ctx(job_id("tv-digits"), "pytorch.torchvision", config)), 0.25
-    )
+    assert_learned(run_recipe_job(make_ctx(job_id("tv-digits"), "pytorch.torchvision", config)))
 
 
 def test_progress_is_rate_limited_plus_each_epochs_last_step_and_end(make_ctx, job_id) -> None:
