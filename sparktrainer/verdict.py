@@ -13,7 +13,9 @@ from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.refs import ModelDirectory
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.validation.checks import ValidationResult
 from sparktrainer.validation.sweeps import validate_submission
+from sparktrainer.validation.tenancy import name_problems
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,19 @@ async def check(
     store: ObjectStore | None,
     settings: Settings,
     directory: ModelDirectory | None = None,
+    tenant: str | None = None,
 ) -> Verdict:
-    """Run the validator's checks on a body (store and registry lookups off the event loop)."""
+    """Run the validator's checks on a body (store and registry lookups off the event loop);
+    with ``tenant``, also whether that tenant may register under the ``register_as`` it names."""
     access = Access.from_settings(settings)
-    result = await asyncio.to_thread(
-        validate_submission, body, store, settings.limits, directory, access
-    )
+
+    def judged() -> ValidationResult:
+        result = validate_submission(body, store, settings.limits, directory, access)
+        if tenant is not None:
+            result.errors.extend(name_problems(result, tenant, directory))
+        return result
+
+    result = await asyncio.to_thread(judged)
     return Verdict(bool(result.valid), list(result.errors), list(result.warnings))
 
 

@@ -114,3 +114,20 @@ async def test_another_tenants_changes_are_refused_and_its_reads_are_open(
     assert [(m["model_id"], m["tenant"], m["status"]) for m in listed] == [("d1", "vision", "live")]
     shown = (await api.get("/api/models/digits@prod", headers=speech)).json()
     assert shown["tenant"] == "vision" and shown["aliases"] == ["digits@prod"]
+
+
+async def test_validate_says_whose_name_a_register_as_is(api, teams, memory_settings) -> None:
+    await _vision_owns_digits(memory_settings)
+    await _until(api, teams, lambda r: r.status_code == 200)
+    job = {"type": "train", "framework": "pytorch", "register_as": "digits",
+           "config": {"architecture": "custom", "input_size": 64, "output_size": 10,
+                      "data": {"source": "digits"}}}  # fmt: skip
+    speech = (await api.post("/api/jobs/validate", json=job, headers=teams.auth("speech"))).json()
+    assert speech["valid"] is False
+    assert speech["errors"] == [
+        "register_as 'digits' is a model name of tenant 'vision', not of 'speech': only the "
+        "tenant that registered a name's first version adds versions to it; register under a "
+        "name of your own (you may still fine-tune from its models)"
+    ]
+    vision = (await api.post("/api/jobs/validate", json=job, headers=teams.auth("vision"))).json()
+    assert vision["valid"] is True, vision

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from sparktrainer.api.auth import tenant_of
 from sparktrainer.api.routes.paging import Limit, Offset
 from sparktrainer.api.state import (
     SOURCE,
@@ -63,7 +64,7 @@ async def validate(request: Request) -> dict[str, Any]:
     body = await json_object(request)
     state = state_of(request)
     directory = ReadModelDirectory(state.registry.conn)  # the read model as it stands
-    verdict = await check(body, state.object_store(), state.settings, directory)
+    verdict = await check(body, state.object_store(), state.settings, directory, tenant_of(request))
     return verdict.as_dict()
 
 
