@@ -165,6 +165,26 @@ def add_db_options(parser: Any) -> None:
     )
 
 
+def add_tenant_option(parser: Any) -> None:
+    """--tenant: which tenant's door the command writes (default SPARKTRAINER_TENANT)."""
+    parser.add_argument(
+        "--tenant",
+        help="the tenant to act for (default: SPARKTRAINER_TENANT, else 'default'); on a "
+        "cluster the Kafka ACLs let a user write only its own tenant's door",
+    )
+
+
+def acting_tenant(settings: Settings, args: Any) -> str:
+    """The tenant a command acts for: --tenant, else SPARKTRAINER_TENANT (a topic segment)."""
+    from sparktrainer.contracts.tenants import check_tenant_name
+
+    tenant = getattr(args, "tenant", None) or settings.tenant
+    try:
+        return check_tenant_name(tenant)
+    except ValueError as e:
+        raise CliError(f"--tenant / SPARKTRAINER_TENANT: {e}") from e
+
+
 async def _sync(settings: Settings, db: Path) -> None:
     from sparktrainer.registry.runner import Projector
 

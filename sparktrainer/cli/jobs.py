@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -24,7 +25,9 @@ from sparktrainer.cli.common import (
     OK,
     TIMED_OUT,
     CliError,
+    acting_tenant,
     add_db_options,
+    add_tenant_option,
     command,
     id_column,
     known_job,
@@ -42,6 +45,7 @@ from sparktrainer.cli.job_logs import add_logs_action
 from sparktrainer.cli.job_metrics import register_job_actions
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested, JobSubmitted
+from sparktrainer.contracts.topics import submission_topic
 from sparktrainer.contracts.trace import TraceContext, traced
 from sparktrainer.settings import Settings
 
@@ -67,6 +71,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--wait", action="store_true", help="follow the job to its end")
     p.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
     p.add_argument("--json", action="store_true", help="machine-readable output (NDJSON)")
+    add_tenant_option(p)
     p.set_defaults(func=cmd_submit)
 
     p = subparsers.add_parser("validate", help="the validator's verdict on a job file")
@@ -100,6 +105,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reason", default="cancel requested")
     p.add_argument("--json", action="store_true")
     add_db_options(p)
+    add_tenant_option(p)
     p.set_defaults(func=cmd_cancel)
     register_job_actions(sub)
     add_logs_action(sub)
@@ -123,7 +129,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Publish a job; with --wait, follow it and exit with its verdict."""
     job = _job_from(args.file)
     settings = load_settings()
-    record = traced(encode(job, SOURCE), TraceContext.new())  # the job's trace starts here
+    door = submission_topic(acting_tenant(settings, args))
+    record = traced(replace(encode(job, SOURCE), topic=door), TraceContext.new())
     if not args.wait:
         run(publish(settings, record))
         _submitted(job.job_id or "", args.json)
@@ -218,10 +225,16 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     settings = load_settings()
     job = read_model(settings, args).read(get_job, args.job_id)
     job_id = safe_id(job["job_id"] if job else args.job_id)
+    tenant = acting_tenant(settings, args)
+    if job is not None and job.get("tenant") not in (None, tenant):
+        raise CliError(
+            f"job {job_id} belongs to tenant '{job['tenant']}', not '{tenant}' "
+            "(SPARKTRAINER_TENANT or --tenant): the trainers would ignore the cancel"
+        )
     if job is not None and job["status"] in TERMINAL_STATUSES:
         _cancelled(args, job_id, False, f"has already ended ({job['status']}): not cancelled")
         return NEGATIVE
-    event = CancelRequested(job_id=job_id, reason=args.reason, requested_by=SOURCE)
+    event = CancelRequested(job_id=job_id, reason=args.reason, requested_by=SOURCE, tenant=tenant)
     run(publish(settings, encode(event, SOURCE)))
     if job is None:  # perhaps submitted a moment ago: the trainers keep the request
         days = settings.cancel_memory_s / 86400
@@ -252,7 +265,8 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
         print_json(page.as_dict("jobs"))
         return OK
     ids = [job["job_id"] for job in page.items]
-    table = Table(id_column("job id", ids), "name", "status", "epoch", "loss", "acc", "updated")
+    table = Table(id_column("job id", ids), "name", "tenant", "status", "epoch", "loss", "acc",
+                  "updated")  # fmt: skip
     for job in page.items:
         p = job["progress"] or {}
         style = STATUS_STYLE.get(job["status"], "white")
@@ -260,6 +274,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
         table.add_row(
             escape(job["job_id"]),
             escape(job["name"] or ""),
+            escape(job.get("tenant") or ""),
             f"[{style}]{job['status']}[/]",
             epoch,
             _num(p.get("loss")),

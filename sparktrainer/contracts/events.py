@@ -315,6 +315,7 @@ class CancelRequested(Event):
     reason: str = "cancel requested"
     requested_by: str | None = None
     requested_at: Instant = Field(default_factory=now)
+    tenant: TenantName = DEFAULT_TENANT  # who asks, stamped by its (trusted) writer
 
     def event_id(self) -> str:
         return deterministic_id(self.ce_type, self.job_id, self.requested_at.isoformat())

@@ -77,6 +77,7 @@ class SweepBook:
         self.sweeps: dict[str, Sweep] = {}
         self.ended: set[str] = set()
         self.by_job: dict[str, tuple[str, int]] = {}
+        self.foreign_cancels: set[str] = set()  # cancels of another tenant's sweep or trial
         self.plans_refused = 0  # plans that break the trial-id rule or do not fit the space
 
     def __repr__(self) -> str:
@@ -107,8 +108,19 @@ class SweepBook:
             return self._about_sweep(self.sweeps[job_id], event)
         if job_id in self.by_job:
             sweep_id, n = self.by_job[job_id]
+            if isinstance(event, events.CancelRequested) and not self._own(
+                self.sweeps[sweep_id], event
+            ):
+                return None
             return sweep_id if _trial_event(self.sweeps[sweep_id].trials[n], event) else None
         return None
+
+    def _own(self, sweep: Sweep, cancel: events.CancelRequested) -> bool:
+        """Whether a cancel asks for the sweep's own tenant; another's is ignored and counted."""
+        if cancel.tenant == sweep.spec.tenant:
+            return True
+        self.foreign_cancels.add(cancel.event_id())
+        return False
 
     def _sweep_event(self, ev: Any) -> str | None:
         if isinstance(ev, sched.SweepValidated):
@@ -152,6 +164,8 @@ class SweepBook:
         if isinstance(ev, events.JobStarted) and not sweep.started:
             sweep.started = True
             return sweep.sweep_id
+        if isinstance(ev, events.CancelRequested) and not self._own(sweep, ev):
+            return None
         if isinstance(ev, events.CancelRequested) and sweep.cancel is None:
             sweep.cancel = ev.reason
             return sweep.sweep_id

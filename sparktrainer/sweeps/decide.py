@@ -77,8 +77,8 @@ def _cancel(sweep: Sweep, _: Limits) -> list[Action] | None:
     unsent = [t for t in sweep.active() if not t.cancel_sent]
     if unsent:
         reason = f"sweep {sweep.sweep_id} was cancelled: {sweep.cancel}"[:1024]
-        return [events.CancelRequested(job_id=t.job_id, reason=reason, requested_by=SOURCE)
-                for t in unsent]  # fmt: skip
+        return [events.CancelRequested(job_id=t.job_id, reason=reason, requested_by=SOURCE,
+                                       tenant=sweep.spec.tenant) for t in unsent]  # fmt: skip
     if sweep.active():
         return []  # their ends are on the way
     return [
@@ -123,7 +123,7 @@ def _early_stop(sweep: Sweep, _: Limits) -> list[Action] | None:
                     sched.TrialStopped(sweep_id=sweep.sweep_id, trial=trial.n, job_id=trial.job_id,
                                  rule=config.early_stopping.rule, epoch=epoch, reason=reason),
                     events.CancelRequested(job_id=trial.job_id, reason=f"early stopping: {reason}",
-                                    requested_by=SOURCE),
+                                    requested_by=SOURCE, tenant=sweep.spec.tenant),
                 ]  # fmt: skip
     return None
 

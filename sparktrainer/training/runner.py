@@ -37,6 +37,7 @@ from sparktrainer.errors import HandedBack
 from sparktrainer.storage.layout import checkpoint_prefix
 from sparktrainer.storage.outcomes import (
     StoredOutcome,
+    claimed_by,
     handovers,
     next_attempt,
     note_handover,
@@ -71,8 +72,9 @@ class CancelBook:
     """Cancel requests seen on jobs.control, and the job this trainer is running now.
 
     A cancel is honoured only for a job submitted before it was requested (a cancel for an id
-    nobody used yet does not stop the job that takes the id later). Cancels are kept for
-    ``ttl_s`` after they were requested and at most ``max_entries`` of them, oldest dropped.
+    nobody used yet does not stop the job that takes the id later), and only when it asks for
+    the job's own tenant (another tenant's is ignored and counted in ``foreign``). Cancels are
+    kept for ``ttl_s`` after they were requested and at most ``max_entries`` of them.
     """
 
     requests: OrderedDict[str, CancelRequested] = field(default_factory=OrderedDict)
@@ -80,6 +82,7 @@ class CancelBook:
     worker: WarmWorker | None = None
     max_entries: int = 10_000
     ttl_s: float = 7 * 24 * 3600.0
+    foreign: set[str] = field(default_factory=set)  # ids of cancels of another tenant's job
 
     def request(self, cancel: CancelRequested) -> None:
         """Remember a cancel; stop the running job if it is the one."""
@@ -94,6 +97,12 @@ class CancelBook:
         """The cancel that applies to ``job``, if one was requested after it was submitted."""
         cancel = self.requests.get(job.job_id)
         if cancel is None or _aware(cancel.requested_at) < submitted_at(job):
+            return None
+        if cancel.tenant != job.tenant:
+            if cancel.event_id() not in self.foreign:
+                self.foreign.add(cancel.event_id())
+                log.warning("cancel_ignored", job_id=job.job_id, tenant=job.tenant,
+                            asked_by=cancel.tenant)  # fmt: skip
             return None
         return cancel
 
@@ -351,6 +360,9 @@ async def answer_cancel(cancel: CancelRequested, store: ObjectStore) -> list[Out
     ended = await asyncio.to_thread(read_outcome, store, cancel.job_id)
     if ended is None:
         return []
+    owner = await asyncio.to_thread(claimed_by, store, cancel.job_id)
+    if owner is not None and owner.tenant != cancel.tenant:
+        return []  # another tenant's job: not this asker's to hear about
     return _records(
         [
             JobCancelled(

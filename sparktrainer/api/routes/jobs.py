@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -21,6 +22,7 @@ from sparktrainer.api.state import (
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested, JobSubmitted
 from sparktrainer.contracts.jobspec import check_safe_id
+from sparktrainer.contracts.topics import submission_topic
 from sparktrainer.contracts.trace import TraceContext, traced
 from sparktrainer.registry.directory import ReadModelDirectory
 from sparktrainer.registry.job_details import job_details
@@ -28,6 +30,7 @@ from sparktrainer.registry.jobs import get_job, list_jobs
 from sparktrainer.registry.usage import job_usage
 from sparktrainer.telemetry.tracing import span
 from sparktrainer.validation.messages import from_pydantic
+from sparktrainer.validation.tenancy import lineage_problems
 from sparktrainer.verdict import check
 
 JobStatus = Literal[
@@ -40,22 +43,28 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 @router.post("", status_code=202)
 async def submit(request: Request) -> JSONResponse:
-    """Publish a job-submitted event (key = job_id; a uuid4 is given when absent)."""
+    """Publish a job-submitted event on the door of the token's tenant (key = job_id; a uuid4 is
+    given when absent)."""
     body = await json_object(request)
     try:
         job = JobSubmitted.model_validate(body)
     except ValidationError as e:
         errors = from_pydantic(e)
         raise ApiError(422, "Not a job: " + "; ".join(errors)[:500], errors) from e
+    if lineage := lineage_problems(body):
+        raise ApiError(422, lineage[0])
     if job.job_id is None:
         job = job.model_copy(update={"job_id": str(uuid.uuid4())})
+    tenant = tenant_of(request)  # the token's: the job goes in by its tenant's door
+    record = replace(encode(job, SOURCE), topic=submission_topic(tenant))
     parent = TraceContext.parse(request.headers.get("traceparent")) or TraceContext.new()
     with span("submit job", parent, job_id=job.job_id or "") as trace:
-        await state_of(request).publish(traced(encode(job, SOURCE), trace))
+        await state_of(request).publish(traced(record, trace))
     return JSONResponse(
-        {"job_id": job.job_id, "status": "submitted", "href": f"/api/jobs/{job.job_id}"},
+        {"job_id": job.job_id, "status": "submitted", "tenant": tenant,
+         "href": f"/api/jobs/{job.job_id}"},
         status_code=202,
-    )
+    )  # fmt: skip
 
 
 @router.post("/validate")
@@ -89,7 +98,8 @@ def job(request: Request, job_id: str) -> JSONResponse:
 
 @router.post("/{job_id}/cancel", status_code=202)
 async def cancel(request: Request, job_id: str) -> JSONResponse:
-    """Publish a cancel request on jobs.control; the trainer stops at its next step."""
+    """Publish a cancel request on jobs.control, stamped with the token's tenant (403 for another
+    tenant's job or sweep); the trainer stops at its next step."""
     body = await json_object(request, optional=True)
     reason = body.get("reason", "cancel requested")
     if not isinstance(reason, str) or len(reason) > 1024:
@@ -97,12 +107,19 @@ async def cancel(request: Request, job_id: str) -> JSONResponse:
     state = state_of(request)
     found = existing(state.registry.read(get_job, job_id), "job", job_id)
     job_id = found["job_id"]  # the whole id, where a prefix was given
+    asker = tenant_of(request)
+    if found.get("tenant") not in (None, asker):
+        raise ApiError(
+            403,
+            f"Job '{job_id}' belongs to tenant '{found['tenant']}'; this token is tenant "
+            f"'{asker}''s: only a job's own tenant may cancel it",
+        )
     if found["status"] in TERMINAL_STATUSES:
         raise ApiError(409, f"Job '{job_id}' has already ended ({found['status']})")
     try:
         check_safe_id(job_id)
     except ValueError as e:
         raise ApiError(422, str(e)) from e
-    event = CancelRequested(job_id=job_id, reason=reason, requested_by=SOURCE)
+    event = CancelRequested(job_id=job_id, reason=reason, requested_by=SOURCE, tenant=asker)
     await state.publish(encode(event, SOURCE))
     return JSONResponse({"job_id": job_id, "cancel_requested": True}, status_code=202)
