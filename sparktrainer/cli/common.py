@@ -174,15 +174,22 @@ def add_tenant_option(parser: Any) -> None:
     )
 
 
-def acting_tenant(settings: Settings, args: Any) -> str:
-    """The tenant a command acts for: --tenant, else SPARKTRAINER_TENANT (a topic segment)."""
-    from sparktrainer.contracts.tenants import check_tenant_name
+def acting_tenant(settings: Settings, args: Any = None) -> str:
+    """The tenant a command acts for: --tenant, else ``SPARKTRAINER_TENANT``; one the tenants
+    file lists (on a cluster the Kafka ACLs decide what it may write, not this choice)."""
+    from sparktrainer.contracts.tenants import load_tenants
 
     tenant = getattr(args, "tenant", None) or settings.tenant
     try:
-        return check_tenant_name(tenant)
+        known = load_tenants(settings.tenants_file)
     except ValueError as e:
-        raise CliError(f"--tenant / SPARKTRAINER_TENANT: {e}") from e
+        raise CliError(str(e)) from e
+    if known.get(tenant) is None:
+        raise CliError(
+            f"--tenant / SPARKTRAINER_TENANT '{tenant[:64]}' is not a tenant of the tenants "
+            f"file (tenants: {', '.join(known.names)})"
+        )
+    return str(tenant)
 
 
 async def _sync(settings: Settings, db: Path) -> None:

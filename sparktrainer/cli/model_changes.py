@@ -25,6 +25,7 @@ from rich.table import Table
 from sparktrainer.cli.common import (
     OK,
     CliError,
+    acting_tenant,
     add_db_options,
     command,
     id_column,
@@ -36,10 +37,8 @@ from sparktrainer.cli.common import (
     run,
 )
 from sparktrainer.contracts.envelope import encode
-from sparktrainer.contracts.tenants import load_tenants
 from sparktrainer.registry import changes
 from sparktrainer.registry.names import alias_history, get_name, list_names
-from sparktrainer.settings import Settings
 
 SOURCE = "sparktrainer/cli"
 
@@ -87,20 +86,6 @@ def _change_options(p: argparse.ArgumentParser, func: Any) -> None:
     p.add_argument("--json", action="store_true")
     add_db_options(p)
     p.set_defaults(func=func)
-
-
-def acting_tenant(settings: Settings) -> str:
-    """The tenant this operator acts for: ``SPARKTRAINER_TENANT``, one the tenants file lists."""
-    try:
-        known = load_tenants(settings.tenants_file)
-    except ValueError as e:
-        raise CliError(str(e)) from e
-    if known.get(settings.tenant) is None:
-        raise CliError(
-            f"SPARKTRAINER_TENANT '{settings.tenant[:64]}' is not a tenant of the tenants file "
-            f"(tenants: {', '.join(known.names)})"
-        )
-    return settings.tenant
 
 
 def _split(target: str) -> tuple[str, str]:

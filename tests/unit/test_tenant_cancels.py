@@ -16,16 +16,17 @@ from sparktrainer.training.runner import CancelBook, answer_cancel
 from tests.tenants_kit import DictStore
 
 MLP = {"architecture": "custom", "input_size": 4, "output_size": 2}
-LATER = now() + timedelta(seconds=5)
+HOUR_AGO = now() - timedelta(hours=1)
 
 
 def job(tenant: str) -> JobValidated:
     return JobValidated(job_id="j1", name="j", type="train", framework="pytorch",
-                        config_kind="pytorch.mlp", config=MLP, tenant=tenant)  # fmt: skip
+                        config_kind="pytorch.mlp", config=MLP, tenant=tenant,
+                        validated_at=HOUR_AGO)  # fmt: skip
 
 
 def cancel(job_id: str, tenant: str) -> CancelRequested:
-    return CancelRequested(job_id=job_id, tenant=tenant, requested_at=LATER)
+    return CancelRequested(job_id=job_id, tenant=tenant)  # requested after the job came
 
 
 def test_the_trainer_honours_only_the_jobs_own_tenants_cancel() -> None:
