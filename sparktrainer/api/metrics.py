@@ -12,7 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sparktrainer.registry.store import jobs_by_status
-from sparktrainer.telemetry.prometheus import JobsByState, ServiceMetrics
+from sparktrainer.telemetry.prometheus import (
+    FaultsCollector,
+    JobsByState,
+    ServiceMetrics,
+    Surviving,
+)
 
 # A made-up method would add a series per spelling: everything else is one label.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -22,7 +27,7 @@ _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 class ApiMetrics:
     """One app's instruments; ``measure`` is its HTTP middleware."""
 
-    def __init__(self, db_path: Path | str) -> None:
+    def __init__(self, db_path: Path | str, faults: Surviving) -> None:
         self.requests = Counter(
             "sparktrainer_http_requests",
             "HTTP requests answered, by method, route template and status",
@@ -37,7 +42,9 @@ class ApiMetrics:
             registry=None,
         )
         by_status = partial(jobs_by_status, db_path)
-        self.service = ServiceMetrics([self.requests, self.latency, JobsByState(by_status)])
+        self.service = ServiceMetrics(
+            [self.requests, self.latency, JobsByState(by_status), FaultsCollector(faults)]
+        )
 
     async def measure(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from sparktrainer.api.auth import MESSAGE, ApiCredentials, tenant_of
 from sparktrainer.api.metrics import ApiMetrics
 from sparktrainer.bus.kafka import make_producer, send
+from sparktrainer.bus.supervise import Faults, supervise
 from sparktrainer.contracts.caps import check_shape
 from sparktrainer.contracts.envelope import OutRecord, encode, strict_json
 from sparktrainer.errors import ConfigurationError
@@ -60,7 +61,8 @@ class ApiState:
         self.credentials = ApiCredentials(settings)
         self.db_path = db_path or settings.registry_db_path
         self.registry = RegistryStore(self.db_path)
-        self.metrics = ApiMetrics(self.db_path)
+        self.faults = Faults()  # what the in-process projector survived (bus/supervise.py)
+        self.metrics = ApiMetrics(self.db_path, self.faults)
         self.with_projector = with_projector
         self.projector: Projector | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -84,23 +86,18 @@ class ApiState:
                 await self._producer.stop()
 
     async def _follow(self) -> None:
-        """Keep the projector running; a broker outage is retried, never fatal to the API."""
-        backoff_s = 1.0
-        while not self._stop.is_set():
-            self.projector = Projector(self.settings, self.db_path)
-            try:
-                await self.projector.start()
-                backoff_s = 1.0
-                await self.projector.run(self._stop)
-            except Exception as e:  # a broker outage, or a bug: log it, keep serving reads
-                log.warning(
-                    "projector_retry", error=f"{type(e).__name__}: {e}"[:300], in_s=backoff_s
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), backoff_s)
-                backoff_s = min(backoff_s * 2, RESTART_BACKOFF_MAX_S)
-            finally:
-                await self.projector.close()
+        """Keep the projector running; a broker outage (or a bug) restarts it after a backoff,
+        never fatal to the API; it returns once the API stops."""
+        await supervise("projector", self._project, self.faults,
+                        backoff_max_s=RESTART_BACKOFF_MAX_S)  # fmt: skip
+
+    async def _project(self) -> None:
+        self.projector = Projector(self.settings, self.db_path)
+        try:
+            await self.projector.start()
+            await self.projector.run(self._stop)
+        finally:
+            await self.projector.close()
 
     async def publish(self, record: OutRecord) -> None:
         """Send one event and wait for the broker; 503 when Kafka cannot be reached."""

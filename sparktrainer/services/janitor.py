@@ -34,11 +34,12 @@ from aiokafka.errors import KafkaError
 
 from sparktrainer.bus.kafka import send
 from sparktrainer.bus.reader import LogReader
+from sparktrainer.bus.supervise import Faults
 from sparktrainer.contracts.envelope import EnvelopeError, encode
 from sparktrainer.contracts.events import now
 from sparktrainer.contracts.model_events import ModelDeleted, ModelPurged
 from sparktrainer.contracts.ownership import may_change
-from sparktrainer.contracts.records import SkipCounter, broker_time, decode_received
+from sparktrainer.contracts.records import Received, SkipCounter, broker_time, decode_received
 from sparktrainer.contracts.topics import MODELS_CHANGES
 from sparktrainer.errors import StorageError
 from sparktrainer.registry import owners
@@ -51,6 +52,7 @@ from sparktrainer.storage.s3 import ObjectStore
 
 log = structlog.get_logger(__name__)
 SOURCE = "sparktrainer/janitor"
+QUIET_S = 0.5  # a fetch that long with nothing new: the topic is quiet (or the interval's)
 
 
 def purge_model(store: ObjectStore, model_id: str) -> int:
@@ -81,10 +83,18 @@ class Janitor:
     :param settings: ``model_delete_grace_s`` and ``janitor_interval_s``, and where Kafka is.
     :param store: the bucket the models live in.
     :param producer: where ``model.purged`` is sent (the trainer's producer).
+    :param faults: where what it survives is counted (the trainer's; its own by default).
     """
 
-    def __init__(self, settings: Settings, store: ObjectStore, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        producer: AIOKafkaProducer,
+        faults: Faults | None = None,
+    ) -> None:
         self.settings, self.store, self.producer = settings, store, producer
+        self.faults = faults or Faults()
         # model id -> tenant -> when the broker took that tenant's first delete of it
         self.deleted: dict[str, dict[str, datetime]] = {}
         self.purged: dict[str, set[str]] = {}  # model id -> tenants whose purge was announced
@@ -161,49 +171,53 @@ class Janitor:
                     log.warning("model_files_kept", model_id=model_id, aliases=pointing[model_id],
                                 why="an alias points at the deleted model")  # fmt: skip
                 continue
-            files = await asyncio.to_thread(purge_model, self.store, model_id)
             owner = owner_of[model_id]
             assert owner is not None  # due() passes over a model without one
-            event = ModelPurged(model_id=model_id, files_removed=files, by=SOURCE, tenant=owner)
-            await send(self.producer, encode(event, SOURCE))
-            self.purged.setdefault(model_id, set()).add(owner)
-            self.stats.purged += 1
-            self.stats.files_removed += files
-            log.info("model_files_removed", model_id=model_id, files=files)
-            done += 1
+            with self.faults.record("janitor"):  # one model's failure: the next sweep tries it
+                await self._purge(model_id, owner)
+                done += 1
         return done
 
-    async def run(self) -> None:
-        """Follow models.changes and sweep, until cancelled; a broker outage only pauses it."""
-        while True:
-            try:
-                await self._follow()
-            except KafkaError as e:  # read it all again once the broker answers: folds repeat
-                log.warning("janitor_restart", error=f"{type(e).__name__}: {e}"[:300])
-                await asyncio.sleep(max(1.0, self.settings.janitor_interval_s))
+    async def _purge(self, model_id: str, owner: str) -> None:
+        files = await asyncio.to_thread(purge_model, self.store, model_id)
+        event = ModelPurged(model_id=model_id, files_removed=files, by=SOURCE, tenant=owner)
+        await send(self.producer, encode(event, SOURCE))
+        self.purged.setdefault(model_id, set()).add(owner)
+        self.stats.purged += 1
+        self.stats.files_removed += files
+        log.info("model_files_removed", model_id=model_id, files=files)
+
+    def _fold_record(self, r: Received) -> None:
+        try:
+            event = decode_received(r, time_ahead_max_s=self.settings.event_time_ahead_max_s)
+        except EnvelopeError as e:
+            self.skipped.skip(r, "unreadable", e)
+            return
+        self.fold(event, broker_time(r))
 
     async def _close_registry(self) -> None:
         await self.registry.close()
         self._registry_open = False
 
-    async def _follow(self) -> None:
-        """Read models.changes from its start; sweep whenever it is quiet and a sweep is due."""
+    async def run(self) -> None:
+        """Read models.changes from its start; sweep whenever it is quiet and a sweep is due.
+
+        Until cancelled. A broker outage ends it: run under ``bus.supervise.supervise``, it
+        starts again (and reads it all again: the folds repeat) after a backoff."""
         async with LogReader(self.settings) as reader, contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._close_registry)
             await reader.assign_at_beginning(await reader.partitions((MODELS_CHANGES,)))
             last_sweep = float("-inf")
+            quiet_ms = int(min(QUIET_S, self.settings.janitor_interval_s) * 1000)
             while True:
-                records = await reader.read(timeout_ms=500)
+                records = await reader.read(timeout_ms=quiet_ms)
                 for r in records:
-                    try:
-                        limit_s = self.settings.event_time_ahead_max_s
-                        self.fold(decode_received(r, time_ahead_max_s=limit_s), broker_time(r))
-                    except EnvelopeError as e:
-                        self.skipped.skip(r, "unreadable", e)
+                    with self.faults.record("janitor", r):
+                        self._fold_record(r)
                 if records or time.monotonic() - last_sweep < self.settings.janitor_interval_s:
                     continue
                 last_sweep = time.monotonic()
                 try:
                     await self.sweep()
-                except (KafkaError, StorageError) as e:  # the next sweep tries again
+                except (KafkaError, StorageError, TimeoutError) as e:  # the next sweep tries again
                     log.warning("janitor_sweep_failed", error=f"{type(e).__name__}: {e}"[:300])

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.bus.reader import LogReader
 from sparktrainer.bus.runtime import ConsumerRuntime
+from sparktrainer.bus.supervise import Faults, supervise
 from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
 from sparktrainer.contracts.failures import FailureReason
@@ -49,7 +50,7 @@ from sparktrainer.services.trainer_metrics import TrainerObserver, WorkerCollect
 from sparktrainer.settings import Settings
 from sparktrainer.storage.outcomes import claim
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector
+from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector, FaultsCollector
 from sparktrainer.telemetry.tracing import span
 from sparktrainer.training.runner import SOURCE, CancelBook, answer_cancel, drive_job
 from sparktrainer.training.worker.warm import WarmWorker
@@ -109,7 +110,8 @@ class TrainerService:
             producer=self.producer,
             consumer_options=consumer_options,
         )
-        self.janitor = Janitor(settings, self.store, self.producer)
+        self.faults = Faults()  # what the background loops survived (bus/supervise.py)
+        self.janitor = Janitor(settings, self.store, self.producer, self.faults)
         self.ready = asyncio.Event()
 
     def _job_runtime(
@@ -166,7 +168,8 @@ class TrainerService:
             )
             while True:
                 for r in await reader.read(timeout_ms=200):
-                    with contextlib.suppress(EnvelopeError):  # counted by the registry's view
+                    # Not a heartbeat: counted by the registry's view; anything else: here.
+                    with self.faults.record("fleet", r), contextlib.suppress(EnvelopeError):
                         self.fleet.fold(self._decode(r, TrainerHeartbeat))
 
     def _decode(self, rec: Received, expected: type[T]) -> T:
@@ -179,7 +182,7 @@ class TrainerService:
     def __repr__(self) -> str:
         return (
             f"TrainerService(jobs={self.jobs.stats}, control={self.control.stats}, "
-            f"skipped={dict(self.skipped.counts)})"
+            f"skipped={dict(self.skipped.counts)}, {self.faults})"
         )
 
     async def handle_job(self, rec: Received) -> list[OutRecord]:
@@ -233,6 +236,7 @@ class TrainerService:
         return [
             ConsumerCollector({"trainer": self.jobs, "trainer-control": self.control}),
             WorkerCollector(self.worker),
+            FaultsCollector(self.faults),
             *self.observer.collectors(),
         ]
 
@@ -269,7 +273,8 @@ class TrainerService:
             await reader.assign_at_beginning(await reader.partitions((JOBS_CONTROL,)))
             while True:
                 for r in await reader.read(timeout_ms=200):
-                    with contextlib.suppress(EnvelopeError):  # the responder logs those
+                    # Not a cancel: the responder logs those; anything else: counted here.
+                    with self.faults.record("cancels", r), contextlib.suppress(EnvelopeError):
                         self.cancels.request(self._decode(r, CancelRequested))
 
     async def run(self) -> int:
@@ -278,11 +283,13 @@ class TrainerService:
         self.classes = served_classes(self.settings, [m for _, m in self.worker.gpus])
         self.jobs.topics = class_topics(*self.classes)
         await self.producer.start()
-        presence = asyncio.create_task(self._presence().run())
-        listener = asyncio.create_task(self.listen_cancels())
-        fleet = asyncio.create_task(self.follow_fleet())
-        janitor = asyncio.create_task(self.janitor.run())
-        notice = asyncio.create_task(self.watch_notice())
+        # Background loops: each restarted (with backoff) should it die, its errors counted.
+        loops = {"heartbeats": self._presence().run, "cancels": self.listen_cancels,
+                 "fleet": self.follow_fleet, "janitor": self.janitor.run,
+                 "notice": self.watch_notice}  # fmt: skip
+        presence, listener, fleet, janitor, notice = (
+            asyncio.create_task(supervise(name, run, self.faults)) for name, run in loops.items()
+        )
         control = asyncio.create_task(self.control.run())
         jobs = asyncio.create_task(self.jobs.run())
         try:

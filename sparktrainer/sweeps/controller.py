@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.bus.reader import LogReader
+from sparktrainer.bus.supervise import Faults
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.envelope import EnvelopeError, encode
 from sparktrainer.contracts.records import Received, decode_received
@@ -33,7 +34,7 @@ from sparktrainer.storage.layout import METADATA, model_key, model_prefix
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.sweeps.book import Sweep, SweepBook, Trial
 from sparktrainer.sweeps.decide import SOURCE, Register, next_actions, result
-from sparktrainer.telemetry.prometheus import ConsumerCollector, TopicCounts
+from sparktrainer.telemetry.prometheus import ConsumerCollector, FaultsCollector, TopicCounts
 
 log = structlog.get_logger(__name__)
 FOLLOWED = (t.JOBS_LIFECYCLE, t.JOBS_REJECTED, t.JOBS_CONTROL, t.MODELS_REGISTERED)
@@ -58,6 +59,7 @@ class SweepController:
         self.settings = settings
         self.store = store or ObjectStore.from_settings(settings)
         self.book = SweepBook()
+        self.faults = Faults()  # what folding and driving survived (bus/supervise.py)
         self.stats = ControllerStats()
         self.counts: TopicCounts = Counter()  # records by (topic, folded | skipped | unreadable)
         self._next: dict[TopicPartition, int] = {}  # next offset to read, per partition
@@ -68,7 +70,7 @@ class SweepController:
         self._retry: dict[str, float] = {}  # sweep id -> when to drive it again (monotonic)
 
     def __repr__(self) -> str:
-        return f"SweepController({self.book}, {self.stats})"
+        return f"SweepController({self.book}, {self.stats}, {self.faults})"
 
     def stop(self) -> None:
         """Stop after the decisions in progress."""
@@ -120,17 +122,22 @@ class SweepController:
             if r.topic != t.SWEEPS and not self.book.knows(r.key):
                 self.counts[(r.topic, "skipped")] += 1
                 continue
-            try:
-                event = decode_received(r, time_ahead_max_s=self.settings.event_time_ahead_max_s)
-            except EnvelopeError:
-                self.stats.unreadable += 1
-                self.counts[(r.topic, "unreadable")] += 1
-                continue
-            self.counts[(r.topic, "folded")] += 1
-            if (sweep_id := self.book.fold(event)) is not None:
-                self.stats.folded += 1
-                touched[sweep_id] = None
+            with self.faults.record("sweep-fold", r):  # any record: counted, skipped
+                if (sweep_id := self._fold_one(r)) is not None:
+                    touched[sweep_id] = None
         return list(touched)
+
+    def _fold_one(self, r: Received) -> str | None:
+        try:
+            event = decode_received(r, time_ahead_max_s=self.settings.event_time_ahead_max_s)
+        except EnvelopeError:
+            self.stats.unreadable += 1
+            self.counts[(r.topic, "unreadable")] += 1
+            return None
+        self.counts[(r.topic, "folded")] += 1
+        if (sweep_id := self.book.fold(event)) is not None:
+            self.stats.folded += 1
+        return sweep_id
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records not read yet per partition: log end at the last fetch - next to read."""
@@ -141,15 +148,24 @@ class SweepController:
 
     def collectors(self) -> list[Collector]:
         """Prometheus: records by topic and what came of them, lag, open sweeps."""
-        return [ConsumerCollector({"sweep-controller": self}), OpenSweeps(self.book)]
+        return [
+            ConsumerCollector({"sweep-controller": self}),
+            OpenSweeps(self.book),
+            FaultsCollector(self.faults),
+        ]
 
     async def drive_safely(self, sweep_id: str) -> None:
-        """Drive a sweep; S3 or Kafka down past their retries: try it again in a while."""
+        """Drive a sweep; S3 or Kafka down past their retries, or any other error (counted,
+        logged once per type): try it again in a while."""
         try:
             await self.drive(sweep_id)
         except (StorageError, KafkaError) as e:
             log.warning("sweep_retry", sweep_id=sweep_id, error=f"{type(e).__name__}: {e}"[:300],
                         in_s=RETRY_S)  # fmt: skip
+            self._retry[sweep_id] = time.monotonic() + RETRY_S
+            return
+        except Exception as e:  # a bug, or a record no check foresaw: the other sweeps go on
+            self.faults.survived("sweep-driving", e)
             self._retry[sweep_id] = time.monotonic() + RETRY_S
             return
         self._retry.pop(sweep_id, None)

@@ -84,6 +84,39 @@ class JobsByState(Collector):
         yield jobs
 
 
+class Surviving(Protocol):
+    """What a process's background tasks survived (``bus/supervise.py`` Faults)."""
+
+    errors: Counter[tuple[str, str]]
+    restarts: Counter[str]
+
+
+class FaultsCollector(Collector):
+    """``sparktrainer_background_errors_total{task,error}`` (exceptions a background task got
+    past, a record skipped or the task restarted) and ``..._restarts_total{task}``."""
+
+    def __init__(self, faults: Surviving) -> None:
+        self.faults = faults
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily(
+            "sparktrainer_background_errors",
+            "Exceptions background tasks survived, by task and error type",
+            labels=["task", "error"],
+        )
+        for (task, error), n in sorted(dict(self.faults.errors).items()):
+            errors.add_metric([task, error], n)
+        restarts = CounterMetricFamily(
+            "sparktrainer_background_restarts",
+            "Background tasks that died and were started again",
+            labels=["task"],
+        )
+        for task, n in sorted(dict(self.faults.restarts).items()):
+            restarts.add_metric([task], n)
+        yield errors
+        yield restarts
+
+
 class ServiceMetrics:
     """One service's registry (never the process-global one: tests run several in a process)."""
 

@@ -120,3 +120,40 @@ async def test_a_deletion_forged_by_another_tenant_removes_nothing(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await producer.stop()
+
+
+class BrokenFor(Files):
+    """A bucket whose deletes of one model fail with an error no one planned for."""
+
+    def __init__(self, broken: str, *keys: str) -> None:
+        super().__init__(*keys)
+        self.broken = broken
+
+    def delete_prefix(self, prefix: str) -> int:
+        if prefix.startswith(f"models/{self.broken}/"):
+            raise RuntimeError("the store's client has a bug")
+        return super().delete_prefix(prefix)
+
+
+async def test_a_purge_that_raises_is_counted_once_and_the_janitor_goes_on(
+    memory_settings: Settings,
+) -> None:
+    settings = memory_settings.model_copy(
+        update={"model_delete_grace_s": 0.0, "janitor_interval_s": 0.05}
+    )
+    files = BrokenFor("m1", "models/m1/model.pth", "models/m2/model.pth")
+    producer = make_producer(settings)
+    await producer.start()
+    janitor = Janitor(settings, files, producer)  # type: ignore[arg-type]
+    task = asyncio.create_task(janitor.run())
+    try:
+        for model_id in ("m1", "m2"):
+            await send(producer, encode(model(model_id), "test"))
+            await send(producer, encode(ModelDeleted(model_id=model_id), "test"))
+        await until(lambda: janitor.faults.errors[("janitor", "RuntimeError")] >= 2, "2 sweeps")
+        assert files.keys == {"models/m1/model.pth"} and janitor.purged == {"m2": {"default"}}
+        assert not task.done()  # the next sweep tries m1 again; nothing killed the janitor
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
