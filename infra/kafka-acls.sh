@@ -37,6 +37,7 @@ acl --allow-principal User:api --operation Read --operation Describe --resource-
 acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
 acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:api --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
+acl --allow-principal User:api --operation Read --operation Write --operation Describe --resource-pattern-type prefixed --topic sparktrainer.tenants.
 acl --allow-principal User:operator --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.rejected
@@ -58,6 +59,7 @@ acl --allow-principal User:operator --operation Read --operation Describe --reso
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:operator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
+acl --allow-principal User:operator --operation Read --operation Write --operation Describe --resource-pattern-type prefixed --topic sparktrainer.tenants.
 acl --allow-principal User:ui --operation Read --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.rejected
@@ -79,6 +81,7 @@ acl --allow-principal User:ui --operation Read --operation Describe --resource-p
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
+acl --allow-principal User:ui --operation Read --operation Describe --resource-pattern-type prefixed --topic sparktrainer.tenants.
 acl --allow-principal User:validator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.submitted
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.rejected
@@ -97,6 +100,7 @@ acl --allow-principal User:validator --operation Write --operation Describe --re
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated.multi-gpu.low
 acl --allow-principal User:validator --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
 acl --allow-principal User:validator --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
+acl --allow-principal User:validator --operation Read --operation Create --operation Describe --resource-pattern-type prefixed --topic sparktrainer.tenants.
 acl --allow-principal User:validator --operation Read --resource-pattern-type prefixed --group sparktrainer-validator
 acl --allow-principal User:trainer --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.validated
 acl --allow-principal User:trainer --operation Write --operation Describe --resource-pattern-type literal --topic sparktrainer.jobs.lifecycle
@@ -143,4 +147,5 @@ acl --allow-principal User:projector --operation Read --operation Describe --res
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.sweeps.trials
 acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type literal --topic sparktrainer.trainers
+acl --allow-principal User:projector --operation Read --operation Describe --resource-pattern-type prefixed --topic sparktrainer.tenants.
 echo "Kafka users and ACLs set: api operator ui validator trainer sweep-controller projector"

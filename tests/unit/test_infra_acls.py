@@ -113,3 +113,39 @@ def test_k8s_workloads_read_their_own_users_secret() -> None:
     password = next(e for e in env if e["name"] == "SPARKTRAINER_KAFKA_SASL_PASSWORD")
     password["valueFrom"]["secretKeyRef"]["name"] = "sparktrainer-kafka-trainer"
     assert not all(ok for ok, _ in acls.k8s_users(docs))
+
+
+def test_each_tenants_users_write_only_their_own_door(tmp_path: Path) -> None:
+    from sparktrainer.contracts.tenants import load_tenants
+    from tests.tenants_kit import write_two_teams
+
+    tenants = load_tenants(write_two_teams(tmp_path).path)
+    docs = list(yaml.safe_load_all(acls.render_tenant_strimzi(tenants)))
+    grants = {d["metadata"]["name"]: d["spec"]["authorization"]["acls"] for d in docs}
+    assert grants == {
+        f"{team}-ci": [{"resource": {"type": "topic", "name": f"sparktrainer.tenants.{team}.",
+                                     "patternType": "prefix"},
+                        "operations": ["Write", "Describe"]}]
+        for team in ("vision", "speech")
+    }  # fmt: skip
+    for team in ("vision", "speech"):  # a door lies under its own prefix and no other's
+        door = t.submission_topic(team)
+        assert [u for u, _, a in acls.tenant_users(tenants) if door.startswith(a[0][1])] == [
+            f"{team}-ci"
+        ]
+    script = acls.render_tenant_script(tenants)
+    assert "User:vision-ci --operation Write --operation Describe --resource-pattern-type " \
+           "prefixed --topic sparktrainer.tenants.vision." in script  # fmt: skip
+    # the trusted roles: api and operator write every door, the validator reads (and makes) them
+    prefixed = {r: a for r in acls.roles() for a in acls.acls_of(r) if a[2] == "prefix"
+                and a[1] == t.TENANT_TOPIC_PREFIX}  # fmt: skip
+    assert {r for r, a in prefixed.items() if "Write" in a[3]} == {"api", "operator"}
+    assert prefixed["validator"][3] == ("Read", "Create", "Describe")
+
+
+def test_a_kafka_user_name_strimzi_cannot_hold_is_refused(tmp_path: Path) -> None:
+    from sparktrainer.contracts.tenants import Tenants
+
+    bad = Tenants.model_validate({"tenants": [{"name": "vision", "kafka_users": ["Vision CI"]}]})
+    with pytest.raises(ValueError, match="kafka_users 'Vision CI' of tenant 'vision'"):
+        acls.render_tenant_strimzi(bad)
