@@ -18,7 +18,9 @@ The rule (docs/ARCHITECTURE.md, "Scheduling"):
 3. Then jobs on their tenant's own quota before jobs on borrowed quota; among each, the tenant
    with the lowest weighted dominant share first (its running jobs' share of the fleet's
    trainers or of its GPUs, whichever is larger, over its weight), then the higher aged
-   priority, the more demanding class, the older job.
+   priority, the heavier weight (tenants idle at the same moment tie on share: without it the
+   older job wins, and on a small fleet every tenant gets an equal turn whatever its weight),
+   the more demanding class, the older job.
 """
 
 from __future__ import annotations
@@ -210,11 +212,13 @@ class FairShare:
         w = c.waiting
         if room == OWN and now_ms - w.since_ms >= self.overdue_ms:
             return (0, w.since_ms, w.where)
+        weight = self.share(c.tenant).weight
         if c.tenant not in shares:
-            shares[c.tenant] = ledger.dominant_share(c.tenant, self.share(c.tenant).weight)
+            shares[c.tenant] = ledger.dominant_share(c.tenant, weight)
         waited_s = max(0, now_ms - w.since_ms) / 1000
         level = effective_level(w.priority, waited_s, self.aging_s, self.priorities)
-        return (room, shares[c.tenant], -level, -class_rank(w.resource_class), w.since_ms, w.where)
+        rank = -class_rank(w.resource_class)
+        return (room, shares[c.tenant], -level, -weight, rank, w.since_ms, w.where)
 
     def why_waiting(self, c: Candidate, ledger: Ledger) -> str | None:
         """``tenant over quota`` when its tenant has no room for it, else None."""

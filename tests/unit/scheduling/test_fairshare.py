@@ -82,6 +82,18 @@ def test_lowest_weighted_dominant_share_first() -> None:
     assert rule.pick([job("a", prio="normal"), job("b", prio="high")], ledger, NOW) == 1
 
 
+def test_at_equal_shares_the_heavier_weight_goes_first_so_two_slots_split_by_weight() -> None:
+    rule = FairShare({"a": Share(2.0), "b": Share(1.0), "c": Share(1.0)}, AGING_S)
+    ledger = Ledger(trainers=2)
+    older_b, newer_a = job("b", age_s=9, n=1), job("a", age_s=1, n=2)
+    assert rule.pick([older_b, newer_a], ledger, NOW) == 1  # both idle: the heavier weight
+    ledger.hold("a", "cpu", 0)
+    assert rule.pick([newer_a, older_b], ledger, NOW) == 1  # a holds one: b is lower
+    ledger.hold("b", "cpu", 0)
+    ledger.hold("a", "cpu", 0, sign=-1)  # a's job ends while b's runs: a again, not c
+    assert rule.pick([job("c", age_s=9, n=3), newer_a], ledger, NOW) == 1
+
+
 def test_own_quota_before_borrowed() -> None:
     rule, ledger = two_teams(), Ledger(trainers=10)
     for _ in range(2):
