@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+HANG_FLOOR_MIN_S = 1.0  # four beats of the training loop (training/job/heartbeat.py)
+
 
 class Limits(BaseSettings):
     """Resource caps: a job beyond any of them is rejected before anything is allocated.
@@ -161,6 +163,13 @@ class Settings(BaseSettings):
     # A file a spot-termination handler (or a preStop hook) creates: its appearance stops the
     # trainer as SIGTERM does. Empty: no notice file is watched.
     preempt_notice_file: str = ""
+    # The hang watchdog (training/worker/hang.py): a job with no batch and no optimizer step for
+    # max(floor, factor x its median step time) is killed as hung (its Python stacks in its log)
+    # and retried from its checkpoint; before its first step the allowance is max(floor,
+    # warm-up): setup, downloads, model load. A floor of 0 turns the watchdog off.
+    hang_floor_s: float = Field(default=300.0, ge=0)
+    hang_step_factor: float = Field(default=20.0, ge=1)
+    hang_warmup_s: float = Field(default=1800.0, ge=0)
     cpu_max_world_size: int = Field(default=2, ge=1)  # DDP processes on a trainer without GPUs
     # Each attempt's stdout, stderr and logging (jobs/{id}/logs/attempt-{n}.log): at most this
     # many bytes are kept (its head and tail), uploaded with each checkpoint, at most this often
@@ -236,6 +245,18 @@ class Settings(BaseSettings):
                 "to run without one"
             )
         return token
+
+    @field_validator("hang_floor_s")
+    @classmethod
+    def _floor_above_beats(cls, floor_s: float) -> float:
+        """The loop beats every quarter second at most: a shorter floor would see hangs that
+        are not there."""
+        if 0 < floor_s < HANG_FLOOR_MIN_S:
+            raise ValueError(
+                f"SPARKTRAINER_HANG_FLOOR_S={floor_s:g} is below {HANG_FLOOR_MIN_S:g} s: "
+                "set at least that, or 0 to turn the hang watchdog off"
+            )
+        return floor_s
 
     @property
     def registry_db_path(self) -> Path:

@@ -30,9 +30,11 @@ from sparktrainer.errors import InvalidJobError, SparkTrainerError, TrainingErro
 from sparktrainer.settings import Settings
 from sparktrainer.training.checkpoint import ResumeState, safe_load
 from sparktrainer.training.job.context import JobContext
+from sparktrainer.training.job.heartbeat import Heartbeat
 from sparktrainer.training.loop.plan import NoHooks, Plan, Rank, TrainResult
 from sparktrainer.training.loop.stop_vote import StopRequested
 from sparktrainer.training.loop.training_loop import TrainingLoop
+from sparktrainer.training.worker.stacks import dump_stacks_on_signal
 
 RANK_EXIT_GRACE_S = 30.0
 
@@ -116,7 +118,9 @@ def _supervise(ctx: JobContext, procs: list[Any], events: Any, stop: Any) -> Tra
         except queue.Empty:
             _raise_if_dead(procs)
             continue
-        if kind == "progress":
+        if kind == "beat":
+            ctx.heartbeat.beat(payload)
+        elif kind == "progress":
             ctx.progress(**payload)
         elif kind == "checkpoint":
             path, epoch, step = payload
@@ -168,11 +172,16 @@ class QueueHooks:
 
     def __init__(self, events: Any, stop: Any) -> None:
         self.events, self.stop = events, stop
+        self.heartbeat = Heartbeat(lambda step: self.events.put(("beat", step)))
 
     def check_stop(self) -> None:
         """Stop when the launcher says so (cancel, time limit, another rank's failure)."""
         if self.stop.is_set():
             raise StopRequested("the launcher asked every rank to stop")
+
+    def beat(self, step: int) -> None:
+        """Forward a beat (at most one each ``BEAT_EVERY_S``) for the hang watchdog."""
+        self.heartbeat.beat(step)
 
     def progress(self, **fields: Any) -> None:
         """Forward a progress report."""
@@ -225,6 +234,7 @@ def _rank_main(
     stop: Any,
 ) -> None:
     die_with_parent()
+    dump_stacks_on_signal()  # a hung rank's stacks land in the attempt's log too
     try:
         device = _rank_device(rank, launch)
         dist.init_process_group(

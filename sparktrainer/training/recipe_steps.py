@@ -55,6 +55,10 @@ class ContextHooks:
         """Raise JobCancelledError/JobTimeout when asked to stop."""
         self.ctx.check_stop()
 
+    def beat(self, step: int) -> None:
+        """Tell the hang watchdog a batch came."""
+        self.ctx.heartbeat.beat(step)
+
     def progress(self, **fields: Any) -> None:
         """Emit JobProgress."""
         self.ctx.progress(**fields)
@@ -124,10 +128,14 @@ def local_loop(plan: Plan, ctx: JobContext) -> TrainingLoop:
 def run_loop(
     plan: Plan, ctx: JobContext, launch: Launch | None, loop: TrainingLoop | None = None
 ) -> TrainResult:
-    """Run ``plan`` on DDP ranks when ``launch`` asks, else here (on ``loop`` if built)."""
+    """Run ``plan`` on DDP ranks when ``launch`` asks, else here (on ``loop`` if built); then
+    tell the hang watchdog the loop is done."""
     if launch is not None:
-        return run_distributed(plan, ctx, launch)
-    return (loop or local_loop(plan, ctx)).fit()
+        result = run_distributed(plan, ctx, launch)
+    else:
+        result = (loop or local_loop(plan, ctx)).fit()
+    ctx.heartbeat.ended()
+    return result
 
 
 def finish_uploads(ctx: JobContext) -> None:

@@ -18,6 +18,7 @@ from sparktrainer.contracts.events import JobProgress
 from sparktrainer.contracts.series import task_of
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.job.heartbeat import Heartbeat, SendBeat
 from sparktrainer.training.job.publish import ModelPublisher
 from sparktrainer.training.job.scalars import ScalarLog
 from sparktrainer.training.job.spec import JobSpec
@@ -30,7 +31,8 @@ class JobContext(JobSpec):
     """One job's world, inside the training worker: its spec, the store, the way to talk back.
 
     ``stop`` is the flag the worker sets on a cancel; the time limit starts counting when the
-    context is built.
+    context is built. ``send_beat`` takes the loop's beats (``heartbeat``) to the hang watchdog
+    (None: nobody watches).
     """
 
     store: ObjectStore
@@ -38,8 +40,10 @@ class JobContext(JobSpec):
     workdir: Path
     emit: Emit
     stop: StopFlag = field(default_factory=StopFlag)
+    send_beat: SendBeat | None = None
 
     def __post_init__(self) -> None:
+        self.heartbeat = Heartbeat(self.send_beat)
         limit_s = self.config_max_runtime_s(self.settings.limits.job_runtime_s)
         self.stop_check = StopCheck(self.stop, limit_s)
         self.scalars = ScalarLog(self.workdir / "logs", task_of(self.config))

@@ -24,6 +24,7 @@ class Hooks(Protocol):
     """How the loop talks to the job: rank 0 gets the real ones, other ranks ``NoHooks``."""
 
     def check_stop(self) -> None: ...
+    def beat(self, step: int) -> None: ...  # a batch came (for the hang watchdog)
     def progress(self, **fields: Any) -> None: ...
     def checkpoint(self, path: Path, epoch: int, step: int) -> None: ...
 
@@ -32,6 +33,9 @@ class NoHooks:
     """Hooks of a non-reporting rank."""
 
     def check_stop(self) -> None:
+        return None
+
+    def beat(self, step: int) -> None:
         return None
 
     def progress(self, **fields: Any) -> None:

@@ -79,6 +79,7 @@ class TrainingLoop:
         self.clock.restart_window()
         n, start = len(self.batch_step), self.batch_in_epoch
         for i, batch in enumerate(self.batch_step.batches(epoch, start), start=start):
+            self.hooks.beat(self.step)
             self._check_stop()
             group_start = i - i % self.accum
             group = min(self.accum, n - group_start)
@@ -174,6 +175,7 @@ class TrainingLoop:
         meter = MetricSum(self.where.device)
         self.module.eval()
         for batch in self.batch_step.val_batches():
+            self.hooks.beat(self.step)
             with self.precision.autocast():
                 scored = self.batch_step.evaluate(self.module, batch)
             meter.add(scored.loss, scored.count, scored.correct)

@@ -28,6 +28,7 @@ from sparktrainer.training.job.stopping import StopFlag
 from sparktrainer.training.worker.budget import apply_limits, budget_note, capacity
 from sparktrainer.training.worker.joblogs import captured
 from sparktrainer.training.worker.protocol import failure_fields, outcome_fields, preempted_fields
+from sparktrainer.training.worker.stacks import dump_stacks_on_signal
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +38,7 @@ def child_main(settings: Settings, commands: Connection, events: Connection) -> 
     from sparktrainer.logging import configure
 
     configure(settings.log_level)
+    dump_stacks_on_signal()  # the hang watchdog's stacks, written to the attempt's log
     send_lock = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:
@@ -134,7 +136,7 @@ class ChildJobRunner:
 
         try:
             job = JobValidated.model_validate_json(job_json)
-            fields = self._run_job(job, attempt, stop, emit)
+            fields = self._run_job(job, attempt, stop, emit, seq)
         except BaseException as e:  # every failure becomes an outcome
             fields = failure_fields(e, budget_note(self.settings))
             log.warning("job_failed", seq=seq, reason=fields["reason"], exc_info=True)
@@ -143,7 +145,7 @@ class ChildJobRunner:
         return {**fields, **seen, "duration_s": time.monotonic() - started}
 
     def _run_job(
-        self, job: JobValidated, attempt: int, stop: StopFlag, emit: Any
+        self, job: JobValidated, attempt: int, stop: StopFlag, emit: Any, seq: int
     ) -> dict[str, Any]:
         from sparktrainer.training.job.context import JobContext
         from sparktrainer.training.recipes import run_recipe_job
@@ -159,6 +161,7 @@ class ChildJobRunner:
                 emit=emit,
                 attempt=attempt,
                 stop=stop,
+                send_beat=lambda step: self.send(("beat", seq, step)),
             )
             return outcome_fields(run_recipe_job(ctx))
         except JobPreemptedError as e:

@@ -130,6 +130,15 @@ class AttemptLog:
             log.warning("job_log_upload_failed", attempt=self.attempt, error=str(e)[:300])
 
 
+def note(path: Path, text: str) -> None:
+    """Append one line of the trainer's own to an attempt's log (the child appends too)."""
+    try:
+        with path.open("ab") as f:
+            f.write(f"[sparktrainer] {text}\n".encode())
+    except OSError as e:  # no note is no reason to fail anything
+        log.warning("job_log_unwritable", path=str(path), error=str(e)[:300])
+
+
 @contextlib.contextmanager
 def captured(path: Path) -> Iterator[None]:
     """In the child: file descriptors 1 and 2 write to ``path`` until the block ends."""

@@ -1,11 +1,12 @@
 """What travels between ``WarmWorker`` and its child process, over two one-way pipes.
 
 Parent to child: ``("run", seq, job_json, attempt, log_path)`` (the file the job's stdout and
-stderr go to), ``("cancel", seq, reason, kind)`` (kind
-``cancel`` or ``timeout``), ``("stop",)``. Child to parent: ``("ready", info)`` (info: pid,
-import time, ``capacity``: the fields of ``contracts.caps.Capacity``), ``("accepted", seq)``,
-``("event", seq, ce_type, json)``,
-``("outcome", seq, fields)``; the parent's reader adds ``("eof",)`` when the child is gone.
+stderr go to), ``("cancel", seq, reason, kind)`` (kind ``cancel``, ``timeout`` or ``preempt``),
+``("stop",)``. Child to parent: ``("ready", info)`` (info: pid, import time, ``capacity``: the
+fields of ``contracts.caps.Capacity``), ``("accepted", seq)``, ``("event", seq, ce_type, json)``,
+``("beat", seq, step)`` (the loop's heartbeat for the hang watchdog; step None: the loop ended),
+``("outcome", seq, fields)``; the parent's reader (``pump_events``) adds ``("eof",)`` when the
+child is gone.
 ``seq`` numbers the runs, so a message left over from a run the parent gave up on is ignored.
 An outcome's ``fields`` come from ``outcome_fields`` / ``failure_fields`` and are read back by
 ``Outcome.from_child``.
@@ -13,7 +14,11 @@ An outcome's ``fields`` come from ``outcome_fields`` / ``failure_fields`` and ar
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from sparktrainer.contracts.events import ModelRegistered
@@ -95,3 +100,32 @@ def failure_fields(error: BaseException, memory_budget: str = "") -> dict[str, A
     reason = f"{type(error).__name__}: {message}"[:REASON_MAX_CHARS]
     return {"status": "failed", "reason": reason, "error_type": error_type, "retriable": retriable,
             "cause": cause}  # fmt: skip
+
+
+def pump_events(
+    conn: Connection,
+    loop: asyncio.AbstractEventLoop,
+    inbox: asyncio.Queue[tuple[Any, ...]],
+    on_beat: Callable[[tuple[Any, ...], float], None],
+) -> None:
+    """Reader thread: child messages into the asyncio inbox, then ("eof",) when it dies.
+
+    Beats bypass the inbox, timed as they arrive: a slow event delivery (a broker that lags)
+    must not look like a hung job.
+    """
+    message: tuple[Any, ...]
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = ("eof",)
+        try:
+            if message[0] == "beat":
+                loop.call_soon_threadsafe(on_beat, message, time.monotonic())
+                continue
+            loop.call_soon_threadsafe(inbox.put_nowait, message)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return
+        if message[0] == "eof":
+            conn.close()
+            return

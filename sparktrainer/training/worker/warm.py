@@ -14,29 +14,37 @@ import collections
 import itertools
 import multiprocessing as mp
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import structlog
 from pydantic import BaseModel
 
-from sparktrainer.contracts.caps import Capacity, show_bytes
+from sparktrainer.contracts.caps import Capacity
 from sparktrainer.contracts.events import EVENT_TYPES, JobValidated
-from sparktrainer.contracts.failures import FailureReason, retry_helps
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.errors import SparkTrainerError
 from sparktrainer.settings import Settings
 from sparktrainer.training.job.spec import time_limit_s
-from sparktrainer.training.worker.budget import MemoryWatch, budget_note, memory_budget_bytes
-from sparktrainer.training.worker.causes import OomKills, cause_of_exit, signal_name
+from sparktrainer.training.worker import endings
+from sparktrainer.training.worker.budget import MemoryWatch, memory_budget_bytes
+from sparktrainer.training.worker.causes import OomKills
 from sparktrainer.training.worker.child import child_main
-from sparktrainer.training.worker.joblogs import JobLogs
-from sparktrainer.training.worker.protocol import Outcome
+from sparktrainer.training.worker.hang import Hang, HangRule, ProgressWatch
+from sparktrainer.training.worker.joblogs import JobLogs, note
+from sparktrainer.training.worker.protocol import Outcome, pump_events
+from sparktrainer.training.worker.stacks import ask_for_stacks
 
 log = structlog.get_logger(__name__)
 OnEvent = Callable[[BaseModel], Awaitable[None]]
 GUARD_INTERVAL_S = 0.2
+# faulthandler writes the stacks from its signal handler at once: this only covers a loaded
+# machine's scheduling between the signal and the kill.
+STACKS_WAIT_S = 0.5
 
 
 class WorkerError(SparkTrainerError):
@@ -53,6 +61,13 @@ class _Child:
 
 
 @dataclass
+class _Watched:
+    seq: int
+    progress: ProgressWatch
+    log_path: Path
+
+
+@dataclass
 class _StopAsked:
     kind: str  # "cancel" | "timeout" | "preempt"
     reason: str
@@ -65,7 +80,9 @@ class WarmWorker:
     While a job runs a guard watches it: past the memory budget the worker (and its DDP ranks)
     is killed and the job fails naming the budget; a job asked to stop (a cancel, its time
     limit) that has not stopped ``worker_stop_grace_s`` later (stuck in a download, say) is
-    killed and ends cancelled or timed out. Either way a fresh worker takes the next job.
+    killed and ends cancelled or timed out; a job whose loop stopped beating (``hang``) has its
+    stacks written to its log, is killed and fails ``hung`` (retriable). Either way a fresh
+    worker takes the next job.
     """
 
     def __init__(self, settings: Settings, *, start_timeout_s: float = 300.0) -> None:
@@ -79,6 +96,7 @@ class WarmWorker:
         self._forced: Outcome | None = None  # why the guard killed the child
         self._preempting: str | None = None  # set once the trainer stops: every job stops
         self._memory = MemoryWatch(memory_budget_bytes(settings))
+        self._watched: _Watched | None = None
         self.logs = JobLogs(settings)  # each attempt's stdout/stderr, for the runner to upload
         self._oom: OomKills | None = None  # the running job's cgroup OOM-kill count
         self.capacity: Capacity | None = None  # what the child reported when it got ready
@@ -120,8 +138,8 @@ class WarmWorker:
         evt_write.close()  # so the reader sees EOF as soon as the child dies
         inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         threading.Thread(
-            target=_pump,
-            args=(evt_read, asyncio.get_running_loop(), inbox),
+            target=pump_events,
+            args=(evt_read, asyncio.get_running_loop(), inbox, self._beat),
             name="worker-events",
             daemon=True,
         ).start()
@@ -161,9 +179,9 @@ class WarmWorker:
                 if outcome is not None:
                     break
         finally:
-            self._running = None
+            self._running = self._watched = None
             guard.cancel()
-        outcome = outcome or self._death_outcome(None, False, "before it took the job")
+        outcome = outcome or endings.died(None, False, "before it took the job")
         self._count(outcome)
         return outcome
 
@@ -183,8 +201,11 @@ class WarmWorker:
         accepted = False
         self._oom = OomKills(child.process.pid)
         try:
-            log_path = str(self.logs.path(job.job_id, attempt))
-            child.commands.send(("run", seq, job.model_dump_json(), attempt, log_path))
+            log_path = self.logs.path(job.job_id, attempt)
+            child.commands.send(("run", seq, job.model_dump_json(), attempt, str(log_path)))
+            rule = HangRule.from_settings(self.settings)  # None: no hang watchdog
+            if rule is not None:  # watched from the moment the child has the job
+                self._watched = _Watched(seq, ProgressWatch(rule, time.monotonic()), log_path)
             asked = self._stop_asked
             if asked is not None:  # asked while the child was (re)starting
                 child.commands.send(("cancel", seq, asked.reason, asked.kind))
@@ -234,12 +255,13 @@ class WarmWorker:
         log.warning("worker_died", pid=child.process.pid, exit_code=code)
         forced, self._forced = self._forced, None
         oom, self._oom = self._oom, None
-        return forced or self._death_outcome(code, oom is not None and oom.happened())
+        return forced or endings.died(code, oom is not None and oom.happened())
 
     # -- the guard -------------------------------------------------------------------------
 
     async def _guard(self, seq: int, limit_s: float) -> None:
-        """While job ``seq`` runs: the memory budget, its time limit, stops that do not stop."""
+        """While job ``seq`` runs: the memory budget, its time limit, stops that do not stop,
+        a loop that stopped beating."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
@@ -249,7 +271,7 @@ class WarmWorker:
                 continue
             used = self._memory.over(child.process.pid)
             if used is not None:
-                self._force(child, self._over_budget(used))
+                self._force(child, endings.over_budget(used, self.settings))
                 continue
             now = loop.time()
             if self._stop_asked is None and limit_s and now - started > limit_s:
@@ -257,6 +279,29 @@ class WarmWorker:
             asked = self._stop_asked
             if asked is not None and now - asked.at > self._grace_s(asked):
                 self._force(child, self._stopped_by_force(asked))
+            elif asked is None and (hang := self._hang(seq)) is not None:
+                await self._end_hung(child, hang)
+
+    def _beat(self, message: tuple[Any, ...], at: float) -> None:
+        """A beat of the loop (``("beat", seq, step)``, taken off the pipe at ``at``)."""
+        watched = self._watched
+        if watched is not None and watched.seq == message[1]:
+            watched.progress.beat(at, message[2])
+
+    def _hang(self, seq: int) -> Hang | None:
+        watched = self._watched
+        if watched is None or watched.seq != seq:
+            return None
+        return watched.progress.hung(time.monotonic())
+
+    async def _end_hung(self, child: _Child, hang: Hang) -> None:
+        """Write the stacks of the worker (and its ranks) to the attempt's log, then kill it."""
+        assert self._watched is not None
+        log.warning("worker_hung", pid=child.process.pid, why=hang.describe())
+        note(self._watched.log_path, f"hang watchdog: {hang.describe()}; the stacks follow")
+        ask_for_stacks(child.process.pid)
+        await asyncio.sleep(STACKS_WAIT_S)
+        self._force(child, endings.hung(hang))
 
     def _grace_s(self, asked: _StopAsked) -> float:
         """How long a stop may take: a preemption has the budget to checkpoint and upload."""
@@ -276,55 +321,8 @@ class WarmWorker:
         self._forced = outcome
         self._memory.kill(child.process.pid)
 
-    def _over_budget(self, used: int) -> Outcome:
-        return Outcome(
-            status="failed",
-            reason=f"the job used {show_bytes(used)} of memory, above "
-            f"{budget_note(self.settings)}: lower batch_size, the data or the model",
-            error_type="MemoryBudgetExceeded",
-            cause=FailureReason.MEMORY_BUDGET,
-        )
-
     def _stopped_by_force(self, asked: _StopAsked) -> Outcome:
-        grace = f"{self._grace_s(asked):g} s"
-        reason = f"{asked.reason} (it did not stop within {grace} and was killed)"
-        if asked.kind == "preempt":
-            return Outcome(
-                status="preempted",
-                reason=f"{reason}; it resumes from its last periodic checkpoint",
-                error_type="JobPreempted",
-                retriable=True,
-                cause=FailureReason.PREEMPTED,
-            )
-        if asked.kind == "cancel":
-            return Outcome(
-                status="cancelled",
-                reason=reason,
-                error_type="JobCancelledError",
-                cause=FailureReason.CANCELLED,
-            )
-        return Outcome(
-            status="failed", reason=reason, error_type="JobTimeout", cause=FailureReason.TIMEOUT
-        )
-
-    @staticmethod
-    def _death_outcome(code: int | None, oom_killed: bool, detail: str = "") -> Outcome:
-        """A worker that died on its own: OOM-killed by the kernel, or crashed (by a signal)."""
-        cause, signum = cause_of_exit(code, oom_killed)
-        how = (
-            "was killed by the kernel's OOM killer (its memory cgroup counted an OOM kill): "
-            "lower batch_size or give the trainer more memory"
-            if cause is FailureReason.OOM_KILLED
-            else f"died ({signal_name(signum) if signum else f'exit code {code}'})"
-        )
-        return Outcome(
-            status="failed",
-            reason=f"training worker {how}{' ' + detail if detail else ''}",
-            error_type="WorkerDied",
-            retriable=retry_helps(cause),
-            cause=cause,
-            signal=signum,
-        )
+        return endings.stopped_by_force(asked.kind, asked.reason, self._grace_s(asked))
 
     def cancel(self, job_id: str, reason: str = "cancel requested") -> bool:
         """Ask the running job to stop at its next step; False when ``job_id`` is not running."""
@@ -379,22 +377,3 @@ class WarmWorker:
             self.jobs_preempted += 1
         else:
             self.jobs_failed += 1
-
-
-def _pump(
-    conn: Connection, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[tuple[Any, ...]]
-) -> None:
-    """Reader thread: child messages into the asyncio inbox, then ("eof",) when it dies."""
-    message: tuple[Any, ...]
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            message = ("eof",)
-        try:
-            loop.call_soon_threadsafe(inbox.put_nowait, message)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            return
-        if message[0] == "eof":
-            conn.close()
-            return

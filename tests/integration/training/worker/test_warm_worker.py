@@ -10,14 +10,18 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from sparktrainer.contracts.events import CheckpointSaved, JobProgress, JobStarted
 from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.storage.layout import checkpoint_prefix, model_prefix
 from sparktrainer.training.checkpoint import safe_load
+from sparktrainer.training.worker.warm import WarmWorker
+from tests.integration.faults_kit import S3Gate
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +32,26 @@ DIGITS_MLP = {
     "epochs": 2,
     "data": {"source": "digits"},
 }
+
+
+@pytest_asyncio.fixture(scope="module")
+async def gate(stack) -> AsyncIterator[S3Gate]:
+    """A relay in front of the stack's S3 for this module's worker (it passes everything on
+    until a test arms it to swallow one request)."""
+    relay = S3Gate(int(stack.s3_endpoint.rsplit(":", 1)[1]))
+    await relay.start()
+    yield relay
+    await relay.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def worker(stack, gate) -> AsyncIterator[WarmWorker]:
+    """The module's warm worker (``workerkit.worker``), its S3 through ``gate``."""
+    update = {"progress_every_s": 0.1, "s3_endpoint": f"http://127.0.0.1:{gate.port}"}
+    warm = WarmWorker(stack.model_copy(update=update))
+    await warm.start()
+    yield warm
+    await warm.stop()
 
 
 def new_id(prefix: str) -> str:
@@ -246,6 +270,58 @@ async def test_training_data_from_an_npz_in_s3(worker, make_job, recorder, store
     outcome = await worker.run(make_job(new_id("w-npz"), "pytorch.mlp", config), 1, recorder())
     assert outcome.status == "completed", outcome.reason
     assert outcome.registered.metrics["val_accuracy"] > 0.6  # chance is 1/3
+
+
+async def test_a_hung_job_is_killed_with_its_stacks_logged_and_resumes_from_its_checkpoint(
+    worker, gate, make_job, store
+) -> None:
+    """Issue 18 item 5: S3 swallows the copy before the second checkpoint's upload, so the loop
+    waits at the third for ever; the watchdog (a 2 s floor for attempt 1) writes the worker's
+    stacks to the attempt's log, kills it as hung, and the retry resumes from the first
+    checkpoint and registers one model."""
+    from sparktrainer.contracts.envelope import decode
+    from sparktrainer.contracts.events import JobCompleted
+    from sparktrainer.storage.job_logs import read_job_log
+    from sparktrainer.training.runner import CancelBook, drive_job
+
+    job = make_job(new_id("w-hang"), "pytorch.mlp", {"input_size": 16, "output_size": 4,
+                   "hidden_layers": [16], "epochs": 4, "data": {"num_samples": 80}})  # fmt: skip
+    gate.arm(f"PUT /{store.bucket}/checkpoints/{job.job_id}/previous.pt".encode())
+    usual, hung_before = worker.settings, worker.failures["hung"]
+    worker.settings = usual.model_copy(update={"hang_floor_s": 2.0, "hang_warmup_s": 60.0})
+    outcomes, sent = [], []
+    run = worker.run
+
+    async def recorded_run(*args, **kwargs):
+        outcomes.append(await run(*args, **kwargs))
+        worker.settings = usual  # attempt 2 under the usual floor: a loaded machine's pause
+        return outcomes[-1]  # must not fail it
+
+    async def send(record) -> None:
+        sent.append(decode(record.value, record.headers))
+
+    worker.run = recorded_run
+    try:
+        [end] = await drive_job(job, worker=worker, store=store, cancels=CancelBook(), send=send,
+                                max_attempts=2)  # fmt: skip
+    finally:
+        del worker.run
+        worker.settings = usual
+    hung, done = outcomes
+    assert hung.status == "failed" and hung.cause is FailureReason.HUNG and hung.retriable
+    assert hung.error_type == "JobHung" and "SPARKTRAINER_HANG_FLOOR_S=2" in hung.reason
+    completed = decode(end.value, end.headers)
+    assert isinstance(completed, JobCompleted) and completed.attempt == 2, done.reason
+    first = [e for e in sent if isinstance(e, CheckpointSaved) and e.attempt == 1]
+    assert [c.epoch for c in first] == [1]  # the second one never landed
+    [resumed] = [e for e in sent if isinstance(e, JobStarted) and e.attempt == 2]
+    assert resumed.resumed_from_step == first[0].step
+    assert worker.failures["hung"] == hung_before + 1
+    text, _ = read_job_log(store, job.job_id, 1)
+    assert b"hang watchdog: no progress" in text and b"most recent call first" in text
+    assert b"uploads.py" in text and b"in wait" in text  # the loop waits for the held upload
+    metadata = [k for k in store.list(model_prefix(job.job_id)) if k.endswith("metadata.json")]
+    assert len(metadata) == 1
 
 
 def _torch_import_s() -> float:
