@@ -120,7 +120,7 @@ def _job_ids_of(record: Received) -> set[str]:
         data: dict[str, Any] = body["data"] if isinstance(body.get("data"), dict) else body
         if isinstance(data.get("job_id"), str):
             ids.add(data["job_id"])
-    if record.topic == t.JOBS_SUBMITTED and not record.key:
+    if t.submission_tenant(record.topic) is not None and not record.key:  # any tenant's door
         ids.add(derived_job_id(record.topic, record.partition, record.offset))
     return ids
 

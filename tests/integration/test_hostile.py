@@ -30,6 +30,7 @@ from sparktrainer.contracts.events import JobCompleted, JobFailed, JobRejected, 
 from sparktrainer.embedded.processes import pick_ports
 from sparktrainer.replay.engine import rejected_sources, replay
 from sparktrainer.replay.spec import ReplaySpec
+from sparktrainer.services.validator import validator_topics
 from sparktrainer.settings import Settings
 from tests.integration.faults_kit import log, log_ends, mlp_job, read_log
 from tests.integration.hostile_kit import (
@@ -79,7 +80,7 @@ async def _until(what: str, check: Any, timeout_s: float) -> Any:
 
 async def _start_services(settings: Settings, tmp_path: Path, unique: Any) -> dict[str, Process]:
     groups = {name: unique(f"hostile-{name}") for name in ("validator", "trainer")}
-    await start_group_at_end(settings, groups["validator"], t.JOBS_SUBMITTED)
+    await start_group_at_end(settings, groups["validator"], *validator_topics(settings))
     await start_group_at_end(settings, groups["trainer"], t.JOBS_VALIDATED)
     await start_group_at_end(settings, f"{groups['trainer']}-control", t.JOBS_CONTROL)
     port = pick_ports(["api"])["api"]
