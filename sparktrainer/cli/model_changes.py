@@ -156,11 +156,11 @@ def cmd_names(args: argparse.Namespace) -> int:
         if args.json:
             print_json(page.as_dict("registered_models"))
             return OK
-        table = Table("name", "versions", "latest", "aliases", "updated")
+        table = Table("name", "tenant", "versions", "latest", "aliases", "updated")
         for n in page.items:
             aliases = ", ".join(f"{a}:{v}" for a, v in n["aliases"].items())
-            table.add_row(escape(n["name"]), str(n["versions"]), str(n["latest_version"]),
-                          escape(aliases), n["updated_at"][:19])  # fmt: skip
+            row = (n["name"], n["tenant"], str(n["versions"]), str(n["latest_version"]), aliases)
+            table.add_row(*map(escape, row), n["updated_at"][:19])
         out.print(table)
         return OK
     detail = registry.read(get_name, args.name)
@@ -169,6 +169,7 @@ def cmd_names(args: argparse.Namespace) -> int:
     if args.json:
         print_json(detail)
         return OK
+    out.print(f"{escape(detail['name'])}: tenant {escape(str(detail['tenant']))}")
     ids = [v["model_id"] for v in detail["versions"]]
     table = Table("version", id_column("model id", ids), "status", "aliases", "registered")
     for v in detail["versions"]:

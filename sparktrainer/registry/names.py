@@ -196,13 +196,14 @@ def names_of(conn: sqlite3.Connection, model_ids: Sequence[str]) -> dict[str, di
 
 
 def list_names(conn: sqlite3.Connection, limit: int = 50, offset: int = 0) -> Page:
-    """Registered names, alphabetically: how many versions, the latest, and the aliases."""
+    """Registered names, alphabetically: owner, how many versions, the latest, the aliases."""
     limit, offset = bounded(limit, offset)
     total = conn.execute("SELECT count(DISTINCT name) FROM model_versions").fetchone()[0]
     rows = conn.execute(
-        "SELECT name, count(*) AS versions, max(version) AS latest_version, "
-        "min(registered_at) AS created_at, max(registered_at) AS updated_at "
-        "FROM model_versions GROUP BY name ORDER BY name LIMIT ? OFFSET ?",
+        "SELECT v.name, o.tenant, count(*) AS versions, max(v.version) AS latest_version, "
+        "min(v.registered_at) AS created_at, max(v.registered_at) AS updated_at "
+        "FROM model_versions v JOIN name_owners o ON o.name = v.name "
+        "GROUP BY v.name ORDER BY v.name LIMIT ? OFFSET ?",
         (limit, offset),
     ).fetchall()
     items = [{**dict(r), "aliases": _aliases(conn, r["name"])} for r in rows]
@@ -217,7 +218,7 @@ def _aliases(conn: sqlite3.Connection, name: str) -> dict[str, int]:
 
 
 def get_name(conn: sqlite3.Connection, name: str) -> Row | None:
-    """One name: every version (model id, when, status) and every alias with who set it."""
+    """One name: its owner, every version (model id, when, status), every alias and who set it."""
     versions = conn.execute(
         "SELECT v.version, v.model_id, v.registered_at, coalesce(r.status, 'live') AS status "
         "FROM model_versions v LEFT JOIN model_retirement r ON r.model_id = v.model_id "
@@ -232,6 +233,7 @@ def get_name(conn: sqlite3.Connection, name: str) -> Row | None:
     ).fetchall()
     return {
         "name": name,
+        "tenant": owners.name_owner(conn, name),  # who adds versions and moves its aliases
         "versions": [dict(v) for v in versions],
         "aliases": {a["alias"]: dict(a) for a in aliases},
         "latest_version": latest_version(conn, name),

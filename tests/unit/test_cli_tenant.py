@@ -1,5 +1,6 @@
 """The CLI acts for --tenant or SPARKTRAINER_TENANT, a tenant the tenants file lists: its
-registry changes, submit's door and its cancels."""
+registry changes, submit's door and its cancels. Its lists show whose each model and name is
+(run in this process on a read model folded here)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from sparktrainer.cli import common
 from sparktrainer.cli.common import CliError, acting_tenant
+from sparktrainer.cli.main import main
+from sparktrainer.contracts.events import Artifact, ModelRegistered
+from sparktrainer.registry import store
+from sparktrainer.registry.fold import apply
 from sparktrainer.settings import Settings
 from tests.tenants_kit import write_two_teams
 
@@ -24,3 +30,23 @@ def test_the_cli_acts_for_the_configured_tenant(tmp_path: Path) -> None:
     assert "default, vision, speech" in str(e.value)
     with pytest.raises(CliError, match="SPARKTRAINER_TENANTS_FILE"):
         acting_tenant(Settings(tenants_file=tmp_path / "missing.json"))
+
+
+def test_the_lists_show_each_models_and_names_tenant(tmp_path: Path) -> None:
+    db = tmp_path / "registry.sqlite3"
+    conn = store.connect(db)
+    for offset, (model_id, tenant) in enumerate((("v1", "vision"), ("s1", "speech"))):
+        apply(conn, "t", 0, offset, ModelRegistered(
+            model_id=model_id, job_id=model_id, name=model_id, framework="pytorch",
+            architecture={"architecture": "custom"}, register_as="digits", tenant=tenant,
+            artifacts=[Artifact(path="model.pth", size_bytes=1, sha256="ab" * 32)],
+            storage_prefix=f"models/{model_id}/"))  # fmt: skip
+    conn.close()
+    printed = {}
+    for command in (["models", "list"], ["models", "names"], ["models", "names", "digits"]):
+        with common.out.capture() as captured:
+            assert main([*command, "--db", str(db), "--no-sync"]) == 0
+        printed[command[-1]] = captured.get()
+    assert "vision" in printed["list"] and "speech" in printed["list"]
+    assert "vision" in printed["names"] and "speech" not in printed["names"]  # s1 is unnamed
+    assert "digits: tenant vision" in printed["digits"] and "s1" not in printed["digits"]

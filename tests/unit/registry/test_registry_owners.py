@@ -24,7 +24,7 @@ from sparktrainer.contracts.refs import ModelRef
 from sparktrainer.registry import changes, owners
 from sparktrainer.registry.fold import apply
 from sparktrainer.registry.models import get_model, list_models
-from sparktrainer.registry.names import alias_target, latest_version
+from sparktrainer.registry.names import alias_target, get_name, latest_version, list_names
 from sparktrainer.registry.resolve import resolve_ref
 
 
@@ -56,6 +56,10 @@ def test_only_the_owners_records_count_in_any_fold_order(seed: int) -> None:
     conn = contested().folded(seed)
     assert owners.name_owner(conn, "digits") == "a"
     assert owners.name_owner(conn, "mine") is None  # b's only try at it was a's model id
+    assert [(n["name"], n["tenant"], n["versions"]) for n in list_names(conn).items] == [
+        ("digits", "a", 2)
+    ]
+    assert get_name(conn, "digits")["tenant"] == "a"  # type: ignore[index]
     assert [(v["version"], v["model_id"]) for v in _versions(conn)] == [(1, "a1"), (2, "a2")]
     assert latest_version(conn, "digits") == 2 and alias_target(conn, "digits", "prod") == 1
     assert resolve_ref(conn, ModelRef.parse("digits@latest")).model_id == "a2"
