@@ -7,9 +7,9 @@
     sparktrainer models history digits@champion        # every move: who, when, from, to
 
 Changes are checked against the read model (caught up first), then published on
-models.changes, stamped with the tenant ``SPARKTRAINER_TENANT`` names (default: default; an
-operator's tool, trusted to write that topic): only the owner of a name or model may change it.
-They show once the projector has folded them.
+models.changes, stamped with the tenant ``--tenant`` or ``SPARKTRAINER_TENANT`` names (default:
+default; an operator's tool, trusted to write that topic): only the owner of a name or model
+may change it. They show once the projector has folded them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sparktrainer.cli.common import (
     CliError,
     acting_tenant,
     add_db_options,
+    add_tenant_option,
     command,
     id_column,
     load_settings,
@@ -84,6 +85,7 @@ def _change_options(p: argparse.ArgumentParser, func: Any) -> None:
     )
     p.add_argument("--reason")
     p.add_argument("--json", action="store_true")
+    add_tenant_option(p)
     add_db_options(p)
     p.set_defaults(func=func)
 
@@ -98,7 +100,7 @@ def _split(target: str) -> tuple[str, str]:
 def _publish(args: argparse.Namespace, plan: Any, *plan_args: Any) -> BaseModel:
     """Check the change on the caught-up read model, then publish its event."""
     settings = load_settings()
-    asker = changes.Asker(acting_tenant(settings), args.actor or _who())
+    asker = changes.Asker(acting_tenant(settings, args), args.actor or _who())
     registry = read_model(settings, args)
     try:
         event: BaseModel = plan(registry.conn(), *plan_args, asker, args.reason)
