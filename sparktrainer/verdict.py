@@ -11,11 +11,12 @@ from typing import Any
 
 from sparktrainer.contracts.access import Access
 from sparktrainer.contracts.refs import ModelDirectory
+from sparktrainer.contracts.tenants import load_tenants
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation.checks import ValidationResult
 from sparktrainer.validation.sweeps import validate_submission
-from sparktrainer.validation.tenancy import name_problems
+from sparktrainer.validation.tenancy import name_problems, tenant_problems
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,16 @@ async def check(
     tenant: str | None = None,
 ) -> Verdict:
     """Run the validator's checks on a body (store and registry lookups off the event loop);
-    with ``tenant``, also whether that tenant may register under the ``register_as`` it names."""
+    with ``tenant``, also the door's rules for that tenant (validation/tenancy.py: no trial
+    lineage, its priority ceiling, model names of its own)."""
     access = Access.from_settings(settings)
+    known = load_tenants(settings.tenants_file).get(tenant) if tenant is not None else None
 
     def judged() -> ValidationResult:
         result = validate_submission(body, store, settings.limits, directory, access)
-        if tenant is not None:
+        if known is not None:
+            result.errors.extend(tenant_problems(body, result, known, directory))
+        elif tenant is not None:
             result.errors.extend(name_problems(result, tenant, directory))
         return result
 

@@ -78,6 +78,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", help="job JSON file, or - for stdin")
     p.add_argument("--json", action="store_true")
     add_db_options(p)
+    add_tenant_option(p)
     p.set_defaults(func=cmd_validate)
 
     jobs = subparsers.add_parser("jobs", help="list, show, watch, cancel jobs or read their logs")
@@ -195,7 +196,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     body = read_json_file(args.file)
     settings = load_settings()
-    verdict = run(check(body, store_for(settings), settings, _directory(body, settings, args)))
+    tenant = acting_tenant(settings, args)  # the door's rules of the tenant it would go in as
+    verdict = run(
+        check(body, store_for(settings), settings, _directory(body, settings, args), tenant)
+    )
     if args.json:
         print_json(verdict.as_dict())
     else:

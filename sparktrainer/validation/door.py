@@ -35,9 +35,9 @@ from sparktrainer.validation.checks import ValidationResult
 from sparktrainer.validation.sweeps import validate_submission
 from sparktrainer.validation.tenancy import (
     door_tenant,
-    lineage_problems,
     name_problems,
     priority_problems,
+    tenant_problems,
     trial_tenant_problems,
 )
 
@@ -85,9 +85,7 @@ def decide(
     job_id, warnings = job_id_for(rec, body)
     result = validate_submission(body, store, limits, directory, access)
     result.warnings[:0] = warnings
-    result.errors.extend(lineage_problems(body))
-    result.errors.extend(priority_problems(result, tenant))
-    result.errors.extend(name_problems(result, tenant.name, directory))
+    result.errors.extend(tenant_problems(body, result, tenant, directory))
     return _verdict(rec, store, job_id, result, tenant.name)
 
 

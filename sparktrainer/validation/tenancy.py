@@ -99,3 +99,15 @@ def trial_tenant_problems(
             f"{owner.kind} of tenant '{owner.tenant}'): the trial is not submitted"
         ]
     return []
+
+
+def tenant_problems(
+    body: Any, result: ValidationResult, tenant: Tenant, directory: ModelDirectory | None
+) -> list[str]:
+    """What a door asks of a submission for its tenant, beyond the job's own checks: no trial
+    lineage, the priority ceiling, model names of its own."""
+    return [
+        *lineage_problems(body),
+        *priority_problems(result, tenant),
+        *name_problems(result, tenant.name, directory),
+    ]

@@ -83,6 +83,10 @@ async def test_the_token_picks_the_door_and_only_the_owner_cancels(
     [cancel] = await kafka.consume(t.JOBS_CONTROL, 1, timeout_s=10)
     event = decode(cancel.value, cancel.headers)
     assert isinstance(event, CancelRequested) and (event.job_id, event.tenant) == ("s-1", "speech")
+    r = await api.post("/api/jobs/validate", json={**JOB, "priority": "high"},
+                       headers=teams.auth("speech"))  # fmt: skip
+    assert r.status_code == 200 and not r.json()["valid"]
+    assert "above what tenant 'speech' may ask for" in r.json()["errors"][0], r.json()
     listed = (await api.get("/api/jobs", headers=teams.auth("speech"))).json()["jobs"]
     assert [(j["job_id"], j["tenant"]) for j in listed] == [("s-1", "speech")]
     await kafka.close()
