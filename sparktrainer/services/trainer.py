@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -93,7 +94,8 @@ class TrainerService:
             max_entries=settings.cancel_memory_entries,
             ttl_s=settings.cancel_memory_s,
         )
-        self.observer = TrainerObserver(load_tenants(settings.tenants_file).names)
+        self.tenants = load_tenants(settings.tenants_file)
+        self.observer = TrainerObserver(self.tenants.names)
         self.classes: tuple[str, ...] = ()  # the resource classes served: known once started
         self.presence_id = trainer_id()  # what its heartbeats on sparktrainer.trainers name it
         self.fleet = FleetUsage(me=self.presence_id)  # who runs what, from the heartbeats
@@ -217,15 +219,17 @@ class TrainerService:
                 cancels=self.cancels,
                 send=forward,
                 max_attempts=self.settings.job_max_attempts,
-                admit=self._admit,
+                admit=functools.partial(self._admit, topic=rec.topic),
             )
         for record in records:
             self._observe(job, record)  # the end: the failures counter sees its reason
         return [traced(r, trace) for r in records]
 
-    async def _admit(self, job: JobValidated) -> list[str]:
-        """Why this trainer will not run ``job``: the validator's checks again, its capacity."""
-        return await refusals_of(job, self.store, self.settings, self.worker.capacity)
+    async def _admit(self, job: JobValidated, topic: str) -> list[str]:
+        """Why this trainer will not run ``job`` (read from ``topic``): the validator's checks
+        again, the job's home topic, this trainer's capacity."""
+        return await refusals_of(job, self.store, self.settings, self.worker.capacity,
+                                 topic=topic, tenants=self.tenants)  # fmt: skip
 
     def _observe(self, job: JobValidated, record: OutRecord) -> None:
         with contextlib.suppress(EnvelopeError):  # our own events: decoding them cannot fail

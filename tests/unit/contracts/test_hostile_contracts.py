@@ -216,7 +216,7 @@ TRAINER_SIDE = [(name, v, needle) for name, job, needle in HOSTILE if (v := _as_
                          ids=[h[0] for h in TRAINER_SIDE])  # fmt: skip
 def test_the_trainer_refuses_every_cap_the_validator_would(job: JobValidated, needle: str) -> None:
     """Written straight to jobs.validated: the trainer's re-check finds the same problem."""
-    found = refusals(job, None, Settings(), Capacity(10**13, (), 1000))
+    found = refusals(job, None, Settings(), Capacity(10**13, (), 1000), topic=job.home_topic())
     assert any(needle in e for e in found), found
 
 
