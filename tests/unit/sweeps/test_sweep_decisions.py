@@ -284,3 +284,11 @@ def test_a_trial_whose_id_another_job_holds_fails_and_the_sweep_goes_on_and_ends
     [ended] = of(sim.log, SweepEnded)
     assert ended.status == "completed" and ended.best_trial != 1
     assert sim.book.ended == {"sw1"}
+
+
+def test_the_sweeps_model_is_the_sweeps_tenants_whoever_trained_the_winner() -> None:
+    sim = Sim()
+    sim.publish(spec().model_copy(update={"tenant": "vision"}))
+    sim.run()  # the trials' registrations in this sim carry the default tenant
+    [model] = [e for e in of(sim.log, ModelRegistered) if e.model_id == "sw1"]
+    assert model.tenant == "vision"
