@@ -53,6 +53,7 @@ from sparktrainer.embedded.servers import embedded_available, missing_message
 from sparktrainer.embedded.stack import run_coroutine
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
+from tests.tenants_kit import TwoTeams, write_two_teams
 
 # Group joins take 5-18 s with Kafka's default timeouts; about 1 s with these.
 TEST_SETTINGS: dict[str, Any] = {
@@ -452,3 +453,10 @@ async def kafka(settings: Settings, unique: Callable[[str], str]) -> AsyncIterat
         yield helper
     finally:
         await helper.close()
+
+
+@pytest.fixture
+def two_teams(tmp_path: Path) -> TwoTeams:
+    """A tenants file of two teams (vision, speech) and the default tenant, with their API
+    tokens and Kafka users (tests/tenants_kit.py says how to use it)."""
+    return write_two_teams(tmp_path)

@@ -1,12 +1,13 @@
 """Two teams and the default tenant, for tests of who asks (issue 17).
 
-``write_two_teams(folder)`` writes a tenants file with the teams ``vision`` and ``speech``
-(each with one API token and one Kafka user) beside the default tenant, and returns a
-``TwoTeams``: the file, each team's token, door topic and Kafka user. Point any settings at it
-with ``teams.settings(base)`` (``tenants_file`` set), or the environment with
-``SPARKTRAINER_TENANTS_FILE=teams.path``; send a team's requests with
-``teams.auth("vision")``. ``DictStore`` is an ObjectStore held in a dict, for the id claims of
-unit tests (no S3).
+The ``two_teams`` fixture (tests/conftest.py), or ``write_two_teams(folder)``, writes a tenants
+file with the teams ``vision`` and ``speech`` (each with one API token and one Kafka user)
+beside the default tenant, and returns a ``TwoTeams``: the file, each team's token, door topic
+and Kafka user. Point any settings at it with ``teams.settings(base)`` (``tenants_file`` and
+the default tenant's API token set), or a subprocess's environment with
+``{**os.environ, **teams.env()}``; send a team's HTTP requests with ``teams.auth("vision")``
+and its Kafka submissions to ``teams.door("vision")``. ``DictStore`` is an ObjectStore held in
+a dict, for the id claims of unit tests (no S3).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class TwoTeams:
         return base.model_copy(
             update={"tenants_file": self.path, "api_token": self.default_token_secret()}
         )
+
+    def env(self) -> dict[str, str]:
+        """The environment that gives a service process (or the CLI) this file and token."""
+        return {"SPARKTRAINER_TENANTS_FILE": str(self.path),
+                "SPARKTRAINER_API_TOKEN": self.default_token}  # fmt: skip
 
     def default_token_secret(self) -> Any:
         """The default tenant's token as settings hold it (a SecretStr)."""

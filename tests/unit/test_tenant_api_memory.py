@@ -18,7 +18,7 @@ from sparktrainer.contracts.envelope import decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobValidated
 from sparktrainer.settings import Settings
 from tests.conftest import KafkaHelper
-from tests.tenants_kit import TwoTeams, write_two_teams
+from tests.tenants_kit import TwoTeams
 
 pytestmark = pytest.mark.memory
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -27,8 +27,8 @@ JOB = {"type": "train", "framework": "pytorch", "config": MLP}
 
 
 @pytest.fixture
-def teams(tmp_path: Path) -> TwoTeams:
-    return write_two_teams(tmp_path)
+def teams(two_teams: TwoTeams) -> TwoTeams:  # the conftest fixture, under a short name
+    return two_teams
 
 
 @pytest.fixture
