@@ -51,7 +51,12 @@ from sparktrainer.services.trainer_metrics import TrainerObserver, WorkerCollect
 from sparktrainer.settings import Settings
 from sparktrainer.storage.outcomes import claim
 from sparktrainer.storage.s3 import ObjectStore
-from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector, FaultsCollector
+from sparktrainer.telemetry.prometheus import (
+    Collector,
+    ConsumerCollector,
+    FaultsCollector,
+    IgnoredCancels,
+)
 from sparktrainer.telemetry.tracing import span
 from sparktrainer.training.runner import SOURCE, CancelBook, answer_cancel, drive_job
 from sparktrainer.training.worker.warm import WarmWorker
@@ -241,6 +246,7 @@ class TrainerService:
             ConsumerCollector({"trainer": self.jobs, "trainer-control": self.control}),
             WorkerCollector(self.worker),
             FaultsCollector(self.faults),
+            IgnoredCancels(lambda: len(self.cancels.foreign)),
             *self.observer.collectors(),
         ]
 

@@ -34,7 +34,12 @@ from sparktrainer.storage.layout import METADATA, model_key, model_prefix
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.sweeps.book import Sweep, SweepBook, Trial
 from sparktrainer.sweeps.decide import SOURCE, Register, next_actions, result
-from sparktrainer.telemetry.prometheus import ConsumerCollector, FaultsCollector, TopicCounts
+from sparktrainer.telemetry.prometheus import (
+    ConsumerCollector,
+    FaultsCollector,
+    IgnoredCancels,
+    TopicCounts,
+)
 
 log = structlog.get_logger(__name__)
 FOLLOWED = (t.JOBS_LIFECYCLE, t.JOBS_REJECTED, t.JOBS_CONTROL, t.MODELS_REGISTERED)
@@ -152,6 +157,7 @@ class SweepController:
             ConsumerCollector({"sweep-controller": self}),
             OpenSweeps(self.book),
             FaultsCollector(self.faults),
+            IgnoredCancels(lambda: len(self.book.foreign_cancels)),
         ]
 
     async def drive_safely(self, sweep_id: str) -> None:

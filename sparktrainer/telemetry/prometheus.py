@@ -117,6 +117,22 @@ class FaultsCollector(Collector):
         yield restarts
 
 
+class IgnoredCancels(Collector):
+    """``sparktrainer_cancels_ignored_total``: cancels that asked for another tenant than the
+    job's or sweep's (issue 17), read from ``count`` at scrape time."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self.count = count
+
+    def collect(self) -> Iterator[Metric]:
+        ignored = CounterMetricFamily(
+            "sparktrainer_cancels_ignored",
+            "Cancels ignored because their tenant is not the job's (or the sweep's)",
+        )
+        ignored.add_metric([], self.count())
+        yield ignored
+
+
 class ServiceMetrics:
     """One service's registry (never the process-global one: tests run several in a process)."""
 

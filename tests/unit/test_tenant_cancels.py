@@ -12,6 +12,7 @@ from sparktrainer.contracts.schedule_events import SweepValidated
 from sparktrainer.contracts.sweeps import SweepConfig
 from sparktrainer.storage.outcomes import StoredOutcome, claim, write_outcome
 from sparktrainer.sweeps.book import SweepBook
+from sparktrainer.telemetry.prometheus import IgnoredCancels
 from sparktrainer.training.runner import CancelBook, answer_cancel
 from tests.tenants_kit import DictStore
 
@@ -35,6 +36,8 @@ def test_the_trainer_honours_only_the_jobs_own_tenants_cancel() -> None:
     assert book.for_job(job("vision")) is None
     assert book.for_job(job("vision")) is None  # asked twice, counted once
     assert len(book.foreign) == 1
+    [metric] = IgnoredCancels(lambda: len(book.foreign)).collect()  # what Prometheus scrapes
+    assert (metric.name, metric.samples[0].value) == ("sparktrainer_cancels_ignored", 1)
     book.request(cancel("j1", "vision"))
     assert book.for_job(job("vision")) is not None
 
