@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sparktrainer.api.auth import TokenGuard
 from sparktrainer.api.door import DoorGuard
 from sparktrainer.api.routes import (
+    api_docs,
     compare,
     dashboard,
     health,
@@ -53,6 +54,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     sweeps.router,
     usage.router,
     dashboard.router,
+    api_docs.router,
 )
 
 
@@ -94,6 +96,8 @@ def create_app(
         description="Submit training jobs, follow them, and browse the models they register.",
         version="1",
         lifespan=state.lifespan,
+        docs_url=None,  # routes/api_docs.py serves /docs from local files
+        redoc_url=None,
     )
     app.state.sparktrainer = state
     app.add_middleware(
@@ -104,5 +108,6 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    api_docs.install(app)
     app.middleware("http")(state.metrics.measure)
     return app

@@ -4,9 +4,11 @@
 A token is ``SPARKTRAINER_API_TOKEN`` (the default tenant's) or one whose sha256 a tenant lists
 in the tenants file (contracts/tenants.py); the tenant it names is put in the request's scope
 (``tenant_of``), never read from a body. One ASGI middleware in front of every route (the docs,
-OpenAPI and /metrics included), so a route added later is protected without saying so. Open
-besides /api/health: the dashboard's shell (``/`` and its files under ``/static/``, no data);
-the page itself sends the token with every API call. ``SPARKTRAINER_API_OPEN_READS`` leaves GET
+/metrics included), so a route added later is protected without saying so. Open besides
+/api/health: the pages and what they are drawn from, none of which holds data: the dashboard's
+shell (``/`` and its files under ``/static/``), the API's reference (``/docs``, its Swagger UI
+files under ``/docs/assets/``, and the schema ``/openapi.json``); the pages send the token with
+every API call. ``SPARKTRAINER_API_OPEN_READS`` leaves GET
 and HEAD requests open (they establish no tenant unless they carry a token).
 """
 
@@ -22,8 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sparktrainer.contracts.tenants import DEFAULT_TENANT, Tenants, load_tenants
 from sparktrainer.settings import Settings
 
-OPEN_PATHS = frozenset({"/api/health", "/"})
-OPEN_PREFIXES = ("/static/",)
+OPEN_PATHS = frozenset({"/api/health", "/", "/docs", "/openapi.json"})
+OPEN_PREFIXES = ("/static/", "/docs/assets/")
 READS = frozenset({"GET", "HEAD"})
 MESSAGE = "Missing or wrong bearer token: send 'Authorization: Bearer <token>'"
 TENANT_KEY = "sparktrainer_tenant"

@@ -245,8 +245,6 @@ async def test_with_a_token_every_route_but_health_needs_it(stack, tmp_path: Pat
                 "/api/jobs",
                 "/api/models",
                 "/api/models/x",
-                "/docs",
-                "/openapi.json",
                 "/metrics",
             )
             for path in paths:
@@ -258,8 +256,14 @@ async def test_with_a_token_every_route_but_health_needs_it(stack, tmp_path: Pat
                 "/api/health",
                 "/",
                 "/static/app.js",
-            ):  # no data: the page sends the token
+                "/docs",
+                "/docs/assets/swagger-ui-bundle.js",
+                "/openapi.json",
+            ):  # no data: the pages send the token
                 assert (await c.get(shell)).status_code == 200, shell
+            schema = (await c.get("/openapi.json")).json()
+            assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+            assert schema["security"] == [{"bearer": []}]  # Swagger's Authorize asks for it
             right = {"Authorization": "Bearer s3cret"}
             assert (await c.post("/api/jobs", json=GUIDE_MLP, headers=right)).status_code == 202
             assert (await c.get("/api/models", headers=right)).status_code == 200

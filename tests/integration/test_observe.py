@@ -397,6 +397,7 @@ async def test_the_dashboard_follows_a_job_draws_its_curves_lineage_and_checks_a
     await asyncio.to_thread(_failed_job_page, s, stack.s3_bucket)
     await asyncio.to_thread(_models_pages, s, root)
     await asyncio.to_thread(_submit_page, s)
+    await asyncio.to_thread(_docs_page, s)
 
 
 def _job_page(s: Scenario) -> None:
@@ -475,6 +476,32 @@ def _models_pages(s: Scenario, root: str) -> None:
 def _files_of(prefix: str) -> str:
     files = "document.getElementById('model-files')"
     return f"{files} && {files}.textContent.includes({json.dumps(prefix)})"
+
+
+def _docs_page(s: Scenario) -> None:
+    """/docs draws every operation of /openapi.json from local files, with the page's token."""
+    b = s.browser
+    b.get(s.url())  # the dashboard's origin: the token it keeps is the one /docs reads
+    b.execute_script("localStorage.setItem('sparktrainer.token', 'typed-in-the-dashboard');")
+    try:
+        b.get(s.url("docs"))
+        wait_for(b, "document.querySelectorAll('.opblock').length > 0", 30)
+        schema = s.get("openapi.json")
+        verbs = {"get", "put", "post", "delete", "patch", "head", "options"}
+        operations = sum(len(verbs & set(methods)) for methods in schema["paths"].values())
+        assert b.execute_script("return document.querySelectorAll('.opblock').length;") == (
+            operations
+        )
+        assert "SparkTrainer" in b.find_element("css selector", ".info .title").text
+        origins = b.execute_script(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin);"
+        )
+        assert set(origins) == {s.url().rstrip("/")}, origins  # nothing from a CDN
+        authorized = b.execute_script("return window.ui.authSelectors.authorized().toJS();")
+        assert authorized["bearer"]["value"] == "typed-in-the-dashboard"
+        screenshot(b, "docs")
+    finally:
+        b.execute_script("localStorage.removeItem('sparktrainer.token');")
 
 
 def _submit_page(s: Scenario) -> None:
