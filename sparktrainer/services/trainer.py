@@ -300,7 +300,7 @@ class TrainerService:
         presence, listener, fleet, janitor, notice = (
             asyncio.create_task(supervise(name, run, self.faults)) for name, run in loops.items()
         )
-        control = asyncio.create_task(self.control.run())
+        control = asyncio.create_task(supervise("cancel-responder", self.control.run, self.faults))
         jobs = asyncio.create_task(self.jobs.run())
         try:
             await asyncio.wait(
