@@ -1,4 +1,5 @@
-"""The validator: answers every record on jobs.submitted with validated or rejected.
+"""The validator: answers every record on the submission doors (the plain one, each tenant's)
+and the sweep controller's trials with validated or rejected.
 
 python -m consumers.validator [--group-id G]
 
