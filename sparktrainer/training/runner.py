@@ -64,7 +64,7 @@ def submitted_at(job: JobValidated) -> datetime:
             return datetime.fromtimestamp(job.source.timestamp_ms / 1000, UTC)
         except (OverflowError, ValueError, OSError):
             pass  # a timestamp no calendar holds: the validation time is the better guess
-    return job.validated_at if job.validated_at.tzinfo else job.validated_at.replace(tzinfo=UTC)
+    return job.validated_at  # an Instant: aware, UTC
 
 
 @dataclass
@@ -96,7 +96,7 @@ class CancelBook:
     def for_job(self, job: JobValidated) -> CancelRequested | None:
         """The cancel that applies to ``job``, if one was requested after it was submitted."""
         cancel = self.requests.get(job.job_id)
-        if cancel is None or _aware(cancel.requested_at) < submitted_at(job):
+        if cancel is None or cancel.requested_at < submitted_at(job):
             return None
         if cancel.tenant != job.tenant:
             if cancel.event_id() not in self.foreign:
@@ -110,12 +110,8 @@ class CancelBook:
         oldest = now() - timedelta(seconds=self.ttl_s)
         while len(self.requests) > self.max_entries:
             self.requests.popitem(last=False)
-        for job_id in [j for j, c in self.requests.items() if _aware(c.requested_at) < oldest]:
+        for job_id in [j for j, c in self.requests.items() if c.requested_at < oldest]:
             del self.requests[job_id]
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _records(events: list[BaseModel]) -> list[OutRecord]:
