@@ -63,9 +63,12 @@ class TwoTeams:
         return {"Authorization": f"Bearer {token}"}
 
 
-def write_two_teams(folder: Path, max_priority: str = "normal") -> TwoTeams:
-    """A tenants file under ``folder``: vision and speech (``max_priority`` each), and default."""
-    tokens = {name: f"{name}-token-{folder.name}" for name in TEAMS}
+def write_two_teams(
+    folder: Path, max_priority: str = "normal", teams: tuple[str, str] = TEAMS
+) -> TwoTeams:
+    """A tenants file under ``folder``: vision and speech (or ``teams``; ``max_priority`` each),
+    and default."""
+    tokens = {name: f"{name}-token-{folder.name}" for name in teams}
     tenants = [
         {
             "name": name,
@@ -73,7 +76,7 @@ def write_two_teams(folder: Path, max_priority: str = "normal") -> TwoTeams:
             "kafka_users": [f"{name}-ci"],
             "token_sha256": [token_digest(tokens[name])],
         }
-        for name in TEAMS
+        for name in teams
     ]
     path = folder / "tenants.json"
     path.write_text(json.dumps({"tenants": tenants}))

@@ -1,5 +1,6 @@
 """The registry tests' stack: a validator with its registry view, a trainer (and its janitor),
-and the API with its in-process projector, all on the session's real broker and S3."""
+the API with its in-process projector and, when asked, a sweep controller, all in this process
+on the session's real broker and S3."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from sparktrainer.services.trainer import TrainerService
 from sparktrainer.services.validator import build_runtime, validator_topics
 from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.sweeps.controller import SweepController
 from tests import guide
 from tests.integration.registry_kit import JSON
 from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
@@ -51,15 +53,22 @@ class RegistryStack:
     validator: ConsumerRuntime
     directory: RegistryDirectory
     trainer: TrainerService
+    controller: SweepController | None = None
 
 
 @contextlib.asynccontextmanager
-async def registry_stack(stack: Settings, home: Path) -> AsyncIterator[RegistryStack]:
-    """Start the services on fresh groups (they see only what comes next); stop them after."""
+async def registry_stack(
+    stack: Settings, home: Path, *, sweeps: bool = False, **overrides: Any
+) -> AsyncIterator[RegistryStack]:
+    """Start the services on fresh groups (they see only what comes next); stop them after.
+
+    ``sweeps`` adds a sweep controller; ``overrides`` are settings (a tenants file, a grace).
+    """
     suffix = uuid.uuid4().hex[:8]
     settings = stack.model_copy(
         update={"home": home, "api_token": SecretStr(TOKEN), "model_delete_grace_s": 3600.0,
-                "janitor_interval_s": 0.3, "api_open_reads": True}  # downloads still need it
+                "janitor_interval_s": 0.3, "api_open_reads": True,  # downloads still need it
+                **overrides}
     )  # fmt: skip
     groups = {n: f"registry-{n}-{suffix}" for n in ("validator", "trainer", "control")}
     await start_group_at_end(settings, groups["validator"], *validator_topics(settings))
@@ -74,22 +83,31 @@ async def registry_stack(stack: Settings, home: Path) -> AsyncIterator[RegistryS
     )
     app = create_app(settings, with_projector=True, db_path=home / "api-registry.sqlite3")
     tasks = [asyncio.create_task(validator.run()), asyncio.create_task(trainer.run())]
+    controller = SweepController(settings, store) if sweeps else None
+    if controller is not None:
+        tasks.append(asyncio.create_task(controller.run()))
     producer = producer_for(settings)
     await producer.start()
     try:
         await validator.wait_positioned()
         await trainer.wait_positioned(300)
+        if controller is not None:
+            await controller.wait_positioned(120)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://localhost", headers=JSON
             ) as api:
                 await until(api, "/api/health", lambda r: r.json()["projector"]["ready"])
-                yield RegistryStack(settings, api, producer, validator, directory, trainer)
+                yield RegistryStack(
+                    settings, api, producer, validator, directory, trainer, controller
+                )
     finally:
         await producer.stop()
         validator.stop()
         trainer.stop()
+        if controller is not None:
+            controller.stop()
         await asyncio.gather(*tasks)
         await directory.close()
 
