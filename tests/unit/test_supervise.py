@@ -5,10 +5,15 @@ Prometheus."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
+from sparktrainer.bus import supervise as supervise_module
 from sparktrainer.bus.supervise import Faults, supervise
 from sparktrainer.contracts.records import Received
 from sparktrainer.telemetry.prometheus import FaultsCollector, ServiceMetrics
@@ -16,9 +21,20 @@ from sparktrainer.telemetry.prometheus import FaultsCollector, ServiceMetrics
 REC = Received("sparktrainer.jobs.control", 0, 7, b"k", b"{}", (), None)
 
 
+@contextlib.contextmanager
+def supervise_logs() -> Iterator[list[dict[str, Any]]]:
+    """What bus/supervise.py logs meanwhile. Its module logger may already be cached by an
+    earlier test in this process (sparktrainer.logging caches loggers on first use), and a
+    cached logger keeps the processors it was built with, so it is swapped for a fresh one
+    built inside the capture."""
+    with capture_logs() as logs, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(supervise_module, "log", structlog.get_logger(supervise_module.__name__))
+        yield logs
+
+
 def test_a_records_exception_is_counted_skipped_and_logged_once_per_type() -> None:
     faults = Faults()
-    with capture_logs() as logs:
+    with supervise_logs() as logs:
         for i in range(50):  # a poison topic: 50 records that each raise
             with faults.record("cancels", REC):
                 raise KeyError(i)
@@ -50,7 +66,7 @@ async def test_a_task_that_dies_is_restarted_with_a_doubling_backoff_until_it_re
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("sparktrainer.bus.supervise.asyncio.sleep", sleep)
-        with capture_logs() as logs:
+        with supervise_logs() as logs:
             await asyncio.wait_for(
                 supervise("janitor", flaky, faults, backoff_s=0.5, backoff_max_s=3), 5
             )
