@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     # Records in flight (validating or awaiting acks): throughput ~ this / ack latency, and an
     # ack on tansu's S3-backed log takes tens of ms, so 32 capped a validator near 1,000/s.
     validator_concurrency: int = Field(default=256, ge=1)
+    # Records the validator answers in one call (one thread hop, one wait for their acks):
+    # concurrency / this many batches run at once.
+    validator_batch_records: int = Field(default=32, ge=1)
     checkpoint_every_steps: int = Field(default=0, ge=0)
     # Starts of one job, counted before each start (a worker OOM-killed or segfaulting, a trainer
     # killed); each resumes from the last checkpoint, and the start past this ends the job failed.

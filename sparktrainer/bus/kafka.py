@@ -110,6 +110,34 @@ async def send(producer: AIOKafkaProducer, record: OutRecord) -> None:
     )
 
 
+async def send_all(
+    producer: AIOKafkaProducer, records: list[OutRecord]
+) -> list[BaseException | None]:
+    """Send every record, then wait for all the acknowledgements: each record's error or None.
+
+    One future per record rather than a task per ``send_and_wait``: a batch costs the producer's
+    own bookkeeping only.
+    """
+    futures: list[asyncio.Future[Any] | BaseException] = []
+    for r in records:
+        try:
+            futures.append(await producer.send(r.topic, r.value, key=r.key or None,
+                                               headers=r.headers))  # fmt: skip
+        except Exception as e:  # refused before sending (too large, closed): this record's error
+            futures.append(e)
+    out: list[BaseException | None] = []
+    for f in futures:
+        if isinstance(f, BaseException):
+            out.append(f)
+            continue
+        try:
+            await f
+            out.append(None)
+        except Exception as e:
+            out.append(e)
+    return out
+
+
 async def ensure_topics(
     settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, timeout_s: float = 30.0
 ) -> None:

@@ -35,7 +35,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from sparktrainer.bus.kafka import make_consumer, make_producer, send
+from sparktrainer.bus.kafka import make_consumer, make_producer, send_all
 from sparktrainer.bus.offsets import PartitionOffsets
 from sparktrainer.bus.waiting import FifoWaiting, WaitingRecords, tp_of
 from sparktrainer.contracts.envelope import OutRecord
@@ -127,7 +127,7 @@ class ConsumerRuntime:
         self._consumer_options = consumer_options or {}
         self._consumer: AIOKafkaConsumer | None = None
         self.offsets = PartitionOffsets()
-        self._tasks: dict[asyncio.Task[None], Received] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[Received, ...]] = {}  # a task's records
         # Fetched, not started: which starts next and what to pause (bus/waiting.py).
         self.waiting: WaitingRecords = waiting if waiting is not None else FifoWaiting()
         self._taken = 0
@@ -225,9 +225,14 @@ class ConsumerRuntime:
             if not self.offsets.start(tp_of(rec), rec.offset):  # revoked while pending
                 continue
             self._taken += 1
-            task = asyncio.create_task(self._process(rec), name=f"{self.name}:{rec.offset}")
-            self._tasks[task] = rec
-            task.add_done_callback(self._tasks.pop)
+            self._start((rec,), self._process(rec))
+
+    def _start(self, recs: tuple[Received, ...], work: Awaitable[None]) -> None:
+        """Run ``work`` (the handling of ``recs``) as a task the runtime keeps until it is done."""
+        task = asyncio.ensure_future(work)
+        task.set_name(f"{self.name}:{recs[0].offset}")
+        self._tasks[task] = recs
+        task.add_done_callback(self._tasks.pop)
 
     async def _process(self, rec: Received) -> None:
         structlog.contextvars.bind_contextvars(
@@ -293,9 +298,7 @@ class ConsumerRuntime:
         """
         delay = 0.2
         while out:
-            results = await asyncio.gather(
-                *(send(self.producer, r) for r in out), return_exceptions=True
-            )
+            results = await send_all(self.producer, out)
             failed = [(r, e) for r, e in zip(out, results, strict=True) if e is not None]
             self.stats.records_out += len(out) - len(failed)
             for record, error in failed:
@@ -349,16 +352,16 @@ class ConsumerRuntime:
         every join, and a sticky assignor usually hands the same partitions back.
         """
         self.waiting.drop(revoked)
-        tasks = [t for t, r in self._tasks.items() if tp_of(r) in revoked]
+        tasks = [t for t, recs in self._tasks.items() if any(tp_of(r) in revoked for r in recs)]
         if tasks and not self.keep_work_on_revoke:
             await self._cancel(tasks, self.revoke_grace_s)
         await self._commit()
-        busy = {tp_of(r) for r in self._tasks.values()}
+        busy = {tp_of(r) for recs in self._tasks.values() for r in recs}
         self.offsets.forget(revoked - busy)
 
     async def reassigned(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance: stop work whose partition moved to another member."""
-        moved = [t for t, r in self._tasks.items() if tp_of(r) not in assigned]
+        moved = [t for t, recs in self._tasks.items() if {tp_of(r) for r in recs} - assigned]
         if moved:
             log.info("work_moved_elsewhere", records=len(moved))
             await self._cancel(moved, self.revoke_grace_s)
