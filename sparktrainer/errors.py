@@ -68,6 +68,11 @@ class HandedBack(SparkTrainerError):
     retriable = True
 
 
+class Requeued(HandedBack):
+    """A handler gives its record back to start later on the same consumer (a job preempted
+    for a higher priority one): it waits again among the fetched records, its age kept."""
+
+
 class DataError(TrainingError):
     """The job's data set is missing, unreadable or malformed; fix the data."""
 

@@ -166,6 +166,12 @@ class Settings(BaseSettings):
     # A file a spot-termination handler (or a preStop hook) creates: its appearance stops the
     # trainer as SIGTERM does. Empty: no notice file is watched.
     preempt_notice_file: str = ""
+    # Priority preemption (contracts/preemption.py): a waiting job of a higher priority than the
+    # running one that has waited this long stops it the checkpoint-on-stop way (0: never); one
+    # job is preempted at most preempt_max_per_job times in preempt_window_s.
+    preempt_after_s: float = Field(default=300.0, ge=0)
+    preempt_max_per_job: int = Field(default=2, ge=0)
+    preempt_window_s: float = Field(default=3600.0, gt=0)
     # The hang watchdog (training/worker/hang.py): a job with no batch and no optimizer step for
     # max(floor, factor x its median step time) is killed as hung (its Python stacks in its log)
     # and retried from its checkpoint; before its first step the allowance is max(floor,

@@ -76,6 +76,12 @@ class PartitionOffsets:
         part.in_flight.add(offset)
         return True
 
+    def give_back(self, tp: TopicPartition, offset: int) -> None:
+        """In flight -> waiting again (a record given back to start later; never committed)."""
+        part = self._parts.get(tp)
+        if part is not None:
+            part.in_flight.discard(offset)
+
     def finish(self, tp: TopicPartition, offset: int) -> None:
         """In flight -> done; nothing when the partition or the offset was forgotten."""
         part = self._parts.get(tp)

@@ -40,7 +40,7 @@ from sparktrainer.bus.offsets import PartitionOffsets
 from sparktrainer.bus.waiting import FifoWaiting, WaitingRecords, tp_of
 from sparktrainer.contracts.envelope import OutRecord
 from sparktrainer.contracts.records import Received
-from sparktrainer.errors import HandedBack
+from sparktrainer.errors import HandedBack, Requeued
 from sparktrainer.settings import Settings
 from sparktrainer.telemetry.prometheus import Collector, ConsumerCollector, TopicCounts
 
@@ -244,6 +244,12 @@ class ConsumerRuntime:
             await self._publish(out)
         except asyncio.CancelledError:
             raise
+        except Requeued as e:  # waits again here, uncommitted, and is not counted as taken
+            log.info("record_requeued", consumer=self.name, reason=str(e)[:300])
+            self.offsets.give_back(tp_of(rec), rec.offset)
+            self.waiting.put_back(rec)
+            self._taken -= 1
+            return
         except HandedBack as e:
             # Not done: never committed, so the partition's next owner runs it again. Records
             # after it could not commit past it either, so this runtime stops taking more.

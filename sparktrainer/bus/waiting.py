@@ -29,6 +29,9 @@ class WaitingRecords(Protocol):
     def add(self, rec: Received) -> None:
         """A record the consumer fetched (partition order is fetch order)."""
 
+    def put_back(self, rec: Received) -> None:
+        """A record started and given back undone: first of its partition again."""
+
     def take(self) -> Received | None:
         """The record to start now, removed; None when none should start (yet)."""
 
@@ -59,6 +62,9 @@ class FifoWaiting:
 
     def add(self, rec: Received) -> None:
         self._records.append(rec)
+
+    def put_back(self, rec: Received) -> None:
+        self._records.appendleft(rec)
 
     def take(self) -> Received | None:
         return self._records.popleft() if self._records else None

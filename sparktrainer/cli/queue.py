@@ -64,9 +64,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
                     "class", "priority", "trainer", "device", "epoch")  # fmt: skip
     for r in view["running"]:
         epoch = f"{r['epoch']}/{r['total_epochs']}" if r["epoch"] is not None else ""
+        where = "preempted, waits" if r.get("preempted") else r["trainer"] or r["worker"] or ""
         running.add_row(escape(r["job_id"]), escape(r["name"] or ""), r["resource_class"] or "",
-                        r["priority"] or "", escape(r["trainer"] or r["worker"] or ""),
-                        escape(r["device"] or ""), epoch)  # fmt: skip
+                        r["priority"] or "", escape(where), escape(r["device"] or ""),
+                        epoch)  # fmt: skip
     out.print(running)
     return OK
 

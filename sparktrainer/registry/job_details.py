@@ -1,8 +1,9 @@
-"""The job-details concern: a job's normalized config and the checkpoints it saved.
+"""The job-details concern: a job's normalized config, the checkpoints it saved, its preemptions.
 
 What a job page shows beyond the job's row (``jobs.py``): the config as the validator
-normalized it (a re-driven submission's later verdict wins), and the last checkpoints the
-trainer announced, one per step, at most ``MAX_CHECKPOINTS`` a job.
+normalized it (a re-driven submission's later verdict wins), the last checkpoints the
+trainer announced, one per step, at most ``MAX_CHECKPOINTS`` a job, and each preempted attempt
+(a trainer's stop, or a higher priority job it gave way to) with its step and reason.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sqlite3
 from typing import Any
 
 from sparktrainer.contracts import topics as t
-from sparktrainer.contracts.events import CheckpointSaved, JobValidated
+from sparktrainer.contracts.events import CheckpointSaved, JobPreempted, JobValidated
 from sparktrainer.registry.concern import Concern
 from sparktrainer.registry.rows import iso
 
@@ -34,6 +35,14 @@ CREATE TABLE IF NOT EXISTS job_checkpoints (
     upload_s REAL,
     at TEXT NOT NULL,
     PRIMARY KEY (job_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS job_preemptions (
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    step INTEGER,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (job_id, attempt)
 ) WITHOUT ROWID;
 """
 _SQL_INT = 2**63 - 1
@@ -74,24 +83,41 @@ def _checkpoint(conn: sqlite3.Connection, ev: CheckpointSaved) -> None:
     )
 
 
+def _preempted(conn: sqlite3.Connection, ev: JobPreempted) -> None:
+    if not (0 <= ev.attempt <= _SQL_INT and (ev.step is None or 0 <= ev.step <= _SQL_INT)):
+        return  # not an attempt any trainer ran
+    conn.execute(
+        "INSERT OR REPLACE INTO job_preemptions (job_id, attempt, step, reason, at) "
+        "VALUES (:job_id, :attempt, :step, :reason, :at)",
+        {"job_id": ev.job_id, "attempt": ev.attempt, "step": ev.step,
+         "reason": ev.reason[:1024], "at": iso(ev.at)},
+    )  # fmt: skip
+
+
 JOB_DETAILS = Concern(
     name="job_details",
-    version=2,  # 2: checkpoints stored key and size_bytes swapped
+    version=3,  # 2: checkpoints stored key and size_bytes swapped; 3: preemptions
     ddl=DDL,
     topics=(*t.VALIDATED_TOPICS, t.JOBS_LIFECYCLE),
-    folds={JobValidated: _spec, CheckpointSaved: _checkpoint},
+    folds={JobValidated: _spec, CheckpointSaved: _checkpoint, JobPreempted: _preempted},
 )
 
 
 def job_details(conn: sqlite3.Connection, job_id: str) -> dict[str, Any]:
-    """The job's normalized config (None before it was validated) and its checkpoints."""
+    """The job's normalized config (None before it was validated), its checkpoints and its
+    preempted attempts."""
     spec = conn.execute("SELECT * FROM job_specs WHERE job_id = ?", (job_id,)).fetchone()
     rows = conn.execute(
         "SELECT step, epoch, attempt, key, size_bytes, upload_s, at FROM job_checkpoints "
         "WHERE job_id = ? ORDER BY step",
         (job_id,),
     ).fetchall()
+    preempted = conn.execute(
+        "SELECT attempt, step, reason, at FROM job_preemptions WHERE job_id = ? ORDER BY attempt",
+        (job_id,),
+    ).fetchall()
     return {
         "config": json.loads(spec["config"]) if spec else None,
         "checkpoints": [dict(r) for r in rows],
+        "preemptions": [dict(r) for r in preempted],
     }

@@ -228,20 +228,24 @@ def _tenants(fair: FairShare, ledger: Ledger) -> list[Row]:
 def _running(conn: sqlite3.Connection, trainers: list[Row]) -> list[Row]:
     by_job = {tr["running_job_id"]: tr["trainer_id"] for tr in trainers if tr["running_job_id"]}
     rows = conn.execute(
-        "SELECT j.job_id, j.name, j.device, j.worker, j.progress, j.status_at, "
+        "SELECT j.job_id, j.name, j.device, j.worker, j.progress, j.status_at, j.reason, "
         "q.resource_class, q.priority FROM jobs j LEFT JOIN queue q USING (job_id) "
         "WHERE j.status = 'running' ORDER BY j.status_at"
     ).fetchall()
     out = []
     for r in rows:
         progress = json.loads(r["progress"]) if r["progress"] else {}
+        trainer = by_job.get(r["job_id"])
+        reason = r["reason"] or ""
         out.append(
             {
                 "job_id": r["job_id"],
                 "name": r["name"],
                 "resource_class": r["resource_class"],
                 "priority": r["priority"],
-                "trainer": by_job.get(r["job_id"]),
+                "trainer": trainer,
+                # preempted (a trainer's stop, a higher priority) and not started again yet
+                "preempted": reason if trainer is None and reason.startswith("preempted") else None,
                 "worker": r["worker"],
                 "device": r["device"],
                 "since": r["status_at"],

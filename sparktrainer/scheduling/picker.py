@@ -10,7 +10,7 @@ The rule is written down in docs/ARCHITECTURE.md ("Scheduling").
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from aiokafka import TopicPartition
@@ -24,6 +24,7 @@ from sparktrainer.contracts.scheduling import Waiting
 from sparktrainer.contracts.tenants import DEFAULT_TENANT
 from sparktrainer.contracts.topics import ROUTES
 
+BOOK_MAX = 256  # started and given-back records remembered
 SETTLE_S = 0.5  # after an assignment: one fetch round, so every partition's head is seen
 
 
@@ -66,6 +67,10 @@ class PriorityWaiting:
         # A partition whose last waiting record was just taken: its next records may still be
         # on the way (a record skipped at once, unreadable, frees the slot before they come).
         self._drained: dict[TopicPartition, tuple[int, Waiting]] = {}
+        # Records taken (when) and records given back (their wait so far, as a since): a job
+        # that ran and was preempted keeps the age it had when it started, not its run time.
+        self._started: OrderedDict[tuple[TopicPartition, int], int] = OrderedDict()
+        self._since: OrderedDict[tuple[TopicPartition, int], int] = OrderedDict()
 
     def __repr__(self) -> str:
         heads = {f"{tp.topic}/{tp.partition}": len(q) for tp, q in self._queues.items() if q}
@@ -76,10 +81,52 @@ class PriorityWaiting:
         if self.fair is not None:
             self._owners[(tp_of(rec), rec.offset)] = _owner(rec)
 
+    def put_back(self, rec: Received) -> None:
+        """A record started and given back (preempted): the head of its partition again, with
+        the age it had when it started (its run does not count as waiting)."""
+        key = (tp_of(rec), rec.offset)
+        self._since[key] = self.requeued(rec).since_ms
+        _bound(self._since)
+        self._started.pop(key, None)
+        self._queues.setdefault(key[0], deque()).appendleft(rec)
+        if self.fair is not None:
+            self._owners[key] = _owner(rec)
+
+    def requeued(self, rec: Received) -> Waiting:
+        """What the pick rule would know of a running record were it given back now."""
+        w = self.waiting(rec)
+        started = self._started.get((tp_of(rec), rec.offset))
+        if started is None:
+            return w
+        since = min(self.clock(), w.since_ms + max(0, self.clock() - started))
+        return Waiting(w.priority, w.resource_class, since, w.where)
+
+    def would_take_over(self, running: Received) -> Received | None:
+        """The record the pick rule would take now were ``running`` given back; None when that
+        is ``running`` itself or nothing (what a preemption may give way to: never a loop)."""
+        key = (tp_of(running), running.offset)
+        kept = self._since.get(key), self._started.get(key)
+        self.put_back(running)
+        try:
+            best = self._best(self.clock())
+        finally:
+            self._queues[key[0]].popleft()
+            self._owners.pop(key, None)
+            if not self._queues[key[0]]:
+                del self._queues[key[0]]
+            for book, value in zip((self._since, self._started), kept, strict=True):
+                if value is None:
+                    book.pop(key, None)
+                else:
+                    book[key] = value
+        return None if best is None or best is running else best
+
     def waiting(self, rec: Received) -> Waiting:
         """What the pick rule knows of a record: its topic's route, and its timestamp."""
         resource_class, priority = ROUTES.get(rec.topic, ("", "low"))
-        since = rec.timestamp_ms if rec.timestamp_ms is not None else self.clock()
+        since = self._since.get((tp_of(rec), rec.offset))
+        if since is None:
+            since = rec.timestamp_ms if rec.timestamp_ms is not None else self.clock()
         return Waiting(priority, resource_class, since, (rec.topic, rec.partition, rec.offset))
 
     def take(self) -> Received | None:
@@ -92,6 +139,8 @@ class PriorityWaiting:
         tp = tp_of(best)
         self._queues[tp].remove(best)
         self._owners.pop((tp, best.offset), None)
+        self._started[(tp, best.offset)] = now
+        _bound(self._started)
         taken = best
         if not self._queues[tp]:
             self._drained[tp] = (now, self.waiting(taken))
@@ -135,12 +184,17 @@ class PriorityWaiting:
 
     def drop(self, tps: set[TopicPartition]) -> None:
         self._owners = {k: v for k, v in self._owners.items() if k[0] not in tps}
+        for book in (self._since, self._started):
+            for key in [k for k in book if k[0] in tps]:
+                del book[key]
         for tp in tps:
             self._queues.pop(tp, None)
             self._drained.pop(tp, None)
 
     def clear(self) -> None:
         self._owners.clear()
+        self._since.clear()
+        self._started.clear()
         self._queues.clear()
         self._drained.clear()
 
@@ -152,6 +206,12 @@ class PriorityWaiting:
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+
+def _bound(book: OrderedDict[tuple[TopicPartition, int], int]) -> None:
+    """Keep the latest ``BOOK_MAX`` entries (a trainer runs one job at a time)."""
+    while len(book) > BOOK_MAX:
+        book.popitem(last=False)
 
 
 def _owner(rec: Received) -> tuple[str, int]:

@@ -30,6 +30,7 @@ from sparktrainer.contracts.envelope import EnvelopeError, OutRecord, decode, en
 from sparktrainer.contracts.events import CancelRequested, JobFailed, JobValidated
 from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.fairshare import FairShare, Ledger, shares_of
+from sparktrainer.contracts.preemption import PreemptionRule
 from sparktrainer.contracts.records import (
     Received,
     SkipCounter,
@@ -42,6 +43,7 @@ from sparktrainer.contracts.topics import JOBS_CONTROL, TRAINERS, class_topics
 from sparktrainer.contracts.trace import job_trace, traced
 from sparktrainer.errors import StorageError
 from sparktrainer.scheduling.picker import PriorityWaiting
+from sparktrainer.scheduling.preempting import Preemptions
 from sparktrainer.scheduling.presence import Presence, trainer_id
 from sparktrainer.scheduling.serving import served_classes, unserved
 from sparktrainer.scheduling.usage import MISSED_BEATS, FleetUsage
@@ -66,6 +68,7 @@ T = TypeVar("T", bound=BaseModel)
 GROUP = "sparktrainer-trainer"
 STOP_MARGIN_S = 5.0  # past preempt_grace_s: the preempted event and the hand-back
 NOTICE_POLL_S = 0.5
+PREEMPT_POLL_S = 0.5  # how often the running job is weighed against the waiting ones
 
 
 class TrainerService:
@@ -107,6 +110,9 @@ class TrainerService:
         self.skipped = SkipCounter("trainer")
         self.producer = make_producer(settings)
         self.jobs = self._job_runtime(group_id, consumer_options)
+        assert isinstance(self.jobs.waiting, PriorityWaiting)
+        self.preemptions = Preemptions(PreemptionRule.from_settings(settings), self.jobs.waiting)
+        self._record: Received | None = None  # the running job's record
         self.control = ConsumerRuntime(
             settings,
             name="trainer-control",
@@ -211,21 +217,21 @@ class TrainerService:
             self.skipped.skip(rec, "job_id_taken", f"{job.job_id} belongs to a different job")
             return []
         await self.worker.start()  # its capacity (devices, memory budget) is known from here
+        self._record = rec  # what a preemption weighs against the waiting records
         with span("train job", job_trace(rec.headers, job.job_id), job_id=job.job_id) as trace:
 
             async def forward(record: OutRecord) -> None:
                 self._observe(job, record)
                 await send(self.producer, traced(record, trace))
 
-            records = await drive_job(
-                job,
-                worker=self.worker,
-                store=self.store,
-                cancels=self.cancels,
-                send=forward,
-                max_attempts=self.settings.job_max_attempts,
-                admit=functools.partial(self._admit, topic=rec.topic),
-            )
+            admit = functools.partial(self._admit, topic=rec.topic)
+            try:
+                records = await drive_job(job, worker=self.worker, store=self.store,
+                                          cancels=self.cancels, send=forward,
+                                          max_attempts=self.settings.job_max_attempts,
+                                          admit=admit)  # fmt: skip
+            finally:
+                self._record = None
         for record in records:
             self._observe(job, record)  # the end: the failures counter sees its reason
         return [traced(r, trace) for r in records]
@@ -296,8 +302,8 @@ class TrainerService:
         # Background loops: each restarted (with backoff) should it die, its errors counted.
         loops = {"heartbeats": self._presence().run, "cancels": self.listen_cancels,
                  "fleet": self.follow_fleet, "janitor": self.janitor.run,
-                 "notice": self.watch_notice}  # fmt: skip
-        presence, listener, fleet, janitor, notice = (
+                 "notice": self.watch_notice, "priority": self.watch_priority}  # fmt: skip
+        presence, listener, fleet, janitor, notice, priority = (
             asyncio.create_task(supervise(name, run, self.faults)) for name, run in loops.items()
         )
         control = asyncio.create_task(supervise("cancel-responder", self.control.run, self.faults))
@@ -318,9 +324,11 @@ class TrainerService:
             presence.cancel()
             janitor.cancel()
             notice.cancel()
+            priority.cancel()
             await asyncio.gather(
-                control, listener, fleet, presence, janitor, notice, return_exceptions=True
-            )
+                control, listener, fleet, presence, janitor, notice, priority,
+                return_exceptions=True,
+            )  # fmt: skip
             await self.producer.stop()
             await self.worker.stop()
         return 0
@@ -360,6 +368,19 @@ class TrainerService:
             await asyncio.sleep(NOTICE_POLL_S)
         log.warning("termination_notice", file=str(path))
         self.stop("termination notice")
+
+    async def watch_priority(self) -> None:
+        """Preempt the running job for a waiting one of a higher priority that has waited
+        ``preempt_after_s`` (``scheduling/preempting.py``); it waits again here."""
+        while not self.once:  # for the trainer's life (one job: nothing to give way to)
+            await asyncio.sleep(PREEMPT_POLL_S)
+            job, running = self.cancels.running, self._record
+            if job is None or running is None or self.cancels.giving_way:
+                continue
+            why = self.preemptions.check(running, job.job_id)
+            if why is not None:
+                log.info("job_gives_way", job_id=job.job_id, why=why)
+                self.cancels.give_way(job.job_id, why)
 
     def stop(self, why: str = "SIGTERM") -> None:
         """Graceful stop: the running job checkpoints at its next optimizer step, announces

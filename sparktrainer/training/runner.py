@@ -33,7 +33,7 @@ from sparktrainer.contracts.events import (
 )
 from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.usage import AttemptUsage
-from sparktrainer.errors import HandedBack
+from sparktrainer.errors import HandedBack, Requeued
 from sparktrainer.storage.layout import checkpoint_prefix
 from sparktrainer.storage.outcomes import (
     StoredOutcome,
@@ -79,6 +79,7 @@ class CancelBook:
 
     requests: OrderedDict[str, CancelRequested] = field(default_factory=OrderedDict)
     running: JobValidated | None = None
+    giving_way: str | None = None  # why the running job gives way to a higher priority one
     worker: WarmWorker | None = None
     max_entries: int = 10_000
     ttl_s: float = 7 * 24 * 3600.0
@@ -92,6 +93,15 @@ class CancelBook:
         job = self.running
         if job is not None and self.for_job(job) is not None and self.worker is not None:
             self.worker.cancel(cancel.job_id, cancel.reason)
+
+    def give_way(self, job_id: str, reason: str) -> bool:
+        """Preempt the running job for a higher priority one: it checkpoints, is announced
+        preempted and waits again on this trainer (``Requeued``). False: it is not running."""
+        job = self.running
+        if job is None or job.job_id != job_id or self.worker is None or self.giving_way:
+            return False
+        self.giving_way = reason if self.worker.give_way(job_id, reason) else None
+        return self.giving_way is not None
 
     def for_job(self, job: JobValidated) -> CancelRequested | None:
         """The cancel that applies to ``job``, if one was requested after it was submitted."""
@@ -176,9 +186,9 @@ async def drive_job(
     try:
         attempt, outcome, used = await _train(job, attempt, worker, store, send, limit)
     finally:
-        cancels.running = None
+        cancels.running, gave_way, cancels.giving_way = None, cancels.giving_way, None
     if outcome.status == "preempted":
-        await _hand_back(job, attempt, outcome, store, send, used)
+        await _hand_back(job, attempt, outcome, store, send, used, requeue=gave_way is not None)
     return await _conclude(job, attempt, outcome, store, send, used)
 
 
@@ -189,9 +199,12 @@ async def _hand_back(
     store: ObjectStore,
     send: Send,
     used: list[AttemptUsage],
+    *,
+    requeue: bool = False,
 ) -> None:
     """A preempted attempt is no end: announce it, keep it out of the attempt limit and give
-    the record back undone (raises HandedBack); the next owner resumes from its checkpoint."""
+    the record back undone (raises HandedBack: the next owner resumes from its checkpoint; or
+    ``Requeued`` when it gave way to a higher priority: it waits again on this trainer)."""
     await asyncio.to_thread(note_handover, store, job.job_id)
     step = outcome.checkpoint_step
     reason = outcome.reason or "the trainer stopped"
@@ -199,8 +212,9 @@ async def _hand_back(
         job_id=job.job_id, attempt=attempt, reason=reason, step=step, usage=used
     )
     await send(encode(preempted, SOURCE))
-    log.info("job_preempted", attempt=attempt, step=step)
-    raise HandedBack(f"job {job.job_id} preempted at attempt {attempt}: {reason}")
+    log.info("job_preempted", attempt=attempt, step=step, requeued=requeue)
+    stopped = f"job {job.job_id} preempted at attempt {attempt}: {reason}"
+    raise Requeued(stopped) if requeue else HandedBack(stopped)
 
 
 def _refused(job: JobValidated, reasons: list[str]) -> JobFailed:

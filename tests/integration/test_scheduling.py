@@ -151,6 +151,45 @@ async def test_two_trainers_of_different_classes_each_take_only_their_own(stack,
     assert large.presence_id in serving["gpu-large"] and large.presence_id not in serving["gpu"]
 
 
+async def test_a_high_job_preempts_the_low_one_which_resumes_at_its_step_once(stack, pools) -> None:
+    """Issue 18 item 2 on the only trainer of the class: the high job waits the preemption delay
+    (0.5 s here), the low one checkpoints at its step and gives way, the high job runs, the low
+    one resumes there and ends; a second high job, submitted once it resumed, finds it at its
+    bound (once) when it waits long enough, and runs after it: one preemption in all."""
+    from sparktrainer.contracts.events import JobPreempted
+    from sparktrainer.contracts.preemption import PreemptionRule
+
+    producer, _, gpu, _ = pools
+    low = digits_job("pre-low", priority="low", epochs=40)
+    high, later = digits_job("pre-high", priority="high"), digits_job("pre-later", priority="high")
+    ids = {j["job_id"] for j in (low, high, later)}
+    usual, gpu.preemptions.rule = gpu.preemptions.rule, PreemptionRule(0.5, 1, 3600.0)
+    try:
+        async with Tap(stack, JOBS_LIFECYCLE) as tap:
+            await produce(producer, JOBS_SUBMITTED, low)
+            await tap.wait_for(started(low["job_id"]), 1, 120)
+            await produce(producer, JOBS_SUBMITTED, high)
+            await tap.wait_for(lambda e: started(low["job_id"])(e) and e.attempt == 2, 1, 120)
+            await produce(producer, JOBS_SUBMITTED, later)  # the low job is at its bound now
+            await tap.wait_for(ended(ids), len(ids), 240)
+    finally:
+        gpu.preemptions.rule = usual
+    mine = sorted((e for e in tap.events if getattr(e, "job_id", None) in ids), key=lambda e: e.at)
+    story = [(type(e).__name__, e.job_id) for e in mine
+             if isinstance(e, JobStarted | JobPreempted | JobCompleted)]  # fmt: skip
+    assert story == [
+        ("JobStarted", low["job_id"]), ("JobPreempted", low["job_id"]),
+        ("JobStarted", high["job_id"]), ("JobCompleted", high["job_id"]),
+        ("JobStarted", low["job_id"]), ("JobCompleted", low["job_id"]),
+        ("JobStarted", later["job_id"]), ("JobCompleted", later["job_id"]),
+    ], story  # fmt: skip
+    [preempted] = [e for e in mine if isinstance(e, JobPreempted)]
+    resumed = [e for e in mine if isinstance(e, JobStarted) and e.job_id == low["job_id"]][1]
+    assert preempted.step is not None and resumed.resumed_from_step == preempted.step
+    assert "gave way to a high-priority job" in preempted.reason
+    assert gpu.preemptions.history[low["job_id"]] and gpu.preemptions.preempted >= 1
+
+
 def _worker(trainer) -> str:
     import socket
 

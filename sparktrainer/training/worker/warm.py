@@ -331,6 +331,15 @@ class WarmWorker:
         self._ask_stop(self._running[0], "cancel", reason)
         return True
 
+    def give_way(self, job_id: str, reason: str) -> bool:
+        """Stop the running job as a preemption does (checkpoint at its next step), for a job
+        of a higher priority; the trainer goes on. False when ``job_id`` is not running or is
+        stopping already (a cancel, its time limit, the trainer's stop)."""
+        if self._running is None or self._running[1] != job_id or self._stop_asked is not None:
+            return False
+        self._ask_stop(self._running[0], "preempt", reason)
+        return True
+
     def preempt(self, reason: str) -> bool:
         """The trainer is stopping: the running job (and any started from now on) checkpoints at
         its next optimizer step and stops, within ``preempt_grace_s``; False when none runs."""

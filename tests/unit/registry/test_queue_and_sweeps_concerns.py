@@ -85,6 +85,27 @@ def test_waiting_jobs_are_listed_in_the_trainers_pick_order_with_a_reason_when_u
     assert order == ["old-low", "normal", "new-high"]  # aged to the top: the oldest first
 
 
+def test_a_preempted_job_shows_as_preempted_until_a_trainer_runs_it_and_in_its_history(
+    conn: sqlite3.Connection,
+) -> None:
+    from sparktrainer.contracts.events import JobPreempted
+    from sparktrainer.registry.job_details import job_details
+
+    started = JobStarted(job_id="low", name="l", framework="pytorch", config_kind="pytorch.mlp",
+                         device="cpu", worker="host/2", total_epochs=3)  # fmt: skip
+    gave_way = JobPreempted(job_id="low", attempt=1, reason="gave way to a high-priority job",
+                            step=5)  # fmt: skip
+    fold(conn, validated("low", "gpu", "low", T0), started, gave_way)
+    [running] = queue_view(conn, aging_s=60, now=T0 + timedelta(seconds=9))["running"]
+    assert running["trainer"] is None
+    assert running["preempted"] == "preempted at step 5: gave way to a high-priority job"
+    fold(conn, beat("host/1", ["gpu"], T0 + timedelta(seconds=8), running_job_id="low"))
+    [again] = queue_view(conn, aging_s=60, now=T0 + timedelta(seconds=9))["running"]
+    assert again["trainer"] == "host/1" and again["preempted"] is None
+    [history] = job_details(conn, "low")["preemptions"]  # the job's page keeps each one
+    assert history["attempt"] == 1 and history["step"] == 5 and "high-priority" in history["reason"]
+
+
 def test_a_stopping_heartbeat_takes_the_trainer_out(conn: sqlite3.Connection) -> None:
     fold(conn, beat("host/1", ["gpu"], T0), beat("host/1", ["gpu"], T0 + timedelta(seconds=1),
                                                  stopping=True))  # fmt: skip
