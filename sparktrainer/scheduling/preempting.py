@@ -28,22 +28,27 @@ class Preemptions:
         return f"Preemptions(rule={self.rule}, preempted={self.preempted})"
 
     def check(self, running: Received, job_id: str) -> str | None:
-        """The reason ``running`` (job ``job_id``) gives way now, recorded; else None."""
+        """The reason ``running`` (job ``job_id``) should give way now, else None."""
         if self.rule is None:
             return None
         other = self.waiting.would_take_over(running)
         if other is None:
             return None
         now = self.waiting.clock()
-        window_ms = self.rule.window_s * 1000
-        before = [t for t in self.history.get(job_id, []) if now - t < window_ms]
-        why = self.rule.verdict(
+        before = self._recent(job_id, now)
+        return self.rule.verdict(
             self.waiting.requeued(running), self.waiting.waiting(other), before, now
         )
-        if why is not None:
-            self.history[job_id] = [*before, now]
-            self.history.move_to_end(job_id)
-            while len(self.history) > MAX_JOBS:
-                self.history.popitem(last=False)
-            self.preempted += 1
-        return why
+
+    def gave_way(self, job_id: str) -> None:
+        """Job ``job_id`` was asked to give way now (counted against its bound)."""
+        now = self.waiting.clock()
+        self.history[job_id] = [*self._recent(job_id, now), now]
+        self.history.move_to_end(job_id)
+        while len(self.history) > MAX_JOBS:
+            self.history.popitem(last=False)
+        self.preempted += 1
+
+    def _recent(self, job_id: str, now: int) -> list[int]:
+        window_ms = self.rule.window_s * 1000 if self.rule else 0
+        return [t for t in self.history.get(job_id, []) if now - t < window_ms]

@@ -378,9 +378,9 @@ class TrainerService:
             if job is None or running is None or self.cancels.giving_way:
                 continue
             why = self.preemptions.check(running, job.job_id)
-            if why is not None:
+            if why is not None and self.cancels.give_way(job.job_id, why):
                 log.info("job_gives_way", job_id=job.job_id, why=why)
-                self.cancels.give_way(job.job_id, why)
+                self.preemptions.gave_way(job.job_id)
 
     def stop(self, why: str = "SIGTERM") -> None:
         """Graceful stop: the running job checkpoints at its next optimizer step, announces

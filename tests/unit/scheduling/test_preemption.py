@@ -93,9 +93,13 @@ def test_the_trainer_side_records_each_preemption_and_keeps_to_the_bound() -> No
     w.add(rec("gpu", "high", 0, NOW - 61_000, partition=1))
     book = Preemptions(PreemptionRule(60.0, max_per_job=1, window_s=100.0), w)
     assert book.check(running, "j0") is not None
+    assert book.check(running, "j0") is not None  # asking again counts nothing...
+    book.gave_way("j0")  # ...only a job that was asked to give way
     assert book.history["j0"] == [NOW] and book.preempted == 1
     clock.ms += 99_000
     assert book.check(running, "j0") is None  # once per 100 s
     clock.ms += 2_000
-    assert book.check(running, "j0") is not None and book.history["j0"] == [clock.ms]
+    assert book.check(running, "j0") is not None
+    book.gave_way("j0")
+    assert book.history["j0"] == [clock.ms]  # the one outside the window is forgotten
     assert Preemptions(None, w).check(running, "j0") is None  # preemption off
