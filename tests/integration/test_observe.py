@@ -194,6 +194,10 @@ def _seen_completed(s: Scenario) -> None:
         s.browser, f"{row} && {row}.dataset.status === 'completed' && 'completed'", 60
     )
     s.seen["same_document"] = s.browser.execute_script("return window.__sameDocument === true;")
+    total = 'document.querySelector(\'#usage-table tr[data-tenant="default"][data-class="all"]\')'
+    s.seen["usage_attempts"] = wait_for(
+        s.browser, f"{total} && Number({total}.dataset.attempts)", 60
+    )
     s.seen["jobs_screenshot"] = screenshot(s.browser, "jobs")
 
 
@@ -343,6 +347,10 @@ def test_every_services_metrics_move_during_the_job(scenario) -> None:
     # The trainer started again after the kill: its counters began anew and moved again.
     assert total(after["trainer"], "sparktrainer_trainer_jobs_total", status="completed") == 1
     assert total(after["trainer"], "sparktrainer_records_total", topic=JOBS_VALIDATED) == 1
+    [end] = scenario.mine(JobCompleted)  # its attempt's CPU-seconds, counted for its tenant
+    cpu = {"tenant": "default", "class": "cpu"}
+    used = total(after["trainer"], "sparktrainer_trainer_cpu_seconds_total", **cpu)
+    assert used == pytest.approx(sum(u.cpu_s for u in end.usage)) and used > 0
     assert "sparktrainer_consumer_lag_records" in after["projector"]
     requests = [total(x["api"], "sparktrainer_http_requests_total") for x in (before, after)]
     assert requests[1] > requests[0]
@@ -416,6 +424,11 @@ def _job_page(s: Scenario) -> None:
     assert {"loss/train", "loss/val"} <= set(series)
     assert "epochs" in b.find_element("id", "job-config").text
     assert "Checkpoints" in b.find_element("id", "job-checkpoints").text
+    # The attempt that completed (the killed one's time went with its trainer) used CPU.
+    usage = s.get(f"api/jobs/{s.job_id}")["usage"]
+    shown = b.find_element("id", "job-usage")
+    assert float(shown.get_attribute("data-cpu-s")) == usage["cpu_s"] > 0
+    assert "on a trainer" in shown.text and s.seen["usage_attempts"] >= 1
     assert "[object" not in b.find_element("tag name", "main").text  # values, not JS objects
     screenshot(b, "job")
 

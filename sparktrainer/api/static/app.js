@@ -33,6 +33,7 @@ const bytes = (n) => {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 };
+const secs = (v) => (typeof v === "number" ? `${v.toLocaleString(undefined, { maximumFractionDigits: 1 })} s` : "");
 const link = (href, text) => el("a", { href }, text);
 const status = (s) => el("span", { class: `status ${s}`, "data-status": s }, s);
 
@@ -100,14 +101,21 @@ function progressBar(job) {
 function jobsView() {
   const tbody = el("tbody");
   const count = el("div", { class: "sub" }, "loading...");
+  const usage = el("tbody");
   $view.replaceChildren(
     el("h1", {}, "Jobs"), count,
     el("div", { class: "card" },
       el("table", { id: "jobs-table" },
         el("thead", {}, el("tr", {}, ["Job", "Name", "Status", "Progress", "Loss", "Accuracy", "Updated"]
           .map((h) => el("th", {}, h)))),
-        tbody)));
+        tbody)),
+    el("div", { class: "card" }, el("h2", {}, "Usage, last 30 days"),
+      el("table", { id: "usage-table" },
+        el("thead", {}, el("tr", {}, ["Tenant", "Class", "Attempts", "Jobs", "Trainer", "CPU", "GPU"]
+          .map((h) => el("th", {}, h)))),
+        usage)));
   return poll(async () => {
+    await usageRows(usage);
     const r = await api("/api/jobs?limit=200");
     if (!r.ok) return;
     count.textContent = `${r.body.total} jobs, most recently updated first; this list updates by itself`;
@@ -124,6 +132,18 @@ function jobsView() {
     }));
     if (!r.body.jobs.length) tbody.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No jobs yet: submit one.")));
   });
+}
+
+// Each tenant's usage per class (GET /api/usage: the tenants this token may read).
+async function usageRows(tbody) {
+  const r = await api("/api/usage");
+  if (!r.ok) return;
+  tbody.replaceChildren(...r.body.tenants.flatMap((t) => [...t.classes, { class: "all", ...t.totals }]
+    .map((c) => el("tr", { "data-tenant": t.tenant, "data-class": c.class, "data-cpu-s": c.cpu_s, "data-attempts": c.attempts },
+      el("td", {}, t.tenant), el("td", {}, c.class), el("td", { class: "num" }, c.attempts),
+      el("td", { class: "num" }, c.jobs), el("td", { class: "num" }, secs(c.wall_s)),
+      el("td", { class: "num" }, secs(c.cpu_s)), el("td", { class: "num" }, secs(c.gpu_s))))));
+  if (!r.body.tenants.length) tbody.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No attempt has ended yet.")));
 }
 
 // ---- one job -----------------------------------------------------------------------------
@@ -241,6 +261,8 @@ function jobHeader(job) {
     ["Cause", job.cause ? [job.cause, job.signal ? `signal ${job.signal}` : "", job.retriable ? "a retry may help" : ""].filter(Boolean).join(", ") : ""],
     ["Samples/s", num(p.samples_per_s, 3)],
     ["ETA", typeof p.eta_s === "number" && job.status === "running" ? `${Math.round(p.eta_s)} s` : ""],
+    ["Usage", job.usage && job.usage.attempts.length ? el("span", { id: "job-usage", "data-cpu-s": job.usage.cpu_s, "data-wall-s": job.usage.wall_s },
+      `${secs(job.usage.wall_s)} on a trainer, ${secs(job.usage.cpu_s)} CPU, ${secs(job.usage.gpu_s)} GPU (${job.usage.attempts.length} attempt(s))`) : ""],
     ["Model", job.model_id ? link(`#/models/${encodeURIComponent(job.model_id)}`, job.model_id) : ""],
     ["Created", when(job.created_at)],
   ];
