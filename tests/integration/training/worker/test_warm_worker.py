@@ -276,7 +276,7 @@ async def test_a_hung_job_is_killed_with_its_stacks_logged_and_resumes_from_its_
     worker, gate, make_job, store
 ) -> None:
     """Issue 18 item 5: S3 swallows the copy before the second checkpoint's upload, so the loop
-    waits at the third for ever; the watchdog (a 2 s floor for attempt 1) writes the worker's
+    waits at the third for ever; the watchdog (a 3 s floor for attempt 1) writes the worker's
     stacks to the attempt's log, kills it as hung, and the retry resumes from the first
     checkpoint and registers one model."""
     from sparktrainer.contracts.envelope import decode
@@ -288,7 +288,7 @@ async def test_a_hung_job_is_killed_with_its_stacks_logged_and_resumes_from_its_
                    "hidden_layers": [16], "epochs": 4, "data": {"num_samples": 80}})  # fmt: skip
     gate.arm(f"PUT /{store.bucket}/checkpoints/{job.job_id}/previous.pt".encode())
     usual, hung_before = worker.settings, worker.failures["hung"]
-    worker.settings = usual.model_copy(update={"hang_floor_s": 2.0, "hang_warmup_s": 60.0})
+    worker.settings = usual.model_copy(update={"hang_floor_s": 3.0, "hang_warmup_s": 60.0})
     outcomes, sent = [], []
     run = worker.run
 
@@ -309,7 +309,7 @@ async def test_a_hung_job_is_killed_with_its_stacks_logged_and_resumes_from_its_
         worker.settings = usual
     hung, done = outcomes
     assert hung.status == "failed" and hung.cause is FailureReason.HUNG and hung.retriable
-    assert hung.error_type == "JobHung" and "SPARKTRAINER_HANG_FLOOR_S=2" in hung.reason
+    assert hung.error_type == "JobHung" and "SPARKTRAINER_HANG_FLOOR_S=3" in hung.reason
     completed = decode(end.value, end.headers)
     assert isinstance(completed, JobCompleted) and completed.attempt == 2, done.reason
     first = [e for e in sent if isinstance(e, CheckpointSaved) and e.attempt == 1]
