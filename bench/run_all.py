@@ -128,6 +128,13 @@ KNOWN_CAUSES: dict[str, str] = {
         "more, where the relay copies bytes for ~12 us: on two cores shared with the load shown "
         "above, the CPU per record decides"
     ),
+    "registry rebuild": (
+        "decoding costs ~70 us of CPU per event (the CloudEvents SDK reading the attributes, "
+        "strict JSON, pydantic validating the registration, the time checks) and the folds "
+        "~55 us (every concern's SQL for a registration: owner lookup, upsert, tags, "
+        "retirement, the job's link), where the raw read takes bytes off the socket for ~11 "
+        "us; on two cores shared with the load shown, the CPU per event decides"
+    ),
     "vs Ray Jobs": (
         "on this machine the first thing in the way is a new Python process per submission: the "
         "`sparktrainer submit` command (interpreter, pydantic, aiokafka, the event models) costs "

@@ -100,8 +100,10 @@ def unwrap(value: bytes | None, headers: Any) -> tuple[dict[str, str], Any]:
     raw_headers = _header_bytes(headers)
     try:
         if any(name.startswith("ce_") for name in raw_headers):
-            event = _from_sdk(ce_kafka.from_binary, value, raw_headers)
-            return _attributes(event), _json(value)  # the value is the data: read it strictly
+            # The SDK reads the attributes (the headers) only: the value is the data, read
+            # once, strictly, here (the SDK's own reading of it was a second JSON parse).
+            event = _from_sdk(ce_kafka.from_binary, b"", raw_headers)
+            return _attributes(event), _json(value)
         data = _json(value)
         if STRUCTURED in raw_headers.get("content-type", b"").decode(errors="replace") or (
             _looks_structured(data)

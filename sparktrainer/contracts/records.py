@@ -155,16 +155,22 @@ def check_instants(
             )
 
 
+_LEAVES = (str, int, float, bool, type(None))  # hold no time: not walked (every reader's path)
+
+
 def _instants(value: Any, path: str = "") -> Iterator[tuple[str, datetime]]:
     """Every time an event holds, with where (fields of nested models and lists included)."""
     if isinstance(value, datetime):
         yield path or "time", value
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            yield from _instants(getattr(value, name), f"{path}.{name}" if path else name)
+            field = getattr(value, name)
+            if not isinstance(field, _LEAVES):
+                yield from _instants(field, f"{path}.{name}" if path else name)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            yield from _instants(item, f"{path}[{i}]")
+            if not isinstance(item, _LEAVES):
+                yield from _instants(item, f"{path}[{i}]")
 
 
 def content_fingerprint(job: JobValidated | SweepValidated) -> str:

@@ -78,21 +78,63 @@ def apply_many(
 ) -> int:
     """Fold a batch in one transaction (same guarantees as :func:`apply`); returns how many.
 
-    A record whose fold fails (a value SQLite cannot hold, a bug) is rolled back alone, to a
-    savepoint, and handed to ``on_error``; its offset still moves on, so the batch and the
-    partition go on. Without ``on_error`` the error is raised.
+    The batch folds whole first: each partition's stored offset read once and written once, at
+    its end, no savepoint per record. Should a record's fold fail (a value SQLite cannot hold, a
+    bug), the batch is rolled back and folded again record by record, each to a savepoint: the
+    failing one is rolled back alone and handed to ``on_error``, and its offset still moves on,
+    so the batch and the partition go on. Without ``on_error`` the error is raised.
     """
-    applied = 0
+    batch = list(records)
     with db.transaction(conn):
-        for rec in records:
-            conn.execute("SAVEPOINT one_record")
-            try:
-                applied += _apply(conn, rec, folds)
-            except Exception as e:
-                conn.execute("ROLLBACK TO one_record")
-                if on_error is None:
-                    raise
-                on_error(rec, e)
-                _apply(conn, Folded(rec.topic, rec.partition, rec.offset, None), folds)
-            conn.execute("RELEASE one_record")
+        conn.execute("SAVEPOINT whole_batch")
+        try:
+            applied = _apply_whole(conn, batch, folds)
+        except Exception:
+            conn.execute("ROLLBACK TO whole_batch")
+            conn.execute("RELEASE whole_batch")
+            return _apply_each(conn, batch, folds, on_error)
+        conn.execute("RELEASE whole_batch")
+    return applied
+
+
+def _apply_whole(conn: sqlite3.Connection, batch: list[Folded], folds: Folds) -> int:
+    """:func:`_apply` for every record, with the offsets kept in memory until the batch's end."""
+    next_offsets: dict[tuple[str, int], int | None] = {}
+    applied = 0
+    for rec in batch:
+        where = (rec.topic, rec.partition)
+        if where not in next_offsets:
+            next_offsets[where] = db.next_offset(conn, *where)
+        stored = next_offsets[where]
+        if stored is not None and rec.offset < stored:
+            continue
+        for fold in folds.get(type(rec.event), ()):
+            fold(conn, rec.event)
+        next_offsets[where] = rec.offset + 1
+        applied += 1
+    for (topic, partition), offset in next_offsets.items():
+        if offset is not None:
+            db.store_offset(conn, topic, partition, offset)
+    return applied
+
+
+def _apply_each(
+    conn: sqlite3.Connection,
+    batch: list[Folded],
+    folds: Folds,
+    on_error: Callable[[Folded, Exception], None] | None,
+) -> int:
+    """The batch record by record, each to a savepoint (a failed fold rolls back alone)."""
+    applied = 0
+    for rec in batch:
+        conn.execute("SAVEPOINT one_record")
+        try:
+            applied += _apply(conn, rec, folds)
+        except Exception as e:
+            conn.execute("ROLLBACK TO one_record")
+            if on_error is None:
+                raise
+            on_error(rec, e)
+            _apply(conn, Folded(rec.topic, rec.partition, rec.offset, None), folds)
+        conn.execute("RELEASE one_record")
     return applied

@@ -298,3 +298,20 @@ def test_a_record_whose_fold_fails_is_rolled_back_alone_and_the_partition_goes_o
     row = get_job(conn, "j9")
     assert row is not None and row["status"] == "running" and row["attempt"] == 1
     assert db.next_offset(conn, LC, 0) == 3
+
+
+def test_a_batch_over_two_partitions_folds_only_what_each_has_not(conn) -> None:
+    """The batch path reads each partition's offset once and stores it once, at its end."""
+    apply_many(conn, [Folded(LC, 0, 0, validated("a")), Folded(LC, 0, 1, started("a"))])
+    batch = [
+        Folded(LC, 0, 1, started("a")),  # folded already: skipped
+        Folded(LC, 1, 5, validated("b")),
+        Folded(LC, 0, 2, validated("c")),
+        Folded(LC, 1, 5, validated("b")),  # the same record twice in one fetch: once
+        Folded(LC, 1, 6, started("b")),
+    ]
+    assert apply_many(conn, batch) == 3
+    assert db.stored_offsets(conn) == {(LC, 0): 3, (LC, 1): 7}
+    row = get_job(conn, "b")
+    assert row is not None and row["status"] == "running"
+    assert apply_many(conn, batch) == 0
