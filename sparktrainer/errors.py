@@ -73,6 +73,13 @@ class Requeued(HandedBack):
     for a higher priority one): it waits again among the fetched records, its age kept."""
 
 
+class FencedOff(HandedBack):
+    """This trainer's attempt of a job is no longer the job's current one (``attempt.json``
+    names a later start: the job moved while this trainer was cut off). Nothing more of the
+    attempt is written or announced; the record is handed back undone and the trainer stands
+    down."""
+
+
 class DataError(TrainingError):
     """The job's data set is missing, unreadable or malformed; fix the data."""
 

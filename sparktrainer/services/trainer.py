@@ -41,7 +41,7 @@ from sparktrainer.contracts.schedule_events import TrainerHeartbeat
 from sparktrainer.contracts.tenants import load_tenants
 from sparktrainer.contracts.topics import JOBS_CONTROL, TRAINERS, class_topics
 from sparktrainer.contracts.trace import job_trace, traced
-from sparktrainer.errors import StorageError
+from sparktrainer.errors import FencedOff, StorageError
 from sparktrainer.scheduling.picker import PriorityWaiting
 from sparktrainer.scheduling.preempting import Preemptions
 from sparktrainer.scheduling.presence import Presence, trainer_id
@@ -60,7 +60,8 @@ from sparktrainer.telemetry.prometheus import (
     IgnoredCancels,
 )
 from sparktrainer.telemetry.tracing import span
-from sparktrainer.training.runner import SOURCE, CancelBook, answer_cancel, drive_job
+from sparktrainer.training.ends import SOURCE, answer_cancel
+from sparktrainer.training.runner import CancelBook, drive_job, still_owned
 from sparktrainer.training.worker.warm import WarmWorker
 
 log = structlog.get_logger(__name__)
@@ -257,11 +258,19 @@ class TrainerService:
         ]
 
     async def job_failed(self, rec: Received, error: BaseException) -> list[OutRecord]:
-        """The runner itself failed (e.g. S3 down past its retries): the job still ends."""
+        """The runner itself failed (e.g. S3 down past its retries): the job still ends, unless
+        this trainer's attempt of it was superseded, or S3 cannot tell: then it stands down
+        (FencedOff) and announces nothing."""
         try:
             job = self._decode(rec, JobValidated)
         except EnvelopeError:
             return []
+        try:
+            await still_owned(self.cancels, job.job_id)
+        except StorageError as e:
+            raise FencedOff(f"job {job.job_id}: cannot confirm this trainer's attempt still "
+                            f"owns it ({e}); announcing nothing") from e  # fmt: skip
+        self.cancels.taken = None
         failed = JobFailed(
             job_id=job.job_id,
             reason=f"trainer could not run the job: {type(error).__name__}: {error}"[:500],

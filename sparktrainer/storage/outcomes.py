@@ -65,27 +65,35 @@ def _attempts(store: ObjectStore, job_id: str) -> dict[str, int]:
 
 
 def handovers(store: ObjectStore, job_id: str) -> int:
-    """How many starts of this job ended preempted (not the job's fault: not held against it)."""
+    """How many starts of this job were handed over (not the job's fault: not held against it)."""
     return _attempts(store, job_id)["handed_over"]
 
 
-def note_handover(store: ObjectStore, job_id: str) -> None:
-    """Count a start that ended preempted; its number stays used (every attempt's events stay
-    apart) but it does not count towards the job's attempt limit."""
-    state = _attempts(store, job_id)
-    state["handed_over"] += 1
-    store.put_json(_key(job_id, "attempt.json"), state)
-
-
-def release_attempt(store: ObjectStore, job_id: str, attempt: int) -> None:
-    """Give a start back that was handed over, not lost (a rebalance, a graceful shutdown)."""
+def recorded_attempt(store: ObjectStore, job_id: str) -> int | None:
+    """The number of the job's latest start as recorded: None when there is no record, 0 when
+    it is unreadable (no start can show it is that one). A store that cannot be read raises
+    StorageError."""
     try:
-        current = int(store.get_json(_key(job_id, "attempt.json"))["attempt"])
-    except (ObjectNotFound, KeyError, ValueError, TypeError):
-        return
-    if current == attempt:
-        state = _attempts(store, job_id)
-        store.put_json(_key(job_id, "attempt.json"), {**state, "attempt": attempt - 1})
+        stored = store.get_json(_key(job_id, "attempt.json"))
+    except ObjectNotFound:
+        return None
+    except ValueError:
+        return 0
+    try:
+        return int(stored["attempt"])
+    except (KeyError, ValueError, TypeError):
+        return 0
+
+
+def hand_over(store: ObjectStore, job_id: str, attempt: int) -> None:
+    """Count a start that was handed over, not lost (preempted, a rebalance, a graceful stop):
+    it is not held against the job's attempt limit. Its number stays used, so numbers only grow
+    (an attempt's fence, ``storage/fencing.py``) and every attempt's events stay apart. Only
+    while ``attempt`` is still the latest start: a stale one changes nothing."""
+    state = _attempts(store, job_id)
+    if state["attempt"] == attempt:
+        state["handed_over"] += 1
+        store.put_json(_key(job_id, "attempt.json"), state)
 
 
 @dataclass(frozen=True)

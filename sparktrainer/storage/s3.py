@@ -69,7 +69,13 @@ def _http_client(settings: Settings) -> urllib3.PoolManager:
 
 
 class ObjectStore:
-    """One bucket on an S3 server; every call retries transient failures with backoff."""
+    """One bucket on an S3 server; every call retries transient failures with backoff.
+
+    A store ``guarded`` by a check runs it before each try of each write (put, copy, delete):
+    an attempt's fence (``storage/fencing.py``) refuses the write once the attempt is stale.
+    """
+
+    guard: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -114,10 +120,22 @@ class ObjectStore:
     def __repr__(self) -> str:
         return f"ObjectStore(bucket={self.bucket!r})"
 
-    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+    def guarded(self, guard: Callable[[], None]) -> ObjectStore:
+        """The same bucket, with ``guard`` run before each try of each write (it raises to
+        refuse the write; a retriable StorageError from it is retried like the write)."""
+        store = ObjectStore(self.client, self.bucket, self.retry_attempts, self.retry_backoff_s)
+        store.guard = guard
+        return store
+
+    def _write(self, what: str, fn: Callable[[], T]) -> T:
+        return self._retry(what, fn, guard=self.guard)
+
+    def _retry(self, what: str, fn: Callable[[], T], guard: Callable[[], None] | None = None) -> T:
         delay = self.retry_backoff_s
         for attempt in range(1, self.retry_attempts + 1):
             try:
+                if guard is not None:
+                    guard()
                 return fn()
             except S3Error as e:
                 if e.code in _MISSING:
@@ -126,6 +144,10 @@ class ObjectStore:
                     raise StorageError(f"{what}: {e.code} (check the S3 credentials)") from e
                 err: Exception = e
             except (HTTPError, OSError) as e:
+                err = e
+            except StorageError as e:  # the guard's own read failed: retried like the write
+                if not e.retriable:
+                    raise
                 err = e
             if attempt == self.retry_attempts:
                 raise StorageError(
@@ -145,7 +167,7 @@ class ObjectStore:
         self, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
         """Upload bytes under key."""
-        self._retry(
+        self._write(
             f"put {key}",
             lambda: self.client.put_object(
                 self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
@@ -161,7 +183,7 @@ class ObjectStore:
         meta: dict[str, str | list[str] | tuple[str]] | None = (
             {SHA256_META: sha256} if sha256 else None
         )
-        self._retry(
+        self._write(
             f"put {key}",
             lambda: self.client.fput_object(self.bucket, key, str(path), metadata=meta),
         )
@@ -212,7 +234,7 @@ class ObjectStore:
 
     def copy(self, source: str, key: str) -> None:
         """Copy an object inside the bucket (server-side; one object up to 5 GiB)."""
-        self._retry(
+        self._write(
             f"copy {source} -> {key}",
             lambda: self.client.copy_object(self.bucket, key, CopySource(self.bucket, source)),
         )
@@ -252,7 +274,9 @@ class ObjectStore:
         """The same server and keys, another bucket (a job's data source)."""
         if bucket == self.bucket:
             return self
-        return ObjectStore(self.client, bucket, self.retry_attempts, self.retry_backoff_s)
+        other = ObjectStore(self.client, bucket, self.retry_attempts, self.retry_backoff_s)
+        other.guard = self.guard
+        return other
 
     def exists(self, key: str) -> bool:
         """Whether an object exists."""
@@ -289,7 +313,7 @@ class ObjectStore:
 
     def delete(self, key: str) -> None:
         """Delete one object (a missing one is not an error)."""
-        self._retry(f"delete {key}", partial(self.client.remove_object, self.bucket, key))
+        self._write(f"delete {key}", partial(self.client.remove_object, self.bucket, key))
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under a prefix; returns how many."""

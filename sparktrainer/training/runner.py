@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,39 +19,34 @@ from pydantic import BaseModel
 
 from sparktrainer.contracts.envelope import OutRecord, encode
 from sparktrainer.contracts.events import (
-    EVENT_TYPES,
     CancelRequested,
     JobCancelled,
     JobCompleted,
     JobFailed,
     JobPreempted,
     JobValidated,
-    LifecycleEvent,
     ModelRegistered,
     now,
 )
 from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.usage import AttemptUsage
-from sparktrainer.errors import HandedBack, Requeued
-from sparktrainer.storage.layout import checkpoint_prefix
-from sparktrainer.storage.outcomes import (
-    StoredOutcome,
-    claimed_by,
-    handovers,
-    next_attempt,
-    note_handover,
-    read_outcome,
-    release_attempt,
-    write_outcome,
-)
+from sparktrainer.errors import FencedOff, HandedBack, Requeued, StorageError
+from sparktrainer.storage.fencing import AttemptFence
+from sparktrainer.storage.outcomes import hand_over, handovers, next_attempt, read_outcome
 from sparktrainer.storage.s3 import ObjectStore
+from sparktrainer.training.ends import (
+    SOURCE,
+    exhausted_job,
+    finish,
+    refused_job,
+    replay_outcome,
+)
 from sparktrainer.training.worker.clock import AttemptClock
 from sparktrainer.training.worker.joblogs import AttemptLog
 from sparktrainer.training.worker.protocol import Outcome
 from sparktrainer.training.worker.warm import WarmWorker
 
 log = structlog.get_logger(__name__)
-SOURCE = "sparktrainer/trainer"
 Send = Callable[[OutRecord], Awaitable[None]]
 Admit = Callable[[JobValidated], Awaitable[list[str]]]  # why this trainer will not run a job
 
@@ -80,6 +74,9 @@ class CancelBook:
     requests: OrderedDict[str, CancelRequested] = field(default_factory=OrderedDict)
     running: JobValidated | None = None
     giving_way: str | None = None  # why the running job gives way to a higher priority one
+    # The attempt this trainer took last, kept until its record is done: a retry of the record
+    # and the failure hook check its fence (storage/fencing.py) before anything else.
+    taken: AttemptFence | None = None
     worker: WarmWorker | None = None
     max_entries: int = 10_000
     ttl_s: float = 7 * 24 * 3600.0
@@ -124,20 +121,6 @@ class CancelBook:
             del self.requests[job_id]
 
 
-def _records(events: list[BaseModel]) -> list[OutRecord]:
-    return [encode(e, SOURCE) for e in events]
-
-
-def _stored(events: list[BaseModel]) -> list[dict[str, object]]:
-    return [{"ce_type": type(e).ce_type, "data": json.loads(e.model_dump_json())} for e in events]  # type: ignore[attr-defined]
-
-
-def replay_outcome(outcome: StoredOutcome) -> list[OutRecord]:
-    """The terminal events of a job that already ended, exactly as first sent."""
-    events = [EVENT_TYPES[e["ce_type"]].model_validate(e["data"]) for e in outcome.events]  # type: ignore[index]
-    return _records(events)
-
-
 async def drive_job(
     job: JobValidated,
     *,
@@ -157,46 +140,85 @@ async def drive_job(
     count.
     """
     structlog.contextvars.bind_contextvars(job_id=job.job_id)
+    await still_owned(cancels, job.job_id)
     ended = await asyncio.to_thread(read_outcome, store, job.job_id)
     if ended is not None:
         log.info("job_already_ended", status=ended.status)
         return replay_outcome(ended)
     refused = await admit(job) if admit is not None else []
     if refused:
-        return await _finish(store, job.job_id, [_refused(job, refused)])
+        return await finish(store, job.job_id, [refused_job(job, refused)])
     attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
+    cancels.taken = AttemptFence(store, job.job_id, attempt)
+    try:
+        records = await _attempts(job, worker, store, cancels, send, max_attempts)
+    except HandedBack:
+        raise
+    except Exception as e:  # a fence lost while the attempt failed: stand down, announce nothing
+        try:
+            await asyncio.to_thread(cancels.taken.check)
+        except FencedOff as fenced:
+            raise fenced from e
+        except StorageError:
+            pass  # S3 cannot tell now: the failure goes on (a retry checks again first)
+        raise
+    cancels.taken = None
+    return records
+
+
+async def still_owned(cancels: CancelBook, job_id: str) -> None:
+    """Raise FencedOff when this trainer's last attempt of ``job_id`` (a handler retried, the
+    failure hook) is stale; StorageError when S3 cannot tell."""
+    taken = cancels.taken
+    if taken is not None and taken.job_id == job_id:
+        await asyncio.to_thread(taken.check)
+
+
+async def _attempts(
+    job: JobValidated,
+    worker: WarmWorker,
+    store: ObjectStore,
+    cancels: CancelBook,
+    send: Send,
+    max_attempts: int,
+) -> list[OutRecord]:
+    """From the attempt just taken (``cancels.taken``) to the job's end or its hand-back."""
+    assert cancels.taken is not None
+    attempt = cancels.taken.attempt
     limit = max_attempts + await asyncio.to_thread(handovers, store, job.job_id)
+    fenced = cancels.taken.guarded()
     if attempt > limit:
-        return await _finish(store, job.job_id, [_exhausted(job, attempt - 1, max_attempts)])
+        return await finish(fenced, job.job_id, [exhausted_job(job, attempt - 1, max_attempts)])
     cancel = cancels.for_job(job)
     if cancel is not None:
-        return await _finish(
-            store,
-            job.job_id,
-            [
-                JobCancelled(
-                    job_id=job.job_id,
-                    attempt=attempt,
-                    reason=cancel.reason,
-                    cause=FailureReason.CANCELLED,
-                )
-            ],
-        )
+        cancelled = JobCancelled(job_id=job.job_id, attempt=attempt, reason=cancel.reason,
+                                 cause=FailureReason.CANCELLED)  # fmt: skip
+        return await finish(fenced, job.job_id, [cancelled])
     cancels.running = job
     try:
-        attempt, outcome, used = await _train(job, attempt, worker, store, send, limit)
+        outcome, used = await _train(job, cancels, worker, send, limit)
     finally:
         cancels.running, gave_way, cancels.giving_way = None, cancels.giving_way, None
+    fence, sender = cancels.taken, fenced_send(send, cancels.taken)
     if outcome.status == "preempted":
-        await _hand_back(job, attempt, outcome, store, send, used, requeue=gave_way is not None)
-    return await _conclude(job, attempt, outcome, store, send, used)
+        await _hand_back(job, fence, outcome, sender, used, requeue=gave_way is not None)
+    return await _conclude(job, fence, outcome, sender, used)
+
+
+def fenced_send(send: Send, fence: AttemptFence) -> Send:
+    """``send``, each record only after the attempt's fence was checked (FencedOff: stale)."""
+
+    async def fenced(record: OutRecord) -> None:
+        await asyncio.to_thread(fence.check)
+        await send(record)
+
+    return fenced
 
 
 async def _hand_back(
     job: JobValidated,
-    attempt: int,
+    fence: AttemptFence,
     outcome: Outcome,
-    store: ObjectStore,
     send: Send,
     used: list[AttemptUsage],
     *,
@@ -205,7 +227,8 @@ async def _hand_back(
     """A preempted attempt is no end: announce it, keep it out of the attempt limit and give
     the record back undone (raises HandedBack: the next owner resumes from its checkpoint; or
     ``Requeued`` when it gave way to a higher priority: it waits again on this trainer)."""
-    await asyncio.to_thread(note_handover, store, job.job_id)
+    attempt = fence.attempt
+    await asyncio.to_thread(hand_over, fence.guarded(), job.job_id, attempt)
     step = outcome.checkpoint_step
     reason = outcome.reason or "the trainer stopped"
     preempted = JobPreempted(
@@ -217,64 +240,50 @@ async def _hand_back(
     raise Requeued(stopped) if requeue else HandedBack(stopped)
 
 
-def _refused(job: JobValidated, reasons: list[str]) -> JobFailed:
-    return JobFailed(
-        job_id=job.job_id,
-        reason="the trainer refused the job before building anything: " + "; ".join(reasons),
-        error_type="InvalidJobError",
-        cause=FailureReason.CONFIG,
-    )
-
-
-def _exhausted(job: JobValidated, starts: int, max_attempts: int) -> JobFailed:
-    return JobFailed(
-        job_id=job.job_id,
-        attempt=max(1, starts),
-        reason=f"the job was started {starts} times and never ended (its trainer or worker died "
-        f"each time); it is not started again (SPARKTRAINER_JOB_MAX_ATTEMPTS={max_attempts})",
-        error_type="AttemptsExhausted",
-        cause=FailureReason.ATTEMPTS_EXHAUSTED,
-    )
-
-
 async def _train(
     job: JobValidated,
-    attempt: int,
+    cancels: CancelBook,
     worker: WarmWorker,
-    store: ObjectStore,
     send: Send,
     max_attempts: int,
-) -> tuple[int, Outcome, list[AttemptUsage]]:
-    """Run the job, again after a retriable failure; the last attempt, its outcome, and what
-    each attempt used."""
-
-    async def forward(event: BaseModel) -> None:
-        await send(encode(event, SOURCE))
-
+) -> tuple[Outcome, list[AttemptUsage]]:
+    """Run the job, again after a retriable failure (each retry a new attempt, taken only while
+    the last one still holds its fence: ``cancels.taken``); its last outcome, and what each
+    attempt used."""
     used: list[AttemptUsage] = []
     while True:
-        outcome, usage = await _run_guarded(worker, job, attempt, forward, store)
+        fence = cancels.taken
+        assert fence is not None
+        sender = fenced_send(send, fence)
+
+        async def forward(event: BaseModel, sender: Send = sender) -> None:
+            await sender(encode(event, SOURCE))
+
+        outcome, usage = await _run_guarded(worker, job, fence, forward)
         used.append(usage)
-        if not (outcome.status == "failed" and outcome.retriable and attempt < max_attempts):
-            return attempt, outcome, used
-        log.warning("job_retry", attempt=attempt, reason=outcome.reason)
-        attempt = await asyncio.to_thread(next_attempt, store, job.job_id)
+        if not (outcome.status == "failed" and outcome.retriable and fence.attempt < max_attempts):
+            return outcome, used
+        log.warning("job_retry", attempt=fence.attempt, reason=outcome.reason)
+        await asyncio.to_thread(fence.check)
+        attempt = await asyncio.to_thread(next_attempt, fence.store, job.job_id)
+        cancels.taken = AttemptFence(fence.store, job.job_id, attempt)
 
 
 async def _run_guarded(
     worker: WarmWorker,
     job: JobValidated,
-    attempt: int,
+    fence: AttemptFence,
     forward: Callable[[BaseModel], Awaitable[None]],
-    store: ObjectStore,
 ) -> tuple[Outcome, AttemptUsage]:
     """Run in the worker; if this task is cancelled (rebalance, shutdown) stop the job quietly.
 
     A start handed back this way is not the job's fault: it is given back to the attempt count
     (a trainer killed outright cannot, and that start counts). The attempt's log is uploaded
     as it goes and once more at its end, before its end is announced. The trainer's clock
-    measures what the attempt used (``training/worker/clock.py``).
+    measures what the attempt used (``training/worker/clock.py``). The log is the attempt's
+    own key, the one thing a stale attempt still writes (no other attempt writes it).
     """
+    attempt, store = fence.attempt, fence.store
     attempt_log = AttemptLog(worker.logs, store, job.job_id, attempt)
     gpus = worker.capacity.gpus_held(job.config) if worker.capacity is not None else 0
     clock = AttemptClock(lambda: worker.pid, gpus)
@@ -299,7 +308,7 @@ async def _run_guarded(
             log.warning("job_abort_slow", job_id=job.job_id)
         with contextlib.suppress(Exception):  # S3 down at shutdown: the start stays counted
             await asyncio.wait_for(
-                asyncio.to_thread(release_attempt, store, job.job_id, attempt), 10
+                asyncio.to_thread(hand_over, fence.guarded(), job.job_id, attempt), 10
             )
         with contextlib.suppress(Exception):
             await asyncio.wait_for(attempt_log.ended(), 10)
@@ -310,12 +319,12 @@ async def _run_guarded(
 
 async def _conclude(
     job: JobValidated,
-    attempt: int,
+    fence: AttemptFence,
     outcome: Outcome,
-    store: ObjectStore,
     send: Send,
     used: list[AttemptUsage],
 ) -> list[OutRecord]:
+    attempt = fence.attempt
     terminal: list[BaseModel]
     if outcome.status == "completed" and outcome.registered is not None:
         reg: ModelRegistered = outcome.registered
@@ -354,31 +363,4 @@ async def _conclude(
                 usage=used,
             )
         ]
-    return await _finish(store, job.job_id, terminal)
-
-
-async def _finish(store: ObjectStore, job_id: str, events: list[BaseModel]) -> list[OutRecord]:
-    status = next(e.status for e in events if isinstance(e, LifecycleEvent))  # type: ignore[attr-defined]
-    await asyncio.to_thread(write_outcome, store, job_id, StoredOutcome(status, _stored(events)))
-    await asyncio.to_thread(store.delete_prefix, checkpoint_prefix(job_id))
-    log.info("job_ended", status=status)
-    return _records([e for e in events if isinstance(e, LifecycleEvent)])
-
-
-async def answer_cancel(cancel: CancelRequested, store: ObjectStore) -> list[OutRecord]:
-    """A cancel for a job that already ended is answered here (the runner answers the rest)."""
-    ended = await asyncio.to_thread(read_outcome, store, cancel.job_id)
-    if ended is None:
-        return []
-    owner = await asyncio.to_thread(claimed_by, store, cancel.job_id)
-    if owner is not None and owner.tenant != cancel.tenant:
-        return []  # another tenant's job: not this asker's to hear about
-    return _records(
-        [
-            JobCancelled(
-                job_id=cancel.job_id,
-                reason=f"job had already ended as {ended.status}",
-                already_ended=ended.status,
-            )
-        ]
-    )
+    return await finish(fence.guarded(), job.job_id, terminal)

@@ -13,7 +13,8 @@ from sparktrainer.contracts.sweeps import SweepConfig
 from sparktrainer.storage.outcomes import StoredOutcome, claim, write_outcome
 from sparktrainer.sweeps.book import SweepBook
 from sparktrainer.telemetry.prometheus import IgnoredCancels
-from sparktrainer.training.runner import CancelBook, answer_cancel
+from sparktrainer.training.ends import answer_cancel
+from sparktrainer.training.runner import CancelBook
 from tests.tenants_kit import DictStore
 
 MLP = {"architecture": "custom", "input_size": 4, "output_size": 2}

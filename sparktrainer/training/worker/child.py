@@ -147,6 +147,7 @@ class ChildJobRunner:
     def _run_job(
         self, job: JobValidated, attempt: int, stop: StopFlag, emit: Any, seq: int
     ) -> dict[str, Any]:
+        from sparktrainer.storage.fencing import AttemptFence
         from sparktrainer.training.job.context import JobContext
         from sparktrainer.training.recipes import run_recipe_job
 
@@ -155,7 +156,8 @@ class ChildJobRunner:
         try:
             ctx = JobContext(
                 job=job,
-                store=self.store(),
+                # Every write of the attempt is fenced: refused once a later start is recorded.
+                store=AttemptFence(self.store(), job.job_id, attempt).guarded(),
                 settings=self.settings,
                 workdir=workdir,
                 emit=emit,
