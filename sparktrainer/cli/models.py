@@ -96,11 +96,8 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _metric(metrics: dict[str, float]) -> str:
-    for name in ("val_accuracy", "accuracy", "val_loss", "loss"):
-        if name in metrics:
-            return f"{name} {metrics[name]:.4g}"
-    return ""
+def _metric(headline: dict[str, Any] | None) -> str:
+    return f"{headline['name']} {headline['value']:.4g}" if headline else ""
 
 
 @command
@@ -128,7 +125,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             escape(m["tenant"]),
             escape(m["framework"]),
             escape(m["task"]),
-            _metric(m["metrics"]),
+            _metric(m["headline_metric"]),
             _size(m["size_bytes"]),
             m["created_at"][:19],
         )

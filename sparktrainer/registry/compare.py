@@ -84,7 +84,9 @@ def compare_runs(conn: sqlite3.Connection, job_ids: list[str]) -> Row:
             "data": data.get(job_id),
         })  # fmt: skip
     series = sorted({name for run in runs for name in run["metrics"]})
-    return {"runs": runs, "differing": differing, "series": series, "max_runs": MAX_RUNS}
+    better = {name: "lower" if lower_is_better(name) else "higher" for name in series}
+    return {"runs": runs, "differing": differing, "series": series, "better": better,
+            "max_runs": MAX_RUNS}  # fmt: skip
 
 
 def _job_facts(job: sqlite3.Row | None) -> Row:

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS model_tags (
 CREATE INDEX IF NOT EXISTS model_tags_by_tag ON model_tags (tag, created_at DESC, model_id);
 """
 MODEL_JSON = ("architecture", "artifacts", "metrics", "lineage", "data", "tags")
+HEADLINE_METRICS = ("val_accuracy", "accuracy", "val_loss", "loss")  # the first a model has
 _SUMMARY = "model_id, name, framework, task, base_model_id, created_at, data"
 
 
@@ -131,7 +132,16 @@ def _described(conn: sqlite3.Connection, models: list[Row]) -> list[Row]:
         model["size_bytes"] = sum(int(a.get("size_bytes", 0)) for a in model["artifacts"])
         model.update(named.get(model["model_id"], {"versions": [], "aliases": []}))
         model["retired"] = retired.get(model["model_id"])
+        model["headline_metric"] = headline_metric(model["metrics"])
     return models
+
+
+def headline_metric(metrics: dict[str, Any]) -> Row | None:
+    """The one metric a list of models shows: the first of HEADLINE_METRICS the model has."""
+    for name in HEADLINE_METRICS:
+        if isinstance(metrics.get(name), int | float):
+            return {"name": name, "value": metrics[name]}
+    return None
 
 
 def get_model(conn: sqlite3.Connection, model_id: str) -> Row | None:

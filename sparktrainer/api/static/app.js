@@ -362,6 +362,9 @@ function retiredText(m) {
   return [m.status, by ? `by ${by}` : "", at ? when(at) : "", purged].filter(Boolean).join(", ");
 }
 
+// A model's headline metric as `sparktrainer models list` prints it: "val_accuracy 0.9312".
+const metricText = (h) => (h ? `${h.name} ${num(h.value)}` : "");
+
 function modelsView() {
   const body = el("div", { class: "card", id: "models-tree" }, "loading...");
   const table = el("div", { class: "card" });
@@ -383,13 +386,14 @@ function modelsView() {
     const roots = models.filter((m) => !m.base_model_id || !byId.has(m.base_model_id)).reverse();
     body.replaceChildren(el("h2", {}, "Lineage"), models.length ? tree(roots, (m) => kids.get(m.model_id) || []) : el("div", { class: "empty" }, "No models registered yet."));
     const named = models.some((m) => m.registered_name);
-    const heads = ["Model", ...(named ? ["Version", "Aliases"] : []), "Tenant", "Framework", "Task", "Size", "Created"];
+    const heads = ["Model", ...(named ? ["Version", "Aliases"] : []), "Tenant", "Framework", "Task", "Metric", "Size", "Created"];
     table.replaceChildren(el("h2", {}, "All models"), el("table", { id: "models-table" },
       el("thead", {}, el("tr", {}, heads.map((h) => el("th", {}, h)))),
       el("tbody", {}, models.map((m) => el("tr", { "data-model-id": m.model_id },
         el("td", {}, link(`#/models/${encodeURIComponent(m.model_id)}`, m.name || m.model_id), el("div", { class: "mono sub" }, m.model_id)),
         ...(named ? [el("td", { class: "mono" }, versionOf(m)), el("td", { class: "mono" }, (m.aliases || []).join(", "))] : []),
-        el("td", {}, m.tenant), el("td", {}, m.framework), el("td", {}, m.task), el("td", { class: "num" }, bytes(m.size_bytes)), el("td", {}, when(m.created_at)))))));
+        el("td", {}, m.tenant), el("td", {}, m.framework), el("td", {}, m.task), el("td", { class: "metric" }, metricText(m.headline_metric)),
+        el("td", { class: "num" }, bytes(m.size_bytes)), el("td", {}, when(m.created_at)))))));
   });
 }
 
@@ -486,13 +490,15 @@ function fieldFor(message) {
   return best ? best.f.key : null;
 }
 
-function submitView() {
+// ``query`` may fill fields in (the compare page's fine-tune: type, framework, model_id, name).
+function submitView(query) {
   const form = el("form", { class: "job", id: "submit-form", novalidate: true });
   for (const f of FIELDS) {
+    const given = query.get(f.key);
     const input = f.options
-      ? el("select", { name: f.key, id: `f-${f.key}` }, f.options.map((o) => el("option", { value: o }, o || "(none)")))
-      : f.json ? el("textarea", { name: f.key, id: `f-${f.key}`, placeholder: '{"optimizer": "adamw"}' })
-        : el("input", { name: f.key, id: `f-${f.key}`, value: f.value || "", inputmode: f.number ? "decimal" : null });
+      ? el("select", { name: f.key, id: `f-${f.key}` }, f.options.map((o) => el("option", { value: o, selected: given === o }, o || "(none)")))
+      : f.json ? el("textarea", { name: f.key, id: `f-${f.key}`, placeholder: '{"optimizer": "adamw"}' }, given ?? "")
+        : el("input", { name: f.key, id: `f-${f.key}`, value: given ?? f.value ?? "", inputmode: f.number ? "decimal" : null });
     form.append(el("div", { class: `field${f.wide ? " wide" : ""}`, "data-field": f.key },
       el("label", { for: `f-${f.key}` }, f.label), input,
       f.hint ? el("span", { class: "hint" }, f.hint) : null,
@@ -555,15 +561,22 @@ function showVerdict(form, verdict, general, send, r, problems) {
 
 // ---- routing -----------------------------------------------------------------------------
 
+// #/PAGE/ID?QUERY: the page, an id, and the query (compare's runs, the submit form's fields).
 async function route() {
   stopView();
   notice("");
-  const [, page, id] = (location.hash || "#/jobs").split("/").map(decodeURIComponent);
+  const [path, search] = (location.hash || "#/jobs").slice(1).split("?");
+  const [, page, id] = path.split("/").map(decodeURIComponent);
+  const query = new URLSearchParams(search || "");
   document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === (page || "jobs")));
   if (page === "jobs" && id) stopView = jobView(id);
   else if (page === "models" && id) stopView = await modelView(id);
   else if (page === "models") stopView = modelsView();
-  else if (page === "submit") stopView = submitView();
+  else if (page === "submit") stopView = submitView(query);
+  else if (page === "compare") stopView = await compareView(query);
+  else if (page === "queue") stopView = queueView();
+  else if (page === "sweeps" && id) stopView = sweepView(id);
+  else if (page === "sweeps") stopView = sweepsView();
   else stopView = jobsView();
 }
 
@@ -575,4 +588,4 @@ tokenInput.addEventListener("change", () => {
   route();
 });
 window.addEventListener("hashchange", route);
-route();
+window.addEventListener("DOMContentLoaded", route); // once the pages' scripts after this one ran

@@ -46,6 +46,8 @@ async def test_a_sweep_compares_its_trials_with_what_differs_and_the_best(db: Pa
     assert [r["job_id"] for r in body["runs"]] == [f"sw-t{n:03d}" for n in range(1, TRIALS + 1)]
     assert body["differing"] == ["hidden_layers", "learning_rate"]  # input_size etc. are equal
     assert body["metric"] == "loss/val" and body["sweep"]["direction"] == "minimize"
+    assert body["better"] == {"accuracy/val": "higher", "loss/train": "lower",
+                              "loss/train_epoch": "lower", "loss/val": "lower"}  # fmt: skip
     finals = {r["job_id"]: r["metrics"]["loss/val"]["final"] for r in body["runs"]}
     for n in range(1, TRIALS + 1):
         run = body["runs"][n - 1]

@@ -97,3 +97,17 @@ def test_store_reads_from_any_thread(tmp_path: Path) -> None:
     t.start()
     t.join()
     assert seen == [1]
+
+
+def test_a_models_headline_metric_is_the_first_it_has_of_the_list() -> None:
+    """The metric `models list` prints and the dashboard's models table shows, from one rule."""
+    conn = store.connect(":memory:")
+    metrics = {"a": {"loss": 0.5, "val_loss": 0.7, "accuracy": 0.8}, "b": {"loss": 0.25},
+               "c": {"perplexity": 3.0}}  # fmt: skip
+    for offset, (model_id, m) in enumerate(metrics.items()):
+        apply(conn, TOPIC, 0, offset, registered(model_id, metrics=m, created_at=at(offset)))
+    shown = {m["model_id"]: m["headline_metric"] for m in list_models(conn).items}
+    assert shown["a"] == {"name": "accuracy", "value": 0.8}  # before val_loss and loss
+    assert shown["b"] == {"name": "loss", "value": 0.25}
+    assert shown["c"] is None
+    assert get_model(conn, "a")["headline_metric"] == shown["a"]  # type: ignore[index]
