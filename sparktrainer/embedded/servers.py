@@ -116,10 +116,13 @@ def server_env(keys: Credentials) -> dict[str, str]:
     return env | {"AWS_ACCESS_KEY_ID": keys.access_key, "AWS_SECRET_ACCESS_KEY": keys.secret_key}
 
 
-def weed_argv(weed: str, data_dir: Path, ports: Mapping[str, int]) -> list[str]:
-    """`weed mini` on loopback with every listener on a port of ours (none on a default)."""
+def weed_argv(
+    weed: str, data_dir: Path, ports: Mapping[str, int], host: str = "127.0.0.1"
+) -> list[str]:
+    """`weed mini` on ``host`` (loopback; a test's network namespace names its own address)
+    with every listener on a port of ours (none on a default)."""
     argv = [
-        weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        weed, "mini", f"-dir={data_dir}", f"-ip={host}", f"-ip.bind={host}",
         "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
         "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={TANSU_BUCKET}",
     ]  # fmt: skip
@@ -128,9 +131,9 @@ def weed_argv(weed: str, data_dir: Path, ports: Mapping[str, int]) -> list[str]:
     return argv
 
 
-def tansu_argv(tansu: str, kafka_port: int) -> list[str]:
-    """`tansu broker` on loopback, its log kept in the tansu bucket."""
-    url = f"tcp://127.0.0.1:{kafka_port}"
+def tansu_argv(tansu: str, kafka_port: int, host: str = "127.0.0.1") -> list[str]:
+    """`tansu broker` on ``host`` (loopback by default), its log kept in the tansu bucket."""
+    url = f"tcp://{host}:{kafka_port}"
     return [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
             "--storage-engine", f"s3://{TANSU_BUCKET}/"]  # fmt: skip
 
