@@ -79,10 +79,7 @@ async def _serve(
     await ensure_topics(settings)
     configure_tracing(name)
     service = build(settings, args)
-    port = getattr(settings, METRICS_PORTS[name]) if name in METRICS_PORTS else 0
-    stop_metrics = (
-        ServiceMetrics(service.collectors()).serve(port, settings.metrics_host) if port else None
-    )
+    stop_metrics = _serve_metrics(name, settings, service)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -26,7 +26,7 @@ from sparktrainer.contracts.fitting import HEADROOM_BYTES, MESSAGE_BYTES, fit
 JSON = "application/json"
 STRUCTURED = "application/cloudevents+json"
 REPLAY_HEADER = "sparktrainer_replayed_from"
-REASON_MAX_CHARS = 1000
+_DECODE_REASON_CHARS = 1000  # why a record did not decode (a failure reason: worker/protocol.py)
 
 Headers = list[tuple[str, bytes]]
 _FORMAT = JSONFormat()
@@ -174,7 +174,7 @@ def _json(value: bytes) -> Any:
 
 
 def _reason(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:REASON_MAX_CHARS]
+    return f"{type(error).__name__}: {error}"[:_DECODE_REASON_CHARS]
 
 
 def _looks_structured(data: Any) -> bool:

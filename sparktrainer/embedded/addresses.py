@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from sparktrainer.embedded import servers
 from sparktrainer.embedded.processes import StackError
 from sparktrainer.embedded.servers import Credentials
-from sparktrainer.embedded.state import STATE_FILE, Mode, StackState
+from sparktrainer.embedded.state import Mode, StackState
 from sparktrainer.settings import Settings
 
 
@@ -30,11 +30,6 @@ class StackAddresses:
     def mode(self) -> Mode:
         """Whether this stack runs its own servers ("embedded") or uses "external" ones."""
         return "external" if self.external else "embedded"
-
-    @property
-    def state_path(self) -> Path:
-        """home/stack.json."""
-        return self.home / STATE_FILE
 
     @property
     def logs_dir(self) -> Path:

@@ -16,7 +16,6 @@ CHECKPOINTS = "checkpoints"
 METADATA = "metadata.json"
 LOGS_DIR = "logs/"  # a job's TensorBoard files, under its model's and its checkpoint's prefix
 MAX_LOG_FILES = 256  # one event file per attempt, and attempts are capped far below this
-PYTORCH_REQUIRED = ("model.pth", "config.json")
 
 
 def model_prefix(model_id: str) -> str:

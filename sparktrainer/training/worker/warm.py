@@ -111,11 +111,6 @@ class WarmWorker:
         """The child's process id (None before start)."""
         return self._child.process.pid if self._child else None
 
-    @property
-    def running_job(self) -> str | None:
-        """The id of the job running now, if any."""
-        return self._running[1] if self._running else None
-
     async def start(self) -> None:
         """Spawn the child and wait until it has imported torch and the recipes."""
         if self._child is None:
