@@ -216,7 +216,11 @@ class WarmWorker:
             if message[0] == "eof":
                 forced = self._forced is not None
                 died = await self._died(child)
-                return died if accepted or forced else None
+                if not (accepted or forced):
+                    return None
+                # a killed child wrote no last words: the log says why it ended
+                note(log_path, f"worker ended [{died.cause}]: {died.reason}")
+                return died
             if message[1] != seq:
                 continue  # left over from a job the caller stopped waiting for
             if message[0] == "accepted":

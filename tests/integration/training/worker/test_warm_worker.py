@@ -21,7 +21,10 @@ from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.storage.layout import checkpoint_prefix, model_prefix
 from sparktrainer.training.checkpoint import safe_load
 from sparktrainer.training.worker.warm import WarmWorker
+from tests.integration.cgroup_kit import cage_unavailable, memory_cage
 from tests.integration.faults_kit import S3Gate
+from tests.integration.hostile_kit import npz_bomb
+from tests.integration.logs_kit import log_through_cli_and_api
 
 pytestmark = pytest.mark.integration
 
@@ -329,3 +332,38 @@ def _torch_import_s() -> float:
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", "import torch, torchvision"], check=True, timeout=120)
     return time.monotonic() - started
+
+
+@pytest.mark.skipif(cage_unavailable() is not None, reason=str(cage_unavailable()))
+async def test_a_worker_the_kernel_oom_kills_fails_as_oom_killed_and_its_log_is_readable(
+    worker, make_job, store, settings, tmp_path, capsysbinary
+) -> None:
+    """Issue 18: the worker in a memory cgroup capped 256 MiB above what it holds; its data
+    expands to 800 MB, so the kernel's OOM killer kills it (SIGKILL), and the trainer reads the
+    kill from the cgroup: oom_killed, retriable, its log readable through the CLI and the API."""
+    from sparktrainer.contracts.envelope import decode
+    from sparktrainer.contracts.events import JobFailed
+    from sparktrainer.training.runner import CancelBook, drive_job
+
+    key = f"data/{new_id('oom')}.npz"
+    store.put_bytes(key, npz_bomb(200_000, 1000))  # within the budget, past the cage
+    data = {"source": f"s3://{store.bucket}/{key}"}
+    job = make_job(new_id("w-oom"), "pytorch.mlp", {"input_size": 1000, "output_size": 2,
+                   "hidden_layers": [8], "epochs": 1, "data": data})  # fmt: skip
+    await worker.start()
+    pid, killed_before = worker.pid, worker.failures["oom_killed"]
+    assert pid is not None
+
+    async def send(record) -> None:
+        pass
+
+    with memory_cage(pid, 256 * 2**20):
+        [end] = await drive_job(job, worker=worker, store=store, cancels=CancelBook(), send=send,
+                                max_attempts=1)  # fmt: skip
+    failed = decode(end.value, end.headers)
+    assert isinstance(failed, JobFailed) and worker.pid != pid, failed
+    assert worker.failures["oom_killed"] == killed_before + 1, worker.failures
+    text = await log_through_cli_and_api(settings, job.job_id, 1, capsysbinary, tmp_path)
+    assert failed.cause is FailureReason.OOM_KILLED and failed.signal == signal.SIGKILL, failed
+    assert "OOM killer" in failed.reason and failed.retriable, failed.reason
+    assert b"worker ended [oom_killed]: training worker was killed by the kernel's OOM" in text
