@@ -76,6 +76,8 @@ BENCHES = [
     # Its own in-memory tansu: the read-path numbers should not pay for S3-backed storage.
     Bench("registry", "registry_bench.py", ["--models", "2000", "--requests", "300"],
           ["--models", "10000", "--requests", "2000"], False),
+    # Its own in-memory tansu behind a tap that stamps the first bytes of each Produce request.
+    Bench("cli_start", "cli_start.py", ["--runs", "10"], ["--runs", "30"], False),
     # Its own stack: a fresh validator and trainer group read their topics from the start.
     Bench("priority", "priority_bench.py", ["--queued", "10", "--rounds", "1"],
           ["--queued", "20", "--rounds", "2"], False),
@@ -134,6 +136,14 @@ KNOWN_CAUSES: dict[str, str] = {
         "~55 us (every concern's SQL for a registration: owner lookup, upsert, tags, "
         "retirement, the job's link), where the raw read takes bytes off the socket for ~11 "
         "us; on two cores shared with the load shown, the CPU per event decides"
+    ),
+    "`sparktrainer submit`: process start": (
+        "a submit spends ~220 ms of CPU before it sends (measured at load ~2: the interpreter "
+        "~20, asyncio 27, pydantic 46, pydantic-settings and the Settings class 33, structlog "
+        "26 for the CLI's log set-up, the request's model and topics 22, aiokafka and the bus "
+        "27, rich 13, the CloudEvents binding 10, checking and encoding the job ~30); the "
+        "floor shares only the interpreter, asyncio and aiokafka. Under load every one of "
+        "them waits for a core"
     ),
     "vs Ray Jobs": (
         "on this machine the first thing in the way is a new Python process per submission: the "

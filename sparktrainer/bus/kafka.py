@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from sparktrainer.bus.memory import MemoryAdmin, MemoryConsumer, MemoryProducer, is_memory_url
+from sparktrainer.bus.memory_url import is_memory_url
 from sparktrainer.contracts.envelope import OutRecord
 from sparktrainer.contracts.topics import ALL_TOPICS
 from sparktrainer.settings import Settings
@@ -58,6 +58,8 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     retriable) instead of being sent for the broker to refuse.
     """
     if is_memory_url(settings.kafka_bootstrap_servers):
+        from sparktrainer.bus.memory import MemoryProducer  # tests' broker: only when named
+
         memory = MemoryProducer(
             bootstrap_servers=settings.kafka_ready(),
             max_request_size=settings.limits.message_bytes,
@@ -91,6 +93,8 @@ def make_consumer(
     }
     options.update(overrides)
     if is_memory_url(settings.kafka_bootstrap_servers):
+        from sparktrainer.bus.memory import MemoryConsumer
+
         memory = MemoryConsumer(*topics, bootstrap_servers=settings.kafka_ready(), **options)
         return cast(AIOKafkaConsumer, memory)
     return AIOKafkaConsumer(*topics, **client_options(settings), **options)
@@ -99,6 +103,8 @@ def make_consumer(
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:
     """An admin client (topics)."""
     if is_memory_url(settings.kafka_bootstrap_servers):
+        from sparktrainer.bus.memory import MemoryAdmin
+
         return cast(AIOKafkaAdminClient, MemoryAdmin(bootstrap_servers=settings.kafka_ready()))
     return AIOKafkaAdminClient(**client_options(settings))
 

@@ -36,6 +36,9 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
+SOURCE = "sparktrainer/cli"  # the CloudEvents source of what the CLI publishes
+
+
 class CliError(Exception):
     """A command that cannot go on: a message for the user and the exit code."""
 
@@ -66,6 +69,9 @@ def command(func: Callable[[Any], int]) -> Callable[[Any], int]:
 
 def load_settings() -> Settings:
     """Settings from the environment, with addresses of a running embedded stack filled in."""
+    settings = Settings()
+    if settings.kafka_bootstrap_servers and settings.s3_endpoint:
+        return settings  # both servers given: no stack to ask, so none of its code to load
     from sparktrainer.cli.stack import stack_settings  # the embedded stack's code: when needed
 
     return stack_settings()

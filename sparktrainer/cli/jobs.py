@@ -1,6 +1,5 @@
-"""``sparktrainer submit|validate|jobs``: send jobs, judge them, follow and cancel them.
+"""``sparktrainer validate|jobs``: judge jobs, follow and cancel them (submit: cli/submit.py).
 
-sparktrainer submit job.json [--wait] [--json]   # exit 0 completed, 1 rejected/failed/cancelled
 sparktrainer validate job.json [--json]          # exit 0 valid, 1 invalid
 sparktrainer jobs list [--status S] [--json]
 sparktrainer jobs show ID [--json]
@@ -13,17 +12,14 @@ sparktrainer jobs logs ID [--attempt N] [--follow]         (cli/job_logs.py)
 from __future__ import annotations
 
 import argparse
-import uuid
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import ValidationError
 from rich.markup import escape
 
 from sparktrainer.cli.common import (
     NEGATIVE,
     OK,
-    TIMED_OUT,
+    SOURCE,
     CliError,
     acting_tenant,
     add_db_options,
@@ -44,15 +40,9 @@ from sparktrainer.cli.common import (
 from sparktrainer.cli.job_logs import add_logs_action
 from sparktrainer.cli.job_metrics import register_job_actions
 from sparktrainer.contracts.envelope import encode
-from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested, JobSubmitted
-from sparktrainer.contracts.topics import submission_topic
-from sparktrainer.contracts.trace import TraceContext, traced
+from sparktrainer.contracts.events import TERMINAL_STATUSES, CancelRequested
 from sparktrainer.settings import Settings
 
-if TYPE_CHECKING:  # the follower, views and read model load only for the commands using them
-    from sparktrainer.client.follow import JobFollower
-
-SOURCE = "sparktrainer/cli"
 STATUS_STYLE = {
     "completed": "green",
     "running": "cyan",
@@ -65,15 +55,7 @@ STATUS_STYLE = {
 
 
 def register(subparsers: Any) -> None:
-    """Add submit, validate and jobs."""
-    p = subparsers.add_parser("submit", help="publish a job (a JSON file as the guide writes it)")
-    p.add_argument("file", help="job JSON file, or - for stdin")
-    p.add_argument("--wait", action="store_true", help="follow the job to its end")
-    p.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
-    p.add_argument("--json", action="store_true", help="machine-readable output (NDJSON)")
-    add_tenant_option(p)
-    p.set_defaults(func=cmd_submit)
-
+    """Add validate and jobs (submit is cli/submit.py)."""
     p = subparsers.add_parser("validate", help="the validator's verdict on a job file")
     p.add_argument("file", help="job JSON file, or - for stdin")
     p.add_argument("--json", action="store_true")
@@ -112,68 +94,6 @@ def register(subparsers: Any) -> None:
     add_logs_action(sub)
 
 
-def _job_from(path: str) -> JobSubmitted:
-    body = read_json_file(path)
-    if not isinstance(body, dict):
-        raise CliError(f"{path}: a job must be a JSON object, got {type(body).__name__}")
-    try:
-        job = JobSubmitted.model_validate(body)
-    except ValidationError as e:
-        from sparktrainer.validation.messages import from_pydantic
-
-        raise CliError(f"{path} is not a job: " + "; ".join(from_pydantic(e))) from e
-    return job if job.job_id else job.model_copy(update={"job_id": str(uuid.uuid4())})
-
-
-@command
-def cmd_submit(args: argparse.Namespace) -> int:
-    """Publish a job; with --wait, follow it and exit with its verdict."""
-    job = _job_from(args.file)
-    settings = load_settings()
-    door = submission_topic(acting_tenant(settings, args))
-    record = traced(replace(encode(job, SOURCE), topic=door), TraceContext.new())
-    if not args.wait:
-        run(publish(settings, record))
-        _submitted(job.job_id or "", args.json)
-        return OK
-
-    async def submit_and_follow() -> int:
-        from sparktrainer.client.follow import JobFollower
-
-        async with JobFollower(settings, job.job_id or "") as follower:
-            await follower.skip_history()  # this submission's events only
-            await publish(settings, record)
-            _submitted(job.job_id or "", args.json)
-            return await _follow(follower, args)
-
-    return run(submit_and_follow())
-
-
-def _submitted(job_id: str, as_json: bool) -> None:
-    if as_json:
-        print_json({"event": "submitted", "job_id": job_id})
-    else:
-        out.print(f"submitted [bold]{job_id}[/]")
-
-
-async def _follow(follower: JobFollower, args: argparse.Namespace) -> int:
-    from sparktrainer.cli.progress import JobView
-    from sparktrainer.client.follow import final_status
-
-    view = JobView(follower.job_id, as_json=args.json)
-    status: str | None = None
-    with view:
-        try:
-            async for event in follower.events(args.timeout):
-                view.update(event)
-                status = final_status(event) or status
-        except TimeoutError as e:
-            view.done(None, str(e))
-            return TIMED_OUT
-    view.done(status)
-    return OK if status == "completed" else NEGATIVE
-
-
 @command
 def cmd_watch(args: argparse.Namespace) -> int:
     """Follow a job's events (from its first) until it ends; exit 2 for a job never seen."""
@@ -181,10 +101,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     job_id = known_job(settings, args)["job_id"]
 
     async def follow() -> int:
+        from sparktrainer.cli.progress import follow_to_end
         from sparktrainer.client.follow import JobFollower
 
         async with JobFollower(settings, job_id) as follower:
-            return await _follow(follower, args)
+            return await follow_to_end(follower, args.json, args.timeout)
 
     return run(follow())
 

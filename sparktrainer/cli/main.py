@@ -16,7 +16,8 @@ from collections.abc import Sequence
 # ``func(args) -> int`` is the exit code.
 COMMAND_MODULES = (
     "sparktrainer.cli.stack",  # up, down, status
-    "sparktrainer.cli.jobs",  # submit, validate, jobs list/watch/cancel
+    "sparktrainer.cli.submit",  # submit
+    "sparktrainer.cli.jobs",  # validate, jobs list/watch/cancel
     "sparktrainer.cli.models",  # models list/show/lineage
     "sparktrainer.cli.replay",  # replay
     "sparktrainer.cli.schemas",  # schemas
@@ -32,7 +33,7 @@ COMMANDS = {
     "up": "sparktrainer.cli.stack",
     "down": "sparktrainer.cli.stack",
     "status": "sparktrainer.cli.stack",
-    "submit": "sparktrainer.cli.jobs",
+    "submit": "sparktrainer.cli.submit",
     "validate": "sparktrainer.cli.jobs",
     "jobs": "sparktrainer.cli.jobs",
     "models": "sparktrainer.cli.models",

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from sparktrainer.cli.common import (
     OK,
+    SOURCE,
     CliError,
     acting_tenant,
     add_db_options,
@@ -40,8 +41,6 @@ from sparktrainer.cli.common import (
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.registry import changes
 from sparktrainer.registry.names import alias_history, get_name, list_names
-
-SOURCE = "sparktrainer/cli"
 
 
 def _who() -> str | None:

@@ -7,8 +7,8 @@ from typing import Any
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 
-from sparktrainer.cli.common import err, out, print_json, short_type
-from sparktrainer.client.follow import final_status
+from sparktrainer.cli.common import NEGATIVE, OK, TIMED_OUT, err, out, print_json, short_type
+from sparktrainer.client.follow import JobFollower, final_status
 from sparktrainer.contracts.events import (
     CheckpointSaved,
     JobCancelled,
@@ -176,3 +176,20 @@ def _validated(event: JobValidated) -> str:
     if event.register_as:
         facts.append(f"registers as {event.register_as}")
     return "; ".join([*facts, *(f"warning: {w}" for w in event.warnings)])
+
+
+async def follow_to_end(follower: JobFollower, as_json: bool, timeout_s: float | None) -> int:
+    """Show a job's events as they come until it ends: exit 0 completed, 1 otherwise, and
+    TIMED_OUT when ``timeout_s`` passes first."""
+    view = JobView(follower.job_id, as_json=as_json)
+    status: str | None = None
+    with view:
+        try:
+            async for event in follower.events(timeout_s):
+                view.update(event)
+                status = final_status(event) or status
+        except TimeoutError as e:
+            view.done(None, str(e))
+            return TIMED_OUT
+    view.done(status)
+    return OK if status == "completed" else NEGATIVE

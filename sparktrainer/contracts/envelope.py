@@ -19,9 +19,9 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ValidationError
 
-from sparktrainer.contracts.catalog import EVENT_CLASSES
-from sparktrainer.contracts.events import Event, JobSubmitted, deterministic_id, now
+from sparktrainer.contracts.event_base import Event, deterministic_id, now
 from sparktrainer.contracts.fitting import HEADROOM_BYTES, MESSAGE_BYTES, fit
+from sparktrainer.contracts.submission import JobSubmitted
 
 JSON = "application/json"
 STRUCTURED = "application/cloudevents+json"
@@ -192,6 +192,10 @@ def decode(
     With ``topic`` (where the record was read) an event is accepted only on its own topic: a
     model-registered event on jobs.lifecycle is not a registration.
     """
+    # Every event class, loaded by the first decode: a process that only encodes (a CLI
+    # submit) never builds the models it does not send.
+    from sparktrainer.contracts.catalog import EVENT_CLASSES
+
     attrs, data = unwrap(value, headers)
     cls = EVENT_CLASSES.get(attrs.get("type", ""), expected)
     if cls is None:

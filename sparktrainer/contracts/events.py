@@ -24,7 +24,6 @@ from sparktrainer.contracts.event_base import (
 from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.jobspec import (
     Framework,
-    JobRequest,
     JobType,
     ModelName,
     NonNegInt,
@@ -40,17 +39,11 @@ from sparktrainer.contracts.scheduling import (
     Priority,
     Resources,
 )
+from sparktrainer.contracts.submission import JobSubmitted
 from sparktrainer.contracts.tenants import DEFAULT_TENANT, TenantName
 from sparktrainer.contracts.usage import Measured
 
-__all__ = ["Event", "RecordSource", "derived_job_id", "deterministic_id", "now"]
-
-
-class JobSubmitted(JobRequest):
-    """io.sparktrainer.job.submitted.v1: a job request on the public door."""
-
-    ce_type: ClassVar[str] = "io.sparktrainer.job.submitted.v1"
-    topic: ClassVar[str] = topics.JOBS_SUBMITTED
+__all__ = ["Event", "JobSubmitted", "RecordSource", "derived_job_id", "deterministic_id", "now"]
 
 
 class ParentRef(BaseModel):

@@ -35,9 +35,10 @@ Where it differs from tansu and Kafka (docs/ARCHITECTURE.md, "The in-memory brok
 - **Not offered.** Auto-commit, transactions, idempotence, ``isolation_level``: we use none.
 """
 
-from sparktrainer.bus.memory.broker import MemoryBroker, broker_named, forget_broker, is_memory_url
+from sparktrainer.bus.memory.broker import MemoryBroker, broker_named, forget_broker
 from sparktrainer.bus.memory.clients import MemoryAdmin, MemoryProducer
 from sparktrainer.bus.memory.consumer import MemoryConsumer
+from sparktrainer.bus.memory_url import is_memory_url
 
 __all__ = [
     "MemoryAdmin",

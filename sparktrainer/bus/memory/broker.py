@@ -19,6 +19,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError, UnknownTopicOrPartitionError
 
 from sparktrainer.bus.memory.group import MemoryGroup
+from sparktrainer.bus.memory_url import SCHEME
 
 # Like tansu (checked by tests/contract): a record keeps its producer's timestamp (CreateTime),
 # the time of the send unless the producer names one.
@@ -194,12 +195,6 @@ class MemoryBroker:
 
 _BROKERS: dict[str, MemoryBroker] = {}
 _BROKERS_LOCK = threading.Lock()
-SCHEME = "memory://"
-
-
-def is_memory_url(bootstrap_servers: str | None) -> bool:
-    """Whether these bootstrap servers name an in-memory broker (``memory://<name>``)."""
-    return bool(bootstrap_servers) and str(bootstrap_servers).startswith(SCHEME)
 
 
 def broker_named(bootstrap_servers: str, default_partitions: int = 3) -> MemoryBroker:
