@@ -51,11 +51,15 @@ from sparktrainer.contracts.fairshare import (  # noqa: E402
     Ledger,
     Quota,
     Share,
+    UsageWindow,
     overdue_s,
 )
 from sparktrainer.contracts.scheduling import PRIORITIES, Waiting  # noqa: E402
+from sparktrainer.settings import Settings  # noqa: E402
 
 AGING_S = 300.0
+# The trainer's default: a tenant's share is its trainer- and GPU-seconds over this window.
+WINDOW_S = float(Settings.model_fields["schedule_fair_window_s"].default)
 WEIGHTS = {"research": 3.0, "vision": 2.0, "prod": 2.0, "nlp": 1.0, "default": 1.0}
 # How many times its weighted share of the fleet each tenant asks for: all are backlogged, and
 # unequally, so first-come-first-served would split the fleet by demand, not by weight.
@@ -152,6 +156,7 @@ class Sim:
     rule: FairShare
     lines: dict[tuple[str, str, str], deque[Job]] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
+    window: UsageWindow | None = None  # the fair share over a window (the trainer's default)
     picks: int = 0
     pick_cpu_s: float = 0.0
 
@@ -168,6 +173,8 @@ class Sim:
             return None
         cands = [self.candidate(j) for j in heads]
         t0 = time.process_time()
+        if self.window is not None:  # the trainer fills its ledger on every pick too
+            self.window.fill(self.ledger, now_s)
         i = self.choose(cands, self.ledger, int(now_s * 1000))
         self.pick_cpu_s += time.process_time() - t0
         self.picks += 1
@@ -209,6 +216,8 @@ def simulate(jobs: list[Job], sim: Sim) -> dict[str, Any]:
             )
         elif job is not None:  # an end (kind 0): index is the trainer's
             sim.ledger.hold(job.tenant, job.resource_class, job.gpus, -1)
+            if sim.window is not None:
+                sim.window.end(str(index), now)
             free.append(index)
         sim.mark_heads(now)
         for ti in list(free):
@@ -218,6 +227,8 @@ def simulate(jobs: list[Job], sim: Sim) -> dict[str, Any]:
                 continue
             free.remove(ti)
             _start(nxt, now, sim)
+            if sim.window is not None:
+                sim.window.start(str(ti), nxt.tenant, nxt.resource_class, nxt.gpus, now)
             busy[nxt.tenant].append((now, now + nxt.run_s, 1, nxt.gpus))
             heapq.heappush(events, (now + nxt.run_s, 0, ti, nxt))
         sim.mark_heads(now)
@@ -298,7 +309,8 @@ def run(n_jobs: int, rounds: int, seed: int) -> dict[str, Any]:
             rule = FairShare(shares(), AGING_S)
             choose = rule.pick if name == "fairshare" else before_issue_17
             wall0, cpu0 = time.perf_counter(), time.process_time()
-            got = simulate(make_jobs(n_jobs, seed), Sim(choose, rule))
+            window = UsageWindow(WINDOW_S) if name == "fairshare" else None
+            got = simulate(make_jobs(n_jobs, seed), Sim(choose, rule, window=window))
             got["wall_s"] = round(time.perf_counter() - wall0, 2)
             got["cpu_s"] = round(time.process_time() - cpu0, 2)
             out[name].append(got)
@@ -307,6 +319,7 @@ def run(n_jobs: int, rounds: int, seed: int) -> dict[str, Any]:
     return {
         "bench": "fairshare_sim",
         "aging_s": AGING_S,
+        "fair_window_s": WINDOW_S,
         "aging_bound_s": bound,
         "rounds": out,
         "goals": {

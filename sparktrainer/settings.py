@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     # A waiting job rises one priority level per this many seconds waited (0: never).
     schedule_aging_s: float = Field(default=300.0, ge=0)
     schedule_priorities: bool = True  # false: oldest first, whatever the priority
+    # With tenants, a tenant's fair share is its trainer- and GPU-seconds over this window
+    # (0: its running jobs at the instant), and a trainer keeps fetching a partition until
+    # this many of its records wait, so the pick sees each tenant's next jobs (ARCHITECTURE
+    # "Quotas and weighted fair share").
+    schedule_fair_window_s: float = Field(default=3600.0, ge=0)
+    schedule_lookahead_records: int = Field(default=32, ge=1, le=1024)
     trainer_heartbeat_s: float = Field(default=10.0, gt=0)
     # Every reader refuses an event holding a time more than this past its record's broker
     # time (contracts/records.py check_instants): the clock skew a producer is allowed.

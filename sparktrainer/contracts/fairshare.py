@@ -21,10 +21,16 @@ The rule (docs/ARCHITECTURE.md, "Scheduling"):
    priority, the heavier weight (tenants idle at the same moment tie on share: without it the
    older job wins, and on a small fleet every tenant gets an equal turn whatever its weight),
    the more demanding class, the older job.
+
+A tenant's *share* is its running jobs' at this instant, or, with a usage window (the
+trainer's default, :class:`UsageWindow`), its trainer- and GPU-seconds over the last
+``window_s``, so a turn one trainer could not see (or took a heartbeat late) is paid back on a
+later pick instead of lost.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -83,12 +89,17 @@ class Ledger:
 
     :param trainers: how many live trainers there are (job slots of the fleet).
     :param gpus: how many GPUs they have together.
+    :param window_s: with a usage window (> 0), the share is ``seconds`` / ``gpu_seconds``
+        over it (filled by :meth:`UsageWindow.fill`); 0: running jobs and GPUs now.
     """
 
     trainers: int = 1
     gpus: int = 0
     jobs_held: dict[tuple[str, str], int] = field(default_factory=dict)
     gpus_held: dict[tuple[str, str], int] = field(default_factory=dict)
+    window_s: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)  # trainer-seconds per tenant
+    gpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def hold(self, tenant: str, resource_class: str, gpus: int, sign: int = 1) -> None:
         """A job starts (sign 1) or ends (sign -1)."""
@@ -97,7 +108,13 @@ class Ledger:
         self.gpus_held[key] = self.gpus_held.get(key, 0) + sign * gpus
 
     def dominant_share(self, tenant: str, weight: float) -> float:
-        """The larger of its share of trainers and of GPUs, over its weight."""
+        """The larger of its share of trainers and of GPUs (now, or over the window), over its
+        weight."""
+        if self.window_s > 0:
+            slot_s, gpu_s = self.trainers * self.window_s, self.gpus * self.window_s
+            used = self.seconds.get(tenant, 0.0) / max(slot_s, 1e-9)
+            gpu_used = self.gpu_seconds.get(tenant, 0.0) / gpu_s if gpu_s else 0.0
+            return max(used, gpu_used) / max(weight, 1e-9)
         jobs = sum(n for (t, _), n in self.jobs_held.items() if t == tenant)
         gpus = sum(n for (t, _), n in self.gpus_held.items() if t == tenant)
         share = max(jobs / max(1, self.trainers), gpus / self.gpus if self.gpus else 0.0)
@@ -110,6 +127,77 @@ class Ledger:
             sum(self.jobs_held.get(k, 0) for k in keys),
             sum(self.gpus_held.get(k, 0) for k in keys),
         )
+
+
+@dataclass
+class _Run:
+    tenant: str
+    resource_class: str
+    gpus: int
+    start_s: float
+    end_s: float = 0.0
+
+
+def _overlap(a: float, b: float, lo: float) -> float:
+    return max(0.0, b - max(a, lo))
+
+
+class UsageWindow:
+    """Trainer- and GPU-seconds per tenant over the last ``window_s``, for :class:`Ledger`.
+
+    Runs are started and ended per ``key`` (the trainer that runs it: one run at a time). A
+    running job is charged from its start for as long as it has run or, if longer, the mean
+    length of its class's ended runs in the window: a job that has just started weighs at once
+    what it will likely take, so a trainer that frees a moment later does not see its tenant
+    as idle. Bounded: at most ``max_runs`` ended runs are kept (the oldest go first).
+    """
+
+    def __init__(self, window_s: float, max_runs: int = 10_000) -> None:
+        self.window_s = window_s
+        self._open: dict[str, _Run] = {}
+        self._ended: deque[_Run] = deque(maxlen=max_runs)
+
+    def __repr__(self) -> str:
+        return f"UsageWindow(window_s={self.window_s}, running={len(self._open)})"
+
+    def start(self, key: str, tenant: str, resource_class: str, gpus: int, at_s: float) -> None:
+        """``key`` starts a run (ending the one it had, if any)."""
+        self.end(key, at_s)
+        self._open[key] = _Run(tenant, resource_class, gpus, at_s)
+
+    def end(self, key: str, at_s: float) -> None:
+        """``key``'s run ends (nothing when it has none)."""
+        run = self._open.pop(key, None)
+        if run is not None:
+            run.end_s = max(at_s, run.start_s)
+            self._ended.append(run)
+
+    def running(self) -> set[str]:
+        return set(self._open)
+
+    def fill(self, ledger: Ledger, now_s: float) -> Ledger:
+        """Set ``ledger``'s window and each tenant's seconds in it, as of ``now_s``."""
+        lo = now_s - self.window_s
+        while self._ended and self._ended[0].end_s <= lo:  # ends come about in order
+            self._ended.popleft()
+        lengths: dict[str, list[float]] = {}
+        seconds: dict[str, float] = {}
+        gpu_seconds: dict[str, float] = {}
+        for r in self._ended:
+            lengths.setdefault(r.resource_class, []).append(r.end_s - r.start_s)
+            self._charge(r, _overlap(r.start_s, r.end_s, lo), seconds, gpu_seconds)
+        typical = {cls: sum(x) / len(x) for cls, x in lengths.items()}
+        for r in self._open.values():
+            length = max(now_s - r.start_s, typical.get(r.resource_class, 0.0))
+            self._charge(r, _overlap(r.start_s, r.start_s + length, lo), seconds, gpu_seconds)
+        ledger.window_s, ledger.seconds, ledger.gpu_seconds = self.window_s, seconds, gpu_seconds
+        return ledger
+
+    @staticmethod
+    def _charge(r: _Run, s: float, seconds: dict[str, float], gpus: dict[str, float]) -> None:
+        seconds[r.tenant] = seconds.get(r.tenant, 0.0) + s
+        if r.gpus:
+            gpus[r.tenant] = gpus.get(r.tenant, 0.0) + s * r.gpus
 
 
 def _fits(held: int, need: int, limit: int | None) -> bool:

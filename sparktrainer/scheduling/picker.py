@@ -1,7 +1,8 @@
 """The trainer's waiting jobs, and the pick rule: highest (aged) priority first.
 
 Records are kept per partition, oldest first; a partition is paused while any of its records
-wait here, and every other partition keeps being fetched, so a job of higher priority that
+wait here (with tenants: while ``lookahead`` of them do), and every other partition keeps being
+fetched, so a job of higher priority that
 arrives while a job trains is known before the slot frees. When it frees, the heads of the
 partitions compete by ``contracts.scheduling.Waiting.order`` (level after aging, class, age).
 The rule is written down in docs/ARCHITECTURE.md ("Scheduling").
@@ -43,6 +44,8 @@ class PriorityWaiting:
     :param fair: the tenants' quotas and fair share (``contracts/fairshare.py``); None: one
         tenant, the heads of the partitions compete by the priority rule alone.
     :param ledger: who runs what across the fleet now (``scheduling/usage.py``), with ``fair``.
+    :param lookahead: with ``fair``, a partition is fetched on until this many of its records
+        wait (any tenant's next job in it can be picked); without, it pauses at its first.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class PriorityWaiting:
         clock: Callable[[], int] = now_ms,
         fair: FairShare | None = None,
         ledger: Callable[[], Ledger] = Ledger,
+        lookahead: int = 1,
     ) -> None:
         self.aging_s = aging_s
         self.priorities = priorities
@@ -61,6 +65,7 @@ class PriorityWaiting:
         self.clock = clock
         self.fair = fair
         self.ledger = ledger
+        self.lookahead = max(1, lookahead) if fair is not None else 1
         self._owners: dict[tuple[TopicPartition, int], tuple[str, int]] = {}
         self._queues: dict[TopicPartition, deque[Received]] = {}
         self._settled_at = 0
@@ -202,7 +207,7 @@ class PriorityWaiting:
         self._settled_at = self.clock() + int(self.settle_s * 1000)
 
     def to_pause(self, assigned: set[TopicPartition], concurrency: int) -> set[TopicPartition]:
-        return {tp for tp in assigned if self._queues.get(tp)}
+        return {tp for tp in assigned if len(self._queues.get(tp, ())) >= self.lookahead}
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())

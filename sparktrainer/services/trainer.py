@@ -107,7 +107,7 @@ class TrainerService:
         self.observer = TrainerObserver(self.tenants.names)
         self.classes: tuple[str, ...] = ()  # the resource classes served: known once started
         self.presence_id = trainer_id()  # what its heartbeats on sparktrainer.trainers name it
-        self.fleet = FleetUsage(me=self.presence_id)  # who runs what, from the heartbeats
+        self.fleet = FleetUsage(self.presence_id, settings.schedule_fair_window_s)  # heartbeats
         self.skipped = SkipCounter("trainer")
         self.producer = make_producer(settings)
         self.jobs = self._job_runtime(group_id, consumer_options)
@@ -156,6 +156,7 @@ class TrainerService:
                     self.settings.schedule_priorities,
                 ),
                 ledger=self._ledger,
+                lookahead=self.settings.schedule_lookahead_records,
             ),
             consumer_options={
                 # Sticky: a trainer joining does not move a running job's partition.
@@ -169,11 +170,10 @@ class TrainerService:
         return self.fleet.ledger(datetime.now(UTC), self._presence().beat())
 
     async def follow_fleet(self) -> None:
-        """Fold every trainer's heartbeats, from the last few intervals on."""
-        since_ms = int(
-            (datetime.now(UTC).timestamp() - MISSED_BEATS * self.settings.trainer_heartbeat_s)
-            * 1000
-        )
+        """Fold every trainer's heartbeats, from a few intervals (or the fair window) back on."""
+        cfg = self.settings
+        back_s = max(MISSED_BEATS * cfg.trainer_heartbeat_s, cfg.schedule_fair_window_s)
+        since_ms = int((datetime.now(UTC).timestamp() - back_s) * 1000)
         async with LogReader(self.settings) as reader:
             tps = await reader.partitions((TRAINERS,))
             ends = await reader.ends(tps)
