@@ -9,8 +9,9 @@ trainers' real pick rule (``contracts/fairshare.py`` through ``scheduling/picker
 fleet's ledger from their heartbeats). Every job is submitted at once, interleaved by tenant,
 on its tenant's door (``topics.submission_topic``), which establishes its tenant, to two
 trainers started for the round (``--backlog-first``: started once every job is validated).
-A trainer picks among each tenant's first job in each fetched batch of the partitions it is
-assigned (``--partitions`` of each topic), so what it can choose from is bounded by those.
+A trainer picks among each tenant's first job in each of the partitions it is assigned
+(``--partitions`` of each topic), fetched up to its look-ahead; each round has its own three
+tenants, since the share counts trainer-seconds over an hour (``round_tenants``).
 
 Trainer-seconds come from the accounting itself: each attempt's ``usage`` on its end event (the
 trainer's clock), placed on the time line as [end - wall_s, end]. A tenant is backlogged until
@@ -64,16 +65,27 @@ def tiny_job(tenant: str, n: int, epochs: int) -> dict[str, Any]:
                        "data": {"source": "digits"}}}  # fmt: skip
 
 
-def tenants_file(home: Path) -> Path:
+def round_tenants(r: int) -> dict[str, str]:
+    """Round ``r``'s own three tenants (``alpha-0``, ...): the fair share counts trainer-seconds
+    over an hour, and a round's share must not carry the last round's."""
+    return {t: f"{t}-{r}" for t in WEIGHTS}
+
+
+def tenants_file(home: Path, rounds: int) -> Path:
     path = home / "tenants.json"
-    tenants = [{"name": name, "weight": w} for name, w in WEIGHTS.items()]
+    tenants = [
+        {"name": round_tenants(r)[t], "weight": w}
+        for r in range(rounds)
+        for t, w in WEIGHTS.items()
+    ]
     path.write_text(json.dumps({"tenants": tenants}))
     return path
 
 
-def validator_reads_doors(runtime: Any) -> None:
+def validator_reads_doors(runtime: Any, rounds: int) -> None:
     """The validator must read every tenant's door, or the jobs would never be answered."""
-    missing = [t for t in WEIGHTS if submission_topic(t) not in runtime.topics]
+    names = [n for r in range(rounds) for n in round_tenants(r).values()]
+    missing = [t for t in names if submission_topic(t) not in runtime.topics]
     if missing:
         raise SystemExit(f"the validator reads no door of {missing}: is the tenants file set?")
 
@@ -85,15 +97,16 @@ async def run(
     group = f"bench-fairshare-{uuid.uuid4().hex[:8]}"
     store = ObjectStore.from_settings(settings)
     validator = build_runtime(settings, store, group_id=f"{group}-validator")
-    validator_reads_doors(validator)
+    validator_reads_doors(validator, rounds)
     task = asyncio.create_task(validator.run())
     producer = make_producer(settings)
     await producer.start()
     try:
         await validator.wait_positioned(600)
         found = []
-        for _ in range(rounds):
-            plan = [(t, tiny_job(t, n, epochs)) for n in range(jobs) for t in WEIGHTS]
+        for r in range(rounds):
+            names = round_tenants(r)
+            plan = [(t, names[t], tiny_job(t, n, epochs)) for n in range(jobs) for t in WEIGHTS]
             found.append(await one_round(settings, producer, group, plan, timeout_s, streaming))
     finally:
         await producer.stop()
@@ -145,12 +158,12 @@ async def two_trainers(settings: Settings, group: str) -> AsyncIterator[None]:
 
 
 async def one_round(
-    settings: Settings, producer: Any, group: str, plan: list[tuple[str, dict[str, Any]]],
+    settings: Settings, producer: Any, group: str, plan: list[tuple[str, str, dict[str, Any]]],
     timeout_s: float, streaming: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """Every job submitted at once, interleaved by tenant, on its tenant's own door; the
     trainers start before (streaming) or once every job is validated (a visible backlog)."""
-    tenant_of = {j["job_id"]: t for t, j in plan}
+    tenant_of = {j["job_id"]: t for t, _, j in plan}
     ours = lambda e: isinstance(e, ENDS) and e.job_id in tenant_of  # noqa: E731
     judged = lambda e: isinstance(e, JobValidated) and e.job_id in tenant_of  # noqa: E731
     async with contextlib.AsyncExitStack() as stack:
@@ -158,7 +171,7 @@ async def one_round(
             await stack.enter_async_context(two_trainers(settings, group))
         log = await stack.enter_async_context(Tail(settings, (JOBS_LIFECYCLE, *VALIDATED_TOPICS)))
         started = time.monotonic()
-        for tenant, j in plan:
+        for _, tenant, j in plan:
             body, key = json.dumps(j).encode(), j["job_id"].encode()
             await producer.send_and_wait(submission_topic(tenant), body, key=key)
         if not streaming:
@@ -252,7 +265,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fairshare-") as home:
         with bench_stack("fairshare-stack-") as settings:
             mine = settings.model_copy(
-                update={"tenants_file": tenants_file(Path(home)), "schedule_aging_s": 3600.0}
+                update={
+                    "tenants_file": tenants_file(Path(home), max(1, min(10, args.rounds))),
+                    "schedule_aging_s": 3600.0,
+                }
             )
             rounds = max(1, min(10, args.rounds))
             load_before = os.getloadavg()
