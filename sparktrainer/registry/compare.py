@@ -120,15 +120,29 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(value, dict):
         return {prefix: value}
     out: dict[str, Any] = {}
-    for key, inner in value.items():
-        out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+    stack = [(prefix, value)]
+    while stack:  # a loop, not a call per leaf: 1,000 configs are 30,000 leaves
+        at, node = stack.pop()
+        for key, inner in node.items():
+            path = f"{at}.{key}" if at else str(key)
+            if isinstance(inner, dict):
+                stack.append((path, inner))
+            else:
+                out[path] = inner
     return out
 
 
 def _differing(configs: list[dict[str, Any]]) -> list[str]:
-    """The paths whose values are not the same in every config (a missing path counts)."""
+    """The paths whose values are not the same in every config (a missing path counts as
+    null; 1 and 1.0 differ, as their JSON does). Plain comparisons: 1,000 configs of 30 paths
+    took 300 ms through json.dumps."""
     paths = sorted({p for c in configs for p in c})
-    return [p for p in paths if len({json.dumps(c.get(p), sort_keys=True) for c in configs}) > 1]
+    out = []
+    for p in paths:
+        first = configs[0].get(p)
+        if any(type(v) is not type(first) or v != first for v in (c.get(p) for c in configs)):
+            out.append(p)
+    return out
 
 
 def _summaries(conn: sqlite3.Connection, ids: str) -> dict[str, dict[str, Row]]:
@@ -172,28 +186,51 @@ def sweep_facts(conn: sqlite3.Connection, sweep_id: str) -> Row | None:
     return None if row is None else {**dict(row), "series": EPOCH_SERIES.get(row["metric"])}
 
 
+# Each series with at most ``k`` points comes whole; a longer one at k steps evenly spaced
+# from its first to its last, each the first kept point at or past its target step: one index
+# seek per point on (job_id, series, step), so the cost follows the points answered, not the
+# points kept (a scan of every point of 1,000 runs of 1,000 points took a second).
+_THINNED = """
+WITH s AS (
+  SELECT job_id, series, points AS n, last_step, (SELECT min(step) FROM metric_points m
+    WHERE m.job_id = s.job_id AND m.series = s.series) AS first_step
+  FROM metric_series s WHERE job_id IN (SELECT value FROM json_each(:ids))),
+targets (job_id, series, first_step, last_step, j) AS (
+  SELECT job_id, series, first_step, last_step, 0 FROM s WHERE n > :k
+  UNION ALL SELECT job_id, series, first_step, last_step, j + 1 FROM targets WHERE j + 1 < :k),
+picked AS (
+  SELECT DISTINCT job_id, series, (SELECT min(step) FROM metric_points m
+    WHERE m.job_id = t.job_id AND m.series = t.series
+      AND m.step >= t.first_step + (t.last_step - t.first_step) * t.j / (:k - 1)) AS step
+  FROM targets t)
+SELECT p.job_id, p.series, p.step, p.epoch, p.value FROM picked
+CROSS JOIN metric_points p USING (job_id, series, step)
+UNION ALL SELECT p.job_id, p.series, p.step, p.epoch, p.value FROM s
+CROSS JOIN metric_points p ON p.job_id = s.job_id AND p.series = s.series WHERE s.n <= :k
+"""
+
+
 def compare_series(
     conn: sqlite3.Connection, job_ids: list[str], names: list[str], points: int
 ) -> Row:
-    """Every run's chosen series, each thinned to about ``points`` points (first and last kept)."""
+    """Every run's chosen series, each thinned to at most ``points`` points (first and last
+    kept, the others at steps evenly spaced between them)."""
     points = max(2, min(points, MAX_CURVE_POINTS))
-    rows = conn.execute(
-        "WITH p AS (SELECT p.job_id, p.series, p.step, p.epoch, p.value, s.points AS n, "
-        "  row_number() OVER (PARTITION BY p.job_id, p.series ORDER BY p.step) - 1 AS i "
-        "  FROM metric_points p JOIN metric_series s USING (job_id, series) "
-        f"  WHERE p.job_id IN ({_IDS})) "
-        "SELECT p.*, j.task FROM p JOIN metric_jobs j USING (job_id) "
-        "WHERE i = n - 1 OR i % max(1, (n + ? - 1) / ?) = 0 ORDER BY p.job_id, p.series, p.step",
-        (json.dumps(job_ids), points, points),
+    ids = json.dumps(job_ids)
+    tasks = dict(
+        conn.execute(
+            f"SELECT job_id, task FROM metric_jobs WHERE job_id IN ({_IDS})", (ids,)
+        ).fetchall()
     )
+    rows = sorted(tuple(r) for r in conn.execute(_THINNED, {"ids": ids, "k": points}))
     runs: dict[str, dict[str, dict[str, list[Any]]]] = {j: {} for j in job_ids}
     wanted = set(names)
-    for r in rows:
-        for name, value in shown(r["series"], r["value"], r["task"]):
+    for job_id, series, step, epoch, raw in rows:
+        for name, value in shown(series, raw, tasks.get(job_id)):
             if wanted and name not in wanted:
                 continue
-            s = runs[r["job_id"]].setdefault(name, {"steps": [], "epochs": [], "values": []})
-            s["steps"].append(r["step"])
-            s["epochs"].append(r["epoch"])
+            s = runs[job_id].setdefault(name, {"steps": [], "epochs": [], "values": []})
+            s["steps"].append(step)
+            s["epochs"].append(epoch)
             s["values"].append(value)
     return {"points": points, "runs": [{"job_id": j, "series": runs[j]} for j in job_ids]}

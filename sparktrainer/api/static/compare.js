@@ -7,7 +7,7 @@
 const CHOOSERS = ["jobs", "sweep", "model", "tag"];
 const CHART_HEIGHT = 220;
 // Curves of many runs come thinned harder: about this many points per chart in all.
-const POINTS_PER_CHART = 40000;
+const POINTS_PER_CHART = 20000;
 const curvePoints = (runs) => Math.max(20, Math.min(200, Math.floor(POINTS_PER_CHART / Math.max(1, runs))));
 const runColor = (i, n) => (n <= CHART_COLORS.length ? CHART_COLORS[i] : `hsl(${Math.round((i * 360) / n)} 70% 42%)`);
 const shortId = (id) => (id.length > 28 ? `${id.slice(0, 12)}…${id.slice(-12)}` : id);
