@@ -218,6 +218,7 @@ class S3Gate:
         self.held = asyncio.Event()
         self._release = asyncio.Event()
         self._pattern: bytes | None = None
+        self._skip = 0  # matching requests still to let through before the held one
         self._server: asyncio.Server | None = None
         self.refused = 0  # connections that found the server down (each an attempt of a call)
 
@@ -226,11 +227,12 @@ class S3Gate:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def arm(self, pattern: bytes) -> None:
-        """Hold the next request whose bytes contain ``pattern`` until ``release``."""
+    def arm(self, pattern: bytes, skip: int = 0) -> None:
+        """Hold the next request whose bytes contain ``pattern`` (after ``skip`` such requests
+        passed) until ``release``."""
         self.held.clear()
         self._release.clear()
-        self._pattern = pattern
+        self._pattern, self._skip = pattern, skip
 
     def release(self) -> None:
         """Let the held request go on."""
@@ -247,9 +249,12 @@ class S3Gate:
         async def upstream() -> None:
             while data := await reader.read(1 << 16):
                 if self._pattern is not None and self._pattern in data:
-                    self._pattern = None
-                    self.held.set()
-                    await self._release.wait()
+                    if self._skip:
+                        self._skip -= 1
+                    else:
+                        self._pattern = None
+                        self.held.set()
+                        await self._release.wait()
                 up_writer.write(data)
                 await up_writer.drain()
 

@@ -26,6 +26,7 @@ from sparktrainer.contracts.events import (
     JobStarted,
     ModelRegistered,
 )
+from sparktrainer.contracts.failures import FailureReason
 from sparktrainer.contracts.topics import (
     JOBS_CONTROL,
     JOBS_LIFECYCLE,
@@ -50,6 +51,7 @@ from tests.integration.faults_kit import (
     until,
     validated,
 )
+from tests.integration.logs_kit import log_through_cli_and_api
 from tests.integration.procs import kill_group
 from tests.integration.tap import Tap, produce, producer_for, start_group_at_end
 
@@ -137,7 +139,7 @@ async def test_trainer_killed_three_times_ends_once_from_its_checkpoints(
 
 @pytest.mark.slow
 async def test_jobs_past_their_time_limit_are_stopped_and_failed(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
     """config.max_runtime_s, and the deployment's cap (SPARKTRAINER_MAX_JOB_RUNTIME_S)."""
     jobs_settings = settings.model_copy(update={"limits": Limits(job_runtime_s=4.0)})
@@ -156,12 +158,14 @@ async def test_jobs_past_their_time_limit_are_stopped_and_failed(
     for job in (own, capped):
         end = assert_answered_once(told[job["job_id"]], job["job_id"])
         assert isinstance(end, JobFailed) and end.error_type == "JobTimeout", end
-        assert not end.retriable
+        assert not end.retriable and end.cause is FailureReason.TIMEOUT
         [start] = told[job["job_id"]].distinct(JobStarted)  # stopped, not retried
         # Stopped by its limit, not by running out of epochs: the trainer's own clock and steps.
         epochs = [e.epoch for e in told[job["job_id"]].distinct(JobProgress)]
         assert max(epochs, default=0) < 900, epochs
         assert (end.at - start.at).total_seconds() < 30, (start.at, end.at)
+    text = await log_through_cli_and_api(settings, own["job_id"], 1, capsysbinary, tmp_path)
+    assert b"time limit of 1.5 s" in text, text[-3000:]
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ from tests.integration.faults_kit import (
     validated,
 )
 from tests.integration.hostile_kit import npz_bomb
+from tests.integration.logs_kit import log_through_cli_and_api
 from tests.integration.tap import produce
 
 pytestmark = [pytest.mark.integration]
@@ -89,8 +90,9 @@ async def _ends(svc: Services, *jobs: dict[str, Any], timeout_s: float = 120) ->
 
 
 async def test_a_job_past_the_memory_budget_fails_naming_it_and_the_trainer_goes_on(
-    svc: Services, store: ObjectStore
-) -> None:
+    svc: Services, store: ObjectStore, settings: Settings, tmp_path: Path,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:  # fmt: skip
     """Data that expands to 2.4 GB in memory: within the data cap, past the worker's budget."""
     key = f"data/budget-{svc.prefix}.npz"
     store.put_bytes(key, npz_bomb(600_000, 1000))  # a few MB on the wire
@@ -103,6 +105,8 @@ async def test_a_job_past_the_memory_budget_fails_naming_it_and_the_trainer_goes
     assert "worker memory budget of 1.5 GiB" in end.reason, end.reason
     assert "SPARKTRAINER_WORKER_MEMORY_BUDGET_BYTES" in end.reason and not end.retriable
     assert end.cause is FailureReason.MEMORY_BUDGET, end
+    text = await log_through_cli_and_api(settings, hog["job_id"], 1, capsysbinary, tmp_path)
+    assert b"MemoryError" in text and b"worker memory budget of 1.5 GiB" in text
     assert len(told[hog["job_id"]].distinct(JobStarted)) <= 1  # not retried
     assert isinstance(assert_answered_once(told[after["job_id"]], after["job_id"]), JobCompleted)
     assert svc.alive() == {"validator": True, "trainer": True, "projector": True}

@@ -182,41 +182,65 @@ async def test_cancel_stops_the_job_at_its_next_step(worker, make_job, recorder,
     assert not worker.cancel(job_id)  # nothing runs any more
 
 
-async def test_sigkill_mid_job_then_resume_from_the_checkpoint(
-    worker, make_job, recorder, store
+async def test_a_worker_killed_mid_checkpoint_upload_resumes_from_the_last_whole_one(
+    worker, gate, make_job, store, settings, tmp_path, capsysbinary
 ) -> None:
-    job_id = new_id("w-kill")
-    small = {
-        "input_size": 16,
-        "output_size": 4,
-        "hidden_layers": [16],
-        "epochs": 12,
-        "data": {"num_samples": 256},
-    }
-    job = make_job(job_id, "pytorch.mlp", small)
-    old_pid = worker.pid
-    killed_after: list[int] = []
+    """Issue 18: SIGKILL while the third checkpoint's PUT is half sent (held in the relay): the
+    attempt fails as crashed by SIGKILL, latest.pt is still the second checkpoint, whole, so the
+    retry resumes from epoch 2 passing over nothing and registers one model; the killed
+    attempt's log is readable through the CLI and the API."""
+    from sparktrainer.contracts.envelope import decode
+    from sparktrainer.contracts.events import JobCompleted
+    from sparktrainer.training.runner import CancelBook, drive_job
 
-    def kill_after_second_checkpoint(event) -> None:
-        if isinstance(event, CheckpointSaved) and event.epoch >= 2 and not killed_after:
-            killed_after.append(event.epoch)
-            os.kill(old_pid, signal.SIGKILL)
+    small = {"input_size": 16, "output_size": 4, "hidden_layers": [16], "epochs": 12,
+             "data": {"num_samples": 256}}  # fmt: skip
+    job = make_job(new_id("w-kill"), "pytorch.mlp", small)
+    await worker.start()
+    old_pid, restarts = worker.pid, worker.restarts
+    assert old_pid is not None
+    gate.arm(f"PUT /{store.bucket}/checkpoints/{job.job_id}/latest.pt".encode(), skip=2)
 
-    died = await worker.run(job, 1, recorder(kill_after_second_checkpoint))
+    async def kill_mid_upload() -> None:
+        await gate.held.wait()
+        os.kill(old_pid, signal.SIGKILL)  # the held request never gets the rest of its body
+
+    outcomes, sent, run = [], [], worker.run
+
+    async def recorded_run(*args, **kwargs):
+        outcomes.append(await run(*args, **kwargs))
+        return outcomes[-1]
+
+    async def send(record) -> None:
+        sent.append(decode(record.value, record.headers))
+
+    killer = asyncio.ensure_future(kill_mid_upload())
+    worker.run = recorded_run
+    try:
+        [end] = await drive_job(job, worker=worker, store=store, cancels=CancelBook(), send=send,
+                                max_attempts=2)  # fmt: skip
+    finally:
+        del worker.run
+        killer.cancel()
+        gate.release()
+    died, resumed = outcomes
     assert died.status == "failed" and died.retriable
     assert died.reason == "training worker died (SIGKILL)"
     assert died.cause is FailureReason.CRASHED and died.signal == signal.SIGKILL
-    assert list(store.list(checkpoint_prefix(job_id)))  # the checkpoint survived
-    seen = recorder()
-    resumed = await worker.run(job, 2, seen)
     assert resumed.status == "completed", resumed.reason
-    assert worker.pid != old_pid and worker.restarts >= 1
-    started = seen.of(JobStarted)[0]
-    assert started.attempt == 2 and started.resumed_from_epoch >= killed_after[0]
-    assert resumed.resumed_from_epoch == started.resumed_from_epoch
-    assert seen.of(JobProgress)[0].epoch == started.resumed_from_epoch + 1
-    metadata = [k for k in store.list(model_prefix(job_id)) if k.endswith("metadata.json")]
-    assert len(metadata) == 1 and resumed.registered.metrics["epochs"] == 12
+    assert worker.pid != old_pid and worker.restarts > restarts
+    saved = [c.epoch for c in sent if isinstance(c, CheckpointSaved) and c.attempt == 1]
+    assert saved == [1, 2]  # the third one's upload was cut off
+    [started] = [e for e in sent if isinstance(e, JobStarted) and e.attempt == 2]
+    assert started.resumed_from_epoch == 2 and started.skipped_checkpoints == []
+    assert next(p.epoch for p in sent if isinstance(p, JobProgress) and p.attempt == 2) == 3
+    completed = decode(end.value, end.headers)
+    assert isinstance(completed, JobCompleted) and completed.attempt == 2
+    assert resumed.registered is not None and resumed.registered.metrics["epochs"] == 12
+    metadata = [k for k in store.list(model_prefix(job.job_id)) if k.endswith("metadata.json")]
+    assert len(metadata) == 1
+    text = await log_through_cli_and_api(settings, job.job_id, 1, capsysbinary, tmp_path)
+    assert b"worker ended [crashed]: training worker died (SIGKILL)" in text
 
 
 async def test_three_level_fine_tune_chain_through_s3(worker, make_job, recorder, store) -> None:
@@ -276,7 +300,7 @@ async def test_training_data_from_an_npz_in_s3(worker, make_job, recorder, store
 
 
 async def test_a_hung_job_is_killed_with_its_stacks_logged_and_resumes_from_its_checkpoint(
-    worker, gate, make_job, store
+    worker, gate, make_job, store, settings, tmp_path, capsysbinary
 ) -> None:
     """Issue 18 item 5: S3 swallows the copy before the second checkpoint's upload, so the loop
     waits at the third for ever; the watchdog (a 3 s floor for attempt 1) writes the worker's
@@ -284,7 +308,6 @@ async def test_a_hung_job_is_killed_with_its_stacks_logged_and_resumes_from_its_
     checkpoint and registers one model."""
     from sparktrainer.contracts.envelope import decode
     from sparktrainer.contracts.events import JobCompleted
-    from sparktrainer.storage.job_logs import read_job_log
     from sparktrainer.training.runner import CancelBook, drive_job
 
     job = make_job(new_id("w-hang"), "pytorch.mlp", {"input_size": 16, "output_size": 4,
@@ -320,8 +343,9 @@ async def test_a_hung_job_is_killed_with_its_stacks_logged_and_resumes_from_its_
     [resumed] = [e for e in sent if isinstance(e, JobStarted) and e.attempt == 2]
     assert resumed.resumed_from_step == first[0].step
     assert worker.failures["hung"] == hung_before + 1
-    text, _ = read_job_log(store, job.job_id, 1)
-    assert b"hang watchdog: no progress" in text and b"most recent call first" in text
+    text = await log_through_cli_and_api(settings, job.job_id, 1, capsysbinary, tmp_path)
+    assert b"worker ended [hung]" in text and b"hang watchdog: no progress" in text
+    assert b"most recent call first" in text
     assert b"uploads.py" in text and b"in wait" in text  # the loop waits for the held upload
     metadata = [k for k in store.list(model_prefix(job.job_id)) if k.endswith("metadata.json")]
     assert len(metadata) == 1
