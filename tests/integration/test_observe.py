@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -68,6 +69,7 @@ from tests.integration.observe_kit import (
 from tests.integration.registry_kit import model, publish, started, unique, validated
 from tests.integration.tap import Tap, start_group_at_end
 from tests.tenants_kit import write_two_teams
+from tests.unit.training.hf.hfkit import save_tiny_llama
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 JOB = guide.with_config(
@@ -395,9 +397,10 @@ return ink;
 
 
 async def test_the_dashboard_follows_a_job_draws_its_curves_lineage_and_checks_a_job(
-    scenario, stack
+    scenario, stack, tmp_path
 ) -> None:
     s = scenario
+    llama = await asyncio.to_thread(_tiny_llama, s, tmp_path / "tiny-llama")  # trains meanwhile
     # The jobs page saw the job submitted through the API, then completed, in one document.
     assert s.seen["first_status"] in ("submitted", "validated", "running")
     assert s.seen["last_status"] == "completed" and s.seen["same_document"]
@@ -411,6 +414,8 @@ async def test_the_dashboard_follows_a_job_draws_its_curves_lineage_and_checks_a
     await asyncio.to_thread(_failed_job_page, s, stack.s3_bucket)
     await asyncio.to_thread(_models_pages, s, root)
     await asyncio.to_thread(_submit_page, s)
+    await asyncio.to_thread(_finetune_form, s)
+    await asyncio.to_thread(_lora_form, s, llama)
     await asyncio.to_thread(_docs_page, s)
 
 
@@ -776,3 +781,117 @@ def _submit_page(s: Scenario) -> None:
     assert "invalid" in field.get_attribute("class")
     assert b.find_element("id", "e-batch_size").text == ""  # the others stay clean
     screenshot(b, "submit")
+
+
+# The form's fields filled in as a user would choose them (values set, then one input event:
+# the form listens to those), and the job the validator's route and POST /api/jobs get.
+FILL = (
+    "const form = document.getElementById('submit-form');"
+    "for (const [k, v] of Object.entries(arguments[0])) form.elements[k].value = v;"
+    "document.getElementById('verdict').className = 'verdict';"  # the next verdict is new
+    "form.dispatchEvent(new Event('input', {bubbles: true}));"
+)
+VERDICT = "document.querySelector('#verdict.valid, #verdict.invalid')?.className"
+
+
+def _fill(b: Any, values: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """Fill the form in; the validator's verdict on it and the job it shows."""
+    b.execute_script(FILL, values)
+    verdict = wait_for(b, VERDICT, 30)
+    return verdict, json.loads(b.find_element("id", "job-preview").text)
+
+
+def _field_errors(b: Any) -> dict[str, str]:
+    return b.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('.field.invalid')]"
+        ".map(f => [f.dataset.field, f.querySelector('.field-error').textContent]));"
+    )
+
+
+def _shown_fields(b: Any) -> set[str]:
+    return set(b.execute_script(
+        "return [...document.querySelectorAll('.field:not([hidden])')].map(f => f.dataset.field);"
+    ))  # fmt: skip
+
+
+def _send(b: Any, s: Scenario) -> dict[str, Any]:
+    """Submit the form; the job's page follows it to its end: the completed job's model."""
+    b.find_element("id", "submit-button").click()
+    job_id = wait_for(b, "location.hash.startsWith('#/jobs/') && location.hash.slice(7)", 30)
+    wait_for(b, "document.querySelector('#job-head[data-status=\"completed\"]')", 180)
+    return s.get(f"api/models/{job_id}")
+
+
+def _tiny_llama(s: Scenario, folder: Path) -> str:
+    """The LoRA form's parent: a Llama-style model from a config, registered by a job."""
+    parent = {"type": "finetune", "framework": "huggingface", "job_id": unique("observe-llama"),
+              "config": {"model_source": "local", "model_path": str(save_tiny_llama(folder)),
+                         "epochs": 1, "data": {"num_samples": 128}, "max_length": 16}}  # fmt: skip
+    return _post(s.url("api/jobs"), parent, {"content-type": "application/json"})["job_id"]
+
+
+def _finetune_form(s: Scenario) -> None:
+    """A fine-tune of the scenario's model, with register_as, priority and resources."""
+    b = s.browser
+    name = unique("observe-ft")
+    b.get(s.url(f"#/submit?register_as={name}"))  # a link may fill fields in
+    wait_for(b, "document.querySelector('#verdict.valid')", 30)
+    _fill(b, {"type": "finetune"})
+    shown = _shown_fields(b)
+    assert {"model_source", "model_id", "num_classes", "freeze_layers"} <= shown
+    assert not {"architecture", "input_size", "hidden_layers", "lora"} & shown
+    values = {"model_id": "no-such-model", "epochs": "1", "data_source": "",
+              "extra": '{"data": {"num_samples": 128}}', "priority": "low",
+              "gpus": "0", "min_gpu_memory_gib": "lots", "allow_cpu": "true"}  # fmt: skip
+    for wrong, says in (("min_gpu_memory_gib", "lots"), ("model_id", "no-such-model")):
+        verdict, _ = _fill(b, values)  # the parent is looked up once the rest is valid
+        errors = _field_errors(b)
+        assert verdict == "verdict invalid" and list(errors) == [wrong] and says in errors[wrong]
+        values = {"min_gpu_memory_gib": ""}
+    verdict, job = _fill(b, {"model_id": s.job_id})
+    assert verdict == "verdict valid", _field_errors(b)
+    assert job == {
+        "name": "digits classifier", "type": "finetune", "framework": "pytorch",
+        "register_as": name, "priority": "low", "resources": {"gpus": 0, "allow_cpu": True},
+        "config": {"model_source": "model_id", "model_id": s.job_id, "epochs": 1,
+                   "batch_size": 32, "learning_rate": 0.001, "data": {"num_samples": 128}},
+    }  # fmt: skip
+    screenshot(b, "submit-finetune")
+    model = _send(b, s)
+    assert model["base_model_id"] == s.job_id
+    assert (model["registered_name"], model["version"]) == (name, 1)
+
+
+def _lora_form(s: Scenario, parent_id: str) -> None:
+    """A LoRA fine-tune of the tiny Llama, its adapters as the form asked."""
+    b = s.browser
+    b.get(s.url("#/submit?type=finetune&framework=huggingface&lora=true"))
+    wait_for(b, VERDICT, 30)
+    assert {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"} <= _shown_fields(b)
+    values = {"model_id": parent_id, "epochs": "1", "data_source": "", "lora_r": "0",
+              "extra": '{"data": {"num_samples": 128}, "max_length": 16}'}  # fmt: skip
+    verdict, _ = _fill(b, values)
+    assert verdict == "verdict invalid" and list(_field_errors(b)) == ["lora_r"]
+    _until_listed(s, parent_id)
+    verdict, job = _fill(b, {"lora_r": "8"})
+    assert verdict == "verdict valid", _field_errors(b)
+    assert job["config"]["lora"] == {"enabled": True, "r": 8, "alpha": 16, "dropout": 0.05,
+                                     "target_modules": ["q_proj", "v_proj"]}  # fmt: skip
+    screenshot(b, "submit-lora")
+    model = _send(b, s)
+    assert model["base_model_id"] == parent_id
+    adapter = s.get(f"api/models/{model['model_id']}/files/adapters/adapter_config.json")
+    assert set(adapter["target_modules"]) == {"q_proj", "v_proj"}
+    assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"]) == (8, 16, 0.05)
+
+
+def _until_listed(s: Scenario, model_id: str) -> None:
+    """Until the API lists the model (the LoRA job's parent has completed)."""
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            s.get(f"api/models/{model_id}")
+            return
+        except urllib.error.HTTPError as e:
+            assert e.code == 404 and time.monotonic() < deadline, f"{model_id}: {e}"
+        time.sleep(0.2)

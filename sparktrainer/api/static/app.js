@@ -435,30 +435,67 @@ async function modelView(modelId) {
 
 // ---- submit ------------------------------------------------------------------------------
 
-// Each field: where it goes in the job, and the words a validator message names it by.
+// The kinds of job the guide shows: what each field needs (``when``) reads the form's current
+// type, framework, model_source, architecture and LoRA switch; a field whose kind this is not
+// is hidden and left out of the job, so a fine-tune never carries the train-only fields.
+const isTrain = (v) => v.type === "train";
+const isTune = (v) => v.type === "finetune";
+const isHf = (v) => v.framework === "huggingface";
+const hubOrVision = (v) => isTune(v) && ["torchvision", "huggingface"].includes(v.model_source);
+const withLora = (v) => isTune(v) && isHf(v) && v.lora === "true";
+
+// Each field: where it goes in the job, when it applies, and the words (or the dotted path)
+// a validator message names it by.
 const FIELDS = [
   { key: "name", label: "Name", path: ["name"], words: ["name"], value: "digits classifier" },
   { key: "type", label: "Type", path: ["type"], options: ["train", "finetune"], words: ["job type", "type"] },
   { key: "framework", label: "Framework", path: ["framework"], options: ["pytorch", "huggingface"], words: ["framework"] },
-  { key: "architecture", label: "Architecture", path: ["config", "architecture"], options: ["custom", "resnet", ""], words: ["architecture"] },
-  { key: "model_id", label: "Parent model id (fine-tunes)", path: ["config", "model_id"], words: ["model_id", "model with id"] },
-  { key: "model_name", label: "Model name (Hugging Face)", path: ["config", "model_name"], words: ["model_name"] },
-  { key: "input_size", label: "Input size", path: ["config", "input_size"], number: true, value: "64", words: ["input_size"] },
-  { key: "output_size", label: "Output size", path: ["config", "output_size"], number: true, value: "10", words: ["output_size"] },
-  { key: "hidden_layers", label: "Hidden layers", path: ["config", "hidden_layers"], list: true, value: "128, 64", hint: "comma-separated widths", words: ["hidden_layers"] },
+  { key: "model_source", label: "Start from (fine-tunes)", path: ["config", "model_source"], options: ["model_id", "torchvision", "huggingface"], when: isTune, words: ["model_source"], hint: "model_id: a model of the registry; torchvision or huggingface: a pretrained model by name" },
+  { key: "architecture", label: "Architecture", path: ["config", "architecture"], options: ["custom", "resnet"], when: (v) => isTrain(v) && !isHf(v), words: ["architecture"] },
+  { key: "model_id", label: "Parent model", path: ["config", "model_id"], when: (v) => isTune(v) && v.model_source === "model_id", hint: "an id (or a unique prefix), NAME:VERSION or NAME@ALIAS", words: ["model_id", "model with id"] },
+  { key: "model_name", label: "Model name", path: ["config", "model_name"], when: (v) => (isTrain(v) && isHf(v)) || hubOrVision(v), hint: "a Hugging Face model or a torchvision one (resnet18, resnet50, vgg16, densenet121)", words: ["model_name"] },
+  { key: "task_type", label: "Task", path: ["config", "task_type"], options: ["", "classification", "generation"], when: isHf, words: ["task_type"] },
+  { key: "input_size", label: "Input size", path: ["config", "input_size"], number: true, value: "64", when: (v) => isTrain(v) && !isHf(v) && v.architecture === "custom", words: ["input_size"] },
+  { key: "output_size", label: "Output size", path: ["config", "output_size"], number: true, value: "10", when: (v) => isTrain(v) && !isHf(v) && v.architecture === "custom", words: ["output_size"] },
+  { key: "hidden_layers", label: "Hidden layers", path: ["config", "hidden_layers"], list: true, value: "128, 64", hint: "comma-separated widths", when: (v) => isTrain(v) && !isHf(v) && v.architecture === "custom", words: ["hidden_layers"] },
+  { key: "num_classes", label: "Classes", path: ["config", "num_classes"], number: true, when: (v) => isTune(v) || isHf(v) || v.architecture === "resnet", hint: "a fine-tune's new head (empty: the parent's)", words: ["num_classes"] },
+  { key: "freeze_layers", label: "Freeze layers", path: ["config", "freeze_layers"], options: ["", "true", "false"], bool: true, when: (v) => isTune(v) && !isHf(v), words: ["freeze_layers"] },
+  { key: "lora", label: "LoRA adapters", path: ["config", "lora", "enabled"], options: ["", "true"], bool: true, when: (v) => isTune(v) && isHf(v), words: ["lora.enabled", "lora"] },
+  { key: "lora_r", label: "LoRA rank r", path: ["config", "lora", "r"], number: true, value: "8", when: withLora, words: ["lora.r"] },
+  { key: "lora_alpha", label: "LoRA alpha", path: ["config", "lora", "alpha"], number: true, value: "16", when: withLora, words: ["lora.alpha"] },
+  { key: "lora_dropout", label: "LoRA dropout", path: ["config", "lora", "dropout"], number: true, value: "0.05", when: withLora, words: ["lora.dropout"] },
+  { key: "lora_target_modules", label: "LoRA target modules", path: ["config", "lora", "target_modules"], list: "text", value: "q_proj, v_proj", hint: "comma-separated module names", when: withLora, words: ["lora.target_modules", "target_modules"] },
   { key: "epochs", label: "Epochs", path: ["config", "epochs"], number: true, value: "5", words: ["epochs"] },
   { key: "batch_size", label: "Batch size", path: ["config", "batch_size"], number: true, value: "32", words: ["batch_size"] },
   { key: "learning_rate", label: "Learning rate", path: ["config", "learning_rate"], number: true, value: "0.001", words: ["learning_rate"] },
   { key: "data_source", label: "Data", path: ["config", "data", "source"], options: ["digits", "synthetic", ""], words: ["data.source", "source", "data"] },
+  { key: "register_as", label: "Register as (model name)", path: ["register_as"], hint: "the model becomes this name's next version", words: ["register_as"] },
+  { key: "priority", label: "Priority", path: ["priority"], options: ["", "low", "normal", "high"], words: ["priority"] },
+  { key: "gpus", label: "GPUs", path: ["resources", "gpus"], number: true, hint: "empty: none needed", words: ["resources.gpus", "gpus"] },
+  { key: "min_gpu_memory_gib", label: "Min GPU memory (GiB)", path: ["resources", "min_gpu_memory_gib"], number: true, words: ["resources.min_gpu_memory_gib", "min_gpu_memory_gib"] },
+  { key: "allow_cpu", label: "Allow CPU", path: ["resources", "allow_cpu"], options: ["", "true", "false"], bool: true, words: ["resources.allow_cpu", "allow_cpu"] },
   { key: "extra", label: "More config (JSON object, merged into config)", path: null, json: true, wide: true, value: "", words: [] },
 ];
+
+// The form's current choices, which decide the fields that apply.
+const choices = (form) => Object.fromEntries(["type", "framework", "model_source", "architecture", "lora"].map((k) => [k, form.elements[k].value]));
+const applies = (f, v) => !f.when || f.when(v);
+
+function valueOf(f, raw) {
+  if (f.bool) return raw === "true";
+  if (f.list === "text") return raw.split(",").map((x) => x.trim()).filter(Boolean);
+  if (f.list) return raw.split(",").map((x) => x.trim()).filter(Boolean).map(Number);
+  if (f.number && !Number.isNaN(Number(raw))) return Number(raw);
+  return raw; // a number that is not one: the validator says what is wrong
+}
 
 function buildJob(form) {
   const job = {};
   const problems = {};
+  const v = choices(form);
   for (const f of FIELDS) {
     const raw = form.elements[f.key].value.trim();
-    if (raw === "") continue;
+    if (raw === "" || !applies(f, v)) continue;
     if (f.json) {
       try {
         const extra = JSON.parse(raw);
@@ -467,23 +504,23 @@ function buildJob(form) {
       } catch (e) { problems[f.key] = `not a JSON object (${e.message})`; }
       continue;
     }
-    let value = raw;
-    if (f.number) value = Number(raw);
-    if (f.list) value = raw.split(",").map((x) => x.trim()).filter(Boolean).map(Number);
-    if (f.number && Number.isNaN(value)) value = raw; // let the validator say what is wrong
     let at = job;
     f.path.slice(0, -1).forEach((p) => { at = at[p] = at[p] || {}; });
-    at[f.path[f.path.length - 1]] = value;
+    at[f.path[f.path.length - 1]] = valueOf(f, raw);
   }
   return { job, problems };
 }
 
-function fieldFor(message) {
+// The field a validator message is about: the earliest name or dotted path it mentions
+// (``config.lora.r: ...``, ``resources.gpus: ...``), the longest where two start together.
+function fieldFor(message, form) {
   const text = message.toLowerCase();
+  const v = choices(form);
   let best = null;
   for (const f of FIELDS) {
+    if (!applies(f, v)) continue; // not on the form now: the message stays a general one
     for (const word of f.words) {
-      const at = text.search(new RegExp(`(^|[^a-z_])(config\\.)?${word.replace(".", "\\.")}([^a-z_]|$)`));
+      const at = text.search(new RegExp(`(^|[^a-z_.])(config\\.)?${word.replaceAll(".", "\\.")}([^a-z_]|$)`));
       if (at >= 0 && (best === null || at < best.at || (at === best.at && word.length > best.len))) best = { f, at, len: word.length };
     }
   }
@@ -504,6 +541,10 @@ function submitView(query) {
       f.hint ? el("span", { class: "hint" }, f.hint) : null,
       el("span", { class: "field-error", id: `e-${f.key}` })));
   }
+  const shown = () => {
+    const v = choices(form);
+    for (const f of FIELDS) form.querySelector(`[data-field="${f.key}"]`).hidden = !applies(f, v);
+  };
   const verdict = el("div", { class: "verdict", id: "verdict", hidden: true });
   const general = el("ul", { class: "messages", id: "general-errors" });
   const preview = el("pre", { class: "json", id: "job-preview" });
@@ -522,12 +563,13 @@ function submitView(query) {
     if (mine !== seq) return; // a later keystroke's answer wins
     showVerdict(form, verdict, general, send, r, problems);
   };
-  form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(check, 250); });
+  form.addEventListener("input", () => { shown(); clearTimeout(timer); timer = setTimeout(check, 250); });
   send.addEventListener("click", async () => {
     const r = await api("/api/jobs", { method: "POST", body: buildJob(form).job });
     if (r.status === 202) location.hash = `#/jobs/${encodeURIComponent(r.body.job_id)}`;
     else showVerdict(form, verdict, general, send, { ok: true, body: { valid: false, errors: r.body?.errors || [r.body?.detail || `HTTP ${r.status}`], warnings: [] } }, {});
   });
+  shown();
   check();
   return () => clearTimeout(timer);
 }
@@ -547,7 +589,7 @@ function showVerdict(form, verdict, general, send, r, problems) {
   };
   Object.entries(problems).forEach(([key, message]) => mark(key, message));
   for (const message of errors) {
-    const key = fieldFor(message);
+    const key = fieldFor(message, form);
     if (key) mark(key, message); else loose.push(message);
   }
   general.replaceChildren(...loose.map((m) => el("li", { class: "error" }, m)),
