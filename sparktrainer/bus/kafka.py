@@ -12,12 +12,13 @@ import ssl
 from typing import Any, cast
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from sparktrainer.bus.memory_url import is_memory_url
 from sparktrainer.contracts.envelope import OutRecord
+from sparktrainer.contracts.records import Received
 from sparktrainer.contracts.topics import ALL_TOPICS
 from sparktrainer.settings import Settings
 
@@ -144,6 +145,23 @@ async def send_all(
     return out
 
 
+async def holds_partition(
+    consumer: AIOKafkaConsumer | None, tp: TopicPartition, offset: int
+) -> bool:
+    """Whether ``consumer`` holds ``tp`` in its group's current generation: the broker takes a
+    commit of ``offset`` only from the partition's owner (pass an offset that skips nothing:
+    one at or before the first record not done)."""
+    if consumer is None:
+        return False
+    try:
+        await consumer.commit({tp: offset})
+    except KafkaError as e:  # CommitFailedError among them: the group moved on
+        log.warning("partition_not_held", topic=tp.topic, partition=tp.partition,
+                    error=type(e).__name__)  # fmt: skip
+        return False
+    return True
+
+
 async def ensure_topics(
     settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, timeout_s: float = 30.0
 ) -> None:
@@ -185,3 +203,16 @@ async def ensure_topics(
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+def received_from(r: ConsumerRecord) -> Received:
+    """The transport-neutral form of an aiokafka record (the one place that converts it)."""
+    return Received(
+        topic=r.topic,
+        partition=r.partition,
+        offset=r.offset,
+        key=r.key,
+        value=r.value,
+        headers=tuple(r.headers or ()),
+        timestamp_ms=r.timestamp,
+    )

@@ -28,8 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
-from sparktrainer.bus.kafka import make_consumer
-from sparktrainer.bus.runtime import received_from
+from sparktrainer.bus.kafka import make_consumer, received_from
 from sparktrainer.bus.waiting import tp_of
 from sparktrainer.contracts.records import Received
 from sparktrainer.settings import Settings

@@ -25,7 +25,6 @@ from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
     ConsumerRebalanceListener,
-    ConsumerRecord,
     TopicPartition,
 )
 from aiokafka.errors import (
@@ -35,7 +34,13 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from sparktrainer.bus.kafka import make_consumer, make_producer, send_all
+from sparktrainer.bus.kafka import (
+    holds_partition,
+    make_consumer,
+    make_producer,
+    received_from,
+    send_all,
+)
 from sparktrainer.bus.offsets import PartitionOffsets
 from sparktrainer.bus.waiting import FifoWaiting, WaitingRecords, tp_of
 from sparktrainer.contracts.envelope import OutRecord
@@ -280,6 +285,10 @@ class ConsumerRuntime:
                 delay *= 2
         return [], "failed"
 
+    async def holds(self, rec: Received) -> bool:
+        """Whether this member holds ``rec``'s partition now (``kafka.holds_partition``)."""
+        return await holds_partition(self._consumer, tp_of(rec), rec.offset)
+
     def lag(self) -> dict[tuple[str, int], int]:
         """Records not yet done per assigned partition: log end at the last fetch - base."""
         consumer, out = self._consumer, {}
@@ -384,16 +393,3 @@ class ConsumerRuntime:
     async def _drain(self, grace_s: float) -> None:
         if self._tasks:
             await self._cancel(list(self._tasks), grace_s)
-
-
-def received_from(r: ConsumerRecord) -> Received:
-    """The transport-neutral form of an aiokafka record (the one place that converts it)."""
-    return Received(
-        topic=r.topic,
-        partition=r.partition,
-        offset=r.offset,
-        key=r.key,
-        value=r.value,
-        headers=tuple(r.headers or ()),
-        timestamp_ms=r.timestamp,
-    )

@@ -258,9 +258,9 @@ class TrainerService:
         ]
 
     async def job_failed(self, rec: Received, error: BaseException) -> list[OutRecord]:
-        """The runner itself failed (e.g. S3 down past its retries): the job still ends, unless
-        this trainer's attempt of it was superseded, or S3 cannot tell: then it stands down
-        (FencedOff) and announces nothing."""
+        """The runner itself failed (e.g. S3 down past its retries): the job ends, unless this
+        trainer's attempt was superseded (FencedOff: it stands down). When S3 cannot tell, the
+        broker does: only the record partition's owner now may end it (nobody else started it)."""
         try:
             job = self._decode(rec, JobValidated)
         except EnvelopeError:
@@ -268,8 +268,10 @@ class TrainerService:
         try:
             await still_owned(self.cancels, job.job_id)
         except StorageError as e:
-            raise FencedOff(f"job {job.job_id}: cannot confirm this trainer's attempt still "
-                            f"owns it ({e}); announcing nothing") from e  # fmt: skip
+            if not await self.jobs.holds(rec):
+                raise FencedOff(f"job {job.job_id}: S3 cannot tell whether this trainer's attempt "
+                                f"still owns it ({e}) and the group has moved on; announcing "
+                                "nothing") from e  # fmt: skip
         self.cancels.taken = None
         failed = JobFailed(
             job_id=job.job_id,

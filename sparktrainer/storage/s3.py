@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import S3Error
+from urllib3.connection import HTTPConnection
 from urllib3.exceptions import HTTPError
 
 from sparktrainer.errors import ConfigurationError, ObjectNotFound, StorageError
@@ -29,6 +32,10 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
 SHA256_META = "sha256"  # user metadata (x-amz-meta-sha256) written with an upload
+# SO_LINGER on, 0 s: closing a connection drops what the kernel has not sent yet. Without it a
+# request the client gave up on (a timeout while the link was down) stays queued and goes out
+# when the link comes back, landing long after its fence was checked (storage/fencing.py).
+ABORT_ON_CLOSE = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def sha256_file(path: Path) -> str:
@@ -56,11 +63,13 @@ def _http_client(settings: Settings) -> urllib3.PoolManager:
     minio's default pool retries 5 times inside each call (about 6 s against a refused
     connection) and waits up to 300 s for a silent server, so ``s3_retry_attempts`` and
     ``s3_retry_backoff_s`` did not bound an outage; ``ObjectStore._retry`` is the one retry layer.
+    A connection given up on is aborted (``ABORT_ON_CLOSE``), never left to the kernel to deliver.
     """
     return urllib3.PoolManager(
         timeout=urllib3.Timeout(
             connect=settings.s3_connect_timeout_s, read=settings.s3_read_timeout_s
         ),
+        socket_options=[*HTTPConnection.default_socket_options, ABORT_ON_CLOSE],
         maxsize=10,
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),

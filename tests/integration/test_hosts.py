@@ -176,13 +176,13 @@ async def _scenario(hosts: Hosts, home: Path) -> dict[str, Any]:
     try:
         async with Tap(settings, JOBS_LIFECYCLE, MODELS_REGISTERED, TRAINERS) as tap:
             await send(producer, encode(job, "test"))
-            [first] = await tap.wait_for(lambda e: mine(CheckpointSaved)(e) and e.attempt == 1)
-            [beat] = await tap.wait_for(lambda e: isinstance(e, TrainerHeartbeat)
+            first, *_ = await tap.wait_for(lambda e: mine(CheckpointSaved)(e) and e.attempt == 1)
+            beat, *_ = await tap.wait_for(lambda e: isinstance(e, TrainerHeartbeat)
                                         and e.running_job_id == job.job_id)  # fmt: skip
             old = next(h for h, p in procs.items() if f"/{p.pid}/" in beat.trainer_id)
             hosts.cut(old)
             cut_at = time.monotonic()
-            [resumed] = await tap.wait_for(lambda e: mine(JobStarted)(e) and e.attempt == 2,
+            resumed, *_ = await tap.wait_for(lambda e: mine(JobStarted)(e) and e.attempt == 2,
                                            1, 120)  # fmt: skip
             await tap.wait_for(lambda e: isinstance(e, TERMINAL) and e.job_id == job.job_id,
                                1, 120)  # fmt: skip

@@ -61,3 +61,23 @@ def test_a_silent_store_times_out_per_the_settings() -> None:
         with pytest.raises(StorageError, match="failed after 2 attempts"):
             store.get_bytes("k")
         assert time.monotonic() - started < 3.0  # 2 x 0.3 s, not 300 s a try
+
+
+def test_a_request_given_up_on_is_aborted_not_left_to_the_kernel() -> None:
+    # A closed socket's unsent bytes would otherwise still go out, e.g. when a cut link comes
+    # back: a write whose fence was checked long before would land (storage/fencing.py).
+    with socket.socket() as server:  # accepts connections, reads them, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        store = _store(
+            f"http://127.0.0.1:{server.getsockname()[1]}",
+            s3_retry_attempts=1,
+            s3_read_timeout_s=0.3,
+        )
+        with pytest.raises(StorageError, match="failed after 1 attempts"):
+            store.put_bytes("k", b"v")
+        conn, _ = server.accept()
+        conn.settimeout(5)
+        with conn, pytest.raises(ConnectionResetError):  # a reset, not an orderly end
+            for _ in range(100):  # the request's bytes, then the reset
+                assert conn.recv(1 << 16), "the connection ended with a FIN, not a reset"
