@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from benchkit import emit, percentile  # noqa: E402
+from compare_fill import fill, serving  # noqa: E402
 
-from bench.compare_fill import fill, serving  # noqa: E402
 from sparktrainer.api.app import create_app  # noqa: E402
 from sparktrainer.registry import store  # noqa: E402
 from sparktrainer.settings import Settings  # noqa: E402

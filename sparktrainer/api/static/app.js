@@ -43,6 +43,8 @@ function notice(text) {
   box.textContent = text || "";
 }
 
+const TOKEN_NOTICE = "The API wants a token: type it in the API token field above.";
+
 async function api(path, options = {}) {
   const headers = { Accept: "application/json", ...(options.headers || {}) };
   const token = localStorage.getItem(TOKEN_KEY);
@@ -58,7 +60,9 @@ async function api(path, options = {}) {
   live.classList.remove("down");
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
-  if (response.status === 401) notice("The API wants a token: type it in the API token field above.");
+  // A page left behind may still get a 401 after the token was typed: a later answer clears it.
+  if (response.status === 401) notice(TOKEN_NOTICE);
+  else if (response.ok && document.getElementById("notice").textContent === TOKEN_NOTICE) notice("");
   return { status: response.status, ok: response.ok, body };
 }
 
