@@ -36,6 +36,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         settings.schedule_aging_s,
         priorities=settings.schedule_priorities,
         shares=shares_of(load_tenants(settings.tenants_file)),
+        fair_window_s=settings.schedule_fair_window_s,
     )
     if common.printed_as_json(args, view):
         return OK

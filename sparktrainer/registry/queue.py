@@ -12,14 +12,15 @@ import json
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.events import JobValidated
-from sparktrainer.contracts.fairshare import Candidate, FairShare, Ledger, Share
+from sparktrainer.contracts.fairshare import Candidate, FairShare, Ledger, Share, UsageWindow
 from sparktrainer.contracts.schedule_events import TrainerHeartbeat
 from sparktrainer.contracts.scheduling import CLASSES, PRIORITIES, Waiting, effective_level
+from sparktrainer.contracts.tenants import DEFAULT_TENANT
 from sparktrainer.registry.concern import Concern
 from sparktrainer.registry.rows import Row, iso
 
@@ -205,6 +206,35 @@ def fleet_ledger(trainers: list[Row]) -> Ledger:
     return ledger
 
 
+def window_usage(
+    conn: sqlite3.Connection, ledger: Ledger, now: datetime, window_s: float, trainers: list[Row]
+) -> Ledger:
+    """The trainers' share over a window, from the read model: each ended attempt's usage
+    (placed at [ended - wall_s, ended]) and each live trainer's running job since it started,
+    charged at least the mean ended run (of any class: the read model keeps no attempt's)."""
+    if window_s <= 0:
+        return ledger
+    runs = UsageWindow(window_s)
+    rows = conn.execute(
+        "SELECT u.job_id, u.attempt, u.ended_at, u.wall_s, u.gpus, j.tenant FROM attempt_usage u "
+        "LEFT JOIN jobs j USING (job_id) WHERE u.ended_at >= ? ORDER BY u.ended_at",
+        (iso(now - timedelta(seconds=window_s)),),
+    )
+    for r in rows:
+        end_s, key = datetime.fromisoformat(r["ended_at"]).timestamp(), f"{r[0]}#{r[1]}"
+        runs.start(key, r["tenant"] or DEFAULT_TENANT, "", r["gpus"], end_s - r["wall_s"])
+        runs.end(key, end_s)
+    for tr in trainers:
+        started = conn.execute(
+            "SELECT status_at FROM jobs WHERE job_id = ? AND status = 'running'",
+            (tr["running_job_id"],),
+        ).fetchone()
+        if started is not None and tr["running_tenant"]:
+            at_s = datetime.fromisoformat(started[0]).timestamp()
+            runs.start(tr["trainer_id"], tr["running_tenant"], "", tr["running_gpus"], at_s)
+    return runs.fill(ledger, now.timestamp())
+
+
 def _tenants(fair: FairShare, ledger: Ledger) -> list[Row]:
     """Each tenant seen or configured: its weight, cohort, dominant share, usage and quota."""
     names = sorted({*fair.shares, *(t for t, _ in ledger.jobs_held)})
@@ -262,14 +292,17 @@ def queue_view(
     priorities: bool = True,
     now: datetime | None = None,
     shares: Mapping[str, Share] | None = None,
+    fair_window_s: float = 0.0,
 ) -> dict[str, Any]:
     """Waiting jobs per class in pick order (each with why it waits), running jobs with their
-    trainer, the trainers, and each tenant's usage against its quota (``shares``)."""
+    trainer, the trainers, and each tenant's usage against its quota (``shares``; its share
+    over ``fair_window_s``, as the trainers count it, or at the instant with 0)."""
     now = now or datetime.now(UTC)
     trainers = live_trainers(conn, now)
     rows = _waiting(conn)
     clock = Clock(int(now.timestamp() * 1000), aging_s, priorities)
     fair, ledger = FairShare(shares or {}, aging_s, priorities), fleet_ledger(trainers)
+    ledger = window_usage(conn, ledger, now, fair_window_s, trainers)
     classes = [_class_view(c.name, rows, trainers, clock, fair, ledger) for c in CLASSES]
     return {
         "as_of": iso(now),

@@ -436,7 +436,10 @@ async def test_the_dashboard_compares_a_sweeps_trials_and_shows_the_queue_and_sw
     fill(conn, "sw", TRIALS, POINTS, register_as=name, stop=STOPPED)
     apply_many(conn, [Folded("observe.queue", 0, i, e) for i, e in enumerate(_queue_events())])
     conn.close()
-    app = create_app(teams.settings(stack), db_path=tmp_path / "compare.db")
+    # The share at the instant: over a window it grows with the running job's seconds between
+    # the page's read and the test's (the window's share is tests/unit/registry's).
+    settings = teams.settings(stack).model_copy(update={"schedule_fair_window_s": 0.0})
+    app = create_app(settings, db_path=tmp_path / "compare.db")
     async with Tap(stack, MODELS_CHANGES) as tap:
         with serving(app) as url:
             pages = Pages(scenario.browser, url, teams.default_token)

@@ -23,5 +23,6 @@ def queue(request: Request) -> JSONResponse:
         settings.schedule_aging_s,
         priorities=settings.schedule_priorities,
         shares=shares_of(load_tenants(settings.tenants_file)),
+        fair_window_s=settings.schedule_fair_window_s,
     )
     return JSONResponse(view)

@@ -167,3 +167,37 @@ def test_the_queue_view_shows_each_tenants_usage_quota_and_why_a_job_waits(
     team_a = next(t for t in view["tenants"] if t["tenant"] == "team-a")
     cpu = next(q for q in team_a["classes"] if q["class"] == "cpu")
     assert (team_a["weight"], cpu["running_jobs"], cpu["quota_jobs"]) == (2.0, 1, 1)
+
+
+def test_the_queue_view_counts_each_tenants_share_over_the_window_as_the_trainers_do(
+    conn: sqlite3.Connection,
+) -> None:
+    from sparktrainer.contracts.fairshare import Share
+    from sparktrainer.contracts.usage import AttemptUsage
+
+    t0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    team = lambda e, t: e.model_copy(update={"tenant": t})  # noqa: E731
+    start = lambda j, at: JobStarted(job_id=j, name=j, framework="pytorch",  # noqa: E731
+                                     config_kind="pytorch.mlp", device="cpu", worker="w",
+                                     total_epochs=1, at=at)  # fmt: skip
+    fold(conn, team(validated("a-1", "cpu", "normal", t0), "team-a"),
+         team(validated("b-1", "cpu", "normal", t0), "team-b"),
+         start("a-1", t0),
+         JobCompleted(job_id="a-1", model_id="a-1", at=t0 + timedelta(seconds=30),
+                      usage=[AttemptUsage(attempt=1, wall_s=30.0, cpu_s=1.0)]),
+         start("b-1", t0 + timedelta(seconds=50)),
+         beat("tr-1", ["cpu"], t0 + timedelta(seconds=55), running_job_id="b-1",
+              running_tenant="team-b", running_class="cpu"))  # fmt: skip
+    shares = {"team-a": Share(3.0), "team-b": Share(1.0)}
+    now = t0 + timedelta(seconds=60)
+    windowed = queue_view(conn, 300, now=now, shares=shares, fair_window_s=100)
+    share = {t["tenant"]: t["dominant_share"] for t in windowed["tenants"]}
+    # b's job has run 10 s: charged a typical run (a's 30 s), as the trainers charge it.
+    assert share == {"team-a": round(30 / 100 / 3, 4), "team-b": round(30 / 100, 4)}
+    instant = queue_view(conn, 300, now=now, shares=shares)
+    assert {t["tenant"]: t["dominant_share"] for t in instant["tenants"]} == {
+        "team-a": 0.0,
+        "team-b": 1.0,
+    }
+    gone = queue_view(conn, 300, now=now + timedelta(seconds=90), shares=shares, fair_window_s=100)
+    assert {t["tenant"]: t["dominant_share"] for t in gone["tenants"]}["team-a"] == 0.0
