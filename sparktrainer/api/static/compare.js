@@ -195,9 +195,8 @@ async function fineTune(action, run) {
   if (!m) return;
   // The parent gives the model's shape (model_source "model_id"): those fields start empty;
   // the training settings keep the form's defaults.
-  const fields = new URLSearchParams({ type: "finetune", framework: m.framework, model_id: m.model_id,
-    name: `fine-tune of ${m.name || m.model_id}`, extra: JSON.stringify({ model_source: "model_id" }),
-    architecture: "", input_size: "", output_size: "", hidden_layers: "" });
+  const fields = new URLSearchParams({ type: "finetune", framework: m.framework, model_source: "model_id",
+    model_id: m.model_id, name: `fine-tune of ${m.name || m.model_id}`, input_size: "", output_size: "", hidden_layers: "" });
   location.hash = `#/submit?${fields}`;
 }
 
