@@ -189,9 +189,10 @@ async def test_a_cancel_requested_before_the_job_was_submitted_is_not_honoured(
     assert isinstance(assert_answered_once(told[job["job_id"]], job["job_id"]), JobCompleted)
 
 
-async def test_a_tampered_parent_is_refused_before_its_weights_load(
-    svc: Services, store: ObjectStore, tmp_path: Path
-) -> None:
+async def test_a_tampered_parent_is_refused_before_its_weights_load_and_a_missing_one_named(
+    svc: Services, gate: S3Gate, store: ObjectStore, tmp_path: Path, settings: Settings,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:  # fmt: skip
     parent = mlp_job("parent", epochs=1)
     told = await _ends(svc, parent)
     assert isinstance(assert_answered_once(told[parent["job_id"]], parent["job_id"]), JobCompleted)
@@ -213,6 +214,21 @@ async def test_a_tampered_parent_is_refused_before_its_weights_load(
     assert isinstance(end, JobFailed) and end.error_type == "UnsafeArtifactError", end
     assert "model.pth of model" in end.reason and "sha256" in end.reason, end.reason
     assert end.cause is FailureReason.MODEL_UNAVAILABLE, end
+    # The parent's weights go while the trainer's download waits (the validator saw them).
+    gate.arm(f"GET /{store.bucket}/{key}".encode())
+    orphan = {**child, "job_id": f"orphan-{uuid.uuid4().hex[:8]}"}
+    ending = asyncio.ensure_future(_ends(svc, orphan))
+    try:
+        await asyncio.wait_for(gate.held.wait(), 120)
+        store.delete(key)
+    finally:
+        gate.release()
+    told = await ending
+    end = assert_answered_once(told[orphan["job_id"]], orphan["job_id"])
+    assert isinstance(end, JobFailed) and end.error_type == "ModelUnavailableError", end
+    assert end.cause is FailureReason.MODEL_UNAVAILABLE and not end.retriable, end
+    text = await log_through_cli_and_api(settings, orphan["job_id"], 1, capsysbinary, tmp_path)
+    assert f"model '{parent['job_id']}' is not registered or incomplete".encode() in text
 
 
 async def test_a_job_stuck_in_setup_is_stopped_by_its_time_limit_and_by_a_cancel(
