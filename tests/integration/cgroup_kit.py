@@ -1,7 +1,7 @@
 """A memory cgroup around one process, so the kernel's OOM killer really kills it (root only).
 
-cgroup v2 (``memory.max``, ``memory.swap.max``) where the unified hierarchy has the memory
-controller, else v1 (``memory.limit_in_bytes``, ``memory.memsw.limit_in_bytes``). Charges the
+cgroup v2 (``memory.max``, ``memory.swap.max``) under the nearest group that delegates the
+memory controller, else v1 (``memory.limit_in_bytes``, ``memory.memsw.limit_in_bytes``). Charges the
 process made before it moved stay where they were: the cap applies to what it allocates next.
 """
 
@@ -30,7 +30,11 @@ def _limits(limit_bytes: int) -> tuple[Path, dict[str, str]] | None:
     """The parent folder for a new group and the files that cap it, or None (no memory cgroup)."""
     unified = _own_group("")
     if unified is not None and "memory" in _read(ROOT / "cgroup.controllers").split():
+        # The nearest group (ours or an ancestor) that gives its children the memory
+        # controller: a group with processes in it cannot, so the cage may be our sibling.
         parent = ROOT / unified
+        while parent != ROOT and "memory" not in _read(parent / "cgroup.subtree_control").split():
+            parent = parent.parent
         if "memory" in _read(parent / "cgroup.subtree_control").split():
             return parent, {"memory.max": str(limit_bytes), "memory.swap.max": "0"}
     v1 = _own_group("memory")
