@@ -142,6 +142,10 @@ class WarmWorker:
             first = await asyncio.wait_for(inbox.get(), self.start_timeout_s)
         except TimeoutError:
             first = ("eof",)
+        except asyncio.CancelledError:  # stopped while it imported: it has no job yet
+            process.kill()
+            await asyncio.to_thread(process.join, 5)
+            raise
         if first[0] != "ready":
             process.kill()
             await asyncio.to_thread(process.join, 5)
@@ -359,10 +363,9 @@ class WarmWorker:
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Let the child finish its job and exit; kill it after ``timeout_s``."""
         if self._starting is not None and not self._starting.done():
-            try:
-                await self._starting
-            except SparkTrainerError:
-                pass
+            if self._running is None:  # a child still importing for no job: no need to wait
+                self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)
         child, self._child = self._child, None
         self.logs.close()
         if child is None:
