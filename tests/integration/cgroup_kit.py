@@ -42,6 +42,8 @@ def _limits(limit_bytes: int) -> tuple[Path, dict[str, str]] | None:
         files = {"memory.limit_in_bytes": str(limit_bytes)}
         if (ROOT / "memory" / v1 / "memory.memsw.limit_in_bytes").is_file():
             files["memory.memsw.limit_in_bytes"] = str(limit_bytes)  # no swap to escape to
+        if (ROOT / "memory" / v1 / "memory.swappiness").is_file():
+            files["memory.swappiness"] = "0"  # nor without swap accounting
         return ROOT / "memory" / v1, files
     return None
 
