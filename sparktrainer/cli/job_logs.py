@@ -14,9 +14,20 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from sparktrainer.cli.common import OK, TIMED_OUT, CliError, command, err, load_settings, safe_id
+from sparktrainer.cli.common import (
+    OK,
+    TIMED_OUT,
+    CliError,
+    add_db_options,
+    command,
+    err,
+    load_settings,
+    read_model,
+    safe_id,
+)
 
 if TYPE_CHECKING:
+    from sparktrainer.settings import Settings
     from sparktrainer.storage.s3 import ObjectStore
 
 POLL_S = 1.0  # S3 is asked this often while following (an upload comes every few seconds)
@@ -25,10 +36,11 @@ POLL_S = 1.0  # S3 is asked this often while following (an upload comes every fe
 def add_logs_action(sub: Any) -> None:
     """Add ``jobs logs`` to the ``jobs`` group."""
     p = sub.add_parser("logs", help="a job attempt's stdout, stderr and logging (from S3)")
-    p.add_argument("job_id", help="the job's whole id")
+    p.add_argument("job_id", help="the job's id or a unique prefix of it")
     p.add_argument("--attempt", type=int, help="this attempt (default: the latest with a log)")
     p.add_argument("--follow", action="store_true", help="print what is added until the job ends")
     p.add_argument("--timeout", type=float, help="with --follow: give up after this many seconds")
+    add_db_options(p)  # read only for a prefix: a whole id goes to S3 straight away
     p.set_defaults(func=cmd_logs)
 
 
@@ -43,8 +55,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     )
     from sparktrainer.storage.s3 import ObjectStore  # S3's client loads only for this command
 
-    job_id = safe_id(args.job_id)
-    store = ObjectStore.from_settings(load_settings())
+    settings = load_settings()
+    store = ObjectStore.from_settings(settings)
+    job_id = _whole_id(settings, args, store, safe_id(args.job_id))
     if args.follow:
         return _follow(store, job_id, args.attempt, args.timeout)
     attempts = logged_attempts(store, job_id)
@@ -55,6 +68,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
     err.print(f"job {job_id} attempt {attempt} of {attempts}: {size} bytes", highlight=False)
     _write(data)
     return OK
+
+
+def _whole_id(settings: Settings, args: argparse.Namespace, store: ObjectStore, job_id: str) -> str:
+    """``job_id`` when S3 holds logs under it; else the job a unique prefix of it names."""
+    from sparktrainer.registry.jobs import get_job
+    from sparktrainer.storage.job_logs import logged_attempts
+
+    if logged_attempts(store, job_id):
+        return job_id
+    if args.follow:  # the job may not have started: read the model as last synced, no wait
+        args.no_sync = True
+    known = read_model(settings, args).read(get_job, job_id)
+    return str(known["job_id"]) if known else job_id
 
 
 def _write(data: bytes) -> None:

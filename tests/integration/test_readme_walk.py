@@ -224,6 +224,8 @@ async def _logs(w: Walk) -> None:
         code, out, _ = await w.cli("jobs", "logs", w.failed_id, *argv)
         assert code == 0 and "no-such.npz" in out and "Traceback" in out, out
         assert out.strip() == served.text.strip(), (argv, out)
+    code, out, _ = await w.cli("jobs", "logs", w.failed_id[:-3])  # a unique prefix
+    assert code == 0 and out.strip() == served.text.strip(), out
     code, out, err = await w.cli("jobs", "logs", w.failed_id, "--attempt", "9")
     assert code == 2, out + err  # no such attempt
 
