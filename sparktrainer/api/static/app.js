@@ -456,7 +456,7 @@ const FIELDS = [
   { key: "framework", label: "Framework", path: ["framework"], options: ["pytorch", "huggingface"], words: ["framework"] },
   { key: "model_source", label: "Start from (fine-tunes)", path: ["config", "model_source"], options: ["model_id", "torchvision", "huggingface"], when: isTune, words: ["model_source"], hint: "model_id: a model of the registry; torchvision or huggingface: a pretrained model by name" },
   { key: "architecture", label: "Architecture", path: ["config", "architecture"], options: ["custom", "resnet"], when: (v) => isTrain(v) && !isHf(v), words: ["architecture"] },
-  { key: "model_id", label: "Parent model", path: ["config", "model_id"], when: (v) => isTune(v) && v.model_source === "model_id", hint: "an id (or a unique prefix), NAME:VERSION or NAME@ALIAS", words: ["model_id", "model with id"] },
+  { key: "model_id", label: "Parent model", path: ["config", "model_id"], when: (v) => isTune(v) && v.model_source === "model_id", hint: "a model id, NAME:VERSION or NAME@ALIAS", words: ["model_id", "model with id"] },
   { key: "model_name", label: "Model name", path: ["config", "model_name"], when: (v) => (isTrain(v) && isHf(v)) || hubOrVision(v), hint: "a Hugging Face model or a torchvision one (resnet18, resnet50, vgg16, densenet121)", words: ["model_name"] },
   { key: "task_type", label: "Task", path: ["config", "task_type"], options: ["", "classification", "generation"], when: isHf, words: ["task_type"] },
   { key: "input_size", label: "Input size", path: ["config", "input_size"], number: true, value: "64", when: (v) => isTrain(v) && !isHf(v) && v.architecture === "custom", words: ["input_size"] },
