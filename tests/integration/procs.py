@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -30,8 +31,24 @@ async def start_consumer(
         if not line:
             raise AssertionError(f"{module} exited early with {proc.wait()}")
         if line.startswith(ready):
-            loop.run_in_executor(None, proc.stderr.read)  # keep draining: never block the child
+            loop.run_in_executor(None, _keep_tail, proc)  # keep draining: never block the child
             return proc
+
+
+TAILS: dict[int, collections.deque[bytes]] = {}  # pid -> the last lines a consumer logged
+
+
+def _keep_tail(proc: subprocess.Popen[bytes]) -> None:
+    """Drain the consumer's stderr, keeping its last lines for a failing test to show."""
+    tail = TAILS.setdefault(proc.pid, collections.deque(maxlen=40))
+    assert proc.stderr is not None
+    for line in iter(proc.stderr.readline, b""):
+        tail.append(line)
+
+
+def stderr_tail(proc: subprocess.Popen[bytes]) -> str:
+    """What the consumer logged last (its log level's lines), for an assertion message."""
+    return b"".join(TAILS.get(proc.pid, ())).decode(errors="replace")
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -30,7 +30,7 @@ from sparktrainer.contracts.topics import (
     VALIDATED_TOPICS,
 )
 from sparktrainer.validation.checks import validate_job
-from tests.integration.procs import kill_group, start_consumer
+from tests.integration.procs import kill_group, start_consumer, stderr_tail
 from tests.integration.tap import Tap, producer_for, start_group_at_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -68,7 +68,7 @@ def validated_job() -> JobValidated:
 async def test_sigterm_mid_epoch_resumes_at_the_step_it_stopped(settings) -> None:
     env = {
         **os.environ,
-        "SPARKTRAINER_LOG_LEVEL": "WARNING",
+        "SPARKTRAINER_LOG_LEVEL": "INFO",  # a failure shows the trainer's last lines
         "SPARKTRAINER_PROGRESS_EVERY_S": "0.05",
     }
     await start_group_at_end(settings, GROUP, *VALIDATED_TOPICS)
@@ -84,7 +84,15 @@ async def test_sigterm_mid_epoch_resumes_at_the_step_it_stopped(settings) -> Non
             mine = lambda cls: lambda e: isinstance(e, cls) and e.job_id == job.job_id  # noqa: E731
             await tap.wait_for(lambda e: mine(JobProgress)(e) and e.step > STEPS_PER_EPOCH, 1, 300)
             first.terminate()  # SIGTERM, as Kubernetes sends it
-            [preempted] = await tap.wait_for(mine(JobPreempted), 1, 120)
+            try:
+                [preempted] = await tap.wait_for(mine(JobPreempted), 1, 120)
+            except AssertionError as e:  # say what the job and the trainer did instead
+                seen = [(type(x).__name__, getattr(x, "attempt", None)) for x in tap.events
+                        if x is not None and getattr(x, "job_id", None) == job.job_id]  # fmt: skip
+                raise AssertionError(
+                    f"{e}; the job's events: {seen[-12:]}; the trainer's exit code "
+                    f"{first.poll()}, its last lines:\n{stderr_tail(first)}"
+                ) from e
             assert first.wait(60) == 0
             second = await start_consumer("consumers.trainer", GROUP, env)
             [done] = await tap.wait_for(mine(JobCompleted), 1, 300)
