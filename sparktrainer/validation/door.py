@@ -66,8 +66,9 @@ def decide(
     """
     size = len(rec.value or b"")
     if size > limits.submission_bytes:
-        return rejected(
+        return _unread(
             rec,
+            store,
             [
                 f"Submission is {size} bytes, above the limit of {limits.submission_bytes} bytes: "
                 "send data by reference (an s3:// URI in config.data.source), not inline"
@@ -77,11 +78,11 @@ def decide(
         return _trial(rec, store, limits, directory, access, tenants or Tenants())
     tenant, problem = door_tenant(rec.topic, tenants or Tenants())
     if tenant is None:
-        return rejected(rec, [problem or "no tenant"])
+        return _unread(rec, store, [problem or "no tenant"])
     try:
         _, body = unwrap(rec.value, rec.headers)
     except EnvelopeError as e:
-        return rejected(rec, [f"Submission could not be read: {e}"], tenant=tenant.name)
+        return _unread(rec, store, [f"Submission could not be read: {e}"], tenant.name)
     job_id, warnings = job_id_for(rec, body)
     result = validate_submission(body, store, limits, directory, access)
     result.warnings[:0] = warnings
@@ -192,6 +193,20 @@ def _validated(rec: Received, job_id: str, result: ValidationResult, tenant: str
         parent_ref=result.parent_ref,
         **_told(rec, result, tenant),
     )
+
+
+def _unread(
+    rec: Received, store: ObjectStore | None, errors: list[str], tenant: str = DEFAULT_TENANT
+) -> JobRejected:
+    """The answer to a record that gives no job to check: under its key's id, unless another
+    job holds that id; then under an id of its own, as any newcomer to a taken id (an answer
+    under the taken id would read as that job's end to whoever follows it)."""
+    key = key_job_id(rec)
+    if store is not None and key is not None and claim_holder(store, key) is not None:
+        return rejected(
+            rec, [messages.id_taken(key), *errors], job_id=derived_id(rec), tenant=tenant
+        )
+    return rejected(rec, errors, tenant=tenant)
 
 
 def rejected(

@@ -161,3 +161,21 @@ def test_a_squatted_trial_id_is_a_rejected_trial_for_its_sweep(tenants: Tenants)
         "sw is not a sweep of tenant 'vision' (its id is held by a sweep of tenant 'speech'): "
         "the trial is not submitted"
     ]
+
+
+def test_an_unreadable_record_keyed_with_a_taken_id_is_answered_under_its_own(
+    tenants: Tenants,
+) -> None:
+    """A record keyed X that cannot be read answers under X only while X is nobody's: once a
+    job holds X, such a record (a garbled resend, a hostile one) gets an id of its own, as any
+    newcomer to a taken id; otherwise a follower of X would read that rejection as X's end."""
+    store = DictStore()
+    keyed = lambda value, offset: Received(JOBS_SUBMITTED, 0, offset, b"taken", value, (), 1)  # noqa: E731
+    early = decide(keyed(b"{not json", 1), store, Limits(), tenants=tenants)
+    assert isinstance(early, JobRejected) and early.job_id == "taken"  # X is nobody's yet
+    job = decide(keyed(json.dumps({**JOB, "job_id": "taken"}).encode(), 2), store, Limits())
+    assert isinstance(job, JobValidated) and job.job_id == "taken"
+    for value in (b"{not json", b"x" * (Limits().submission_bytes + 1)):
+        late = decide(keyed(value, 3), store, Limits(), tenants=tenants)
+        assert isinstance(late, JobRejected) and late.job_id != "taken", late
+        assert "already taken" in late.errors[0] and len(late.errors) == 2, late.errors
