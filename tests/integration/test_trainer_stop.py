@@ -48,7 +48,10 @@ def validated_job() -> JobValidated:
             "input_size": 16,
             "output_size": 4,
             "hidden_layers": [128, 128],
-            "epochs": 6,
+            # Long enough that the SIGTERM lands mid-job however late the test sees a step past
+            # the first epoch (6 epochs, ~0.15 s of training past it, lost that race under load:
+            # the job completed first and no job.preempted came).
+            "epochs": 30,
             "batch_size": 8,
             "data": {"source": "synthetic", "num_samples": 512},
         },
