@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sparktrainer import guide  # noqa: E402
+from sparktrainer.bus.reader import LogReader  # noqa: E402
+from sparktrainer.contracts.envelope import EnvelopeError, decode  # noqa: E402
 from sparktrainer.logging import configure  # noqa: E402
 from sparktrainer.settings import Settings  # noqa: E402
 
@@ -137,3 +139,29 @@ def percentile(values: list[float], q: float) -> float:
 def emit(result: dict[str, Any]) -> None:
     """Print a result as one JSON line (what run_all and readers parse)."""
     print(json.dumps(result), flush=True)
+
+
+class EventTail:
+    """The events sent on some topics from now on (a group-less read from their end)."""
+
+    def __init__(self, settings: Settings, topics: tuple[str, ...]) -> None:
+        self.reader, self.topics = LogReader(settings), topics
+        self.events: list[Any] = []
+
+    async def __aenter__(self) -> EventTail:
+        await self.reader.start()
+        await self.reader.assign_at_end(await self.reader.partitions(self.topics))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.reader.stop()
+
+    async def until(self, predicate: Callable[[Any], bool], count: int, timeout_s: float) -> None:
+        """Read on until ``count`` events match (TimeoutError past ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while sum(map(predicate, self.events)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} events did not come within {timeout_s} s")
+            for r in await self.reader.read(timeout_ms=100):
+                with contextlib.suppress(EnvelopeError):
+                    self.events.append(decode(r.value, r.headers))

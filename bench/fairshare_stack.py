@@ -32,18 +32,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 workers on a small machine: no oversubscription
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import bench_stack, emit
+from benchkit import EventTail, bench_stack, emit
 
 from sparktrainer.bus.kafka import make_producer
-from sparktrainer.bus.reader import LogReader
-from sparktrainer.contracts.envelope import EnvelopeError, decode
 from sparktrainer.contracts.events import JobCancelled, JobCompleted, JobFailed, JobValidated
 from sparktrainer.contracts.topics import JOBS_LIFECYCLE, VALIDATED_TOPICS, submission_topic
 from sparktrainer.services.trainer import TrainerService
@@ -115,32 +113,6 @@ async def run(
     return overall(found, jobs, epochs, streaming)
 
 
-class Tail:
-    """The events sent on some topics from now on (a group-less read from their end)."""
-
-    def __init__(self, settings: Settings, topics: tuple[str, ...]) -> None:
-        self.reader, self.topics = LogReader(settings), topics
-        self.events: list[Any] = []
-
-    async def __aenter__(self) -> Tail:
-        await self.reader.start()
-        await self.reader.assign_at_end(await self.reader.partitions(self.topics))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.reader.stop()
-
-    async def until(self, predicate: Callable[[Any], bool], count: int, timeout_s: float) -> None:
-        """Read on until ``count`` events match (TimeoutError past ``timeout_s``)."""
-        deadline = time.monotonic() + timeout_s
-        while sum(map(predicate, self.events)) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{count} events did not come within {timeout_s} s")
-            for r in await self.reader.read(timeout_ms=100):
-                with contextlib.suppress(EnvelopeError):
-                    self.events.append(decode(r.value, r.headers))
-
-
 @contextlib.asynccontextmanager
 async def two_trainers(settings: Settings, group: str) -> AsyncIterator[None]:
     """Two trainers of one group, their workers warm before either joins it."""
@@ -169,7 +141,8 @@ async def one_round(
     async with contextlib.AsyncExitStack() as stack:
         if streaming:
             await stack.enter_async_context(two_trainers(settings, group))
-        log = await stack.enter_async_context(Tail(settings, (JOBS_LIFECYCLE, *VALIDATED_TOPICS)))
+        watched = (JOBS_LIFECYCLE, *VALIDATED_TOPICS)
+        log = await stack.enter_async_context(EventTail(settings, watched))
         started = time.monotonic()
         for _, tenant, j in plan:
             body, key = json.dumps(j).encode(), j["job_id"].encode()

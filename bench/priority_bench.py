@@ -14,25 +14,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import bench_stack, emit
+from benchkit import EventTail, bench_stack, emit
 
 from consumers.validator import build_runtime
 from sparktrainer.bus.kafka import make_producer
-from sparktrainer.bus.reader import LogReader
-from sparktrainer.contracts.envelope import EnvelopeError, decode
 from sparktrainer.contracts.events import JobCompleted, JobFailed, JobProgress
 from sparktrainer.contracts.topics import JOBS_LIFECYCLE, JOBS_SUBMITTED
 from sparktrainer.scheduling.picker import PriorityWaiting
@@ -41,32 +37,6 @@ from sparktrainer.settings import Settings
 from sparktrainer.storage.s3 import ObjectStore
 
 ENDED = (JobCompleted, JobFailed)
-
-
-class Lifecycle:
-    """The lifecycle events sent from now on (a group-less read from the topic's end)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.reader = LogReader(settings)
-        self.events: list[Any] = []
-
-    async def __aenter__(self) -> Lifecycle:
-        await self.reader.start()
-        await self.reader.assign_at_end(await self.reader.partitions((JOBS_LIFECYCLE,)))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.reader.stop()
-
-    async def until(self, predicate: Callable[[Any], bool], count: int, timeout_s: float) -> None:
-        """Read on until ``count`` events match (TimeoutError past ``timeout_s``)."""
-        deadline = time.monotonic() + timeout_s
-        while sum(map(predicate, self.events)) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{count} events did not come within {timeout_s} s")
-            for r in await self.reader.read(timeout_ms=100):
-                with contextlib.suppress(EnvelopeError):
-                    self.events.append(decode(r.value, r.headers))
 
 
 def job(priority: str) -> dict[str, Any]:
@@ -102,7 +72,7 @@ async def one_round(settings: Settings, trainer: TrainerService, queued: int) ->
     high = job("high")
     ids = {j["job_id"] for j in (*lows, high)}
     try:
-        async with Lifecycle(settings) as log:
+        async with EventTail(settings, (JOBS_LIFECYCLE,)) as log:
             for j in lows:
                 await producer.send_and_wait(JOBS_SUBMITTED, json.dumps(j).encode())
             await log.until(lambda e: isinstance(e, JobProgress) and e.job_id in ids, 1, 120)
