@@ -4,6 +4,7 @@ CLI, on the in-memory broker: every job's attempts add up to its tenant's figure
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from sparktrainer.api.app import create_app
+from sparktrainer.cli import common
 from sparktrainer.cli.common import publish
 from sparktrainer.cli.main import main as cli
 from sparktrainer.client import AsyncClient
@@ -120,6 +122,10 @@ async def test_usage_adds_up_per_tenant_in_the_api_client_and_cli(
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])  # after the sync's log lines
     assert {t["tenant"]: figures(t) for t in printed["tenants"]} == {
         "alpha": expected("alpha"), "beta": expected("beta")}  # fmt: skip
+    # The table goes to the CLI's console: give it a file of the test's own (what sys.stdout is
+    # by then depends on what ran earlier in this process; once it was not capsys's).
+    table_file = io.StringIO()
+    monkeypatch.setattr(common.out, "_file", table_file)  # undone: back to None (sys.stdout)
     assert await asyncio.to_thread(cli, ["usage", "--tenant", "alpha", "--db", db]) == 0
-    table = capsys.readouterr().out
+    table = table_file.getvalue()
     assert "alpha" in table and "beta" not in table and "16.0" in table  # its GPU-seconds
