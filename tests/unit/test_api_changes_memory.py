@@ -13,15 +13,14 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from sparktrainer.api.app import create_app
 from sparktrainer.cli.common import publish
 from sparktrainer.contracts.envelope import encode
 from sparktrainer.contracts.events import Artifact, ModelRegistered
 from sparktrainer.contracts.model_events import ModelAliasSet
+from tests.api_kit import api_client
 from tests.tenants_kit import TwoTeams, write_two_teams
 
 pytestmark = pytest.mark.memory
-JSON_TYPE = {"Content-Type": "application/json"}  # the door wants it on every write
 HISTORY = "/api/registered-models/digits/aliases/prod/history"
 
 
@@ -32,14 +31,8 @@ def teams(tmp_path) -> TwoTeams:
 
 @pytest.fixture
 async def api(memory_settings, teams, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = teams.settings(memory_settings)
-    app = create_app(settings, with_projector=True, db_path=tmp_path / "api.sqlite3")
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://localhost", headers=JSON_TYPE
-        ) as client:
-            yield client
+    async with api_client(teams.settings(memory_settings), tmp_path / "api.sqlite3") as client:
+        yield client
 
 
 async def _until(

@@ -11,17 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sparktrainer.api.app import create_app
 from sparktrainer.cli.common import publish
 from sparktrainer.contracts import topics as t
 from sparktrainer.contracts.envelope import decode, encode
 from sparktrainer.contracts.events import CancelRequested, JobValidated
 from sparktrainer.settings import Settings
+from tests.api_kit import api_client
 from tests.conftest import KafkaHelper
 from tests.tenants_kit import TwoTeams
 
 pytestmark = pytest.mark.memory
-JSON_TYPE = {"Content-Type": "application/json"}
 MLP = {"architecture": "custom", "input_size": 4, "output_size": 2}
 JOB = {"type": "train", "framework": "pytorch", "config": MLP}
 
@@ -38,13 +37,8 @@ def settings(memory_settings: Settings, teams: TwoTeams) -> Settings:
 
 @pytest.fixture
 async def api(settings: Settings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, with_projector=True, db_path=tmp_path / "api.sqlite3")
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://localhost", headers=JSON_TYPE
-        ) as client:
-            yield client
+    async with api_client(settings, tmp_path / "api.sqlite3") as client:
+        yield client
 
 
 async def _shown(api: httpx.AsyncClient, job_id: str, auth: dict[str, str]) -> dict:

@@ -23,14 +23,9 @@ from sparktrainer.settings import Settings
 from sparktrainer.sweeps.controller import SweepController
 from tests.conftest import KafkaHelper
 from tests.tenants_kit import DictStore, TwoTeams, write_two_teams
+from tests.unit.test_tenant_doors import JOB
 
 pytestmark = pytest.mark.memory
-JOB = {
-    "type": "train",
-    "framework": "pytorch",
-    "config": {"architecture": "custom", "input_size": 64, "output_size": 10, "epochs": 1,
-               "data": {"source": "digits"}},
-}  # fmt: skip
 SWEEP = {
     "job_id": "sw",
     "type": "sweep",
