@@ -151,7 +151,7 @@ class TrainerService:
                 self.settings.schedule_aging_s,
                 priorities=self.settings.schedule_priorities,
                 fair=FairShare(
-                    shares_of(load_tenants(self.settings.tenants_file)),
+                    shares_of(self.tenants),
                     self.settings.schedule_aging_s,
                     self.settings.schedule_priorities,
                 ),

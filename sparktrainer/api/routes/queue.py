@@ -7,7 +7,6 @@ from fastapi.responses import JSONResponse
 
 from sparktrainer.api.state import state_of
 from sparktrainer.contracts.fairshare import shares_of
-from sparktrainer.contracts.tenants import load_tenants
 from sparktrainer.registry.queue import queue_view
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])
@@ -22,7 +21,7 @@ def queue(request: Request) -> JSONResponse:
         queue_view,
         settings.schedule_aging_s,
         priorities=settings.schedule_priorities,
-        shares=shares_of(load_tenants(settings.tenants_file)),
+        shares=shares_of(state.credentials.tenants),  # the file as read at start
         fair_window_s=settings.schedule_fair_window_s,
     )
     return JSONResponse(view)
