@@ -270,7 +270,9 @@ async def test_three_level_fine_tune_chain_through_s3(worker, make_job, recorder
 async def test_a_worker_that_died_while_idle_is_replaced_before_the_next_job(
     worker, make_job, recorder
 ) -> None:
+    await worker.start()  # warm: an earlier test may have left its replacement still starting
     old_pid = worker.pid
+    assert old_pid is not None
     os.kill(old_pid, signal.SIGKILL)
     config = {**DIGITS_MLP, "epochs": 1, "data": {"num_samples": 128}, "input_size": 16}
     outcome = await worker.run(make_job(new_id("w-idle"), "pytorch.mlp", config), 1, recorder())
