@@ -198,7 +198,8 @@ def acting_tenant(settings: Settings, args: Any = None) -> str:
     return str(tenant)
 
 
-async def _sync(settings: Settings, db: Path) -> None:
+async def sync_read_model(settings: Settings, db: Path) -> None:
+    """Fold what is new in the log into the read model at ``db`` (see ``read_model``)."""
     from sparktrainer.registry.runner import Projector
 
     projector = Projector(settings, db, create_topics=False)
@@ -221,7 +222,7 @@ def read_model(settings: Settings, args: Any) -> RegistryStore:
     db = Path(args.db) if args.db else settings.registry_db_path
     if not args.no_sync:
         try:
-            run(_sync(settings, db))
+            run(sync_read_model(settings, db))
         except CliError as e:
             err.print(f"[yellow]warning:[/] {e}; showing the read model as last synced")
     return RegistryStore(db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.markup import escape
@@ -56,6 +57,7 @@ class JobView:
         )
         self.last: Any = None
         self.validated: JobValidated | None = None  # what the end line recalls (parent, name)
+        self.registered_as: str | None = None  # NAME:VERSION, once the read model says it
 
     def __enter__(self) -> JobView:
         self.progress.start()
@@ -67,13 +69,13 @@ class JobView:
     def update(self, event: Any) -> None:
         """Show one event of the job."""
         self.last = event
+        if isinstance(event, JobValidated):
+            self.validated = event
         if self.as_json:
             print_json({"event": short_type(event.ce_type), **event.model_dump(mode="json")})
             return
         if self.plain:
             err.print(f"{short_type(event.ce_type)} {escape(_summary(event))}", highlight=False)
-        if isinstance(event, JobValidated):
-            self.validated = event
         if isinstance(event, JobValidated | SweepValidated):
             self.progress.update(self.task, description="validated")
             for warning in () if self.plain else event.warnings:  # plain: in the line above
@@ -105,7 +107,10 @@ class JobView:
     def done(self, status: str | None, note: str | None = None) -> None:
         """Print the final verdict (or why there is none)."""
         if self.as_json:
-            print_json({"event": "verdict", "job_id": self.job_id, "status": status, "note": note})
+            verdict = {"event": "verdict", "job_id": self.job_id, "status": status, "note": note}
+            if self.registered_as:
+                verdict["registered_as"] = self.registered_as
+            print_json(verdict)
             return
         if status is None:
             self.progress.update(self.task, description="gave up")
@@ -124,7 +129,9 @@ class JobView:
             if self.validated is not None and self.validated.parent_ref is not None:
                 parent = self.validated.parent_ref
                 told.append(f"fine-tuned from {parent.ref} = {parent.model_id}")
-            if self.validated is not None and self.validated.register_as:
+            if self.registered_as:
+                told.append(f"registered as {self.registered_as}")
+            elif self.validated is not None and self.validated.register_as:
                 told.append(f"registered under {self.validated.register_as}")
             return "; ".join(told)
         if isinstance(ev, JobRejected):
@@ -178,9 +185,21 @@ def _validated(event: JobValidated) -> str:
     return "; ".join([*facts, *(f"warning: {w}" for w in event.warnings)])
 
 
-async def follow_to_end(follower: JobFollower, as_json: bool, timeout_s: float | None) -> int:
+NameVersion = Callable[[str], Awaitable[str | None]]  # model id -> "NAME:VERSION" or None
+
+
+async def follow_to_end(
+    follower: JobFollower,
+    as_json: bool,
+    timeout_s: float | None,
+    name_version: NameVersion | None = None,
+) -> int:
     """Show a job's events as they come until it ends: exit 0 completed, 1 otherwise, and
-    TIMED_OUT when ``timeout_s`` passes first."""
+    TIMED_OUT when ``timeout_s`` passes first.
+
+    ``name_version`` looks up the version a completed job's model became of its
+    ``register_as`` name (the read model numbers versions, not the event), for the end line.
+    """
     view = JobView(follower.job_id, as_json=as_json)
     status: str | None = None
     with view:
@@ -191,5 +210,8 @@ async def follow_to_end(follower: JobFollower, as_json: bool, timeout_s: float |
         except TimeoutError as e:
             view.done(None, str(e))
             return TIMED_OUT
+        last, validated = view.last, view.validated
+        if name_version and isinstance(last, JobCompleted) and validated and validated.register_as:
+            view.registered_as = await name_version(last.model_id)
     view.done(status)
     return OK if status == "completed" else NEGATIVE

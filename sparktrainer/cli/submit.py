@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
 
 from sparktrainer.cli.common import (
     OK,
@@ -20,6 +23,7 @@ from sparktrainer.cli.common import (
     acting_tenant,
     add_tenant_option,
     command,
+    err,
     load_settings,
     out,
     print_json,
@@ -30,6 +34,7 @@ from sparktrainer.cli.common import (
 
 if TYPE_CHECKING:
     from sparktrainer.contracts.submission import JobSubmitted
+    from sparktrainer.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -86,9 +91,30 @@ def cmd_submit(args: argparse.Namespace) -> int:
             await follower.skip_history()  # this submission's events only
             await publish(settings, record)
             _submitted(job.job_id or "", args.json)
-            return await follow_to_end(follower, args.json, args.timeout)
+            return await follow_to_end(
+                follower, args.json, args.timeout, partial(_name_version, settings)
+            )
 
     return run(submit_and_follow())
+
+
+async def _name_version(settings: Settings, model_id: str) -> str | None:
+    """``NAME:VERSION`` the model became, from the CLI's read model caught up with the log
+    (as ``models show`` reads it); None where the log cannot be read now."""
+    from sparktrainer.cli.common import sync_read_model
+    from sparktrainer.registry.models import get_model
+    from sparktrainer.registry.store import RegistryStore
+
+    db = settings.registry_db_path
+    try:
+        await sync_read_model(settings, db)
+    except (CliError, OSError, TimeoutError) as e:
+        err.print(f"[yellow]warning:[/] the model's version is not known yet: {escape(str(e))}")
+        return None
+    model = RegistryStore(db).read(get_model, model_id)
+    if not model or not model.get("version"):
+        return None
+    return f"{model['registered_name']}:{model['version']}"
 
 
 def _submitted(job_id: str, as_json: bool) -> None:

@@ -173,7 +173,7 @@ async def _submit(w: Walk) -> None:
     assert (
         w.train["job_id"] in out
         and f"completed {w.train['job_id']}" in out
-        and f"registered under {w.name}" in out
+        and f"registered as {w.name}:1" in out
     )
 
 

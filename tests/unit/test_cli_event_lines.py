@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from sparktrainer.cli.common import err, out
-from sparktrainer.cli.progress import JobView
+from sparktrainer.cli.progress import JobView, follow_to_end
 from sparktrainer.contracts.events import (
     CheckpointSaved,
     JobCompleted,
@@ -77,4 +79,29 @@ def test_the_end_line_says_the_model_its_parent_and_its_name() -> None:
     assert captured.get().strip() == (
         "completed j1: model j1 (val_accuracy 0.91); fine-tuned from digits@latest = m7; "
         "registered under digits"
+    )
+
+
+async def test_the_end_line_names_the_version_the_read_model_gave() -> None:
+    """submit --wait looks the version up once the job completed (the event has none)."""
+    asked: list[str] = []
+
+    async def name_version(model_id: str) -> str:
+        asked.append(model_id)
+        return "digits:3"
+
+    class Follower:
+        job_id = "j1"
+
+        async def events(self, timeout_s: float | None) -> AsyncIterator[object]:
+            for event in (VALIDATED, JobCompleted(job_id="j1", model_id="j1", metrics={})):
+                yield event
+
+    with out.capture() as captured:
+        code = await follow_to_end(Follower(), False, None, name_version)  # type: ignore[arg-type]
+    assert code == 0 and asked == ["j1"]
+    assert (
+        captured.get()
+        .strip()
+        .endswith("fine-tuned from digits@latest = m7; registered as digits:3")
     )
