@@ -7,6 +7,9 @@ namespaces made here (10.231.0.0/16), nothing is added to the machine's own. The
 clients run in a thread that entered the server host (``in_namespace``: a network namespace
 is per thread, and threads and processes started from it inherit it). ``close`` kills every
 process started here and deletes every namespace, whatever state the test left.
+
+``start_servers`` and ``start_trainer`` put the embedded servers and trainer processes on them
+(``tests/integration/test_hosts.py`` and ``bench/chaos_bench.py`` both use them).
 """
 
 from __future__ import annotations
@@ -20,16 +23,27 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sparktrainer.bus.kafka import ensure_topics
+from sparktrainer.embedded import servers
+from sparktrainer.embedded.processes import port_open
+from sparktrainer.settings import Settings
+from sparktrainer.storage.s3 import ObjectStore
+
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
 CLONE_NEWNET = 0x40000000
 SERVER_IP = "10.231.0.1"  # on the server host's loopback
 NETNS_DIR = Path("/var/run/netns")
+# Fixed ports: each server host is a network namespace of its own, so they never clash.
+PORTS = {"s3": 18333, "master": 19333, "volume": 18080, "filer": 18888, "admin": 13646}
+KAFKA_PORT = 19092
 
 
 def why_no_namespaces() -> str | None:
@@ -168,3 +182,85 @@ def in_namespace(netns: str, main: Callable[[], Coroutine[Any, Any, T]], timeout
 def python(*args: str) -> list[str]:
     """This Python, running ``args``."""
     return [sys.executable, *args]
+
+
+def host_settings(home: Path, keys: servers.Credentials) -> Settings:
+    """Settings that reach the servers ``start_servers`` put on the server host."""
+    return Settings(
+        home=home,
+        kafka_bootstrap_servers=f"{SERVER_IP}:{KAFKA_PORT}",
+        s3_endpoint=f"http://{SERVER_IP}:{PORTS['s3']}",
+        s3_access_key=keys.access_key,
+        s3_secret_key=keys.secret_key,
+    )
+
+
+def trainer_env(settings: Settings, home: Path, **more: str) -> dict[str, str]:
+    """A trainer's environment: these servers, short group and S3 timeouts (a cut link is
+    noticed in seconds), ``SPARKTRAINER_<KEY>`` for each of ``more``."""
+    assert settings.s3_access_key and settings.s3_secret_key
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SPARKTRAINER_HOME": str(home),
+        "SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "SPARKTRAINER_S3_ENDPOINT": str(settings.s3_endpoint),
+        "SPARKTRAINER_S3_ACCESS_KEY": settings.s3_access_key.get_secret_value(),
+        "SPARKTRAINER_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
+        "SPARKTRAINER_KAFKA_SESSION_TIMEOUT_MS": "1500",
+        "SPARKTRAINER_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+        "SPARKTRAINER_TRAINER_HEARTBEAT_S": "0.3",
+        "SPARKTRAINER_PROGRESS_EVERY_S": "0.1",
+        "SPARKTRAINER_S3_CONNECT_TIMEOUT_S": "1",
+        "SPARKTRAINER_S3_READ_TIMEOUT_S": "2",
+        "SPARKTRAINER_S3_RETRY_ATTEMPTS": "3",
+        "SPARKTRAINER_S3_RETRY_BACKOFF_S": "0.2",
+        "SPARKTRAINER_LOG_LEVEL": "INFO",
+        **{f"SPARKTRAINER_{key.upper()}": value for key, value in more.items()},
+    }
+
+
+async def until(
+    what: str, ready: Callable[[], bool], proc: subprocess.Popen[bytes], timeout_s: float = 60
+) -> None:
+    """Wait for ``ready()`` (run in a thread), failing if ``proc`` exits or past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(ready):
+        assert proc.poll() is None, f"{what}: its process exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"{what} not ready after {timeout_s} s"
+        await asyncio.sleep(0.1)
+
+
+async def start_servers(hosts: Hosts, home: Path) -> Settings:
+    """SeaweedFS and tansu on the server host (run from a thread that entered it), the bucket
+    and the topics made; their settings."""
+    keys = servers.load_credentials(home)
+    weed, tansu = servers.weed_binary(), servers.tansu_binary()
+    assert weed and tansu, servers.missing_message()
+    argv = servers.weed_argv(weed, home / "s3", PORTS, host=SERVER_IP)
+    weed_proc = hosts.spawn(argv, servers.server_env(keys), home / "weed.log")
+    await until("SeaweedFS", lambda: port_open(SERVER_IP, PORTS["s3"]), weed_proc)
+    settings = host_settings(home, keys)
+    s3 = f"http://{SERVER_IP}:{PORTS['s3']}"
+    tansu_proc = hosts.spawn(servers.tansu_argv(tansu, KAFKA_PORT, host=SERVER_IP),
+                             servers.tansu_env(keys, s3, settings.s3_region),
+                             home / "tansu.log")  # fmt: skip
+    await until("tansu", lambda: port_open(SERVER_IP, KAFKA_PORT), tansu_proc)
+    await asyncio.to_thread(ObjectStore.from_settings(settings).ensure_bucket)
+    await ensure_topics(settings, timeout_s=60)
+    return settings
+
+
+async def start_trainer(
+    hosts: Hosts, name: str, settings: Settings, home: Path, group: str, **more: str
+) -> subprocess.Popen[bytes]:
+    """A trainer process (``--group-id group``) on a new trainer host ``name``, its home and
+    log under ``home``, once it says READY; ``more`` as in ``trainer_env``."""
+    ns = hosts.add_host(name)
+    mine = home / name
+    mine.mkdir()
+    log = home / f"{name}.log"
+    proc = hosts.spawn(python("-m", "consumers.trainer", "--group-id", group),
+                       trainer_env(settings, mine, **more), log, netns=ns)  # fmt: skip
+    await until(f"trainer {name}", lambda: b"READY trainer" in log.read_bytes(), proc, 180)
+    return proc

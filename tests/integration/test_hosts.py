@@ -12,7 +12,6 @@ server host. Skipped only without root or ``ip netns``.
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import time
 import uuid
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from sparktrainer.bus.kafka import ensure_topics, make_producer, send
+from sparktrainer.bus.kafka import make_producer, send
 from sparktrainer.bus.reader import LogReader
 from sparktrainer.contracts.envelope import decode, encode
 from sparktrainer.contracts.events import (
@@ -36,20 +35,21 @@ from sparktrainer.contracts.events import (
 )
 from sparktrainer.contracts.schedule_events import TrainerHeartbeat
 from sparktrainer.contracts.topics import JOBS_LIFECYCLE, MODELS_REGISTERED, TRAINERS
-from sparktrainer.embedded import servers
-from sparktrainer.embedded.processes import port_open
 from sparktrainer.settings import Settings
 from sparktrainer.storage.layout import checkpoint_prefix, model_prefix
 from sparktrainer.storage.outcomes import read_outcome, recorded_attempt
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.validation.checks import validate_job
-from tests.integration.hosts_kit import SERVER_IP, Hosts, in_namespace, python, why_no_namespaces
+from tests.integration.hosts_kit import (
+    Hosts,
+    in_namespace,
+    start_servers,
+    start_trainer,
+    why_no_namespaces,
+)
 from tests.integration.tap import Tap
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-PORTS = {"s3": 18333, "master": 19333, "volume": 18080, "filer": 18888, "admin": 13646}
-KAFKA_PORT = 19092
 GROUP = "hosts-trainer"
 TERMINAL = (JobCompleted, JobFailed, JobCancelled)
 
@@ -65,38 +65,6 @@ def hosts() -> Any:
         yield made
     finally:
         made.close()  # every process and namespace, however the test ended
-
-
-def _settings(home: Path, keys: servers.Credentials) -> Settings:
-    return Settings(
-        home=home,
-        kafka_bootstrap_servers=f"{SERVER_IP}:{KAFKA_PORT}",
-        s3_endpoint=f"http://{SERVER_IP}:{PORTS['s3']}",
-        s3_access_key=keys.access_key,
-        s3_secret_key=keys.secret_key,
-    )
-
-
-def _trainer_env(settings: Settings, home: Path) -> dict[str, str]:
-    assert settings.s3_access_key and settings.s3_secret_key
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "SPARKTRAINER_HOME": str(home),
-        "SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "SPARKTRAINER_S3_ENDPOINT": str(settings.s3_endpoint),
-        "SPARKTRAINER_S3_ACCESS_KEY": settings.s3_access_key.get_secret_value(),
-        "SPARKTRAINER_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-        "SPARKTRAINER_KAFKA_SESSION_TIMEOUT_MS": "1500",
-        "SPARKTRAINER_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-        "SPARKTRAINER_TRAINER_HEARTBEAT_S": "0.3",
-        "SPARKTRAINER_PROGRESS_EVERY_S": "0.1",
-        "SPARKTRAINER_S3_CONNECT_TIMEOUT_S": "1",
-        "SPARKTRAINER_S3_READ_TIMEOUT_S": "2",
-        "SPARKTRAINER_S3_RETRY_ATTEMPTS": "3",
-        "SPARKTRAINER_S3_RETRY_BACKOFF_S": "0.2",
-        "SPARKTRAINER_LOG_LEVEL": "INFO",
-    }
 
 
 def _job() -> JobValidated:
@@ -116,43 +84,6 @@ def _job() -> JobValidated:
                         config=result.config)  # fmt: skip
 
 
-async def _until(what: str, ready: Any, proc: Any, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(ready):
-        assert proc.poll() is None, f"{what}: its process exited with {proc.returncode}"
-        assert time.monotonic() < deadline, f"{what} not ready after {timeout_s} s"
-        await asyncio.sleep(0.1)
-
-
-async def _start_servers(hosts: Hosts, home: Path) -> Settings:
-    keys = servers.load_credentials(home)
-    weed, tansu = servers.weed_binary(), servers.tansu_binary()
-    assert weed and tansu, servers.missing_message()
-    argv = servers.weed_argv(weed, home / "s3", PORTS, host=SERVER_IP)
-    weed_proc = hosts.spawn(argv, servers.server_env(keys), home / "weed.log")
-    await _until("SeaweedFS", lambda: port_open(SERVER_IP, PORTS["s3"]), weed_proc)
-    settings = _settings(home, keys)
-    s3 = f"http://{SERVER_IP}:{PORTS['s3']}"
-    tansu_proc = hosts.spawn(servers.tansu_argv(tansu, KAFKA_PORT, host=SERVER_IP),
-                             servers.tansu_env(keys, s3, settings.s3_region),
-                             home / "tansu.log")  # fmt: skip
-    await _until("tansu", lambda: port_open(SERVER_IP, KAFKA_PORT), tansu_proc)
-    await asyncio.to_thread(ObjectStore.from_settings(settings).ensure_bucket)
-    await ensure_topics(settings, timeout_s=60)
-    return settings
-
-
-async def _start_trainer(hosts: Hosts, name: str, settings: Settings, home: Path) -> Any:
-    ns = hosts.add_host(name)
-    mine = home / name
-    mine.mkdir()
-    proc = hosts.spawn(python("-m", "consumers.trainer", "--group-id", GROUP),
-                       _trainer_env(settings, mine), home / f"{name}.log", netns=ns)  # fmt: skip
-    log = home / f"{name}.log"
-    await _until(f"trainer {name}", lambda: b"READY trainer" in log.read_bytes(), proc, 180)
-    return proc
-
-
 async def _story(settings: Settings, job_id: str) -> list[Any]:
     """Every event of the job on the lifecycle and registration topics, from the log itself."""
     events = []
@@ -165,9 +96,9 @@ async def _story(settings: Settings, job_id: str) -> list[Any]:
 
 
 async def _scenario(hosts: Hosts, home: Path) -> dict[str, Any]:
-    settings = await _start_servers(hosts, home)
+    settings = await start_servers(hosts, home)
     names = ("h1", "h2")
-    started = await asyncio.gather(*(_start_trainer(hosts, h, settings, home) for h in names))
+    started = await asyncio.gather(*(start_trainer(hosts, h, settings, home, GROUP) for h in names))
     procs = dict(zip(names, started, strict=True))
     job = _job()
     mine = lambda cls: lambda e: isinstance(e, cls) and e.job_id == job.job_id  # noqa: E731
