@@ -51,7 +51,7 @@ from sparktrainer.services.admission import refusals_of
 from sparktrainer.services.janitor import Janitor
 from sparktrainer.services.trainer_metrics import TrainerObserver, WorkerCollector
 from sparktrainer.settings import Settings
-from sparktrainer.storage.outcomes import claim
+from sparktrainer.storage.outcomes import claim, gave_way_times
 from sparktrainer.storage.s3 import ObjectStore
 from sparktrainer.telemetry.prometheus import (
     Collector,
@@ -112,7 +112,8 @@ class TrainerService:
         self.producer = make_producer(settings)
         self.jobs = self._job_runtime(group_id, consumer_options)
         assert isinstance(self.jobs.waiting, PriorityWaiting)
-        self.preemptions = Preemptions(PreemptionRule.from_settings(settings), self.jobs.waiting)
+        self.preemptions = Preemptions(PreemptionRule.from_settings(settings), self.jobs.waiting,
+                                       functools.partial(gave_way_times, self.store))  # fmt: skip
         self._record: Received | None = None  # the running job's record
         self.control = ConsumerRuntime(
             settings,
@@ -330,12 +331,8 @@ class TrainerService:
             await jobs
         finally:
             self.control.stop()
-            listener.cancel()
-            fleet.cancel()
-            presence.cancel()
-            janitor.cancel()
-            notice.cancel()
-            priority.cancel()
+            for loop in (listener, fleet, presence, janitor, notice, priority):
+                loop.cancel()
             await asyncio.gather(
                 control, listener, fleet, presence, janitor, notice, priority,
                 return_exceptions=True,
@@ -388,6 +385,7 @@ class TrainerService:
             job, running = self.cancels.running, self._record
             if job is None or running is None or self.cancels.giving_way:
                 continue
+            await self.preemptions.recall(job.job_id, self.cancels.taken)  # once an attempt
             why = self.preemptions.check(running, job.job_id)
             if why is not None and self.cancels.give_way(job.job_id, why):
                 log.info("job_gives_way", job_id=job.job_id, why=why)

@@ -1,7 +1,8 @@
 """Job outcome records in S3: how a redelivered job or a late cancel learns a job has ended.
 
 ``jobs/{job_id}/outcome.json`` is written once a job ends, before its terminal event is sent,
-and holds those events; ``jobs/{job_id}/attempt.json`` counts the starts of the job;
+and holds those events; ``jobs/{job_id}/attempt.json`` counts the starts of the job (and
+when it gave way to a higher priority);
 ``jobs/{job_id}/claim.json`` holds the fingerprint of the job or sweep that owns the id, and
 its tenant and kind (who owns it: the trainer and the sweep controller read it).
 """
@@ -17,6 +18,7 @@ from sparktrainer.errors import ObjectNotFound
 from sparktrainer.storage.s3 import ObjectStore
 
 JOBS = "jobs"
+GAVE_WAY_KEPT = 16  # the latest preemptions of a job kept in its attempt record
 
 
 def _key(job_id: str, name: str) -> str:
@@ -52,21 +54,31 @@ def next_attempt(store: ObjectStore, job_id: str) -> int:
     state = _attempts(store, job_id)
     state["attempt"] += 1
     store.put_json(_key(job_id, "attempt.json"), state)
-    return state["attempt"]
+    return int(state["attempt"])
 
 
-def _attempts(store: ObjectStore, job_id: str) -> dict[str, int]:
-    """The starts counted so far and how many of them were handed over (preempted)."""
+def _attempts(store: ObjectStore, job_id: str) -> dict[str, Any]:
+    """The starts counted so far, how many of them were handed over (preempted) and when the
+    job gave way to a higher priority (``gave_way_ms``, wall-clock ms, the latest
+    ``GAVE_WAY_KEPT``)."""
     try:
         stored = store.get_json(_key(job_id, "attempt.json"))
-        return {"attempt": int(stored["attempt"]), "handed_over": int(stored.get("handed_over", 0))}
+        times = stored.get("gave_way_ms", [])
+        return {"attempt": int(stored["attempt"]), "handed_over": int(stored.get("handed_over", 0)),
+                "gave_way_ms": [int(t) for t in times][-GAVE_WAY_KEPT:]}  # fmt: skip
     except (ObjectNotFound, KeyError, ValueError, TypeError, AttributeError):
-        return {"attempt": 0, "handed_over": 0}
+        return {"attempt": 0, "handed_over": 0, "gave_way_ms": []}
 
 
 def handovers(store: ObjectStore, job_id: str) -> int:
     """How many starts of this job were handed over (not the job's fault: not held against it)."""
-    return _attempts(store, job_id)["handed_over"]
+    return int(_attempts(store, job_id)["handed_over"])
+
+
+def gave_way_times(store: ObjectStore, job_id: str) -> list[int]:
+    """When the job gave way to a higher priority (wall-clock ms), by whichever trainer: the
+    preemption bound holds across trainers. A store that cannot be read raises StorageError."""
+    return list(_attempts(store, job_id)["gave_way_ms"])
 
 
 def recorded_attempt(store: ObjectStore, job_id: str) -> int | None:
@@ -85,14 +97,19 @@ def recorded_attempt(store: ObjectStore, job_id: str) -> int | None:
         return 0
 
 
-def hand_over(store: ObjectStore, job_id: str, attempt: int) -> None:
+def hand_over(
+    store: ObjectStore, job_id: str, attempt: int, gave_way_ms: int | None = None
+) -> None:
     """Count a start that was handed over, not lost (preempted, a rebalance, a graceful stop):
     it is not held against the job's attempt limit. Its number stays used, so numbers only grow
     (an attempt's fence, ``storage/fencing.py``) and every attempt's events stay apart. Only
-    while ``attempt`` is still the latest start: a stale one changes nothing."""
+    while ``attempt`` is still the latest start: a stale one changes nothing. ``gave_way_ms``:
+    it gave way to a higher priority then (counted against the preemption bound)."""
     state = _attempts(store, job_id)
     if state["attempt"] == attempt:
         state["handed_over"] += 1
+        if gave_way_ms is not None:
+            state["gave_way_ms"] = [*state["gave_way_ms"], gave_way_ms][-GAVE_WAY_KEPT:]
         store.put_json(_key(job_id, "attempt.json"), state)
 
 

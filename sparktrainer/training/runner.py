@@ -228,7 +228,8 @@ async def _hand_back(
     the record back undone (raises HandedBack: the next owner resumes from its checkpoint; or
     ``Requeued`` when it gave way to a higher priority: it waits again on this trainer)."""
     attempt = fence.attempt
-    await asyncio.to_thread(hand_over, fence.guarded(), job.job_id, attempt)
+    gave_way_ms = int(datetime.now(UTC).timestamp() * 1000) if requeue else None
+    await asyncio.to_thread(hand_over, fence.guarded(), job.job_id, attempt, gave_way_ms)
     step = outcome.checkpoint_step
     reason = outcome.reason or "the trainer stopped"
     preempted = JobPreempted(

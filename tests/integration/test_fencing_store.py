@@ -15,7 +15,16 @@ import pytest
 from sparktrainer.errors import FencedOff
 from sparktrainer.storage.fencing import AttemptFence
 from sparktrainer.storage.layout import checkpoint_prefix, model_key
-from sparktrainer.storage.outcomes import StoredOutcome, next_attempt, read_outcome, write_outcome
+from sparktrainer.storage.outcomes import (
+    GAVE_WAY_KEPT,
+    StoredOutcome,
+    gave_way_times,
+    hand_over,
+    handovers,
+    next_attempt,
+    read_outcome,
+    write_outcome,
+)
 from sparktrainer.storage.s3 import ObjectStore, sha256_file
 
 pytestmark = pytest.mark.integration
@@ -48,3 +57,23 @@ def test_a_stale_attempts_writes_are_refused_by_the_real_store(
     assert store.get_bytes(previous) == old_file.read_bytes()  # the owner's own fallback
     assert not store.exists(model_key(job, "metadata.json"))
     assert read_outcome(store, job) is None
+
+
+def test_the_times_a_job_gave_way_are_kept_in_its_attempt_record(store: ObjectStore) -> None:
+    """The preemption bound's memory is the job's, in S3: any trainer reads what another wrote."""
+    job = f"gave-way-{secrets.token_hex(4)}"
+    assert gave_way_times(store, job) == []  # no record yet
+    next_attempt(store, job)
+    hand_over(store, job, 1, gave_way_ms=1_000)  # gave way to a higher priority
+    next_attempt(store, job)
+    hand_over(store, job, 2)  # a trainer's stop: handed over, but no preemption
+    hand_over(store, job, 1, gave_way_ms=2_000)  # stale: changes nothing
+    next_attempt(store, job)
+    hand_over(store, job, 3, gave_way_ms=3_000)
+    assert gave_way_times(store, job) == [1_000, 3_000] and handovers(store, job) == 3
+    for n in range(4, 4 + GAVE_WAY_KEPT):
+        next_attempt(store, job)
+        hand_over(store, job, n, gave_way_ms=n * 1_000)
+    assert gave_way_times(store, job)[0] == 5_000  # bounded: the latest kept
+    store.put_json(f"jobs/{job}/attempt.json", {"attempt": 9, "gave_way_ms": "soon"})
+    assert gave_way_times(store, job) == []  # unreadable: nothing known, as for the count

@@ -8,6 +8,7 @@ from aiokafka import TopicPartition
 from sparktrainer.bus.offsets import PartitionOffsets
 from sparktrainer.contracts.preemption import PreemptionRule
 from sparktrainer.contracts.scheduling import Waiting
+from sparktrainer.errors import StorageError
 from sparktrainer.scheduling.preempting import Preemptions
 from sparktrainer.settings import Settings
 from tests.unit.scheduling.test_picker import NOW, order, picker, rec
@@ -103,3 +104,38 @@ def test_the_trainer_side_records_each_preemption_and_keeps_to_the_bound() -> No
     book.gave_way("j0")
     assert book.history["j0"] == [clock.ms]  # the one outside the window is forgotten
     assert Preemptions(None, w).check(running, "j0") is None  # preemption off
+
+
+async def test_a_fresh_trainer_recalls_the_jobs_preemptions_and_keeps_to_the_bound() -> None:
+    """The bound is the job's: a trainer that never preempted it reads its attempt record."""
+    w, clock = picker(aging_s=0.0)
+    running = rec("gpu", "low", 0, NOW)
+    w.add(rec("gpu", "high", 0, NOW - 61_000, partition=1))
+    rule = PreemptionRule(60.0, max_per_job=1, window_s=100.0)
+    stored = {"j0": [NOW - 10_000]}  # another trainer made it give way 10 s ago
+    fresh = Preemptions(rule, w, lambda job_id: stored.get(job_id, []))
+    assert fresh.check(running, "j0") is not None  # before the recall it knows nothing
+    attempt = object()
+    await fresh.recall("j0", attempt)
+    assert fresh.check(running, "j0") is None and fresh.held == 1  # at its bound
+    stored["j0"] = []
+    await fresh.recall("j0", attempt)  # once an attempt: not read again
+    assert fresh.check(running, "j0") is None
+    await fresh.recall("j0", object())  # a record with fewer than it knows: its own stand
+    assert fresh.history["j0"] == [NOW - 10_000]
+    clock.ms += 91_000
+    assert fresh.check(running, "j0") is not None  # out of the window
+
+
+async def test_when_the_store_cannot_tell_what_the_trainer_knows_stands() -> None:
+    w, _ = picker(aging_s=0.0)
+    running = rec("gpu", "low", 0, NOW)
+    w.add(rec("gpu", "high", 0, NOW - 61_000, partition=1))
+
+    def down(job_id: str) -> list[int]:
+        raise StorageError("S3 down")
+
+    book = Preemptions(PreemptionRule(60.0, max_per_job=1, window_s=100.0), w, down)
+    book.gave_way("j0")
+    await book.recall("j0", object())
+    assert book.check(running, "j0") is None and book.history["j0"] == [NOW]
