@@ -74,6 +74,7 @@ def test_the_times_a_job_gave_way_are_kept_in_its_attempt_record(store: ObjectSt
     for n in range(4, 4 + GAVE_WAY_KEPT):
         next_attempt(store, job)
         hand_over(store, job, n, gave_way_ms=n * 1_000)
-    assert gave_way_times(store, job)[0] == 5_000  # bounded: the latest kept
+    kept = gave_way_times(store, job)
+    assert len(kept) == GAVE_WAY_KEPT and kept[0] == 4_000  # bounded: the latest kept
     store.put_json(f"jobs/{job}/attempt.json", {"attempt": 9, "gave_way_ms": "soon"})
     assert gave_way_times(store, job) == []  # unreadable: nothing known, as for the count
