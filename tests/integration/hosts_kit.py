@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import SecretStr
+
 from sparktrainer.bus.kafka import ensure_topics
 from sparktrainer.embedded import servers
 from sparktrainer.embedded.processes import port_open
@@ -190,8 +192,8 @@ def host_settings(home: Path, keys: servers.Credentials) -> Settings:
         home=home,
         kafka_bootstrap_servers=f"{SERVER_IP}:{KAFKA_PORT}",
         s3_endpoint=f"http://{SERVER_IP}:{PORTS['s3']}",
-        s3_access_key=keys.access_key,
-        s3_secret_key=keys.secret_key,
+        s3_access_key=SecretStr(keys.access_key),
+        s3_secret_key=SecretStr(keys.secret_key),
     )
 
 
@@ -203,7 +205,7 @@ def trainer_env(settings: Settings, home: Path, **more: str) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": str(REPO),
         "SPARKTRAINER_HOME": str(home),
-        "SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "SPARKTRAINER_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_ready(),
         "SPARKTRAINER_S3_ENDPOINT": str(settings.s3_endpoint),
         "SPARKTRAINER_S3_ACCESS_KEY": settings.s3_access_key.get_secret_value(),
         "SPARKTRAINER_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
