@@ -84,6 +84,7 @@ async def test_worker_trains_registers_and_reports_in_order(
 
 
 async def test_a_second_job_starts_warm(worker, make_job, recorder) -> None:
+    await worker.start()  # warm: an earlier test may have left its replacement still starting
     pid = worker.pid
     first_step: list[float] = []
     handed = time.monotonic()
@@ -102,6 +103,7 @@ async def test_a_second_job_starts_warm(worker, make_job, recorder) -> None:
 
 
 async def test_a_failing_job_then_a_good_one_in_the_same_worker(worker, make_job, recorder) -> None:
+    await worker.start()  # warm: an earlier test may have left its replacement still starting
     pid = worker.pid
     bad = {**DIGITS_MLP, "input_size": 10}
     failed = await worker.run(make_job(new_id("w-bad"), "pytorch.mlp", bad), 1, recorder())
